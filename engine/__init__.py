@@ -1,0 +1,1 @@
+"""The face editor's engine: PyTorch networks, checkpoint loaders and latent algorithms (no Qt)."""

@@ -1,0 +1,1 @@
+"""Editing and latent algorithms as pure functions over tensors."""

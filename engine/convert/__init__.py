@@ -1,0 +1,1 @@
+"""Readers and converters for foreign checkpoint formats, one module per format."""

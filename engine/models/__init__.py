@@ -1,0 +1,1 @@
+"""Network architectures, one plain-PyTorch module file per paper."""

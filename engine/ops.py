@@ -1,0 +1,70 @@
+"""Pure-PyTorch reference ops for the StyleGAN2 networks: FIR resampling (upfirdn2d) and biased leaky ReLU.
+
+Nothing here compiles or touches CUDA; every op runs wherever its input tensor lives.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SQRT2 = math.sqrt(2.0)
+LRELU_SLOPE = 0.2
+
+
+def fir_taps(taps: tuple[float, ...] | list[float], *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The normalised 1-D taps of a separable FIR filter: the 2-D filter is ``outer(t, t)`` and sums to 1."""
+    t = torch.as_tensor(taps, dtype=torch.float64)
+    if t.ndim != 1 or t.numel() == 0 or float(t.sum()) == 0.0:
+        raise ValueError(f"a FIR filter needs a non-empty 1-D list of taps with a non-zero sum, got {taps!r}")
+    return (t / t.sum()).to(device=device, dtype=dtype)
+
+
+def fir_filter_2d(taps: tuple[float, ...] | list[float]) -> torch.Tensor:
+    """The 2-D filter ``outer(t, t)`` (sum 1) as NVlabs stores it in its ``resample_filter`` buffers. [k, k]"""
+    t = fir_taps(taps)
+    return torch.outer(t, t)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    taps: torch.Tensor,
+    *,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad (negative crops), FIR-filter with ``outer(taps, taps) * gain``, subsample.
+
+    x: [B, C, H, W]; taps: normalised 1-D taps [k] (see ``fir_taps``). The same padding is used on both axes.
+    Output: [B, C, (H*up + pad0 + pad1 - k + down) // down, ...]. The filter is applied as a true convolution
+    (flipped taps), separably: a vertical then a horizontal depthwise pass.
+    """
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)  # [B, C, H, 1, W, 1]
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # zeros after every sample
+        x = x.reshape(b, c, h * up, w * up)
+    p0, p1 = pad
+    if p0 or p1:
+        x = F.pad(x, [p0, p1, p0, p1])
+    k = taps.numel()
+    t = taps.flip(0).to(dtype=x.dtype, device=x.device) * math.sqrt(gain)
+    x = F.conv2d(x, t.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)  # vertical pass
+    x = F.conv2d(x, t.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)  # horizontal pass
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, *, gain: float = 1.0, clamp: float | None = None):
+    """``clamp(lrelu(x + bias, 0.2) * sqrt(2) * gain, -clamp, clamp)``; bias broadcasts over dim 1."""
+    if bias is not None:
+        x = x + bias.view(1, -1, *([1] * (x.ndim - 2)))
+    x = F.leaky_relu(x, LRELU_SLOPE)
+    x = x * (SQRT2 * gain)
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x

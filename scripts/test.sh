@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install what is missing into .venv (with the test tools), then run the whole test suite (arguments pass to pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+# pytest exits 5 when it collected no tests: that is not a failure of the code, but say so loudly.
+if [[ $rc -eq 5 ]]; then
+  echo "test.sh: pytest collected no tests" >&2
+  exit 0
+fi
+exit $rc
