@@ -1,0 +1,93 @@
+"""The project's own checkpoint format: the architecture config saved with the weights.
+
+Layout (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
+
+    {"format": "face-editor/stylegan2", "format_version": 1,
+     "arch": GeneratorConfig as a dict, "state_dict": {...},          # includes mapping.w_avg
+     "discriminator": {"arch": ..., "state_dict": ...} or absent,
+     "extras": {...}}                                                   # free-form metadata (strings, numbers)
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ModelFormatError
+from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+FORMAT = "face-editor/stylegan2"
+FORMAT_VERSION = 1
+
+
+def is_own_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def _plain_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", torch.float32).clone() for k, v in module.state_dict().items()}
+
+
+def generator_checkpoint(G: Generator, *, D: Discriminator | None = None, extras: dict | None = None) -> dict:
+    """The checkpoint dict of a generator (and optionally its discriminator)."""
+    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": G.cfg.to_dict(),
+            "state_dict": _plain_state(G), "extras": dict(extras or {})}
+    if D is not None:
+        ckpt["discriminator"] = {"arch": D.cfg.to_dict(), "state_dict": _plain_state(D)}
+    return ckpt
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the target folder, then atomically replace ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_generator(path: str | os.PathLike, G: Generator, *, D: Discriminator | None = None,
+                   extras: dict | None = None) -> None:
+    """Write ``G`` (and ``D``) in the project's format, atomically."""
+    atomic_torch_save(generator_checkpoint(G, D=D, extras=extras), path)
+
+
+def _config(cls, d, *, what: str):
+    if not isinstance(d, dict):
+        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(d).__name__}")
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ModelFormatError(f"{what}: unknown architecture fields {sorted(unknown)} (written by a newer "
+                               "version of the editor?)")
+    try:
+        return cls.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+
+
+def _check_version(ckpt: dict, *, what: str) -> None:
+    v = ckpt.get("format_version")
+    if v != FORMAT_VERSION:
+        raise ModelFormatError(f"{what}: format version {v!r} is not supported (this editor reads version "
+                               f"{FORMAT_VERSION})")
+
+
+def generator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint") -> tuple[GeneratorConfig, dict]:
+    _check_version(ckpt, what=what)
+    return _config(GeneratorConfig, ckpt.get("arch"), what=what), ckpt.get("state_dict") or {}
+
+
+def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
+                           ) -> tuple[DiscriminatorConfig, dict]:
+    _check_version(ckpt, what=what)
+    d = ckpt.get("discriminator")
+    if not isinstance(d, dict):
+        raise ModelFormatError(f"{what}: the file holds no discriminator")
+    return _config(DiscriminatorConfig, d.get("arch"), what=what), d.get("state_dict") or {}
