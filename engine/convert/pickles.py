@@ -342,6 +342,8 @@ def _is_tf(obj) -> bool:
 def _describe(obj) -> str:
     if obj is None:
         return "None"
+    if isinstance(obj, _PersistentObject):
+        return f"a single network object of class {obj.class_name!r} instead of a dict of networks"
     if isinstance(obj, dict):
         keys = list(obj)[:6]
         return f"a dict with keys {keys}{' ...' if len(obj) > 6 else ''}"

@@ -145,6 +145,10 @@ def test_readers_refuse_the_other_kind_and_foreign_pickles(written, marker):
         pickles.read_pickle(pickle.dumps({"a": 1, "b": [1, 2]}))
     with pytest.raises(ModelFormatError, match="top-level object is a list of 2 items"):
         pickles.read_pickle(pickle.dumps([1, 2.0]))
+    with writer.nvidia_module_names():
+        lone = pickle.dumps(writer.augment_pipe_object(""))
+    with pytest.raises(ModelFormatError, match="a single network object of class 'AugmentPipe'"):
+        pickles.read_pickle(lone)
 
 
 def test_nvlabs_pickle_loads_through_load_generator(fx, written, marker, tmp_path):
