@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from . import checkpoints
-from .convert import nvlabs, rosinality
+from .convert import nvlabs, pickles, rosinality, tf_legacy
+from .convert.common import short_list
 from .errors import ModelFormatError
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -75,10 +76,7 @@ def read_model_file(path: str | os.PathLike):
     if head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_TORCH_MAGIC):
         return "torch", _torch_load(path)
     if head[:1] == b"\x80":
-        from .convert import pickles
-
-        kind, content = pickles.read_pickle(path)
-        return kind, content
+        return pickles.read_pickle(path)
     raise ModelFormatError(f"{path.name} is not a model file the editor knows (neither a PyTorch checkpoint nor "
                            f"a pickle; it starts with {head[:8]!r})")
 
@@ -116,10 +114,8 @@ def _generator_parts(kind: str, obj, label: str) -> tuple[GeneratorConfig, dict,
         cfg, sd, notes = nvlabs.generator_from_nvlabs(rec.state_dict, rec.init_kwargs, what=label)
         return cfg, sd, notes, "nvlabs-pickle", f"NVIDIA network pickle ({which}, class {rec.class_name})"
     if kind == "tf-pickle":
-        from .convert import tf_legacy
-
-        gs, d = _tf_networks(obj, label)
-        g_sd, g_kw, _, _ = tf_legacy.tf_to_nvlabs(gs, d)
+        gs, _ = _tf_networks(obj, label)
+        g_sd, g_kw, _, _ = tf_legacy.tf_to_nvlabs(gs)
         g_kw = dict(g_kw)
         channels = g_kw.pop("channels", None)
         g_kw.get("synthesis_kwargs", {}).pop("channel_base", None)
@@ -164,8 +160,6 @@ def _discriminator_parts(kind: str, obj, label: str) -> tuple[DiscriminatorConfi
         cfg, sd, notes = nvlabs.discriminator_from_nvlabs(rec.state_dict, rec.init_kwargs, what=label)
         return cfg, sd, notes, "nvlabs-pickle", f"NVIDIA network pickle (D, class {rec.class_name})"
     if kind == "tf-pickle":
-        from .convert import tf_legacy
-
         gs, d = _tf_networks(obj, label)
         if d is None:
             raise ModelFormatError(f"{label}: the TensorFlow pickle holds no discriminator")
@@ -226,8 +220,6 @@ def _load_strict(module: torch.nn.Module, sd: dict, label: str) -> None:
     missing = [k for k in own if k not in sd]
     unexpected = [k for k in sd if k not in own]
     if missing or unexpected:
-        from .convert.common import short_list
-
         parts = []
         if missing:
             parts.append(f"missing {short_list(missing)}")
