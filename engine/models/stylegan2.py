@@ -34,6 +34,18 @@ def channels_from_base(resolution: int, *, channel_base: int, channel_max: int) 
     return tuple(min(channel_base // 2**i, channel_max) for i in range(2, n + 1))
 
 
+def _normalise_tables(cfg) -> None:
+    """Store a config's channel table and filter taps as tuples and check the table has one width per level."""
+    n = _log2_resolution(cfg.img_resolution)
+    object.__setattr__(cfg, "channels", tuple(int(c) for c in cfg.channels))
+    object.__setattr__(cfg, "resample_filter", tuple(cfg.resample_filter))
+    if len(cfg.channels) != n - 1:
+        raise ValueError(f"channels must list one width per resolution 4..{cfg.img_resolution} ({n - 1} values), "
+                         f"got {len(cfg.channels)}")
+    if min(cfg.channels) <= 0:
+        raise ValueError(f"channels must be positive, got {cfg.channels}")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Architecture of a StyleGAN2 generator; everything needed to rebuild it without command-line flags.
@@ -56,19 +68,10 @@ class GeneratorConfig:
     use_noise: bool = True
 
     def __post_init__(self):
-        n = _log2_resolution(self.img_resolution)
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "resample_filter", tuple(self.resample_filter))
-        if len(self.channels) != n - 1:
-            raise ValueError(
-                f"channels must list one width per resolution 4..{self.img_resolution} ({n - 1} values), "
-                f"got {len(self.channels)}"
-            )
+        _normalise_tables(self)
         for name in ("z_dim", "w_dim", "mapping_layers", "img_channels"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if min(self.channels) <= 0:
-            raise ValueError(f"channels must be positive, got {self.channels}")
 
     @property
     def resolutions(self) -> tuple[int, ...]:
@@ -111,14 +114,7 @@ class DiscriminatorConfig:
     resample_filter: tuple[int, ...] = (1, 3, 3, 1)
 
     def __post_init__(self):
-        n = _log2_resolution(self.img_resolution)
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "resample_filter", tuple(self.resample_filter))
-        if len(self.channels) != n - 1:
-            raise ValueError(
-                f"channels must list one width per resolution 4..{self.img_resolution} ({n - 1} values), "
-                f"got {len(self.channels)}"
-            )
+        _normalise_tables(self)
 
     @property
     def resolutions(self) -> tuple[int, ...]:
