@@ -125,3 +125,23 @@ def test_batch_independence(G):
     batch = G(z)
     for i in range(4):
         torch.testing.assert_close(batch[i:i + 1], G(z[i:i + 1]), rtol=1e-5, atol=1e-5)
+
+
+def test_engine_never_touches_the_global_rngs(G, tmp_path):
+    """Loading, mapping, synthesis in every noise mode and seed helpers leave torch's and numpy's global RNGs
+    untouched (all randomness is explicit)."""
+    from engine import load_generator
+    from engine.checkpoints import save_generator
+
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    save_generator(tmp_path / "g.pt", G)
+    ck = {k: v for k, v in G.state_dict().items() if k != "mapping.w_avg" and "noise_const" not in k}
+    G2 = load_generator({"G_ema": ck})  # fills noise and computes w_avg
+    with torch.no_grad():
+        ws = G2.mapping(seeds_to_z([1, 2], G2.z_dim), truncation_psi=0.5)
+        for mode in ("const", "none", "random"):
+            G2.synthesis(ws, noise_mode=mode)
+    make_noise([4, 8], seed=1)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
