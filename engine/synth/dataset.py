@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from .params import (ATTRIBUTE_NAMES, NUM_PARAMS, PARAM_NAMES, SH_NAMES, attributes, draw_params, sample_params)
-from .styles import DOMAINS, check_domain, check_size, render
+from .styles import DOMAINS, check_domain, check_size, render_faces
 
 LABELS_FILE = "labels.json"
 Progress = Callable[[int, int], None]
@@ -40,7 +40,7 @@ def sample_batch(batch_size: int, *, size: int, domain: str = "photo",
         params = np.stack([draw_params(rng_or_seed) for _ in range(batch_size)])
     else:
         params = sample_params(batch_size, seed=int(rng_or_seed), start_index=start_index)
-    images = render(params, size=size, domain=domain) * 2.0 - 1.0
+    images = render_faces(params, size=size, domain=domain) * 2.0 - 1.0
     return images, params, attributes(params)
 
 
@@ -70,7 +70,7 @@ def write_dataset(out_dir, *, domain: str = "photo", n: int, size: int = 64, see
         count = min(batch, n - first)
         index0 = start_index + first
         params = sample_params(count, seed=seed, start_index=index0)
-        pixels = to_uint8(render(params, size=size, domain=domain))
+        pixels = to_uint8(render_faces(params, size=size, domain=domain))
         conditions = attributes(params)
         for k in range(count):
             name = f"{index0 + k:0{digits}d}.png"

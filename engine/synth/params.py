@@ -76,7 +76,7 @@ def draw_params(rng: np.random.Generator) -> np.ndarray:
     age = 18.0 + 62.0 * rng.beta(1.5, 2.4)
     age01 = (age - 18.0) / 62.0
     p["age"] = age
-    p["glasses"] = float(rng.random() < 0.22 + 0.3 * age01)
+    p["glasses"] = float(rng.random() < 0.12 + 0.3 * age01)
     p["yaw"] = float(np.clip(rng.normal(0.0, 13.0), -30, 30))
     p["pitch"] = float(np.clip(rng.normal(0.0, 7.0), -20, 20))
     p["smile"] = rng.uniform(0.0, 0.15) if rng.random() < 0.35 else rng.uniform(0.15, 1.0)
@@ -88,8 +88,8 @@ def draw_params(rng: np.random.Generator) -> np.ndarray:
         p["beard"] = 0.0
     p["light_azimuth"] = rng.uniform(-75.0, 75.0)
     p["light_elevation"] = rng.uniform(-10.0, 60.0)
-    p["light_intensity"] = rng.uniform(0.35, 1.0)
-    p["ambient"] = rng.uniform(0.35, 0.7)
+    p["light_intensity"] = rng.uniform(0.3, 0.9)
+    p["ambient"] = rng.uniform(0.45, 0.75)
 
     for name in ("face_width", "face_length", "jaw", "skin_warmth", "blush", "eye_size", "eye_spacing",
                  "brow_thickness", "brow_arch", "brow_height", "nose_length", "nose_width", "mouth_width",

@@ -107,7 +107,7 @@ def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
-def _aa(sdf: torch.Tensor, px: float) -> torch.Tensor:
+def coverage(sdf: torch.Tensor, px: float) -> torch.Tensor:
     """Anti-aliased coverage of ``sdf < 0`` with a one-pixel ramp."""
     return (0.5 - sdf / px).clamp(0.0, 1.0)
 
@@ -126,13 +126,13 @@ def _round_box(dx, dy, hw, hh, r):
     return outside + torch.maximum(qx, qy).clamp(max=0) - r
 
 
-def _band(d, width):
+def line_profile(d, width):
     """Smooth line profile: 1 on the curve, 0 beyond ``width``."""
     t = (1.0 - d.abs() / width).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
-def _smoothstep(e0, e1, x):
+def smoothstep(e0, e1, x):
     t = ((x - e0) / (e1 - e0)).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -201,7 +201,7 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     P = o + t_hit * d  # [B,3,H,W] head-frame surface point
     X, Y, Z = P[:, 0:1], P[:, 1:2], P[:, 2:3]
     proxy_sdf = (torch.sqrt((inside + 1).clamp(min=0)) - 1) * _t(radii[0])
-    proxy = _aa(proxy_sdf, px)
+    proxy = coverage(proxy_sdf, px)
     n_head = P / r2  # [B,3,H,W] unnormalised ellipsoid normal, head frame
 
     # ---- feature layout (head frame) ----
@@ -217,7 +217,7 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
 
     # nose and cheeks are small height bumps h(X, Y) (image widths) that bend the normal by -grad h
     ridge_w, tip_s, cheek_s = nose_w * 0.6, nose_w * 0.9, 0.055
-    ridge = 0.012 * torch.exp(-(X / ridge_w) ** 2) * _smoothstep(EYE_Y + 0.02, EYE_Y - 0.03, Y) * (Y > nose_tip)
+    ridge = 0.012 * torch.exp(-(X / ridge_w) ** 2) * smoothstep(EYE_Y + 0.02, EYE_Y - 0.03, Y) * (Y > nose_tip)
     tip_dy = Y - (nose_tip + 0.012)
     tip = 0.018 * torch.exp(-(X ** 2 + tip_dy ** 2) / tip_s ** 2)
     cheek_dx, cheek_dy = X_abs - 0.11, Y - (MOUTH_Y + 0.1 + 0.02 * smile)
@@ -250,12 +250,12 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     neck_hw = 0.088 + 0.022 * male
     ndx = x - neck_x
     neck_sdf = torch.maximum(ndx.abs() - neck_hw, y - (_t(cy) - 0.05))
-    neck_shadow = 1.0 - 0.4 * _smoothstep(-0.47, -0.33, y)
+    neck_shadow = 1.0 - 0.4 * smoothstep(-0.47, -0.33, y)
     nn = torch.cat([(ndx / neck_hw).clamp(-0.9, 0.9).expand_as(neck_sdf), torch.full_like(neck_sdf, -0.25),
                     torch.ones_like(neck_sdf)], 1)
-    canvas.put(_aa(neck_sdf, px), skin * neck_shadow, normal=_unit(nn), sdf=neck_sdf, shine=0.05)
+    canvas.put(coverage(neck_sdf, px), skin * neck_shadow, normal=_unit(nn), sdf=neck_sdf, shine=0.05)
     _torso(canvas, g, s, x, y, px, noise, skin * 0.92, _t(cx))
-    over_shoulders = _smoothstep(0.0, 0.03, (x - neck_x).abs() - neck_hw) * (y < _t(cy) - 0.25)
+    over_shoulders = smoothstep(0.0, 0.03, (x - neck_x).abs() - neck_hw) * (y < _t(cy) - 0.25)
     canvas.put(hair_alpha * over_shoulders, hair * 0.8, tex=hair_rgb_px, normal=hair_normal, sdf=hair_sdf,
                support=hair_alpha * over_shoulders, shine=0.25)
 
@@ -266,8 +266,8 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
         facing = np.clip(-side * np.sin(np.radians(g["yaw"])) * 2.0 + 0.75, 0.2, 1.4)
         edx, edy = x - _t(cx + side * sil_w * 0.96), y - _t(ear_y)
         ear_sdf = _ellipse(edx, edy, _t(0.034 * facing), 0.062)
-        ear_alpha = _aa(ear_sdf, px) * (1.0 - s["ears_covered"])
-        inner = _band(_ellipse(edx, edy, _t(0.018 * facing), 0.04), 0.01)
+        ear_alpha = coverage(ear_sdf, px) * (1.0 - s["ears_covered"])
+        inner = line_profile(_ellipse(edx, edy, _t(0.018 * facing), 0.04), 0.01)
         canvas.put(ear_alpha, skin * (1.0 - 0.25 * inner), normal=n_plain, sdf=ear_sdf, support=ear_alpha, shine=0.05)
 
     # face skin: proxy ellipsoid cut by a superellipse jaw in the head frame
@@ -277,8 +277,9 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     hy_px = torch.where(lower, _t(hy), _t(hy * 0.95))
     jaw_t = (X_abs / _t(hx)).pow(p_jaw) + (Y.abs() / hy_px).pow(p_jaw)
     skin_sdf = (jaw_t.pow(1.0 / p_jaw) - 1.0) * _t(hx)
+    skin_sdf = torch.minimum(skin_sdf, torch.maximum(Z - 0.05, MOUTH_Y + 0.03 - Y))  # the head's sides
     skin_sdf = torch.maximum(skin_sdf, proxy_sdf)
-    skin_alpha = _aa(skin_sdf, px)
+    skin_alpha = coverage(skin_sdf, px)
     face_tex = 1.0 + 0.015 * noise[:, 0:1] - 0.04 * age01 * noise[:, 1:2].clamp(min=0)
     face_rgb = skin
     blush = (0.08 + 0.12 * s["blush"] * (1 - 0.6 * male)) * torch.exp(-(cheek_dx ** 2 + cheek_dy ** 2) / 0.05 ** 2)
@@ -290,8 +291,8 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     crease = _eyes(canvas, s, X, Y, dx_eye, ex, ew, eye_open, px, on_face, skin, brow, eye_rgb, age01)
     crease = crease + _nose(canvas, X, Y, nose_tip, nose_w, px, on_face, skin, smile, age01, mouth_hw)
     crease = crease + _mouth(canvas, s, X, Y, mouth_hw, px, on_face, lips, male)
-    wr = _smoothstep(0.3, 0.95, age01) * on_face
-    forehead = sum(_band(Y - (EYE_Y + 0.13 + 0.03 * k) + 0.04 * (X / 0.12) ** 2, 0.0045) for k in range(3))
+    wr = smoothstep(0.3, 0.95, age01) * on_face
+    forehead = sum(line_profile(Y - (EYE_Y + 0.13 + 0.03 * k) + 0.04 * (X / 0.12) ** 2, 0.0045) for k in range(3))
     crease = crease + wr * forehead * (X_abs < 0.11) * 0.8
 
     _front_hair(canvas, s, X, Y, Z, X_abs, px, proxy, proxy_sdf, hair, noise, normal, hx, hy)
@@ -333,11 +334,11 @@ def _torso(canvas, g, s, x, y, px, noise, skin, cx):
     body = _ellipse(dx, dy, wx, 0.42)
     nrm = _unit(torch.cat([(dx / wx).clamp(-0.95, 0.95).expand_as(body), (dy / 0.42).clamp(-0.3, 0.95).expand_as(body),
                            torch.full_like(body, 0.8)], 1))
-    canvas.put(_aa(body, px), shirt, tex=1.0 + 0.06 * noise[:, 3:4], normal=nrm, sdf=body, shine=0.03)
+    canvas.put(coverage(body, px), shirt, tex=1.0 + 0.06 * noise[:, 3:4], normal=nrm, sdf=body, shine=0.03)
     cut_round = _ellipse(dx, y + 0.38, 0.085, 0.07)
     cut_v = (dx.abs() * 1.3 - (y + 0.5)) * 0.6
     cut_sdf = torch.maximum(torch.where(s["neckline"] > 0.5, cut_v, cut_round), body)
-    canvas.put(_aa(cut_sdf, px), skin, normal=nrm, sdf=cut_sdf, shine=0.03)
+    canvas.put(coverage(cut_sdf, px), skin, normal=nrm, sdf=cut_sdf, shine=0.03)
 
 
 def _back_hair_shape(s, x, y, noise, cx, cy, radii):
@@ -350,14 +351,14 @@ def _back_hair_shape(s, x, y, noise, cx, cy, radii):
     hy = _t(radii[1]) + 0.01 + 0.06 * vol
     dx, dy = x - cx, y - cy - 0.02
     dome = _ellipse(dx, dy, hx, hy)
-    dome = torch.maximum(dome, dy - hy * (1.0 - 0.85 * bald))  # baldness removes the top
+    dome = torch.maximum(dome, dy - hy * (1.0 - 0.85 * bald * bald))  # baldness removes the top
     bottom = -0.12 - 0.5 * length
     curtain_hw = hx * (0.95 + 0.1 * length) + 0.05 * length * (-dy).clamp(min=0)
     curtain = _round_box(dx, dy - bottom / 2, curtain_hw, (-bottom / 2) + 0.01, 0.06)
     shape = torch.minimum(dome, torch.maximum(curtain, dy))
     theta = torch.atan2(dy, dx)
     shape = shape + curl * 0.018 * torch.sin(theta * 22.0 + 3.0 * noise[:, 1:2]) + 0.006 * noise[:, 0:1]
-    alpha = _aa(shape, 1.0 / x.shape[-1])
+    alpha = coverage(shape, 1.0 / x.shape[-1])
     shade = 0.9 + 0.15 * torch.tanh(torch.lerp(noise[:, 3:4], noise[:, 1:2] * 1.6, curl))
     nrm = _unit(torch.cat([(dx / hx).clamp(-0.9, 0.9).expand_as(shape), (dy / hy).clamp(-0.9, 0.9).expand_as(shape),
                            torch.full_like(shape, 0.6)], 1))
@@ -371,22 +372,21 @@ def _eyes(canvas, s, X, Y, dx_eye, ex, ew, eye_open, px, on_face, skin, brow, ey
     top = EYE_Y + eh * (1 - u * u) + 0.004 * u
     low = EYE_Y - 0.75 * eh * (1 - u * u)
     eye_sdf = torch.maximum(torch.maximum(dx_eye.abs() - ew, Y - top), low - Y)
-    eye_alpha = _aa(eye_sdf, px) * on_face
+    eye_alpha = coverage(eye_sdf, px) * on_face
     canvas.put(eye_alpha, torch.tensor([0.93, 0.91, 0.88]).view(1, 3, 1, 1), sdf=eye_sdf, support=on_face,
                shine=0.3)
     iris_r = ew * 0.5
     iris = torch.sqrt(dx_eye ** 2 + (Y - EYE_Y - 0.1 * eh) ** 2)
-    iris_alpha = _aa(iris - iris_r, px) * eye_alpha
-    ring = 1.0 - 0.5 * _smoothstep(iris_r * 0.55, iris_r, iris)
-    pupil = _aa(iris - iris_r * 0.42, px)
-    canvas.put(iris_alpha, eye_rgb * ring * (1 - pupil) + 0.03 * pupil, sdf=iris - iris_r, support=eye_alpha,
-               shine=0.8)
+    iris_alpha = coverage(iris - iris_r, px) * eye_alpha
+    ring = 1.0 - 0.5 * smoothstep(iris_r * 0.55, iris_r, iris)
+    pupil = coverage(iris - iris_r * 0.42, px)
+    canvas.put(iris_alpha, eye_rgb * ring * (1 - pupil) + 0.03 * pupil, shine=0.8)
     # upper lid and lashes: a dark band along the top curve, longer and bolder on female faces
     female = 1.0 - s["gender"]
     lash_w = 0.006 + 0.004 * female
-    lash = _band(Y - top - lash_w * 0.5, lash_w) * (dx_eye.abs() < ew * (1.0 + 0.15 * female))
+    lash = line_profile(Y - top - lash_w * 0.5, lash_w) * (dx_eye.abs() < ew * (1.0 + 0.15 * female))
     canvas.put(lash * on_face, torch.tensor([0.08, 0.05, 0.05]).view(1, 3, 1, 1) * 0.5 + skin * 0.1)
-    lid_crease = _band(Y - top - 0.022 - 0.004 * (1 - u * u), 0.004) * (dx_eye.abs() < ew * 0.9)
+    lid_crease = line_profile(Y - top - 0.022 - 0.004 * (1 - u * u), 0.004) * (dx_eye.abs() < ew * 0.9)
     # brows: curved tapered bars
     bh = EYE_Y + 0.06 + 0.018 * s["brow_height"] - 0.01 * s["gender"] + 0.008 * s["smile"]
     bw = 0.056
@@ -395,13 +395,14 @@ def _eyes(canvas, s, X, Y, dx_eye, ex, ew, eye_open, px, on_face, skin, brow, ey
     arch = (0.006 + 0.02 * s["brow_arch"] * (1 - 0.5 * s["gender"])) * (1 - (v - 0.25) ** 2)
     thick = (0.005 + 0.007 * s["brow_thickness"] + 0.007 * s["gender"]) * (1.0 - 0.45 * v.clamp(min=0))
     brow_sdf = torch.maximum((Y - bh - arch).abs() - thick, bdx.abs() - bw)
-    brow_alpha = _aa(brow_sdf, px) * on_face * (0.92 - 0.25 * age01)
-    canvas.put(brow_alpha, brow, sdf=brow_sdf, support=brow_alpha)
+    brow_alpha = coverage(brow_sdf, px) * on_face * (0.92 - 0.25 * age01)
+    brow_stroke = torch.maximum((Y - bh - arch).abs(), bdx.abs() - bw)  # contour along the brow's middle
+    canvas.put(brow_alpha, brow, sdf=brow_stroke, support=on_face)
     # age: bags under the eyes and crow's feet
-    bags = _band(Y - (low - 0.014) + 0.01 * u * u, 0.004) * (dx_eye.abs() < ew * 0.8)
-    crow = _band((Y - EYE_Y) - 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
-    crow = crow + _band((Y - EYE_Y) + 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
-    aged = _smoothstep(0.25, 0.9, age01)
+    bags = line_profile(Y - (low - 0.014) + 0.01 * u * u, 0.004) * (dx_eye.abs() < ew * 0.8)
+    crow = line_profile((Y - EYE_Y) - 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
+    crow = crow + line_profile((Y - EYE_Y) + 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
+    aged = smoothstep(0.25, 0.9, age01)
     return on_face * (0.5 * lid_crease + aged * (0.8 * bags + 0.8 * crow))
 
 
@@ -409,13 +410,13 @@ def _nose(canvas, X, Y, tip, nose_w, px, on_face, skin, smile, age01, mouth_hw):
     """Nostrils and the folds from the nose wings to the mouth corners (creases)."""
     X_abs = X.abs()
     nostril = _ellipse(X_abs - nose_w * 0.55, Y - tip + 0.003, nose_w * 0.4, 0.0075)
-    canvas.put(_aa(nostril, px) * on_face * 0.85, skin * 0.35)
-    wing = _band(torch.sqrt((X_abs - nose_w * 0.75) ** 2 + ((Y - tip - 0.008) * 1.3) ** 2) - nose_w * 0.45, 0.004)
+    canvas.put(coverage(nostril, px) * on_face * 0.85, skin * 0.35)
+    wing = line_profile(torch.sqrt((X_abs - nose_w * 0.75) ** 2 + ((Y - tip - 0.008) * 1.3) ** 2) - nose_w * 0.45, 0.004)
     wing = wing * (Y < tip + 0.012) * (X_abs > nose_w * 0.6)
     fold_t = ((tip - 0.005 - Y) / 0.1).clamp(0, 1)
     fold_x = nose_w + 0.015 + (mouth_hw - nose_w + 0.002) * fold_t
-    fold = _band(X_abs - fold_x, 0.005) * (Y < tip - 0.005) * (Y > MOUTH_Y - 0.02)
-    return on_face * (0.7 * wing + (0.5 * smile + 0.6 * _smoothstep(0.2, 0.8, age01)) * fold)
+    fold = line_profile(X_abs - fold_x, 0.005) * (Y < tip - 0.005) * (Y > MOUTH_Y - 0.02)
+    return on_face * (0.7 * wing + (0.5 * smile + 0.6 * smoothstep(0.2, 0.8, age01)) * fold)
 
 
 def _mouth(canvas, s, X, Y, hw, px, on_face, lips, male):
@@ -430,14 +431,14 @@ def _mouth(canvas, s, X, Y, hw, px, on_face, lips, male):
     upper = line + upper_t * (1 - u.abs() ** 1.6) ** 0.6 * bow
     lower = line - opening - lower_t * (1 - u * u) ** 0.5
     mouth_sdf = torch.maximum(torch.maximum(X.abs() - hw, Y - upper), lower - Y)
-    canvas.put(_aa(mouth_sdf, px) * on_face, lips, sdf=mouth_sdf, support=on_face, shine=0.35)
+    canvas.put(coverage(mouth_sdf, px) * on_face, lips, sdf=mouth_sdf, support=on_face, shine=0.35)
     inner_sdf = torch.maximum(torch.maximum(X.abs() - hw * 0.92, Y - line), line - opening - Y)
-    inner_alpha = _aa(inner_sdf, px * 0.7) * on_face * (opening > 0.002)
+    inner_alpha = coverage(inner_sdf, px * 0.7) * on_face * (opening > 0.002)
     teeth = (Y > line - opening * 0.6).float()
     inner_rgb = torch.lerp(torch.tensor([0.25, 0.05, 0.06]).view(1, 3, 1, 1),
                            torch.tensor([0.93, 0.91, 0.85]).view(1, 3, 1, 1), teeth)
     canvas.put(inner_alpha, inner_rgb, sdf=inner_sdf, support=inner_alpha)
-    lip_line = _band(Y - line, 0.005) * (X.abs() < hw * 0.98)
+    lip_line = line_profile(Y - line, 0.005) * (X.abs() < hw * 0.98)
     return on_face * 0.9 * lip_line
 
 
@@ -446,7 +447,7 @@ def _front_hair(canvas, s, X, Y, Z, X_abs, px, proxy, proxy_sdf, hair, noise, no
     bald, bangs, part, length = s["baldness"], s["bangs"], s["hair_part"], s["hair_length"]
     hairline = EYE_Y + 0.18 + 0.035 * (X / 0.14) ** 2 - 0.02 * (X * part * 8).clamp(-1, 1)
     hairline = torch.lerp(hairline, EYE_Y + 0.095 + 0.012 * torch.sin(X * 70 + 3 * part), bangs)
-    hairline = hairline + bald * (0.2 + 0.1 * (X_abs / 0.12)) + 0.3 * _smoothstep(0.55, 1.0, bald)
+    hairline = hairline + bald * (0.1 + 0.15 * (X_abs / 0.12)) + 0.3 * smoothstep(0.5, 1.0, bald)
     top = Y - hairline  # > 0 is hair
     side_x = _t(hx) * (0.9 + 0.03 * bald)
     side = torch.minimum(X_abs - side_x, (EYE_Y + 0.22 - 0.1 * bald) - Y)
@@ -454,7 +455,7 @@ def _front_hair(canvas, s, X, Y, Z, X_abs, px, proxy, proxy_sdf, hair, noise, no
     back = torch.minimum(torch.minimum(0.01 - Z, Y - (EYE_Y - 0.02)), 0.05 * (0.6 - bald))
     hair_sdf = -torch.maximum(torch.maximum(top, side), back)
     hair_sdf = hair_sdf + 0.004 * noise[:, 0:1] * (1 + 2 * s["hair_curl"])
-    alpha = _aa(hair_sdf, px) * proxy
+    alpha = coverage(hair_sdf, px) * proxy
     tex = 1.0 + 0.16 * torch.tanh(torch.lerp(noise[:, 3:4], 1.6 * noise[:, 1:2], s["hair_curl"]))
     canvas.put(alpha, hair, tex=tex, normal=normal, sdf=hair_sdf, support=proxy, shine=0.3)
 
@@ -462,14 +463,14 @@ def _front_hair(canvas, s, X, Y, Z, X_abs, px, proxy, proxy_sdf, hair, noise, no
 def _beard(canvas, s, X, Y, X_abs, px, proxy, skin_sdf, color, noise, normal, mouth_hw, hx):
     """Beard: stubble tint at low values, a full beard reaching past the chin at high values."""
     amount = s["beard"]
-    rise = _smoothstep(0.06, _t(hx) * 0.95, X_abs)
+    rise = smoothstep(0.06, _t(hx) * 0.95, X_abs)
     beard_top = MOUTH_Y + 0.045 + (EYE_Y - 0.05 - MOUTH_Y - 0.045) * rise
     region = torch.maximum(Y - beard_top, skin_sdf - 0.035 * amount * (Y < MOUTH_Y - 0.03))
     region = region + 0.006 * noise[:, 1:2] * amount
     lips_gap = _ellipse(X, Y - (MOUTH_Y - 0.002), mouth_hw * 0.95, 0.018 + 0.01 * s["smile"])
     region = torch.maximum(region, -lips_gap)
-    density = _smoothstep(0.0, 0.45, amount) * (0.45 + 0.55 * _smoothstep(0.3, 0.75, amount))
-    alpha = _aa(region, px) * proxy * density
+    density = smoothstep(0.0, 0.45, amount) * (0.45 + 0.55 * smoothstep(0.3, 0.75, amount))
+    alpha = coverage(region, px) * proxy * density
     tex = 1.0 + 0.2 * torch.tanh(noise[:, 1:2] * 1.5)
     canvas.put(alpha, color, tex=tex, normal=normal, sdf=region, support=alpha * (amount > 0.3), shine=0.1)
 
@@ -487,6 +488,7 @@ def _glasses(canvas, s, g, X, Y, X_abs, ex, ew, px, proxy, normal, hx):
     temple = torch.maximum((Y - EYE_Y - 0.012).abs() - rim_t * 0.7, -(X_abs - ex - gw + 0.002))
     frame_sdf = torch.minimum(torch.minimum(lens.abs() - rim_t, bridge), temple)
     tint = 0.12 + 0.8 * s["lens_tint"] ** 2
-    canvas.put(_aa(lens, px) * on * tint, torch.tensor([0.1, 0.1, 0.12]).view(1, 3, 1, 1), shine=0.9)
+    canvas.put(coverage(lens, px) * on * tint, torch.tensor([0.1, 0.1, 0.12]).view(1, 3, 1, 1), shine=0.9)
     frame_rgb = _t(_palette(_FRAMES, g["glasses_color"]))
-    canvas.put(_aa(frame_sdf, px) * on, frame_rgb, normal=normal, sdf=frame_sdf, support=on, shine=0.6)
+    frame_stroke = torch.minimum(torch.minimum(lens.abs(), bridge + rim_t * 0.8), temple + rim_t * 0.7)
+    canvas.put(coverage(frame_sdf, px) * on, frame_rgb, normal=normal, sdf=frame_stroke, support=on, shine=0.6)

@@ -1,4 +1,4 @@
-"""Visual domains: one ``Scene`` rendered as a photo, a cartoon, a line drawing, a pencil sketch, a painting or
+"""Visual domains and the ``render_faces`` entry point: one ``Scene`` rendered as a photo, a cartoon, a line drawing, a pencil sketch, a painting or
 pop art. Every style reads the same layers, so the same parameters give the same face in every domain.
 
 All styles return RGB in [0,1], [B,3,H,W]. Widths are in image widths, so a style looks the same at any size.
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .render import Scene, _aa, _band, _smoothstep, build_scene
+from .render import Scene, build_scene, coverage, line_profile, smoothstep
 
 # irradiance / pi = sum_k A_k c_k Y_k(n), A = (pi, 2pi/3, pi/4) / pi per SH order
 _SH_WEIGHTS = torch.tensor([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])
@@ -53,7 +53,7 @@ def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 def _shaded(scene: Scene) -> torch.Tensor:
     """Albedo lit by the SH environment, with creases and contact shadows. [B,3,H,W]"""
     px = 1.0 / scene.size
-    occlusion = 1.0 - 0.22 * _band(scene.edge, 0.008 + px) * scene.lit
+    occlusion = 1.0 - 0.22 * line_profile(scene.edge, 0.008 + px) * scene.lit
     return scene.albedo * scene.tex * irradiance(scene) * (1.0 - 0.4 * scene.crease) * occlusion
 
 
@@ -61,7 +61,7 @@ def photo(scene: Scene) -> torch.Tensor:
     """Soft shaded, textured, slightly blurred, vignetted."""
     img = _shaded(scene) + 0.45 * _specular(scene, power=24.0)
     img = _blur(img, 0.0045)
-    vignette = 1.0 - 0.35 * (scene.x ** 2 + scene.y ** 2)
+    vignette = 1.0 - 0.25 * (scene.x ** 2 + scene.y ** 2)
     return (img * vignette).clamp(0, 1)
 
 
@@ -74,14 +74,14 @@ def toon(scene: Scene) -> torch.Tensor:
     cel = torch.lerp(torch.ones_like(cel), cel, scene.lit)
     grey = (scene.albedo * _LUMA).sum(1, keepdim=True)
     flat = (grey + 1.35 * (scene.albedo - grey)).clamp(0, 1) * cel
-    line = torch.maximum(_aa(scene.edge - max(0.008, 0.9 * px), px), (scene.crease > 0.6).float() * 0.8)
+    line = torch.maximum(coverage(scene.edge - max(0.007, 0.6 * px), px), (scene.crease > 0.6).float() * 0.8)
     return (flat * (1 - line)).clamp(0, 1)
 
 
 def edges(scene: Scene) -> torch.Tensor:
     """A line drawing: dark contours and folds on white."""
     px = 1.0 / scene.size
-    line = torch.maximum(_aa(scene.edge - max(0.005, 0.7 * px), px), 0.8 * _smoothstep(0.25, 0.7, scene.crease))
+    line = torch.maximum(coverage(scene.edge - max(0.005, 0.6 * px), px), 0.8 * smoothstep(0.25, 0.7, scene.crease))
     return (1.0 - 0.92 * line).expand(-1, 3, -1, -1).contiguous()
 
 
@@ -93,9 +93,9 @@ def sketch(scene: Scene) -> torch.Tensor:
     freq = 2 * math.pi * 22.0
     h1 = 0.5 + 0.5 * torch.sin(freq * (scene.x + scene.y) + 0.5 * scene.noise[:, 0:1])
     h2 = 0.5 + 0.5 * torch.sin(freq * (scene.x - scene.y) + 0.5 * scene.noise[:, 1:2])
-    hatch = _smoothstep(0.3, 0.7, h1 * dark * 2.0) + 0.8 * _smoothstep(0.3, 0.7, h2 * (dark - 0.3) * 2.5)
+    hatch = smoothstep(0.3, 0.7, h1 * dark * 2.0) + 0.8 * smoothstep(0.3, 0.7, h2 * (dark - 0.3) * 2.5)
     width = max(0.005, 0.7 * px) * (1.0 + 0.35 * scene.noise[:, 2:3]).clamp(0.4, 1.6)
-    line = torch.maximum(_aa(scene.edge - width, px) * 0.85, 0.6 * _smoothstep(0.3, 0.8, scene.crease))
+    line = torch.maximum(coverage(scene.edge - width, px) * 0.85, 0.6 * smoothstep(0.3, 0.8, scene.crease))
     paper = 0.95 + 0.02 * scene.noise[:, 3:4]
     value = paper * (1.0 - 0.5 * hatch.clamp(0, 1)) * (1.0 - line) + 0.12 * line
     tint = torch.tensor([1.0, 0.98, 0.94]).view(1, 3, 1, 1)
@@ -131,7 +131,7 @@ def pop(scene: Scene) -> torch.Tensor:
     mid_tex = torch.lerp(mid, dark, 0.55 * dots)
     figure = torch.where(tone > 0.62, light, torch.where(tone > 0.36, mid_tex, dark))
     img = torch.lerp(bg.expand_as(figure), figure, (scene.lit > 0.5).float())
-    line = _aa(scene.edge - 0.011, px)
+    line = coverage(scene.edge - max(0.009, 0.7 * px), px)
     return (img * (1 - line)).clamp(0, 1)
 
 
@@ -162,7 +162,7 @@ def check_size(size: int) -> int:
     return size
 
 
-def render(params, *, size: int, domain: str = "photo") -> torch.Tensor:
+def render_faces(params, *, size: int, domain: str = "photo") -> torch.Tensor:
     """Faces of ``params`` [B, NUM_PARAMS] (or one [NUM_PARAMS]) drawn in ``domain``: RGB in [0,1], [B,3,size,size]."""
     check_domain(domain)
     check_size(size)

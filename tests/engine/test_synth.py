@@ -27,7 +27,7 @@ def base() -> np.ndarray:
 
 
 def _img(params, domain="photo", size=SIZE) -> np.ndarray:
-    return synth.render(np.atleast_2d(params), size=size, domain=domain)[0].numpy()
+    return synth.render_faces(np.atleast_2d(params), size=size, domain=domain)[0].numpy()
 
 
 def _diff(a, b, region) -> float:
@@ -43,7 +43,7 @@ def test_same_seed_same_pixels_and_samples_regenerate_alone():
     alone, params4, _ = synth.sample_batch(1, size=SIZE, domain="photo", rng_or_seed=11, start_index=4)
     assert np.array_equal(params4[0], params[4])
     assert np.array_equal(synth.to_uint8((alone + 1) / 2), synth.to_uint8((batch[4:5] + 1) / 2))
-    assert torch.equal(synth.render(a, size=SIZE), synth.render(a, size=SIZE))
+    assert torch.equal(synth.render_faces(a, size=SIZE), synth.render_faces(a, size=SIZE))
 
 
 def test_generator_source_draws_fresh_faces():
@@ -54,7 +54,7 @@ def test_generator_source_draws_fresh_faces():
 
 @pytest.mark.parametrize("size", [32, 64, 100, 128])
 def test_any_resolution_shapes_and_ranges(size):
-    imgs = synth.render(synth.sample_params(2, seed=0), size=size, domain="photo")
+    imgs = synth.render_faces(synth.sample_params(2, seed=0), size=size, domain="photo")
     assert imgs.shape == (2, 3, size, size) and imgs.dtype == torch.float32
     assert 0.0 <= float(imgs.min()) and float(imgs.max()) <= 1.0
     x, params, cond = synth.sample_batch(2, size=size, domain="toon", rng_or_seed=0)
@@ -64,8 +64,8 @@ def test_any_resolution_shapes_and_ranges(size):
 
 def test_resolutions_agree_on_the_face():
     p = synth.sample_params(1, seed=3)
-    small = synth.render(p, size=32)
-    big = torch.nn.functional.avg_pool2d(synth.render(p, size=128), 4)
+    small = synth.render_faces(p, size=32)
+    big = torch.nn.functional.avg_pool2d(synth.render_faces(p, size=128), 4)
     assert float((small - big).abs().mean()) < 0.05
 
 
@@ -114,7 +114,7 @@ def test_light_direction_shades_the_face(base):
 
 def test_domains_differ_for_the_same_face():
     p = synth.sample_params(4, seed=2)
-    images = {d: synth.render(p, size=SIZE, domain=d) for d in synth.DOMAINS}
+    images = {d: synth.render_faces(p, size=SIZE, domain=d) for d in synth.DOMAINS}
     assert len(images) >= 5 and {"photo", "toon", "edges"} <= set(images)
     for i, a in enumerate(synth.DOMAINS):
         for b in synth.DOMAINS[i + 1:]:
@@ -127,14 +127,14 @@ def test_domains_differ_for_the_same_face():
 def test_bad_inputs_raise_clear_errors():
     p = synth.sample_params(1, seed=0)
     with pytest.raises(ValueError, match="unknown synthetic domain 'oil'.*photo"):
-        synth.render(p, size=32, domain="oil")
+        synth.render_faces(p, size=32, domain="oil")
     for size in (8, 0, 64.0, True, 10_000):
         with pytest.raises(ValueError, match="image size"):
-            synth.render(p, size=size)
+            synth.render_faces(p, size=size)
     with pytest.raises(ValueError, match="shape"):
-        synth.render(np.zeros((1, 5)), size=32)
+        synth.render_faces(np.zeros((1, 5)), size=32)
     with pytest.raises(ValueError, match="NaN"):
-        synth.render(np.full_like(p, np.nan), size=32)
+        synth.render_faces(np.full_like(p, np.nan), size=32)
     with pytest.raises(ValueError, match="unknown face parameter"):
         synth.with_params(p, moustache=1)
     with pytest.raises(ValueError):
@@ -155,7 +155,7 @@ def test_dataset_writer_round_trips(tmp_path):
     assert np.allclose(labels["lighting_sh"], synth.lighting_sh(labels["params"]), atol=1e-6)
     png = np.asarray(Image.open(path.parent / "00003.png"))
     assert png.shape == (32, 32, 3) and png.dtype == np.uint8
-    again = synth.to_uint8(synth.render(labels["params"][3:4], size=32, domain="sketch"))[0]
+    again = synth.to_uint8(synth.render_faces(labels["params"][3:4], size=32, domain="sketch"))[0]
     assert np.array_equal(png, again)
 
 
