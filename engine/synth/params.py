@@ -73,7 +73,7 @@ def draw_params(rng: np.random.Generator) -> np.ndarray:
     p = dict.fromkeys(PARAM_NAMES, 0.5)
     male = rng.random() < 0.5
     p["gender"] = 0.75 + 0.25 * rng.beta(2, 1.5) if male else 0.25 * rng.beta(1.5, 2)
-    age = 18.0 + 62.0 * rng.beta(1.5, 2.4)
+    age = 18.0 + 62.0 * rng.beta(1.3, 2.8)
     age01 = (age - 18.0) / 62.0
     p["age"] = age
     p["glasses"] = float(rng.random() < 0.12 + 0.3 * age01)

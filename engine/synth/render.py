@@ -85,8 +85,20 @@ class _Canvas:
             self.shine = self.shine * (1 - alpha)
         self.edge = torch.where(alpha > 0.5, FAR, self.edge)
         if sdf is not None:
-            line = sdf.abs() if support is None else torch.where(support > 0.5, sdf.abs(), FAR)
+            dist = _screen_distance(sdf.expand_as(self.lit))
+            line = dist if support is None else torch.where(support > 0.5, dist, FAR)
             self.edge = torch.minimum(self.edge, line)
+
+
+def _screen_distance(sdf: torch.Tensor) -> torch.Tensor:
+    """|sdf| divided by its per-pixel gradient length: head-frame distances become image-width distances. [B,1,H,W]"""
+    px = 1.0 / sdf.shape[-1]
+    dx = F.pad((sdf[..., :, 1:] - sdf[..., :, :-1]).abs(), (1, 1, 0, 0), mode="replicate")
+    dy = F.pad((sdf[..., 1:, :] - sdf[..., :-1, :]).abs(), (0, 0, 1, 1), mode="replicate")
+    gx = torch.maximum(dx[..., :, 1:], dx[..., :, :-1])  # one-sided differences keep |.|-shaped strokes intact
+    gy = torch.maximum(dy[..., 1:, :], dy[..., :-1, :])
+    grad = torch.sqrt(gx * gx + gy * gy) / px
+    return sdf.abs() / grad.clamp(min=0.25)
 
 
 def _t(values: np.ndarray) -> torch.Tensor:
@@ -233,7 +245,7 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     skin_rgb = _palette(_SKIN, g["skin_tone"])
     warm = (g["skin_warmth"] - 0.5)[:, None] * np.array([0.04, -0.01, -0.05])
     skin_rgb = np.clip(skin_rgb + warm - 0.05 * ((g["age"] - 18) / 62)[:, None] * np.array([0.2, 0.4, 0.5]), 0, 1)
-    grey = np.clip((g["age"] - 33.0) / 40.0 + (g["greying"] - 0.5) * 0.5, 0.0, 1.0)[:, None] ** 1.2
+    grey = np.clip((g["age"] - 38.0) / 36.0 + (g["greying"] - 0.5) * 0.5, 0.0, 1.0)[:, None] ** 1.2
     hair_rgb = _palette(_HAIR, g["hair_color"]) * (1 - grey) + _GREY_HAIR * grey
     brow_rgb = np.clip(_palette(_HAIR, g["hair_color"] * 0.75) * (1 - 0.6 * grey) + _GREY_HAIR * 0.6 * grey, 0, 1)
     skin, hair, brow = _t(skin_rgb), _t(hair_rgb), _t(brow_rgb)
@@ -396,14 +408,13 @@ def _eyes(canvas, s, X, Y, dx_eye, ex, ew, eye_open, px, on_face, skin, brow, ey
     thick = (0.005 + 0.007 * s["brow_thickness"] + 0.007 * s["gender"]) * (1.0 - 0.45 * v.clamp(min=0))
     brow_sdf = torch.maximum((Y - bh - arch).abs() - thick, bdx.abs() - bw)
     brow_alpha = coverage(brow_sdf, px) * on_face * (0.92 - 0.25 * age01)
-    brow_stroke = torch.maximum((Y - bh - arch).abs(), bdx.abs() - bw)  # contour along the brow's middle
-    canvas.put(brow_alpha, brow, sdf=brow_stroke, support=on_face)
+    canvas.put(brow_alpha, brow, sdf=brow_sdf, support=on_face)
     # age: bags under the eyes and crow's feet
     bags = line_profile(Y - (low - 0.014) + 0.01 * u * u, 0.004) * (dx_eye.abs() < ew * 0.8)
     crow = line_profile((Y - EYE_Y) - 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
     crow = crow + line_profile((Y - EYE_Y) + 0.5 * (dx_eye - ew - 0.012), 0.004) * ((dx_eye - ew - 0.018).abs() < 0.012)
     aged = smoothstep(0.25, 0.9, age01)
-    return on_face * (0.5 * lid_crease + aged * (0.8 * bags + 0.8 * crow))
+    return on_face * (0.5 * lid_crease + aged * (0.8 * bags + 0.8 * crow)) + pupil * iris_alpha
 
 
 def _nose(canvas, X, Y, tip, nose_w, px, on_face, skin, smile, age01, mouth_hw):
