@@ -466,7 +466,7 @@ def _front_hair(canvas, s, X, Y, Z, X_abs, px, proxy, proxy_sdf, hair, noise, no
     back = torch.minimum(torch.minimum(0.01 - Z, Y - (EYE_Y - 0.02)), 0.05 * (0.6 - bald))
     hair_sdf = -torch.maximum(torch.maximum(top, side), back)
     hair_sdf = hair_sdf + 0.004 * noise[:, 0:1] * (1 + 2 * s["hair_curl"])
-    alpha = coverage(hair_sdf, px) * proxy
+    alpha = coverage(hair_sdf, px) * coverage(proxy_sdf - 1.5 * px, px)  # just past the rim: hides the skin contour
     tex = 1.0 + 0.16 * torch.tanh(torch.lerp(noise[:, 3:4], 1.6 * noise[:, 1:2], s["hair_curl"]))
     canvas.put(alpha, hair, tex=tex, normal=normal, sdf=hair_sdf, support=proxy, shine=0.3)
 

@@ -89,14 +89,14 @@ def sketch(scene: Scene) -> torch.Tensor:
     """Pencil on paper: diagonal hatching where the face is dark, graphite contours, grey."""
     px = 1.0 / scene.size
     tone = (_shaded(scene) * _LUMA).sum(1, keepdim=True)
-    dark = ((1.0 - tone) * (0.4 + 0.6 * scene.lit) - 0.25).clamp(0, 1)
+    dark = ((1.0 - tone) * (0.3 + 0.7 * scene.lit) - 0.3).clamp(0, 1)
     freq = 2 * math.pi * 22.0
     h1 = 0.5 + 0.5 * torch.sin(freq * (scene.x + scene.y) + 0.5 * scene.noise[:, 0:1])
     h2 = 0.5 + 0.5 * torch.sin(freq * (scene.x - scene.y) + 0.5 * scene.noise[:, 1:2])
     hatch = smoothstep(0.3, 0.7, h1 * dark * 2.0) + 0.8 * smoothstep(0.3, 0.7, h2 * (dark - 0.3) * 2.5)
     width = max(0.005, 0.7 * px) * (1.0 + 0.35 * scene.noise[:, 2:3]).clamp(0.4, 1.6)
     line = torch.maximum(coverage(scene.edge - width, px) * 0.85, 0.6 * smoothstep(0.3, 0.8, scene.crease))
-    paper = 0.95 + 0.02 * scene.noise[:, 3:4]
+    paper = 0.95 + 0.012 * scene.noise[:, 2:3]
     value = paper * (1.0 - 0.5 * hatch.clamp(0, 1)) * (1.0 - line) + 0.12 * line
     tint = torch.tensor([1.0, 0.98, 0.94]).view(1, 3, 1, 1)
     return (value * tint).clamp(0, 1)
