@@ -124,6 +124,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_generate)
 
+    from .synth import add_synth_arguments, cli_synth
+
+    p = sub.add_parser("synth", help="write a synthetic face dataset (images + labels.json)")
+    add_synth_arguments(p)
+    p.set_defaults(func=cli_synth)
+
     p = sub.add_parser("info", help="print the detected format and architecture of a model file")
     p.add_argument("model", help="model file")
     p.add_argument("--json", action="store_true", help="machine-readable output")

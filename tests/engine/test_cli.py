@@ -63,3 +63,16 @@ def test_info_and_errors(model_file, tmp_path):
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_synth_command_writes_a_labelled_dataset(tmp_path):
+    from engine.synth import read_labels
+
+    r = _main("synth", "--domain", "photo", "--n", "5", "--size", "32", "--out", tmp_path / "ds", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    pngs = sorted((tmp_path / "ds").glob("*.png"))
+    assert len(pngs) == 5
+    with Image.open(pngs[0]) as im:
+        assert im.size == (32, 32)
+    labels = read_labels(tmp_path / "ds")
+    assert len(labels["attributes"]) == 5
