@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import worker
 from .algorithms.latents import make_noise, parse_seeds, seed_to_z
 from .errors import ModelFormatError
 from .imageio import save_png, to_uint8
@@ -27,13 +28,9 @@ class UserError(Exception):
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA, then Apple MPS, then CPU; otherwise the named device (checked)."""
+    """``auto`` -> CUDA, then Apple MPS, then CPU (as the editor's worker picks); otherwise the named device."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return worker.pick_device("auto")
     try:
         dev = torch.device(name)
     except RuntimeError:
