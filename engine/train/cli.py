@@ -11,6 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import torch
+
 from .stylegan2 import CHECKPOINT_NAME, MODEL_NAME, OVERRIDABLE_ON_RESUME, TrainConfig
 
 # argparse destination -> TrainConfig field, for the options that map one to one
@@ -81,6 +83,10 @@ def cmd_train_stylegan2(args) -> int:
     from .distributed import init_from_env, shutdown
     from .stylegan2 import Trainer, read_state, resume_config, trainer_from_state
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     ctx = init_from_env(device=args.device)
     log = (lambda msg: print(msg, file=sys.stderr)) if ctx.is_main and not args.quiet else (lambda msg: None)
     try:
@@ -104,6 +110,9 @@ def cmd_train_stylegan2(args) -> int:
         else:
             if not args.data:
                 raise ValueError("--data is required (an image folder or synth:DOMAIN) unless resuming")
+            if (Path(args.out) / CHECKPOINT_NAME).exists():
+                raise ValueError(f"{args.out} already holds a training run: continue it with --resume auto or "
+                                 "choose another --out")
             G = D = None
             if args.base:
                 implied, G, D = _load_base(args.base, given, log)
@@ -141,6 +150,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     io.add_argument("--base", metavar="MODEL", help="start from this model file (any supported format)")
     io.add_argument("--freeze-mapping", action="store_true", help="keep the mapping network fixed (FreezeFC)")
     io.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    io.add_argument("--threads", type=int, help="CPU threads per process (default: PyTorch's choice; on a shared "
+                    "machine or with several CPU processes, cores / processes)")
     io.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     arch = p.add_argument_group("architecture")
     arch.add_argument("--resolution", type=int, help=f"image size, a power of two (default {d.resolution})")

@@ -2,9 +2,10 @@
 
 Launch with ``torchrun --nproc_per_node N main.py train stylegan2 ...``: every process reads RANK, WORLD_SIZE and
 LOCAL_RANK from the environment. Gradients are averaged with one ``all_reduce`` per optimiser step instead of
-wrapping the networks in DistributedDataParallel: the R1 and path-length terms differentiate through D and G with
-``autograd.grad(create_graph=True)``, which DDP's bucketed reducer does not see, while a manual average after the
-full backward pass is exact for every loss. Only rank 0 writes files.
+wrapping the networks in ``DistributedDataParallel``: DDP only supports gradients accumulated into ``.grad`` by
+``backward()``, not ``torch.autograd.grad``, which the R1 and path-length terms need (with ``create_graph``);
+averaging after each full backward pass is exact for every loss. Only rank 0 writes files; progress statistics
+(losses in metrics.csv) are rank 0's own.
 """
 from __future__ import annotations
 
@@ -98,7 +99,11 @@ def average_gradients(params: list[torch.nn.Parameter], ctx: DistContext) -> Non
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        mean = flat[offset:offset + n].view_as(p)
+        if p.grad is None:
+            p.grad = mean.clone()
+        else:
+            p.grad.copy_(mean)
         offset += n
 
 

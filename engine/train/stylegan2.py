@@ -52,14 +52,16 @@ class TrainConfig:
     """Everything that defines a training run (architecture, recipe, schedule). Intervals count steps.
 
     channels: explicit widths at 4, 8, ..., resolution; None derives them from channel_base / channel_max.
+    The defaults make a small 64 px model (channels 128, 128, 128, 64, 32; w_dim 256; 4 mapping layers) that
+    trains 500 kimg in roughly 3.5-4 hours on two CPU cores (measured 0.22 s/step at batch 8, 0.39 at 16).
     ema_kimg: half-life of the EMA in thousands of images; ema_rampup: cap it at ``images_seen * ema_rampup``
     early on (None: no ramp-up). batch_size is the global batch (split evenly over DDP processes).
     """
 
     resolution: int = 64
     channels: tuple[int, ...] | None = None
-    channel_base: int = 4096
-    channel_max: int = 256
+    channel_base: int = 2048
+    channel_max: int = 128
     z_dim: int = 256
     w_dim: int = 256
     mapping_layers: int = 4
@@ -241,6 +243,10 @@ class Trainer:
                 raise ValueError(f"the starting discriminator reads {d_cfg.img_resolution} px images, training "
                                  f"is at {cfg.resolution} px")
             self.D.load_state_dict(D.state_dict())
+        group = min(self.D.cfg.mbstd_group_size or self.local_batch, self.local_batch)
+        if self.local_batch % group:
+            raise ValueError(f"the per-process batch {self.local_batch} must be a multiple of the "
+                             f"discriminator's minibatch-stddev group size {group}")
         self.G.to(self.device).requires_grad_(True)
         self.D.to(self.device).requires_grad_(True)
         broadcast_module(self.G, self.ctx)
@@ -266,10 +272,6 @@ class Trainer:
         if self.cfg.batch_size % world:
             raise ValueError(f"batch size {self.cfg.batch_size} does not split evenly over {world} processes")
         local = self.cfg.batch_size // world
-        group = min(self.cfg.mbstd_group_size, local)
-        if local % group:
-            raise ValueError(f"the per-process batch {local} must be a multiple of the minibatch-stddev group "
-                             f"size {group}")
         if source.batch_size != local or source.resolution != self.cfg.resolution:
             raise ValueError(f"the data source yields {source.batch_size} x {source.resolution} px batches, the "
                              f"trainer needs {local} x {self.cfg.resolution} px")
@@ -522,7 +524,7 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.elapsed_s += dt
                 bar.update(1)
-                bar.set_postfix(kimg=f"{self.images_seen / 1000:.1f}", G=f"{self.stats['loss_G']:.3f}",
+                bar.set_postfix(kimg=f"{self.images_seen / 1000:.2f}", G=f"{self.stats['loss_G']:.3f}",
                                 D=f"{self.stats['loss_D']:.3f}", refresh=False)
                 self._periodic(metrics, dt)
                 if on_step is not None:

@@ -196,6 +196,9 @@ def test_cli_trains_exports_and_resumes(image_dir, tmp_path):
     args = _parse(argv[:argv.index("--kimg")] + ["--kimg", "0.016"] + argv[argv.index("--kimg") + 2:])
     assert args.func(args) == 0
     assert read_state(out / "checkpoint.pt")["step"] == 4
+    with pytest.raises(ValueError, match="already holds a training run"):
+        fresh = _parse([a for a in argv if a not in ("--resume", "auto")])
+        fresh.func(fresh)
     with pytest.raises(ValueError, match="cannot change w_dim"):
         bad = _parse(argv + ["--w-dim", "32"])
         bad.func(bad)
@@ -229,3 +232,15 @@ def test_ddp_gloo_two_processes_agree(tmp_path):
         assert states_equal(a[name], b[name]), name
     init = snapshot(Generator(tiny_cfg().generator_config(), seed=0))
     assert not torch.equal(a["G"]["synthesis.b16.conv1.weight"], init["synthesis.b16.conv1.weight"])
+
+
+def test_interrupt_writes_checkpoint_and_stops(tmp_path):
+    import signal
+
+    trainer = Trainer(tiny_cfg(kimg=0.04, checkpoint_every=100), tensor_source(), out_dir=tmp_path,
+                      progress=False)
+    status = trainer.train(on_step=lambda t: signal.raise_signal(signal.SIGINT) if t.step == 2 else None)
+    assert status == "interrupted" and trainer.step == 2
+    assert read_state(tmp_path / "checkpoint.pt")["step"] == 2
+    assert load_generator(tmp_path / "model.pt").cfg == trainer.G.cfg
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
