@@ -127,6 +127,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_synth_arguments(p)
     p.set_defaults(func=cli_synth)
 
+    from .train.cli import add_train_commands
+
+    add_train_commands(sub)
+
     p = sub.add_parser("info", help="print the detected format and architecture of a model file")
     p.add_argument("model", help="model file")
     p.add_argument("--json", action="store_true", help="machine-readable output")

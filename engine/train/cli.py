@@ -135,8 +135,9 @@ def cmd_train_stylegan2(args) -> int:
         shutdown(ctx)
 
 
-def add_train_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``train`` (with its ``stylegan2`` subcommand) on a ``main.py`` subparser set."""
+def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Register ``train`` (with its ``stylegan2`` subcommand) on a ``main.py`` subparser set; returns the
+    ``train`` subcommand set so other trainers can add theirs."""
     train = sub.add_parser("train", help="train generators (see: train stylegan2 --help)")
     models = train.add_subparsers(dest="train_model", metavar="MODEL", required=True)
     d = TrainConfig()
@@ -184,6 +185,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     sch.add_argument("--checkpoint-every", type=int, help=f"training checkpoint interval (default "
                      f"{d.checkpoint_every})")
     p.set_defaults(func=cmd_train_stylegan2)
+    return models
 
 
 __all__ = ["add_train_commands", "cmd_train_stylegan2"]
