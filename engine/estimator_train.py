@@ -1,4 +1,4 @@
-"""Training and held-out evaluation of the attribute estimator on the synthetic face world.
+"""Training the attribute estimator on the synthetic face world (evaluation: ``engine.estimator_eval``).
 
 Every step renders a fresh batch: ``photo_fraction`` of it photos, the rest spread over the other domains.
 Step ``s`` uses samples ``s*B .. s*B+B-1`` of the data seed and an augmentation generator seeded by
@@ -45,8 +45,8 @@ OVERRIDABLE_ON_RESUME = ("steps", "eval_every", "eval_n", "checkpoint_every", "l
 class TrainConfig:
     """A training run; ``seed`` seeds the initialisation, the data (sample indices) and the augmentation."""
 
-    steps: int = 20000
-    batch_size: int = 128
+    steps: int = 6000
+    batch_size: int = 64
     size: int = 64
     seed: int = 0
     lr: float = 2e-3
@@ -62,8 +62,8 @@ class TrainConfig:
     feature_dim: int = 256
     stats_n: int = 20000
     eval_n: int = 512
-    eval_every: int = 1000
-    checkpoint_every: int = 250
+    eval_every: int = 500
+    checkpoint_every: int = 200
     log_every: int = 50
 
     def __post_init__(self):

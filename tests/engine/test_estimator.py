@@ -11,7 +11,7 @@ import torch
 
 from engine import synth
 from engine.errors import ModelFormatError
-from engine.estimator_eval import EVAL_SEED, evaluate, format_table, held_out, sha256_file
+from engine.estimator_eval import EVAL_SEED, evaluate, format_table, held_out, release, sha256_file
 from engine.estimator_train import (BINARY, EstimatorTrainer, TrainConfig, add_attributes_arguments, augment,
                                     domain_counts, estimator_config, losses, read_state, run_train_attributes,
                                     step_generator, trainer_from_state)
@@ -197,6 +197,15 @@ def test_cli_trains_resumes_and_reports_user_errors(tmp_path, capsys):
     assert read_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
     assert run_train_attributes(_args(tmp_path, "--steps", "3", "--seed", "4", "--resume")) == 2
     assert "cannot change seed" in capsys.readouterr().err
+
+
+def test_release_writes_the_model_and_its_manifest(tiny, tmp_path):
+    save_estimator(tmp_path / "best.pt", tiny, extras={"command_line": "train it", "data_seed": 0, "step": 2})
+    manifest = release(tmp_path / "best.pt", tmp_path / "out" / "est.pt", eval_n=2)
+    assert json.loads((tmp_path / "out" / "est.json").read_text()) == manifest
+    assert manifest["sha256"] == sha256_file(tmp_path / "out" / "est.pt") and manifest["command"] == "train it"
+    assert list(manifest["held_out"]) == list(synth.DOMAINS) and manifest["hardware"]["cpu"]
+    assert load_estimator(tmp_path / "out" / "est.pt").extras["held_out"] == manifest["held_out"]
 
 
 ASSET = REPO / "assets" / "estimator.pt"
