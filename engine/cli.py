@@ -127,9 +127,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_synth_arguments(p)
     p.set_defaults(func=cli_synth)
 
+    from .estimator_train import add_attributes_arguments, run_train_attributes
     from .train.cli import add_train_commands
 
-    add_train_commands(sub)
+    trainers = add_train_commands(sub)
+    p = trainers.add_parser("attributes", help="train the attribute estimator on the synthetic face world")
+    add_attributes_arguments(p)
+    p.set_defaults(func=run_train_attributes)
 
     p = sub.add_parser("info", help="print the detected format and architecture of a model file")
     p.add_argument("model", help="model file")

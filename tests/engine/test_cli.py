@@ -76,3 +76,16 @@ def test_synth_command_writes_a_labelled_dataset(tmp_path):
         assert im.size == (32, 32)
     labels = read_labels(tmp_path / "ds")
     assert len(labels["attributes"]) == 5
+
+
+def test_train_attributes_command_writes_a_loadable_estimator(tmp_path):
+    from engine.models.estimator import load_estimator
+
+    out = tmp_path / "attr"
+    r = _main("train", "attributes", "--out", out, "--steps", "2", "--batch", "6", "--size", "32", "--eval-n", "8",
+              "--eval-every", "2", "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    model = load_estimator(out / "estimator.pt")
+    assert model.cfg.input_size == 32
+    r = _main("train", "attributes", "--out", tmp_path / "bad", "--steps", "2", "--batch", "2", "--quiet")
+    assert r.returncode == 2 and r.stderr.startswith("error: ")
