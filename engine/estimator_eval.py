@@ -7,7 +7,6 @@ at 0.5 (gender: female 0 .. male 1; glasses 0/1).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .loading import file_sha256
 from .models.estimator import AttributeEstimator, load_estimator, save_estimator
 from .synth import DOMAINS, sample_batch
 
@@ -72,14 +72,6 @@ def format_table(results: dict, *, binary) -> str:
     return "\n".join(lines)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (or what the platform module knows)."""
     try:
@@ -102,7 +94,7 @@ def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 
     out = Path(out)
     save_estimator(out, model, extras=extras)
     manifest = {
-        "file": out.name, "sha256": sha256_file(out), "bytes": out.stat().st_size,
+        "file": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size,
         "format": "face-editor/estimator", "parameters": sum(p.numel() for p in model.parameters()),
         "architecture": model.cfg.to_dict(), "command": extras.get("command_line", ""),
         "data_seed": extras.get("data_seed"), "eval_seed": EVAL_SEED, "eval_faces_per_domain": eval_n,
@@ -118,5 +110,5 @@ def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 
     return manifest
 
 
-__all__ = ["EVAL_SEED", "held_out", "evaluate", "photo_score", "format_table", "sha256_file", "cpu_model",
+__all__ = ["EVAL_SEED", "held_out", "evaluate", "photo_score", "format_table", "cpu_model",
            "release"]

@@ -17,9 +17,7 @@ import csv
 import json
 import math
 import shlex
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from .checkpoints import atomic_torch_save
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, evaluate, format_table, held_out, photo_score, release
 from .models.estimator import AttributeEstimator, EstimatorConfig, estimator_checkpoint, load_estimator
+from .runtime import GracefulStop
 from .synth import CONDITION_NAMES, DOMAINS, attributes, sample_batch, sample_params
 
 BINARY = ("gender", "glasses")
@@ -166,31 +165,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-class _StopRequest:
-    """While active, SIGINT/SIGTERM only set ``requested`` (the step finishes, a checkpoint is written); a second
-    one interrupts at once. Handlers are installed only from the main thread."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
-
-
 def _csv_log(path: Path, fieldnames, *, resume_step: int) -> None:
     """Start ``path`` with a header, keeping the rows up to ``resume_step`` of an earlier run."""
     rows = []
@@ -313,7 +287,7 @@ class EstimatorTrainer:
             self._out("config.json").write_text(json.dumps(
                 {"config": cfg.to_dict(), "command_line": self.command_line, "threads": self.threads}, indent=2))
         status, start = "done", time.perf_counter()
-        with _StopRequest() as stop, tqdm(total=cfg.steps * cfg.batch_size, initial=self.images_seen, unit="img",
+        with GracefulStop() as stop, tqdm(total=cfg.steps * cfg.batch_size, initial=self.images_seen, unit="img",
                                           unit_scale=True, file=sys.stderr, dynamic_ncols=True,
                                           disable=not self.progress, desc="train attributes") as bar:
             while self.step < cfg.steps:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import signal
 import sys
+import threading
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -38,3 +40,29 @@ def tune_allocator(*, keep_bytes: int = 1 << 30) -> bool:
     ok = mapped and mallopt(_M_TRIM_THRESHOLD, int(keep_bytes)) == 1
     _tuned = ok
     return ok
+
+
+class GracefulStop:
+    """Context manager for long jobs: while active, the first SIGINT/SIGTERM only sets ``requested`` (the job
+    finishes its step and writes a checkpoint); a second one interrupts at once. Handlers are installed only
+    from the main thread and restored on exit."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

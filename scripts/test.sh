@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Install what is missing into .venv (with the test tools), then run the whole test suite (arguments pass to pytest).
+# Install what is missing into .venv (with the test tools), lint, then run the whole test suite (arguments pass
+# to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+.venv/bin/ruff check --quiet . || { echo "test.sh: lint failed (ruff check .)" >&2; exit 1; }
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

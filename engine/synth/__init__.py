@@ -11,11 +11,26 @@ Public API::
 
 Domains: ``DOMAINS`` = photo, toon, edges, sketch, painting, pop; the same parameters draw the same face in each.
 """
-from .dataset import (add_synth_arguments, cli_synth, read_labels, run_synth, sample_batch, to_uint8,
-                      write_dataset)
-from .params import (ATTRIBUTE_NAMES, CONDITION_NAMES, NUM_PARAMS, PARAM_INDEX, PARAM_NAMES, PARAM_RANGES, SH_NAMES,
-                     attributes, clip_params, draw_params, light_direction, lighting_sh, sample_params, sample_rng,
-                     sh_basis, sh_coefficients, with_params)
+from .dataset import add_synth_arguments, cli_synth, read_labels, run_synth, sample_batch, to_uint8, write_dataset
+from .params import (
+                      ATTRIBUTE_NAMES,
+                      CONDITION_NAMES,
+                      NUM_PARAMS,
+                      PARAM_INDEX,
+                      PARAM_NAMES,
+                      PARAM_RANGES,
+                      SH_NAMES,
+                      attributes,
+                      clip_params,
+                      draw_params,
+                      light_direction,
+                      lighting_sh,
+                      sample_params,
+                      sample_rng,
+                      sh_basis,
+                      sh_coefficients,
+                      with_params,
+)
 from .render import Scene, build_scene
 from .styles import DOMAINS, irradiance, render_faces
 

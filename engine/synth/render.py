@@ -73,7 +73,8 @@ class _Canvas:
         self.edge = torch.full((b, 1, h, w), FAR)
 
     def put(self, alpha, color, *, tex=1.0, normal=None, lit=1.0, shine=0.0, sdf=None, support=None):
-        """Paint ``color`` (times ``tex``) with coverage ``alpha`` [B,1,H,W]; ``sdf`` adds its zero level as a contour."""
+        """Paint ``color`` (times ``tex``) with coverage ``alpha`` [B,1,H,W]; ``sdf`` adds its zero level as a
+        contour."""
         self.albedo = torch.lerp(self.albedo, color.expand_as(self.albedo), alpha)
         self.tex = self.tex + alpha * (tex - self.tex)
         if normal is not None:
@@ -255,7 +256,8 @@ def build_scene(params: np.ndarray, *, size: int) -> Scene:
     canvas = _Canvas(_background(g, x, y, noise), (b, size, size))
     hair_shape = _back_hair_shape(s, x, y, noise, _t(cx), _t(cy), radii)
     hair_alpha, hair_rgb_px, hair_normal, hair_sdf = hair_shape
-    canvas.put(hair_alpha, hair * 0.8, tex=hair_rgb_px, normal=hair_normal, sdf=hair_sdf, support=hair_alpha, shine=0.25)
+    canvas.put(hair_alpha, hair * 0.8, tex=hair_rgb_px, normal=hair_normal, sdf=hair_sdf, support=hair_alpha,
+               shine=0.25)
 
     # neck: a shaded cylinder below the head, its top in the jaw's shadow
     neck_x = _t(cx) * 0.6
@@ -422,7 +424,8 @@ def _nose(canvas, X, Y, tip, nose_w, px, on_face, skin, smile, age01, mouth_hw):
     X_abs = X.abs()
     nostril = _ellipse(X_abs - nose_w * 0.55, Y - tip + 0.003, nose_w * 0.4, 0.0075)
     canvas.put(coverage(nostril, px) * on_face * 0.85, skin * 0.35)
-    wing = line_profile(torch.sqrt((X_abs - nose_w * 0.75) ** 2 + ((Y - tip - 0.008) * 1.3) ** 2) - nose_w * 0.45, 0.004)
+    wing_dist = torch.sqrt((X_abs - nose_w * 0.75) ** 2 + ((Y - tip - 0.008) * 1.3) ** 2)
+    wing = line_profile(wing_dist - nose_w * 0.45, 0.004)
     wing = wing * (Y < tip + 0.012) * (X_abs > nose_w * 0.6)
     fold_t = ((tip - 0.005 - Y) / 0.1).clamp(0, 1)
     fold_x = nose_w + 0.015 + (mouth_hw - nose_w + 0.002) * fold_t

@@ -1,5 +1,6 @@
-"""Visual domains and the ``render_faces`` entry point: one ``Scene`` rendered as a photo, a cartoon, a line drawing, a pencil sketch, a painting or
-pop art. Every style reads the same layers, so the same parameters give the same face in every domain.
+"""Visual domains and the ``render_faces`` entry point: one ``Scene`` rendered as a photo, a cartoon, a line
+drawing, a pencil sketch, a painting or pop art. Every style reads the same layers, so the same parameters give
+the same face in every domain.
 
 All styles return RGB in [0,1], [B,3,H,W]. Widths are in image widths, so a style looks the same at any size.
 """

@@ -20,9 +20,7 @@ import copy
 import csv
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -33,8 +31,8 @@ import torch.nn.functional as F
 
 from ..checkpoints import atomic_torch_save, save_generator
 from ..imageio import save_png, to_uint8
-from ..models.stylegan2 import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig,
-                                channels_from_base)
+from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
+from ..runtime import GracefulStop
 from .data import DataSource
 from .distributed import DistContext, any_process, average_gradients, barrier, broadcast_module, mean_over_processes
 
@@ -160,31 +158,6 @@ def image_grid(images: torch.Tensor, cols: int) -> np.ndarray:
     grid = np.zeros((rows * cols, h, w, c), dtype=np.uint8)
     grid[:n] = arr
     return grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-
-
-class _StopRequest:
-    """While active, the first SIGINT/SIGTERM only sets ``requested`` (the step finishes and a checkpoint is
-    written); a second one interrupts at once. Handlers are only installed from the main thread."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 class MetricsLog:
@@ -515,7 +488,7 @@ class Trainer:
                 self.write_samples("fakes-0000000")
         total = self.cfg.total_steps
         status = "done"
-        with _StopRequest() as stop, tqdm(total=total, initial=self.step, unit="step", file=sys.stderr,
+        with GracefulStop() as stop, tqdm(total=total, initial=self.step, unit="step", file=sys.stderr,
                                           dynamic_ncols=True, disable=not (self.progress and self.ctx.is_main),
                                           desc="train") as bar:
             while self.step < total:

@@ -11,12 +11,30 @@ import torch
 
 from engine import synth
 from engine.errors import ModelFormatError
-from engine.estimator_eval import EVAL_SEED, evaluate, format_table, held_out, release, sha256_file
-from engine.estimator_train import (BINARY, EstimatorTrainer, TrainConfig, add_attributes_arguments, augment,
-                                    domain_counts, estimator_config, losses, read_state, run_train_attributes,
-                                    step_generator, trainer_from_state)
-from engine.models.estimator import (FORMAT, AttributeEstimator, EstimatorConfig, estimator_checkpoint,
-                                     load_estimator, save_estimator)
+from engine.estimator_eval import EVAL_SEED, evaluate, format_table, held_out, release
+from engine.estimator_train import (
+    BINARY,
+    EstimatorTrainer,
+    TrainConfig,
+    add_attributes_arguments,
+    augment,
+    domain_counts,
+    estimator_config,
+    losses,
+    read_state,
+    run_train_attributes,
+    step_generator,
+    trainer_from_state,
+)
+from engine.loading import file_sha256
+from engine.models.estimator import (
+    FORMAT,
+    AttributeEstimator,
+    EstimatorConfig,
+    estimator_checkpoint,
+    load_estimator,
+    save_estimator,
+)
 from tests.conftest import REPO
 
 TINY = dict(size=32, widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1), stem_width=8, feature_dim=16, stats_n=64,
@@ -203,7 +221,7 @@ def test_release_writes_the_model_and_its_manifest(tiny, tmp_path):
     save_estimator(tmp_path / "best.pt", tiny, extras={"command_line": "train it", "data_seed": 0, "step": 2})
     manifest = release(tmp_path / "best.pt", tmp_path / "out" / "est.pt", eval_n=2)
     assert json.loads((tmp_path / "out" / "est.json").read_text()) == manifest
-    assert manifest["sha256"] == sha256_file(tmp_path / "out" / "est.pt") and manifest["command"] == "train it"
+    assert manifest["sha256"] == file_sha256(tmp_path / "out" / "est.pt") and manifest["command"] == "train it"
     assert list(manifest["held_out"]) == list(synth.DOMAINS) and manifest["hardware"]["cpu"]
     assert load_estimator(tmp_path / "out" / "est.pt").extras["held_out"] == manifest["held_out"]
 
@@ -214,7 +232,7 @@ ASSET = REPO / "assets" / "estimator.pt"
 @pytest.mark.skipif(not ASSET.is_file(), reason="assets/estimator.pt has not been trained yet")
 def test_embedded_estimator_reads_synthetic_photos():
     manifest = json.loads(ASSET.with_suffix(".json").read_text())
-    assert sha256_file(ASSET) == manifest["sha256"]
+    assert file_sha256(ASSET) == manifest["sha256"]
     model = load_estimator(ASSET)
     x, _, cond = synth.sample_batch(32, size=64, domain="photo", rng_or_seed=EVAL_SEED, start_index=10_000)
     with torch.no_grad():

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from engine import Generator, GeneratorConfig
-from engine.algorithms.latents import (broadcast_w, crossover_rows, make_noise, mix_styles, parse_seeds, seed_to_z,
-                                       seeds_to_z, truncate)
+from engine.algorithms.latents import (
+    broadcast_w,
+    crossover_rows,
+    make_noise,
+    mix_styles,
+    parse_seeds,
+    seed_to_z,
+    seeds_to_z,
+    truncate,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ The checkpoint of each fixture is written to disk exactly as a user's file holds
 """
 from __future__ import annotations
 
-import torch
 import pytest
+import torch
 
 from engine import load_discriminator, load_generator
 from engine.algorithms.latents import crossover_rows, mix_styles, truncate
