@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 import torch
 
 
@@ -41,14 +40,22 @@ def stats_of_batches(extract: Callable[[torch.Tensor], torch.Tensor], batches: I
     return feature_stats(torch.cat(feats))
 
 
-def frechet_distance(a: FeatureStats, b: FeatureStats, *, eps: float = 1e-6) -> float:
-    """The Fréchet distance between two Gaussians fitted to features (squared-distance units, as FID reports)."""
+def _psd_sqrt(m: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix (negative rounding noise clipped)."""
+    vals, vecs = np.linalg.eigh((m + m.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
+    """The Fréchet distance between two Gaussians fitted to features (squared-distance units, as FID reports).
+
+    ``tr((S1 S2)^(1/2))`` is computed as the trace of ``(S1^(1/2) S2 S1^(1/2))^(1/2)``, a symmetric PSD matrix, so
+    singular covariances (dead feature dimensions) need no regularisation.
+    """
     if a.mean.shape != b.mean.shape:
         raise ValueError(f"feature sizes differ: {a.mean.shape} vs {b.mean.shape}")
     diff = a.mean - b.mean
-    covmean = scipy.linalg.sqrtm(a.cov @ b.cov)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(a.cov.shape[0]) * eps  # near-singular product: regularise both covariances
-        covmean = scipy.linalg.sqrtm((a.cov + offset) @ (b.cov + offset))
-    covmean = np.real(covmean)
-    return float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2 * np.trace(covmean))
+    root = _psd_sqrt(a.cov)
+    middle = np.linalg.eigvalsh(root @ b.cov @ root)
+    trace_covmean = float(np.sqrt(np.clip(middle, 0, None)).sum())
+    return float(diff @ diff + np.trace(a.cov) + np.trace(b.cov) - 2 * trace_covmean)

@@ -29,6 +29,8 @@ def test_sample_estimates_and_batches():
     assert near < 0.05 and far == pytest.approx(4.0, rel=0.1)
     stats = stats_of_batches(lambda b: b.flatten(1)[:, :4], same1.view(-1, 1, 2, 2).split(500))
     np.testing.assert_allclose(stats.mean, feature_stats(same1).mean)
+    dead = torch.cat([same1, torch.zeros(3000, 2)], dim=1)  # singular covariance (dead features)
+    assert frechet_distance(feature_stats(dead), feature_stats(dead)) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="feature sizes"):
         frechet_distance(feature_stats(same1), feature_stats(same1[:, :3]))
     with pytest.raises(ValueError, match="N >= 2"):
