@@ -13,7 +13,6 @@ The CLI helpers back ``python main.py train attributes --out DIR --steps N --bat
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import shlex
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import atomic_torch_save
+from .csvlog import CsvLog
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, evaluate, format_table, held_out, photo_score, release
 from .models.estimator import AttributeEstimator, EstimatorConfig, estimator_checkpoint, load_estimator
@@ -165,24 +165,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def _csv_log(path: Path, fieldnames, *, resume_step: int) -> None:
-    """Start ``path`` with a header, keeping the rows up to ``resume_step`` of an earlier run."""
-    rows = []
-    if resume_step > 0 and path.exists():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _append(path: Path, fieldnames, rows: list[dict]) -> None:
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, fieldnames=fieldnames).writerows(
-            [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
-
-
 EVAL_FIELDS = ("step", "domain", "output", "metric", "value")
 
 
@@ -257,7 +239,7 @@ class EstimatorTrainer:
             return
         rows = [{"step": self.step, "domain": d, "output": n, "metric": "accuracy" if n in BINARY else "mae",
                  "value": v} for d, row in results.items() for n, v in row.items()]
-        _append(self._out("eval.csv"), EVAL_FIELDS, rows)
+        self._eval_log.write(*rows)
         self._out("eval.json").write_text(json.dumps({"step": self.step, "held_out": results}, indent=2))
         score = photo_score(self.model, results)
         if score < self.best_score:
@@ -269,7 +251,7 @@ class EstimatorTrainer:
         if self.out_dir is not None and s % cfg.log_every == 0:
             row = dict(step=s, images=self.images_seen, **stats, img_per_s=cfg.batch_size / dt,
                        elapsed_s=self.elapsed_s)
-            _append(self._out("metrics.csv"), METRIC_FIELDS, [row])
+            self._metrics_log.write(row)
         if s % cfg.eval_every == 0:
             self._record_eval()
         if self.out_dir is not None and s % cfg.checkpoint_every == 0:
@@ -282,8 +264,8 @@ class EstimatorTrainer:
 
         cfg = self.cfg
         if self.out_dir is not None:
-            _csv_log(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
-            _csv_log(self._out("eval.csv"), EVAL_FIELDS, resume_step=self.step)
+            self._metrics_log = CsvLog(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
+            self._eval_log = CsvLog(self._out("eval.csv"), EVAL_FIELDS, resume_step=self.step)
             self._out("config.json").write_text(json.dumps(
                 {"config": cfg.to_dict(), "command_line": self.command_line, "threads": self.threads}, indent=2))
         status, start = "done", time.perf_counter()

@@ -17,7 +17,6 @@ Files (rank 0 only) under ``out_dir``: ``checkpoint.pt`` (training state, atomic
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import sys
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoints import atomic_torch_save, save_generator
+from ..csvlog import CsvLog
 from ..imageio import save_png, to_uint8
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
 from ..runtime import GracefulStop
@@ -158,26 +158,6 @@ def image_grid(images: torch.Tensor, cols: int) -> np.ndarray:
     grid = np.zeros((rows * cols, h, w, c), dtype=np.uint8)
     grid[:n] = arr
     return grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-
-
-class MetricsLog:
-    """Rows of ``METRIC_FIELDS`` appended to a CSV; on resume, rows past the resumed step are dropped."""
-
-    def __init__(self, path: Path, *, resume_step: int | None):
-        self.path = path
-        rows = []
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def write(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=METRIC_FIELDS).writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 class Trainer:
@@ -445,7 +425,7 @@ class Trainer:
         imgs = torch.cat([self.source.batch(i) for i in range(math.ceil(n / self.local_batch))])[:n]
         save_png(self._out("samples/reals.png"), image_grid(imgs, self.cfg.sample_grid))
 
-    def _periodic(self, metrics: MetricsLog | None, sec_per_step: float) -> None:
+    def _periodic(self, metrics: CsvLog | None, sec_per_step: float) -> None:
         cfg, s = self.cfg, self.step
         if metrics is not None and s % cfg.log_every == 0:
             row = {k: self.stats.get(k, "") for k in METRIC_FIELDS}
@@ -479,7 +459,7 @@ class Trainer:
         writes = self.ctx.is_main and self.out_dir is not None
         metrics = None
         if writes:
-            metrics = MetricsLog(self._out("metrics.csv"), resume_step=self.step if self.step else None)
+            metrics = CsvLog(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
             self._out("config.json").write_text(json.dumps(
                 {"config": self.cfg.to_dict(), "data": self.data_spec, "base": self.base,
                  "command_line": self.command_line, "world_size": self.ctx.world_size}, indent=2))
