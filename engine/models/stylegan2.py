@@ -337,13 +337,17 @@ class SynthesisNetwork(nn.Module):
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
     def forward(self, ws: torch.Tensor, *, noise_mode: str = "const", noise: list | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, max_resolution: int | None = None) -> torch.Tensor:
+        """``max_resolution`` stops after that block and returns the skip-path image there [B, C, r, r] (a cheap
+        preview: the blocks above it only add detail)."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [B, {self.num_ws}, {self.w_dim}], got shape {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         ws = ws.to(torch.float32)
         b = ws.shape[0]
+        if max_resolution is not None and max_resolution not in self.cfg.resolutions:
+            raise ValueError(f"max_resolution must be one of {self.cfg.resolutions}, got {max_resolution}")
         noises = iter(self._resolve_noise(b, noise_mode, noise, generator, ws.device, ws.dtype))
         x = img = None
         w_idx = 0
@@ -358,6 +362,8 @@ class SynthesisNetwork(nn.Module):
             y = blk.torgb(x, ws[:, w_idx + 1])
             img = y if img is None else upfirdn2d(img, blk.taps, up=2, pad=(2, 1), gain=4) + y
             w_idx += 1
+            if blk.resolution == max_resolution:
+                break
         return img
 
 

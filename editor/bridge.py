@@ -1,0 +1,64 @@
+"""The one Qt adapter over the engine worker: engine callbacks become signals on the GUI thread.
+
+It owns the worker's lifecycle, is the only editor object that knows about the engine's threading, and drops any
+result older than the newest request of its slot, so a stale frame is never shown.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt, Signal
+
+from engine.worker import Event, Job, Worker
+
+
+class EngineBridge(QObject):
+    """Submit engine jobs by slot; receive results, partials, progress, errors and cancellations as signals."""
+
+    result = Signal(str, int, object)  # slot, request id, payload
+    partial = Signal(str, int, object)
+    progress = Signal(str, int, float, str)  # slot, request id, fraction, message
+    failed = Signal(str, int, str)  # slot, request id, message
+    cancelled = Signal(str, int)
+    _event = Signal(object)  # emitted on the worker thread, delivered on the GUI thread
+
+    def __init__(self, *, device: str = "auto", parent: QObject | None = None):
+        super().__init__(parent)
+        self._event.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
+        self._worker = Worker(self._event.emit, device=device)
+        self._newest: dict[str, int] = {}
+
+    def start(self) -> "EngineBridge":
+        self._worker.start()
+        return self
+
+    @property
+    def device(self) -> str:
+        return str(self._worker.device) if self._worker.device is not None else "starting"
+
+    def submit(self, job: Job, *, slot: str = "render") -> int:
+        rid = self._worker.submit(job, slot=slot)
+        self._newest[slot] = rid
+        return rid
+
+    def cancel(self, request_id: int) -> None:
+        self._worker.cancel(request_id)
+
+    def newest(self, slot: str) -> int | None:
+        return self._newest.get(slot)
+
+    def shutdown(self) -> None:
+        self._worker.shutdown()
+
+    def _dispatch(self, event: Event) -> None:
+        if event.request_id < self._newest.get(event.slot, 0):
+            return  # superseded on the GUI side already: never show it
+        if event.kind == "result":
+            self.result.emit(event.slot, event.request_id, event.payload)
+        elif event.kind == "partial":
+            self.partial.emit(event.slot, event.request_id, event.payload)
+        elif event.kind == "progress":
+            fraction, message = event.payload
+            self.progress.emit(event.slot, event.request_id, fraction, message)
+        elif event.kind == "error":
+            self.failed.emit(event.slot, event.request_id, str(event.payload))
+        elif event.kind == "cancelled":
+            self.cancelled.emit(event.slot, event.request_id)

@@ -1,0 +1,42 @@
+"""One registry of the editor's icons: semantic names -> qtawesome ids and options (``icon("undo")``)."""
+from __future__ import annotations
+
+import qtawesome as qta
+from PySide6.QtGui import QIcon
+
+ICONS: dict[str, tuple[str, dict]] = {
+    "open_model": ("mdi6.folder-open-outline", {}),
+    "open_project": ("mdi6.file-document-outline", {}),
+    "save": ("mdi6.content-save-outline", {}),
+    "save_as": ("mdi6.content-save-edit-outline", {}),
+    "export_image": ("mdi6.image-move", {}),
+    "export_latent": ("mdi6.vector-point", {}),
+    "batch_export": ("mdi6.image-multiple-outline", {}),
+    "undo": ("mdi6.undo", {}),
+    "redo": ("mdi6.redo", {}),
+    "seed_previous": ("mdi6.chevron-left", {}),
+    "seed_next": ("mdi6.chevron-right", {}),
+    "seed_random": ("mdi6.dice-multiple-outline", {}),
+    "zoom_in": ("mdi6.magnify-plus-outline", {}),
+    "zoom_out": ("mdi6.magnify-minus-outline", {}),
+    "zoom_fit": ("mdi6.fit-to-screen-outline", {}),
+    "zoom_actual": ("mdi6.numeric-1-box-outline", {}),
+    "before_after": ("mdi6.compare", {}),
+    "snapshot": ("mdi6.camera-plus-outline", {}),
+    "add_seed": ("mdi6.plus-circle-outline", {}),
+    "add_latent": ("mdi6.file-import-outline", {}),
+    "remove": ("mdi6.close-circle-outline", {}),
+    "reset": ("mdi6.restore", {}),
+    "model": ("mdi6.face-man-profile", {}),
+    "recent": ("mdi6.history", {}),
+    "quit": ("mdi6.exit-to-app", {}),
+    "cancel": ("mdi6.stop-circle-outline", {}),
+}
+
+
+def icon(name: str) -> QIcon:
+    """The icon registered as ``name`` (a KeyError names the missing entry)."""
+    if name not in ICONS:
+        raise KeyError(f"no icon registered as {name!r}")
+    qta_id, options = ICONS[name]
+    return qta.icon(qta_id, **options)

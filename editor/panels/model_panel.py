@@ -1,0 +1,153 @@
+"""Model panel: open a generator file (any format the engine reads), recent files, what the loaded model is.
+
+Loading happens on the engine worker (``ModelJob``); the panel keeps the document's model summary in step with the
+state's model reference, so undoing a model change brings the previous model's layout back too.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.project import ModelRef
+from engine.render import ModelJob, ModelSummary
+
+from ..icons import icon
+
+SLOT = "model"
+MODEL_FILTER = "Generators (*.pt *.pth *.pkl *.ckpt);;All files (*)"
+
+
+def same_model(loaded: ModelRef, wanted: ModelRef) -> bool:
+    """Whether a loaded model (its sha256 known) is the one ``wanted`` names (its sha256 may be unpinned)."""
+    return loaded.path == wanted.path and wanted.sha256 in (None, loaded.sha256)
+
+
+def describe(summary: ModelSummary) -> str:
+    """One rich-text paragraph about a loaded model."""
+    sha = summary.ref.sha256 or ""
+    notes = "".join(f"<br><span style='color:#b58900'>• {n}</span>" for n in summary.notes)
+    return (f"<b>{Path(summary.path).name if summary.ref.path else 'Embedded default'}</b><br>"
+            f"StyleGAN2 · {summary.resolution}×{summary.resolution} px · {summary.num_ws} W+ rows · "
+            f"w {summary.w_dim} · {summary.parameters / 1e6:.1f} M parameters<br>"
+            f"<span style='color:gray'>{summary.format} · sha256 {sha[:12]}</span>{notes}")
+
+
+class ModelPanel(QWidget):
+    """Open / recent / info. ``message(str)`` for the status bar; ``failed(str)`` when a model cannot be loaded."""
+
+    message = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, document, bridge, settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc = document
+        self._bridge = bridge
+        self._settings = settings
+        self._pending: dict[int, bool] = {}  # request id -> whether it came from the user opening a file
+        self._applying = False
+
+        self.open_button = QPushButton(icon("open_model"), "Open model…")
+        self.open_button.setToolTip("Load a StyleGAN2 generator: NVIDIA .pkl / .pt, rosinality .pt, or this editor's "
+                                    "own files (Ctrl+O; you can also drop a file on the window)")
+        self.recent_button = QToolButton(icon=icon("recent"), toolTip="Recently opened models",
+                                         popupMode=QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self)
+        self.recent_button.setMenu(self.recent_menu)
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self.default_button = QToolButton(icon=icon("model"), toolTip="Back to the embedded default model")
+        self.default_button.clicked.connect(lambda: self.open_ref(ModelRef()))
+        row = QHBoxLayout()
+        row.addWidget(self.open_button, 1)
+        row.addWidget(self.recent_button)
+        row.addWidget(self.default_button)
+        self.info = QLabel("Loading the embedded default model…")
+        self.info.setWordWrap(True)
+        self.info.setTextFormat(self.info.textFormat().RichText)
+        box = QGroupBox("Model")
+        lay = QVBoxLayout(box)
+        lay.addLayout(row)
+        lay.addWidget(self.info)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(box)
+
+        self.open_button.clicked.connect(self.open_dialog)
+        bridge.result.connect(self._on_result)
+        bridge.failed.connect(self._on_failed)
+        bridge.progress.connect(lambda slot, _rid, _f, msg: slot == SLOT and msg and self.message.emit(msg))
+        document.changed.connect(self._on_changed)
+
+    def open_dialog(self) -> None:
+        start = str(Path(self._settings.recent("models")[0]).parent) if self._settings.recent("models") else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a generator", start, MODEL_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str | Path) -> None:
+        path = Path(path)
+        if not path.is_file():
+            self.failed.emit(f"{path} is not a file")
+            return
+        self.open_ref(ModelRef(path=str(path.resolve())), user=True)
+
+    def open_ref(self, ref: ModelRef, *, user: bool = True) -> None:
+        self.info.setText(f"Loading {ref.label()}…")
+        rid = self._bridge.submit(ModelJob(ref), slot=SLOT)
+        self._pending = {rid: user}
+
+    def load_current(self) -> None:
+        """Load the state's model (at start-up, after opening a project, after undo)."""
+        self.open_ref(self._doc.state.model, user=False)
+
+    def _on_changed(self, state, fields) -> None:
+        summary = self._doc.summary
+        if "model" in fields and not self._applying and (summary is None or not same_model(summary.ref, state.model)):
+            self.load_current()
+
+    def _on_result(self, slot: str, rid: int, summary: ModelSummary) -> None:
+        if slot != SLOT or rid not in self._pending:
+            return
+        user = self._pending.pop(rid)
+        state = self._doc.state
+        if user and summary.ref.path is not None:
+            self._settings.add_recent("models", summary.ref.path)
+        if user and not same_model(summary.ref, state.model):
+            rows = state.rows if len(state.rows) == summary.num_ws else ()
+            self._applying = True  # this edit's model is the one just loaded: no reload from _on_changed
+            try:
+                self._doc.edit(f"Open model {summary.ref.label()}",
+                               model=summary.ref if summary.ref.path else ModelRef(), rows=rows,
+                               cutoff=None if state.cutoff is None else min(state.cutoff, summary.num_ws))
+            finally:
+                self._applying = False
+        self._doc.set_summary(summary)
+        self.info.setText(describe(summary))
+        self.message.emit(f"Loaded {summary.ref.label()}")
+
+    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+        if slot != SLOT or rid not in self._pending:
+            return
+        self._pending.pop(rid)
+        summary = self._doc.summary
+        self.info.setText(describe(summary) if summary is not None else "No model loaded")
+        self.failed.emit(f"Could not load the model: {text}")
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        items = self._settings.recent("models")
+        if not items:
+            self.recent_menu.addAction("No recent models").setEnabled(False)
+        for path in items:
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_path(p)).setToolTip(path)

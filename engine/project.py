@@ -1,0 +1,207 @@
+"""The edit state of one image and its project file: everything needed to reproduce the picture exactly.
+
+``EditState`` is an immutable snapshot (model reference + sha256, seed, truncation, noise, style-mixing sources and
+rows). The editor's document holds one and replaces it on every edit; the engine renders it (``engine.render``).
+Project files are JSON, written atomically; saved latents travel inside them as base64 float32.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .models.stylegan2 import NOISE_MODES
+
+PROJECT_FORMAT = "face-editor/project"
+PROJECT_VERSION = 1
+SEED_LIMIT = 2**32
+
+
+class ProjectError(ValueError):
+    """A project file or edit state that cannot be used, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which generator: ``path`` None is the embedded default; ``sha256`` pins the exact file."""
+
+    path: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.path is None
+
+    def label(self) -> str:
+        return "embedded default" if self.path is None else Path(self.path).name
+
+
+@dataclass(frozen=True)
+class Source:
+    """A style-mixing source: a seed (mapped and truncated like the base) or a saved latent used as is.
+
+    A latent is W [w_dim] or W+ [num_ws, w_dim], stored as float32 bytes so the state stays hashable.
+    """
+
+    seed: int | None = None
+    latent: bytes | None = None
+    shape: tuple[int, ...] = ()
+    name: str = ""
+
+    def __post_init__(self):
+        if (self.seed is None) == (self.latent is None):
+            raise ProjectError("a mixing source is either a seed or a latent")
+        if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
+            raise ProjectError(f"seed {self.seed} is out of range [0, 2**32)")
+        if self.latent is not None:
+            if len(self.shape) not in (1, 2) or 4 * int(np.prod(self.shape)) != len(self.latent):
+                raise ProjectError(f"latent data does not match its shape {self.shape}")
+
+    @classmethod
+    def from_latent(cls, array, *, name: str) -> "Source":
+        a = np.asarray(array, dtype=np.float32)
+        if a.ndim == 3 and a.shape[0] == 1:
+            a = a[0]
+        if a.ndim not in (1, 2):
+            raise ProjectError(f"a latent must be W [w_dim] or W+ [num_ws, w_dim], got shape {a.shape}")
+        return cls(latent=np.ascontiguousarray(a).tobytes(), shape=tuple(a.shape), name=name)
+
+    def array(self) -> np.ndarray:
+        if self.latent is None:
+            raise ProjectError("this source is a seed, not a latent")
+        return np.frombuffer(self.latent, dtype=np.float32).reshape(self.shape)
+
+    def label(self) -> str:
+        return f"seed {self.seed}" if self.seed is not None else (self.name or "latent")
+
+    def to_dict(self) -> dict:
+        if self.seed is not None:
+            return {"seed": self.seed}
+        return {"latent": base64.b64encode(self.latent).decode("ascii"), "shape": list(self.shape), "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Source":
+        if "seed" in d:
+            return cls(seed=_int(d["seed"], "source seed"))
+        try:
+            return cls(latent=base64.b64decode(d["latent"], validate=True), shape=tuple(int(x) for x in d["shape"]),
+                       name=str(d.get("name", "")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ProjectError(f"a mixing source is neither a seed nor a readable latent ({e})") from e
+
+
+@dataclass(frozen=True)
+class EditState:
+    """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
+    empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows)."""
+
+    model: ModelRef = field(default_factory=ModelRef)
+    seed: int = 0
+    psi: float = 0.7
+    cutoff: int | None = None
+    noise_mode: str = "const"
+    noise_seed: int = 0
+    sources: tuple[Source, ...] = ()
+    rows: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if not 0 <= self.seed < SEED_LIMIT:
+            raise ProjectError(f"seed {self.seed} is out of range [0, 2**32)")
+        if not 0 <= self.noise_seed < SEED_LIMIT:
+            raise ProjectError(f"noise seed {self.noise_seed} is out of range [0, 2**32)")
+        if not -4.0 <= self.psi <= 4.0:
+            raise ProjectError(f"truncation psi {self.psi} is outside [-4, 4]")
+        if self.cutoff is not None and self.cutoff < 0:
+            raise ProjectError(f"truncation cutoff must be >= 0, got {self.cutoff}")
+        if self.noise_mode not in NOISE_MODES:
+            raise ProjectError(f"noise mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
+        if any(not 0 <= r <= len(self.sources) for r in self.rows):
+            raise ProjectError(f"mixing rows {list(self.rows)} name sources beyond the {len(self.sources)} given")
+
+    def replace(self, **changes) -> "EditState":
+        return dataclasses.replace(self, **changes)
+
+    def mixed(self) -> bool:
+        return any(r != 0 for r in self.rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": {"path": self.model.path, "sha256": self.model.sha256},
+            "seed": self.seed, "psi": self.psi, "cutoff": self.cutoff,
+            "noise_mode": self.noise_mode, "noise_seed": self.noise_seed,
+            "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EditState":
+        try:
+            model = d.get("model") or {}
+            cutoff = d.get("cutoff")
+            return cls(
+                model=ModelRef(path=model.get("path"), sha256=model.get("sha256")),
+                seed=_int(d["seed"], "seed"), psi=float(d["psi"]),
+                cutoff=None if cutoff is None else _int(cutoff, "cutoff"),
+                noise_mode=str(d.get("noise_mode", "const")), noise_seed=_int(d.get("noise_seed", 0), "noise seed"),
+                sources=tuple(Source.from_dict(s) for s in d.get("sources", [])),
+                rows=tuple(_int(r, "mixing row") for r in d.get("rows", [])),
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ProjectError(f"the edit state is incomplete or malformed ({type(e).__name__}: {e})") from e
+
+
+def _int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProjectError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def project_dict(state: EditState, *, extras: dict | None = None) -> dict:
+    return {"format": PROJECT_FORMAT, "format_version": PROJECT_VERSION, "state": state.to_dict(),
+            "extras": dict(extras or {})}
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then atomically replace ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None) -> Path:
+    """Save ``state`` as a project file (atomic: a crash never leaves a half-written project)."""
+    return write_text_atomic(path, json.dumps(project_dict(state, extras=extras), indent=1) + "\n")
+
+
+def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
+    """Read a project file: (state, extras). Raises ``ProjectError`` with a readable message."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ProjectError(f"no project file at {path}") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProjectError(f"{path.name} is not a readable project file ({e})") from e
+    fmt = d.get("format") if isinstance(d, dict) else None
+    if fmt != PROJECT_FORMAT:
+        raise ProjectError(f"{path.name} is not a face-editor project (format {fmt!r})")
+    if d.get("format_version") != PROJECT_VERSION:
+        raise ProjectError(f"{path.name} has project format version {d.get('format_version')!r}; this editor reads "
+                           f"version {PROJECT_VERSION}")
+    return EditState.from_dict(d.get("state") or {}), dict(d.get("extras") or {})

@@ -1,0 +1,207 @@
+"""Edit state -> pixels: latents from seeds, truncation, style mixing, noise, synthesis; and the worker jobs.
+
+Everything the editor asks of the engine goes through the jobs here (plain callables ``job(ctx)`` for
+``engine.worker.Worker``): they load models through the worker's cache, run on the worker's device and return
+immutable results whose images are uint8 [H, W, 3] arrays owned by the result.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
+from .assets import default_generator_path
+from .imageio import to_uint8
+from .loading import file_sha256, load_generator
+from .models.stylegan2 import Generator, GeneratorConfig
+from .project import EditState, ModelRef, ProjectError, Source
+
+
+def row_resolutions(cfg: GeneratorConfig) -> tuple[int, ...]:
+    """The resolution each W+ row mostly controls: rows 2k and 2k+1 belong to 4 * 2**k px."""
+    return tuple(min(4 * 2 ** (i // 2), cfg.img_resolution) for i in range(cfg.num_ws))
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the model panel shows about a loaded generator."""
+
+    ref: ModelRef
+    format: str
+    description: str
+    notes: tuple[str, ...]
+    resolution: int
+    num_ws: int
+    w_dim: int
+    z_dim: int
+    row_resolutions: tuple[int, ...]
+    parameters: int
+    path: str
+
+
+def resolve_model_path(ref: ModelRef) -> Path:
+    return default_generator_path() if ref.is_default else Path(ref.path)
+
+
+def load_model(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generator:
+    """The generator ``ref`` names, on ``device``. A pinned sha256 that no longer matches the file is an error."""
+    path = resolve_model_path(ref)
+    if not path.is_file():
+        raise ProjectError(f"the model file {path} does not exist (moved or deleted?)")
+    if ref.sha256 is not None and file_sha256(path) != ref.sha256:
+        raise ProjectError(f"{path.name} is not the file this project was made with (sha256 differs): the image "
+                           "would not be reproduced")
+    G = load_generator(path)
+    return G.to(device)
+
+
+def cached_model(ctx, ref: ModelRef) -> Generator:
+    """The generator for ``ref`` from the worker's model cache (loaded on first use)."""
+    return ctx.models.get(("stylegan2", ref.path, ref.sha256), lambda: load_model(ref, device=ctx.device))
+
+
+def summarize(G: Generator, ref: ModelRef) -> ModelSummary:
+    info = G.model_info
+    sha = info.sha256 or ref.sha256
+    return ModelSummary(
+        ref=ModelRef(path=ref.path, sha256=sha), format=info.format, description=info.description,
+        notes=tuple(info.notes), resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim, z_dim=G.z_dim,
+        row_resolutions=row_resolutions(G.cfg), parameters=sum(p.numel() for p in G.parameters()),
+        path=str(info.path or resolve_model_path(ref)),
+    )
+
+
+@torch.no_grad()
+def source_ws(G: Generator, source: Source, *, psi: float, cutoff: int | None) -> torch.Tensor:
+    """One source as W+ [1, num_ws, w_dim] on G's device: seeds are mapped and truncated, latents used as is."""
+    device = G.w_avg.device
+    if source.seed is not None:
+        z = seed_to_z(source.seed, G.z_dim).to(device)  # [1, z_dim]
+        return truncate(G.mapping(z), G.w_avg, psi, cutoff=cutoff)
+    w = torch.from_numpy(source.array().copy()).to(device).unsqueeze(0)  # [1, w_dim] or [1, num_ws, w_dim]
+    if w.shape[-1] != G.w_dim:
+        raise ProjectError(f"latent {source.label()!r} has w_dim {w.shape[-1]}, this model needs {G.w_dim}")
+    return broadcast_w(w, G.num_ws)
+
+
+@torch.no_grad()
+def state_ws(G: Generator, state: EditState) -> torch.Tensor:
+    """The W+ latent [1, num_ws, w_dim] the state describes (base seed, truncation, style mixing)."""
+    base = source_ws(G, Source(seed=state.seed), psi=state.psi, cutoff=state.cutoff)
+    if not state.mixed():
+        return base
+    if len(state.rows) != G.num_ws:
+        raise ProjectError(f"the mixing rows cover {len(state.rows)} W+ rows; this model has {G.num_ws}")
+    used = sorted(set(state.rows))
+    stack = [base if k == 0 else source_ws(G, state.sources[k - 1], psi=state.psi, cutoff=state.cutoff)
+             for k in used]
+    index = {k: i for i, k in enumerate(used)}
+    return mix_styles(torch.stack(stack), [index[r] for r in state.rows])  # [1, num_ws, w_dim]
+
+
+def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
+    """Seeded noise maps for ``noise_mode='random'`` (reproducible from ``noise_seed``); None otherwise."""
+    if state.noise_mode != "random":
+        return None
+    return make_noise(G.cfg.noise_resolutions, seed=state.noise_seed, device=G.w_avg.device)
+
+
+@torch.no_grad()
+def render_ws(G: Generator, ws: torch.Tensor, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
+    """Synthesize W+ [1, num_ws, w_dim] with the state's noise -> uint8 [H, W, 3]."""
+    noise = state_noise(G, state)
+    mode = "const" if noise is not None else state.noise_mode
+    img = G.synthesis(ws, noise_mode=mode, noise=noise, max_resolution=max_resolution)
+    return to_uint8(img)[0]
+
+
+def render_state(G: Generator, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
+    """The state's image as uint8 [H, W, 3]; ``max_resolution`` renders a cheaper preview at that size."""
+    return render_ws(G, state_ws(G, state), state, max_resolution=max_resolution)
+
+
+def preview_resolution(G: Generator, limit: int | None) -> int | None:
+    """The block to stop at for a preview no larger than ``limit`` px (None: full resolution)."""
+    if limit is None or limit >= G.img_resolution:
+        return None
+    fitting = [r for r in G.cfg.resolutions if r <= limit]
+    return fitting[-1] if fitting else G.cfg.resolutions[0]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    state: EditState
+    image: np.ndarray  # uint8 [H, W, 3]
+    full: bool  # False for a reduced-resolution preview
+    ms: float  # engine time for this frame
+    device: str
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """Render one state; ``preview_limit`` (px) asks for a reduced-resolution frame while a slider moves."""
+
+    state: EditState
+    preview_limit: int | None = None
+
+    def __call__(self, ctx) -> RenderResult:
+        t0 = time.perf_counter()
+        G = cached_model(ctx, self.state.model)
+        res = preview_resolution(G, self.preview_limit)
+        image = render_state(G, self.state, max_resolution=res)
+        return RenderResult(self.state, image, res is None, (time.perf_counter() - t0) * 1e3, str(ctx.device))
+
+
+@dataclass(frozen=True)
+class ModelJob:
+    """Load (and cache) a generator; returns its ``ModelSummary``."""
+
+    ref: ModelRef
+
+    def __call__(self, ctx) -> ModelSummary:
+        ctx.progress(0.0, f"loading {self.ref.label()}")
+        ref = self.ref
+        if not ref.is_default and ref.sha256 is None:
+            ref = ModelRef(path=str(Path(ref.path).resolve()), sha256=file_sha256(ref.path))
+        G = cached_model(ctx, ref)
+        return summarize(G, ref)
+
+
+@dataclass(frozen=True)
+class ThumbnailResult:
+    sources: tuple[Source, ...]
+    images: tuple[np.ndarray, ...]  # uint8 [h, w, 3] each
+
+
+@dataclass(frozen=True)
+class ThumbnailJob:
+    """Small previews of mixing sources, rendered with the state's truncation and noise."""
+
+    state: EditState
+    sources: tuple[Source, ...]
+    limit: int = 64
+
+    def __call__(self, ctx) -> ThumbnailResult:
+        G = cached_model(ctx, self.state.model)
+        res = preview_resolution(G, self.limit)
+        images = []
+        for src in self.sources:
+            ctx.check()
+            ws = source_ws(G, src, psi=self.state.psi, cutoff=self.state.cutoff)
+            images.append(render_ws(G, ws, self.state, max_resolution=res))
+        return ThumbnailResult(self.sources, tuple(images))
+
+
+@dataclass(frozen=True)
+class LatentJob:
+    """The current W+ latent as float32 [num_ws, w_dim] (for export)."""
+
+    state: EditState
+
+    def __call__(self, ctx) -> np.ndarray:
+        G = cached_model(ctx, self.state.model)
+        return state_ws(G, self.state)[0].cpu().numpy().astype(np.float32)

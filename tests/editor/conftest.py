@@ -1,0 +1,37 @@
+"""Editor test fixtures: offscreen Qt (set by tests/conftest.py), a tiny saved generator, a started engine bridge."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.checkpoints import save_generator
+from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.project import EditState, ModelRef
+
+TINY = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A tiny random generator (32 px, num_ws 8) saved in the project's format."""
+    G = Generator(TINY, seed=7).eval()
+    with torch.no_grad():
+        G.w_avg = G.mapping(torch.randn(256, TINY.z_dim, generator=torch.Generator().manual_seed(1)))[:, 0].mean(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    save_generator(path, G)
+    return path
+
+
+@pytest.fixture
+def tiny_state(tiny_model_path) -> EditState:
+    return EditState(model=ModelRef(path=str(tiny_model_path)), seed=3, psi=0.7)
+
+
+@pytest.fixture
+def bridge(qtbot):
+    """A started engine bridge on the CPU, shut down after the test."""
+    from editor.bridge import EngineBridge
+
+    b = EngineBridge(device="cpu").start()
+    yield b
+    b.shutdown()

@@ -1,0 +1,79 @@
+"""Live preview: throttled requests, preview resolution while dragging, and never a stale frame shown last."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+import editor.preview as preview_module
+from editor.document import Document
+from editor.preview import LivePreview
+from engine.project import EditState
+from engine.render import RenderResult
+
+GATE = threading.Event()
+STARTED = []
+
+
+@dataclass(frozen=True)
+class SlowFakeJob:
+    """A fake engine: the frame's colour encodes the seed; seed 1 blocks until the test opens the gate."""
+
+    state: EditState
+    preview_limit: int | None = None
+
+    def __call__(self, ctx):
+        STARTED.append(self.state.seed)
+        if self.state.seed == 1:
+            GATE.wait(10)
+        image = np.full((8, 8, 3), self.state.seed, np.uint8)
+        return RenderResult(self.state, image, self.preview_limit is None, 1.0, "fake")
+
+
+def test_a_slow_engine_never_shows_a_stale_frame_last(qtbot, monkeypatch, bridge):
+    monkeypatch.setattr(preview_module, "RenderJob", SlowFakeJob)
+    GATE.clear()
+    STARTED.clear()
+    doc = Document(EditState(seed=0))
+    preview = LivePreview(doc, bridge, interval_ms=1)
+    shown = []
+    preview.frame.connect(lambda r: shown.append(int(r.image[0, 0, 0])))
+    doc.edit("Seed", seed=1)  # blocks in the engine
+    qtbot.waitUntil(lambda: STARTED == [1], timeout=5000)
+    for seed in (2, 3, 4):  # each replaces the unstarted one before it
+        doc.edit("Seed", seed=seed)
+        qtbot.wait(5)
+    GATE.set()
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1] == 4, timeout=5000)
+    qtbot.wait(100)
+    assert shown == [4], shown  # seed 1's frame finished after newer requests: dropped, never shown
+    assert 2 not in STARTED and 3 not in STARTED
+
+
+def test_dragging_asks_for_preview_frames_then_a_full_one(qtbot, monkeypatch, bridge):
+    monkeypatch.setattr(preview_module, "RenderJob", SlowFakeJob)
+    doc = Document(EditState(seed=5))
+    preview = LivePreview(doc, bridge, interval_ms=1, preview_limit=16)
+    frames = []
+    preview.frame.connect(frames.append)
+    preview.set_dragging(True)
+    with qtbot.waitSignal(preview.frame, timeout=5000):
+        doc.edit("Psi", merge="psi", psi=0.5)
+    assert frames[-1].full is False
+    with qtbot.waitSignal(preview.frame, timeout=5000):
+        preview.set_dragging(False)
+    assert frames[-1].full is True and frames[-1].state.psi == 0.5
+    assert preview.latencies_ms and all(v >= 0 for v in preview.latencies_ms)
+
+
+def test_real_render_through_the_bridge_matches_the_engine(qtbot, bridge, tiny_state):
+    from engine.render import load_model, render_state
+
+    doc = Document(tiny_state)
+    preview = LivePreview(doc, bridge)
+    with qtbot.waitSignal(preview.frame, timeout=20000) as blocker:
+        preview.render_now()
+    expected = render_state(load_model(tiny_state.model), tiny_state)
+    assert blocker.args[0].image.shape == (32, 32, 3)
+    np.testing.assert_array_equal(blocker.args[0].image, expected)
