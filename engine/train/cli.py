@@ -3,16 +3,20 @@
 Single process: ``python main.py train stylegan2 --data DIR|synth:photo --out runs/NAME``. Several processes:
 ``torchrun --nproc_per_node N main.py train stylegan2 ...`` (gloo on CPU, nccl on CUDA). ``--batch`` is the
 global batch. ``--resume auto`` continues ``OUT/checkpoint.pt`` when it exists and starts fresh otherwise.
+``python main.py train release-generator RUN/snapshots/network-KKKKKKkimg.pt`` then makes a snapshot the embedded
+default generator in ``assets/`` (see ``release``).
 """
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
 
+from ..assets import ASSETS_DIR
 from .stylegan2 import CHECKPOINT_NAME, MODEL_NAME, OVERRIDABLE_ON_RESUME, TrainConfig
 
 # argparse destination -> TrainConfig field, for the options that map one to one
@@ -135,9 +139,27 @@ def cmd_train_stylegan2(args) -> int:
         shutdown(ctx)
 
 
+def cmd_release_generator(args) -> int:
+    """``train release-generator SNAPSHOT``: write the embedded default generator, its grids and manifest."""
+    from .release import release_generator
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    start = time.perf_counter()
+    manifest = release_generator(args.snapshot, args.out, n=args.n, seed=args.seed, batch=args.batch,
+                                 estimator=args.estimator, command_line=shlex.join(sys.argv), log=log)
+    fid = manifest["frechet"]
+    log(f"released {Path(args.out) / manifest['file']} ({manifest['kimg']:g} kimg, sha256 {manifest['sha256'][:12]}"
+        f"...): Fréchet distance {fid['frechet_estimator_space']:.3f} (real vs real floor "
+        f"{fid['floor_real_vs_real']:.3f}, n {fid['n']}) in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    """Register ``train`` (with its ``stylegan2`` subcommand) on a ``main.py`` subparser set; returns the
-    ``train`` subcommand set so other trainers can add theirs."""
+    """Register ``train`` (with its ``stylegan2`` and ``release-generator`` subcommands) on a ``main.py`` subparser
+    set; returns the ``train`` subcommand set so other trainers can add theirs."""
     train = sub.add_parser("train", help="train generators (see: train stylegan2 --help)")
     models = train.add_subparsers(dest="train_model", metavar="MODEL", required=True)
     d = TrainConfig()
@@ -185,7 +207,20 @@ def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     sch.add_argument("--checkpoint-every", type=int, help=f"training checkpoint interval (default "
                      f"{d.checkpoint_every})")
     p.set_defaults(func=cmd_train_stylegan2)
+
+    p = models.add_parser("release-generator", help="turn a stylegan2 training snapshot into the embedded default "
+                          "generator (generator.pt, sample grids, generator.json with Fréchet figures)")
+    p.add_argument("snapshot", help="RUN/snapshots/network-KKKKKKkimg.pt or RUN/model.pt of a 'train stylegan2' run")
+    p.add_argument("--out", default=str(ASSETS_DIR), help="output folder (default: this checkout's assets/)")
+    p.add_argument("--n", type=int, default=5000, help="faces per set for the Fréchet distance (default 5000)")
+    p.add_argument("--seed", type=int, default=0, help="first z seed of the generated set (default 0)")
+    p.add_argument("--batch", type=int, default=250, help="images per forward pass (default 250)")
+    p.add_argument("--estimator", help="feature extractor (default: the embedded assets/estimator.pt)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1; figures can differ in the last "
+                   "digits with another count)")
+    p.add_argument("--quiet", action="store_true", help="no messages")
+    p.set_defaults(func=cmd_release_generator)
     return models
 
 
-__all__ = ["add_train_commands", "cmd_train_stylegan2"]
+__all__ = ["add_train_commands", "cmd_train_stylegan2", "cmd_release_generator"]

@@ -1,13 +1,19 @@
-"""Embedded assets are checked against their manifests: present and intact loads, missing or changed is refused."""
+"""Embedded assets are checked against their manifests: present and intact loads, missing or changed is refused;
+the shipped generator generates, and ``generate`` without ``--model`` uses it."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 
 import pytest
+import torch
 
-from engine import ModelFormatError
-from engine.assets import ASSETS_DIR, default_estimator_path, verified_asset
-from engine.loading import file_sha256
+from engine import ModelFormatError, assets
+from engine.algorithms.latents import seed_to_z
+from engine.assets import ASSETS_DIR, default_estimator_path, default_generator_path, verified_asset
+from engine.cli import add_commands, run
+from engine.loading import file_sha256, load_generator
 
 
 def test_shipped_estimator_matches_its_manifest():
@@ -32,3 +38,37 @@ def test_missing_changed_or_unlisted_assets_are_refused(tmp_path):
     (tmp_path / "n.pt").write_bytes(b"x")
     with pytest.raises(ModelFormatError, match="no manifest"):
         verified_asset("n.pt", folder=tmp_path)
+
+
+def test_shipped_generator_matches_its_manifest_and_generates():
+    if not (ASSETS_DIR / "generator.pt").exists():
+        message = "assets/generator.pt is missing from the checkout"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    path = default_generator_path()
+    info = json.loads((ASSETS_DIR / "generator.json").read_text())
+    assert file_sha256(path) == info["sha256"] and info["frechet"]["n"] > 0
+    G = load_generator(path)
+    assert G.model_info.format == "face-editor" and not G.model_info.notes
+    with torch.no_grad():
+        a, b = (G(seed_to_z(0, G.z_dim), noise_mode="const") for _ in range(2))
+    size = info["architecture"]["img_resolution"]
+    assert a.shape == (1, 3, size, size) and torch.isfinite(a).all() and torch.equal(a, b)
+
+
+def _generate_args(out, *extra):
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["generate", "--seeds", "0", "--device", "cpu", "--quiet", "--out", str(out), *extra])
+
+
+def test_generate_without_a_model_uses_the_embedded_generator(tmp_path, monkeypatch, capsys):
+    if (ASSETS_DIR / "generator.pt").exists():
+        assert run(_generate_args(tmp_path / "a")) == 0
+        written = json.loads((tmp_path / "a" / "generate.json").read_text())
+        assert written["model"] == str(ASSETS_DIR / "generator.pt")
+        assert written["model_sha256"] == json.loads((ASSETS_DIR / "generator.json").read_text())["sha256"]
+    monkeypatch.setattr(assets, "DEFAULT_GENERATOR", "absent.pt")
+    assert run(_generate_args(tmp_path / "b")) == 2
+    assert "no embedded default generator" in capsys.readouterr().err and not (tmp_path / "b").exists()
