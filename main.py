@@ -6,24 +6,25 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from editor.app import add_arguments
     from engine.cli import add_commands
 
     parser = argparse.ArgumentParser(
         prog="main.py",
         description="Face editor: StyleGAN2 generation and editing. Without a command, starts the editor.",
     )
+    add_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        print("\nThe editor window is not built yet; use the commands above.", file=sys.stderr)
-        return 0
+        from editor.app import run as run_editor
+
+        return run_editor(args)
     from engine.cli import run
 
     return run(args)

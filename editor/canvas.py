@@ -18,7 +18,7 @@ from .images import HeldImage
 ZOOM_MIN = 1 / 16
 ZOOM_MAX = 32.0
 ZOOM_STEPS = (1 / 16, 1 / 8, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0)
-CRISP_ZOOM = 4.0  # from here on image pixels are drawn as sharp squares (a 64 px face shown large)
+CRISP_ZOOM = 4.0  # zoomed in this far (not fitted), image pixels are drawn as sharp squares
 WHEEL_NOTCH_FACTOR = 2 ** (1 / 3)  # one wheel notch (120 units) zooms by ~1.26; three notches double
 BACKGROUND = QColor("#2b2b2b")
 PLACEHOLDER_COLOR = QColor("#9a9a9a")
@@ -331,7 +331,8 @@ class Canvas(QWidget):
         p.drawPixmap(target, pm, source)
 
     def _crisp(self) -> bool:
-        return self.zoom >= CRISP_ZOOM - 1e-6
+        # Fitted, a face reads best smoothed; zoomed in on purpose, the user wants to see the pixels.
+        return not self.fitted and self.zoom >= CRISP_ZOOM - 1e-6
 
     def _paint_placeholder(self, p: QPainter) -> None:
         font = QFont(self.font())

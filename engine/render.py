@@ -116,7 +116,7 @@ def render_ws(G: Generator, ws: torch.Tensor, state: EditState, *, max_resolutio
     noise = state_noise(G, state)
     mode = "const" if noise is not None else state.noise_mode
     img = G.synthesis(ws, noise_mode=mode, noise=noise, max_resolution=max_resolution)
-    return to_uint8(img)[0]
+    return np.ascontiguousarray(to_uint8(img)[0])  # owned, C-contiguous: shareable with Qt without a copy
 
 
 def render_state(G: Generator, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:

@@ -89,10 +89,13 @@ def test_zoom_fit_actual_steps(canvas, qtbot):
     assert canvas.zoom == 32.0
 
 
-def test_large_zoom_draws_crisp_pixels(canvas):
+def test_zooming_in_on_purpose_draws_crisp_pixels_while_fit_is_smooth(canvas):
     img = solid(RED)
     img[:, 32:] = BLUE
-    canvas.set_image(img)  # 8x: the red/blue edge lies between columns 255 and 256
+    canvas.set_image(img)  # fitted at 8x: the red/blue edge lies between columns 255 and 256, smoothed
+    assert canvas.fitted and pixel(canvas, 255, 100) not in (RED, BLUE)
+    canvas.set_zoom(8.0)  # the same scale chosen by the user: sharp squares
+    assert not canvas.fitted
     assert pixel(canvas, 255, 100) == RED
     assert pixel(canvas, 256, 100) == BLUE
 

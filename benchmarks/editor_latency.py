@@ -1,0 +1,151 @@
+"""Editor latency on the embedded default model: slider moved -> new pixels painted, and launch -> first face.
+
+Runs the real main window offscreen with the real engine worker. Three figures, median and p95 in ms:
+
+* ``step``: move the ψ slider, wait until the canvas has painted the new frame, repeat (one edit at a time);
+* ``drag``: move the slider at 60 Hz for a few seconds as a hand does (throttled requests, preview frames); each
+  painted frame is timed from the input event it reflects;
+* ``engine``: the render job alone on the worker's device, the baseline the GUI overhead is measured against.
+
+And ``launch``: a fresh ``python main.py --screenshot`` process, from its start to the first face on the canvas.
+
+    python benchmarks/editor_latency.py [--moves 60] [--drag-seconds 3] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def summary(values: list[float]) -> dict:
+    v = sorted(values)
+    return {"n": len(v), "median_ms": round(statistics.median(v), 2),
+            "p95_ms": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 2)}
+
+
+def measure_gui(*, moves: int, drag_seconds: float) -> dict:
+    from PySide6.QtWidgets import QApplication
+
+    from editor.bridge import EngineBridge
+    from editor.document import Document
+    from editor.main_window import MainWindow
+    from editor.settings import Settings
+    from engine.project import EditState
+    from engine.render import cached_model, render_state
+    from engine.runtime import tune_allocator
+
+    tune_allocator()
+    app = QApplication.instance() or QApplication([])
+    tmp = Path(tempfile.mkdtemp())
+    bridge = EngineBridge(device="cpu").start()
+    window = MainWindow(Document(EditState()), bridge, Settings(tmp / "s.ini"), autosave_path=tmp / "autosave.fproj")
+    window.resize(1280, 800)
+    window.show()
+    painted: dict = {}
+
+    def on_frame(result):
+        window.canvas.repaint()  # paint now, synchronously: the pixels are on the canvas when this returns
+        painted[result.state.psi, result.full] = time.perf_counter()
+
+    window.preview.frame.connect(on_frame)
+
+    def wait(pred, timeout=30.0):
+        end = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > end:
+                raise TimeoutError("no frame arrived")
+            app.processEvents()
+            time.sleep(0.0005)
+
+    wait(lambda: window.current_full_image() is not None)
+    slider = window.generation_panel.psi
+    step = []
+    for i in range(moves):
+        v = round(0.3 + 0.6 * ((i * 7) % moves) / moves, 2)
+        if abs(v - slider.value()) < 1e-9:
+            continue
+        t0 = time.perf_counter()
+        slider.setValue(v)
+        wait(lambda: (v, True) in painted)
+        step.append((painted[v, True] - t0) * 1e3)
+
+    inputs: dict[float, float] = {}
+    painted.clear()
+    slider.sliderPressed.emit()
+    t_end = time.perf_counter() + drag_seconds
+    k = 0
+    while time.perf_counter() < t_end:
+        v = round(0.2 + 0.7 * (k % 140) / 140, 3)
+        k += 1
+        inputs.setdefault(v, time.perf_counter())
+        slider.setValue(v)
+        frame_end = time.perf_counter() + 1 / 60
+        while time.perf_counter() < frame_end:
+            app.processEvents()
+            time.sleep(0.0005)
+    slider.sliderReleased.emit()
+    wait(lambda: any(full for _, full in painted))
+    drag = [(t - inputs[psi]) * 1e3 for (psi, _), t in painted.items() if psi in inputs]
+
+    class Ctx:
+        device = bridge._worker.device
+        models = bridge._worker.models
+
+    G = cached_model(Ctx, window.document.state.model)
+    engine = []
+    for i in range(moves):
+        st = window.document.state.replace(psi=0.3 + 0.01 * i)
+        t0 = time.perf_counter()
+        render_state(G, st)
+        engine.append((time.perf_counter() - t0) * 1e3)
+    window.close()
+    bridge.shutdown()
+    return {"step": summary(step), "drag": summary(drag) | {"frames": len(drag), "inputs": k},
+            "engine": summary(engine), "resolution": window.document.summary.resolution}
+
+
+def measure_launch(runs: int) -> dict:
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.time()
+            out = subprocess.run([sys.executable, str(ROOT / "main.py"), "--screenshot", f"{tmp}/s.png",
+                                  "--settings", f"{tmp}/s.ini"], capture_output=True, text=True, timeout=300)
+            line = next((ln for ln in out.stderr.splitlines() if ln.startswith("first frame at epoch")), None)
+            if line is None:
+                raise RuntimeError(f"the editor did not report a first frame:\n{out.stderr}")
+            times.append((float(line.split()[-1]) - t0) * 1e3)
+    return summary(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--moves", type=int, default=60)
+    ap.add_argument("--drag-seconds", type=float, default=3.0)
+    ap.add_argument("--launches", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result = {"threads": args.threads, "launch": measure_launch(args.launches)}
+    result |= measure_gui(moves=args.moves, drag_seconds=args.drag_seconds)
+    s, e = result["step"]["median_ms"], result["engine"]["median_ms"]
+    result["step_over_engine"] = round(s / e, 2)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

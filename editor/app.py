@@ -1,0 +1,87 @@
+"""Start the editor: QApplication, engine bridge, document and main window; ``--screenshot`` renders it offscreen."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine.project import EditState, ModelRef
+from engine.runtime import tune_allocator
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", metavar="FILE", help="open this generator instead of the embedded default")
+    parser.add_argument("--project", metavar="FILE", help="open this project file")
+    parser.add_argument("--device", help="engine device: auto (default: CUDA, then MPS, then CPU), cpu, cuda:0, …")
+    parser.add_argument("--screenshot", metavar="PNG", help="render the main window offscreen, save it, exit")
+    parser.add_argument("--settings", metavar="INI",
+                        help="keep preferences in this ini file (and the autosave beside it) instead of the user's "
+                             "settings: portable use, tests")
+
+
+def run(args) -> int:
+    """Run the editor until its window closes; returns the exit status."""
+    started = time.perf_counter()
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from .bridge import EngineBridge
+    from .document import Document
+    from .main_window import MainWindow
+    from .settings import Settings
+
+    tune_allocator()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Face Editor")
+    app.setOrganizationName("face-editor")
+    settings = Settings(args.settings)
+    bridge = EngineBridge(device=args.device or settings.device).start()
+    model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
+    document = Document(EditState(model=model))
+    autosave = Path(args.settings).with_suffix(".autosave.fproj") if args.settings else None
+    window = MainWindow(document, bridge, settings, autosave_path=autosave)
+    window.preview.frame.connect(lambda _r: _report_start(started), type=Qt.ConnectionType.SingleShotConnection)
+    if args.project:
+        window.projects.open_file(args.project)
+    elif not args.screenshot:
+        window.projects.offer_recovery()
+    if args.screenshot:
+        window.resize(1280, 800)
+        return _screenshot(app, window, bridge, Path(args.screenshot))
+    window.show()
+    try:
+        return app.exec()
+    finally:
+        bridge.shutdown()
+
+
+def _report_start(started: float) -> None:
+    print(f"face editor: first frame {time.perf_counter() - started:.2f} s after the editor started", file=sys.stderr)
+    print(f"first frame at epoch {time.time():.3f}", file=sys.stderr)
+
+
+def _screenshot(app, window, bridge, path: Path, *, timeout_s: float = 120.0) -> int:
+    """Show the window offscreen, wait for the first full frame and the thumbnails, save a PNG."""
+    window.show()
+    deadline = time.monotonic() + timeout_s
+    settle = None
+    while time.monotonic() < deadline:
+        app.processEvents()
+        if window.current_full_image() is not None:
+            settle = settle or time.monotonic() + 1.5  # let thumbnails and layout arrive
+            if time.monotonic() > settle:
+                break
+        time.sleep(0.01)
+    else:
+        print("screenshot: no frame was rendered in time", file=sys.stderr)
+        bridge.shutdown()
+        return 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok = window.grab().save(str(path))
+    window.projects.discard_autosave()
+    bridge.shutdown()
+    print(f"screenshot: {path}" if ok else f"screenshot: could not write {path}", file=sys.stderr)
+    return 0 if ok else 1

@@ -1,0 +1,305 @@
+"""The main window: composes the panels, the canvas, the history strip, actions, menus and the status bar.
+
+It holds no edit state of its own (the document does) and never calls the engine directly (the bridge does).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.render import RenderResult
+
+from .canvas import Canvas
+from .document import Document
+from .exporting import ExportController
+from .history import HistoryStrip, restore_snapshot
+from .icons import icon
+from .panels.generation_panel import GenerationPanel
+from .panels.mixing_panel import MixingPanel
+from .panels.model_panel import ModelPanel
+from .preview import LivePreview
+from .projects import PROJECT_SUFFIX, ProjectController
+
+APP_NAME = "Face Editor"
+
+
+class MainWindow(QMainWindow):
+    """One window per document. ``firstFrame`` is handy for screenshots and start-up timing."""
+
+    def __init__(self, document: Document, bridge, settings, *, autosave_path=None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.document = document
+        self.bridge = bridge
+        self.settings = settings
+        self._last_full: RenderResult | None = None
+        self.frames_shown = 0
+        self.setAcceptDrops(True)
+        self.setWindowTitle(f"untitled[*] — {APP_NAME}")
+
+        self.preview = LivePreview(document, bridge, preview_limit=settings.preview_limit, parent=self)
+        self.canvas = Canvas()
+        self.history = HistoryStrip()
+        self.model_panel = ModelPanel(document, bridge, settings)
+        self.generation_panel = GenerationPanel(document)
+        self.mixing_panel = MixingPanel(document, bridge)
+        self.projects = ProjectController(document, self, autosave_path=autosave_path)
+        self.exports = ExportController(document, bridge, self, current_image=self.current_full_image)
+
+        centre = QWidget()
+        lay = QVBoxLayout(centre)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.history)
+        self.setCentralWidget(centre)
+        self._add_dock([self.model_panel, self.generation_panel], Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
+                       width=300, scroll=True)
+        self._add_dock([self.mixing_panel], Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=320,
+                       scroll=False)
+
+        self.device_label = QLabel("device: starting")
+        self.speed_label = QLabel("")
+        for w in (self.speed_label, self.device_label):
+            w.setStyleSheet("padding: 0 6px; color: palette(mid)")
+            self.statusBar().addPermanentWidget(w)
+
+        self._build_actions()
+        self._connect()
+        self._restore_geometry()
+        self._update_title()
+        self.model_panel.load_current()
+        self.preview.render_now()
+
+    # ----- layout
+
+    def _add_dock(self, widgets: list[QWidget], area, name: str, *, width: int, scroll: bool) -> None:
+        """A fixed side column; the panels' group boxes carry the titles, so the dock has no title bar."""
+        body = QWidget()
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(6, 6, 6, 6)
+        for w in widgets:
+            lay.addWidget(w, 0 if scroll else 1)
+        if scroll:
+            lay.addStretch(1)
+            holder = QScrollArea()
+            holder.setWidgetResizable(True)
+            holder.setFrameShape(QScrollArea.Shape.NoFrame)
+            holder.setWidget(body)
+            body = holder
+        body.setMinimumWidth(width)
+        dock = QDockWidget(self)
+        dock.setObjectName(name)
+        dock.setWidget(body)
+        dock.setTitleBarWidget(QWidget())
+        dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(area, dock)
+
+    def _action(self, text: str, name: str | None, slot, *, shortcut=None, tip: str = "", checkable=False) -> QAction:
+        a = QAction(text, self)
+        if name is not None:
+            a.setIcon(icon(name))
+        if shortcut is not None:
+            a.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
+        a.setToolTip(tip or text.replace("&", "").replace("…", ""))
+        a.setStatusTip(a.toolTip())
+        a.setCheckable(checkable)
+        (a.toggled if checkable else a.triggered).connect(slot)
+        return a
+
+    def _build_actions(self) -> None:
+        K = QKeySequence.StandardKey
+        stack = self.document.undo_stack
+        self.act_open_model = self._action("Open &model…", "open_model", self.model_panel.open_dialog,
+                                           shortcut=QKeySequence("Ctrl+O"), tip="Open a generator file (Ctrl+O)")
+        self.act_open_project = self._action("Open &project…", "open_project", self._open_project,
+                                             shortcut=QKeySequence("Ctrl+Shift+O"), tip="Open a saved project")
+        self.act_save = self._action("&Save project", "save", self.projects.save, shortcut=K.Save,
+                                     tip="Save the project: reproduces this exact image (Ctrl+S)")
+        self.act_save_as = self._action("Save project &as…", "save_as", self.projects.save_as, shortcut=K.SaveAs)
+        self.act_export = self._action("&Export image…", "export_image", lambda: self.exports.export_image(),
+                                       shortcut=QKeySequence("Ctrl+E"),
+                                       tip="Export the image at full resolution: PNG (with parameters), JPEG, WebP")
+        self.act_export_latent = self._action("Export &latent…", "export_latent",
+                                              lambda: self.exports.export_latent(),
+                                              shortcut=QKeySequence("Ctrl+Shift+E"),
+                                              tip="Save the current W+ latent as .npy or .pt")
+        self.act_batch = self._action("&Batch export…", "batch_export", lambda: self.exports.batch_export(),
+                                      shortcut=QKeySequence("Ctrl+B"),
+                                      tip="Render a range of seeds with the current settings into a folder")
+        self.act_quit = self._action("&Quit", "quit", self.close, shortcut=K.Quit)
+        self.act_undo = stack.createUndoAction(self, "&Undo")
+        self.act_undo.setIcon(icon("undo"))
+        self.act_undo.setShortcuts(K.Undo)
+        self.act_redo = stack.createRedoAction(self, "&Redo")
+        self.act_redo.setIcon(icon("redo"))
+        self.act_redo.setShortcuts([QKeySequence(K.Redo), QKeySequence("Ctrl+Y")])
+        gp = self.generation_panel
+        self.act_prev_seed = self._action("&Previous seed", "seed_previous", lambda: gp.step_seed(-1),
+                                          shortcut=QKeySequence("PgUp"), tip="Previous seed (PageUp)")
+        self.act_next_seed = self._action("&Next seed", "seed_next", lambda: gp.step_seed(1),
+                                          shortcut=QKeySequence("PgDown"), tip="Next seed (PageDown)")
+        self.act_random_seed = self._action("&Random seed", "seed_random", gp.randomize_seed,
+                                            shortcut=QKeySequence("Ctrl+R"), tip="A random seed (Ctrl+R)")
+        self.act_snapshot = self._action("Take &snapshot", "snapshot", self.take_snapshot,
+                                         shortcut=QKeySequence("S"),
+                                         tip="Keep the current face in the history strip (S); it becomes 'before'")
+        self.act_before = self._action("Show &before", "before_after", self.canvas.show_before,
+                                       shortcut=QKeySequence("B"), checkable=True,
+                                       tip="Toggle between the current image and the last snapshot (B)")
+        self.act_zoom_in = self._action("Zoom &in", "zoom_in", self.canvas.zoom_in, shortcut=K.ZoomIn)
+        self.act_zoom_out = self._action("Zoom &out", "zoom_out", self.canvas.zoom_out, shortcut=K.ZoomOut)
+        self.act_zoom_fit = self._action("&Fit", "zoom_fit", self.canvas.zoom_fit, shortcut=QKeySequence("Ctrl+0"),
+                                         tip="Fit the image to the window (Ctrl+0)")
+        self.act_zoom_actual = self._action("&Actual pixels", "zoom_actual", self.canvas.zoom_actual,
+                                            shortcut=QKeySequence("Ctrl+1"), tip="One image pixel per screen pixel")
+
+        menus = {
+            "&File": [self.act_open_model, self.act_open_project, None, self.act_save, self.act_save_as, None,
+                      self.act_export, self.act_export_latent, self.act_batch, None, self.act_quit],
+            "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot],
+            "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
+            "&View": [self.act_zoom_in, self.act_zoom_out, self.act_zoom_fit, self.act_zoom_actual, None,
+                      self.act_before],
+        }
+        for title, actions in menus.items():
+            menu = self.menuBar().addMenu(title)
+            for a in actions:
+                menu.addSeparator() if a is None else menu.addAction(a)
+            if title == "&File":
+                self.recent_projects_menu = QMenu("Recent projects", self)
+                self.recent_projects_menu.aboutToShow.connect(self._fill_recent_projects)
+                menu.insertMenu(self.act_save, self.recent_projects_menu)
+        self.view_menu = self.menuBar().actions()[-1].menu()
+        tb = QToolBar("Main", self)
+        tb.setObjectName("main_toolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        for a in (self.act_open_model, self.act_open_project, self.act_save, self.act_export, None, self.act_undo,
+                  self.act_redo, None, self.act_prev_seed, self.act_random_seed, self.act_next_seed, None,
+                  self.act_zoom_fit, self.act_zoom_actual, self.act_before, self.act_snapshot):
+            tb.addSeparator() if a is None else tb.addAction(a)
+        self.addToolBar(tb)
+
+    def _connect(self) -> None:
+        self.preview.frame.connect(self._show_frame)
+        self.preview.failed.connect(lambda m: self.statusBar().showMessage(f"Render failed: {m}", 8000))
+        self.generation_panel.dragging.connect(self.preview.set_dragging)
+        self.model_panel.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
+        self.model_panel.failed.connect(self._error)
+        self.exports.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.mixing_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.projects.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.projects.pathChanged.connect(lambda p: self.settings.add_recent("projects", p))
+        self.history.restoreRequested.connect(lambda st: restore_snapshot(self.document, st))
+        self.history.snapshotsChanged.connect(self._snapshots_changed)
+        self.document.changed.connect(lambda st, _: self.history.set_current(st))
+        self.document.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.projects.titleChanged.connect(lambda _: self._update_title())
+        self.canvas.zoomChanged.connect(lambda z: self.statusBar().showMessage(f"Zoom {z * 100:.0f}%", 1500))
+
+    def _update_title(self) -> None:
+        self.setWindowTitle(self.projects.title())
+        self.setWindowModified(not self.document.undo_stack.isClean())
+
+    # ----- behaviour
+
+    def current_full_image(self):
+        """The last full-resolution frame, if it shows the current state."""
+        r = self._last_full
+        return r.image if r is not None and r.state == self.document.state else None
+
+    def _show_frame(self, result: RenderResult) -> None:
+        self.canvas.show_result(result)
+        if result.full:
+            self._last_full = result
+        self.frames_shown += 1
+        lat = self.preview.latencies_ms[-1] if self.preview.latencies_ms else result.ms
+        self.speed_label.setText(f"{result.ms:.0f} ms/frame · {lat:.0f} ms to screen"
+                                 + ("" if result.full else " · preview"))
+        self.speed_label.setToolTip("Engine time per frame, and the time from the edit to the pixels on screen")
+        self.device_label.setText(f"device: {result.device}")
+        if not self.history.snapshots and result.full:
+            self.history.add_snapshot(result.state, result.image)  # the first face is the first 'before'
+
+    def _snapshots_changed(self) -> None:
+        shots = self.history.snapshots
+        if shots:
+            self.canvas.set_before(shots[-1].image, label=f"Before · {shots[-1].label}")
+        else:
+            self.canvas.set_before(None)
+
+    def take_snapshot(self) -> None:
+        r = self._last_full
+        if r is None or r.state != self.document.state:
+            self.statusBar().showMessage("The image is still rendering; try again in a moment", 3000)
+            return
+        if self.history.add_snapshot(r.state, r.image):
+            self.statusBar().showMessage("Snapshot kept: press B to compare with it", 3000)
+        else:
+            self.statusBar().showMessage("Snapshot already taken", 3000)
+
+    def _fill_recent_projects(self) -> None:
+        menu = self.recent_projects_menu
+        menu.clear()
+        items = self.settings.recent("projects")
+        if not items:
+            menu.addAction("No recent projects").setEnabled(False)
+        for path in items:
+            menu.addAction(Path(path).name, lambda p=path: self.projects.open_file(p)).setToolTip(path)
+
+    def _open_project(self) -> None:
+        self.projects.open()
+
+    def _error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+        if not self.canvas.has_image():
+            self.canvas.set_placeholder(message)
+        QMessageBox.warning(self, APP_NAME, message)
+
+    # ----- drag and drop, geometry, closing
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                path = url.toLocalFile()
+                if path.endswith(PROJECT_SUFFIX):
+                    self.projects.open_file(path)
+                else:
+                    self.model_panel.open_path(path)
+                event.acceptProposedAction()
+                return
+
+    def _restore_geometry(self) -> None:
+        if self.settings.geometry is not None:
+            self.restoreGeometry(self.settings.geometry)
+        else:
+            self.resize(1280, 800)
+        if self.settings.window_state is not None:
+            self.restoreState(self.settings.window_state)
+
+    def closeEvent(self, event) -> None:
+        if not self.projects.maybe_save():
+            event.ignore()
+            return
+        self.projects.discard_autosave()
+        self.settings.geometry = self.saveGeometry()
+        self.settings.window_state = self.saveState()
+        self.settings.sync()
+        event.accept()
