@@ -25,6 +25,7 @@ class EngineBridge(QObject):
         self._event.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
         self._worker = Worker(self._event.emit, device=device)
         self._newest: dict[str, int] = {}
+        self._closed = False
 
     def start(self) -> "EngineBridge":
         self._worker.start()
@@ -35,6 +36,10 @@ class EngineBridge(QObject):
         return str(self._worker.device) if self._worker.device is not None else "starting"
 
     def submit(self, job: Job, *, slot: str = "render") -> int:
+        """Queue ``job``; returns its request id. After ``shutdown`` (the app is closing: a late timer of some widget
+        may still fire) nothing is queued and 0 is returned."""
+        if self._closed:
+            return 0
         rid = self._worker.submit(job, slot=slot)
         self._newest[slot] = rid
         return rid
@@ -46,6 +51,7 @@ class EngineBridge(QObject):
         return self._newest.get(slot)
 
     def shutdown(self) -> None:
+        self._closed = True
         self._worker.shutdown()
 
     def _dispatch(self, event: Event) -> None:

@@ -31,6 +31,7 @@ ICONS: dict[str, tuple[str, dict]] = {
     "recent": ("mdi6.history", {}),
     "quit": ("mdi6.exit-to-app", {}),
     "cancel": ("mdi6.stop-circle-outline", {}),
+    "settings": ("mdi6.cog-outline", {}),
 }
 
 

@@ -30,6 +30,7 @@ from .icons import icon
 from .panels.generation_panel import GenerationPanel
 from .panels.mixing_panel import MixingPanel
 from .panels.model_panel import ModelPanel
+from .preferences import PreferencesDialog
 from .preview import LivePreview
 from .projects import PROJECT_SUFFIX, ProjectController
 
@@ -140,6 +141,8 @@ class MainWindow(QMainWindow):
                                       shortcut=QKeySequence("Ctrl+B"),
                                       tip="Render a range of seeds with the current settings into a folder")
         self.act_quit = self._action("&Quit", "quit", self.close, shortcut=K.Quit)
+        self.act_preferences = self._action("Pre&ferences…", "settings", self.edit_preferences,
+                                            shortcut=K.Preferences, tip="Engine device and preview resolution")
         self.act_undo = stack.createUndoAction(self, "&Undo")
         self.act_undo.setIcon(icon("undo"))
         self.act_undo.setShortcuts(K.Undo)
@@ -169,7 +172,7 @@ class MainWindow(QMainWindow):
         menus = {
             "&File": [self.act_open_model, self.act_open_project, None, self.act_save, self.act_save_as, None,
                       self.act_export, self.act_export_latent, self.act_batch, None, self.act_quit],
-            "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot],
+            "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot, None, self.act_preferences],
             "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
             "&View": [self.act_zoom_in, self.act_zoom_out, self.act_zoom_fit, self.act_zoom_actual, None,
                       self.act_before],
@@ -250,6 +253,11 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Snapshot kept: press B to compare with it", 3000)
         else:
             self.statusBar().showMessage("Snapshot already taken", 3000)
+
+    def edit_preferences(self) -> None:
+        dialog = PreferencesDialog(self.settings, self)
+        if dialog.exec():
+            self.preview.preview_limit = dialog.apply()
 
     def _fill_recent_projects(self) -> None:
         menu = self.recent_projects_menu

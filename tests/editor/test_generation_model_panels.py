@@ -106,3 +106,23 @@ def test_model_panel_reports_a_broken_file_and_keeps_the_model(qtbot, tmp_path, 
     assert doc.state == tiny_state and doc.undo_stack.count() == 0
     with qtbot.waitSignal(panel.failed, timeout=5000):
         panel.open_path(tmp_path / "missing.pt")
+
+
+def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
+    from editor.preferences import PreferencesDialog
+
+    settings = Settings(tmp_path / "p.ini")
+    dialog = PreferencesDialog(settings)
+    qtbot.addWidget(dialog)
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.preview.setCurrentIndex(dialog.preview.findData(128))
+    assert dialog.apply() == 128
+    again = Settings(tmp_path / "p.ini")
+    assert (again.device, again.preview_limit) == ("cpu", 128)
+
+
+def test_every_registered_icon_resolves(qtbot):
+    from editor.icons import ICONS, icon
+
+    for name in ICONS:
+        assert not icon(name).isNull(), name

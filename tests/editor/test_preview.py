@@ -77,3 +77,11 @@ def test_real_render_through_the_bridge_matches_the_engine(qtbot, bridge, tiny_s
     expected = render_state(load_model(tiny_state.model), tiny_state)
     assert blocker.args[0].image.shape == (32, 32, 3)
     np.testing.assert_array_equal(blocker.args[0].image, expected)
+
+
+def test_requests_after_shutdown_are_ignored_not_raised(qtbot, tiny_state):
+    from editor.bridge import EngineBridge
+
+    b = EngineBridge(device="cpu").start()
+    b.shutdown()
+    assert b.submit(lambda ctx: 1, slot="x") == 0 and b.newest("x") is None
