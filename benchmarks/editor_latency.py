@@ -9,7 +9,7 @@ Runs the real main window offscreen with the real engine worker. Three figures, 
 
 And ``launch``: a fresh ``python main.py --screenshot`` process, from its start to the first face on the canvas.
 
-    python benchmarks/editor_latency.py [--moves 60] [--drag-seconds 3] [--threads 2]
+    python benchmarks/editor_latency.py [--moves 60] [--drag-seconds 3] [--launches 3] [--threads N]
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def summary(values: list[float]) -> dict:
             "p95_ms": round(v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], 2)}
 
 
-def measure_gui(*, moves: int, drag_seconds: float) -> dict:
+def measure_gui(*, moves: int, drag_seconds: float, threads: int | None) -> dict:
     from PySide6.QtWidgets import QApplication
 
-    from editor.bridge import EngineBridge
+    from editor.bridge import EngineBridge, gui_cpu_threads
     from editor.document import Document
     from editor.main_window import MainWindow
     from editor.settings import Settings
@@ -48,7 +48,7 @@ def measure_gui(*, moves: int, drag_seconds: float) -> dict:
     tune_allocator()
     app = QApplication.instance() or QApplication([])
     tmp = Path(tempfile.mkdtemp())
-    bridge = EngineBridge(device="cpu").start()
+    bridge = EngineBridge(device="cpu", cpu_threads=threads or gui_cpu_threads()).start()
     window = MainWindow(Document(EditState()), bridge, Settings(tmp / "s.ini"), autosave_path=tmp / "autosave.fproj")
     window.resize(1280, 800)
     window.show()
@@ -86,9 +86,9 @@ def measure_gui(*, moves: int, drag_seconds: float) -> dict:
     t_end = time.perf_counter() + drag_seconds
     k = 0
     while time.perf_counter() < t_end:
-        v = round(0.2 + 0.7 * (k % 140) / 140, 3)
+        v = round(0.2 + 0.002 * k, 3)  # a new value per input (a 3 s drag stays within the slider's range)
         k += 1
-        inputs.setdefault(v, time.perf_counter())
+        inputs[v] = time.perf_counter()
         slider.setValue(v)
         frame_end = time.perf_counter() + 1 / 60
         while time.perf_counter() < frame_end:
@@ -109,10 +109,14 @@ def measure_gui(*, moves: int, drag_seconds: float) -> dict:
         t0 = time.perf_counter()
         render_state(G, st)
         engine.append((time.perf_counter() - t0) * 1e3)
+    window.document.undo_stack.setClean()  # nothing to save: closing must not ask
     window.close()
     bridge.shutdown()
-    return {"step": summary(step), "drag": summary(drag) | {"frames": len(drag), "inputs": k},
-            "engine": summary(engine), "resolution": window.document.summary.resolution}
+    import torch
+
+    return {"threads": torch.get_num_threads(), "step": summary(step),
+            "drag": summary(drag) | {"frames": len(drag), "inputs": k}, "engine": summary(engine),
+            "resolution": window.document.summary.resolution}
 
 
 def measure_launch(runs: int) -> dict:
@@ -134,13 +138,10 @@ def main() -> int:
     ap.add_argument("--moves", type=int, default=60)
     ap.add_argument("--drag-seconds", type=float, default=3.0)
     ap.add_argument("--launches", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="engine threads (default: as the editor: cores - 1)")
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    result = {"threads": args.threads, "launch": measure_launch(args.launches)}
-    result |= measure_gui(moves=args.moves, drag_seconds=args.drag_seconds)
+    result = {"launch": measure_launch(args.launches)}
+    result |= measure_gui(moves=args.moves, drag_seconds=args.drag_seconds, threads=args.threads)
     s, e = result["step"]["median_ms"], result["engine"]["median_ms"]
     result["step_over_engine"] = round(s / e, 2)
     print(json.dumps(result, indent=1))

@@ -28,7 +28,7 @@ def run(args) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from .bridge import EngineBridge
+    from .bridge import EngineBridge, gui_cpu_threads
     from .document import Document
     from .main_window import MainWindow
     from .settings import Settings
@@ -38,7 +38,7 @@ def run(args) -> int:
     app.setApplicationName("Face Editor")
     app.setOrganizationName("face-editor")
     settings = Settings(args.settings)
-    bridge = EngineBridge(device=args.device or settings.device).start()
+    bridge = EngineBridge(device=args.device or settings.device, cpu_threads=gui_cpu_threads()).start()
     model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
     document = Document(EditState(model=model))
     autosave = Path(args.settings).with_suffix(".autosave.fproj") if args.settings else None

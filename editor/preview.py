@@ -21,7 +21,7 @@ class LivePreview(QObject):
     frame = Signal(object)  # RenderResult
     failed = Signal(str)
 
-    def __init__(self, document, bridge, *, interval_ms: int = 25, preview_limit: int | None = 256,
+    def __init__(self, document, bridge, *, interval_ms: int = 10, preview_limit: int | None = 256,
                  parent: QObject | None = None):
         super().__init__(parent)
         self._doc = document

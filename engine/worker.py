@@ -105,9 +105,10 @@ class Worker:
     """One thread, single-slot mailboxes, latest wins. ``listener(event)`` is called on the worker thread."""
 
     def __init__(self, listener: Callable[[Event], None], *, device: str = "auto", cache_capacity: int = 4,
-                 name: str = "engine-worker"):
+                 cpu_threads: int | None = None, name: str = "engine-worker"):
         self._listener = listener
         self._device_preference = device
+        self._cpu_threads = cpu_threads
         self.device: torch.device | None = None
         self.models = ModelCache(capacity=cache_capacity)
         self._ids = itertools.count(1)
@@ -181,6 +182,8 @@ class Worker:
 
     def _run(self) -> None:
         self.device = pick_device(self._device_preference)
+        if self.device.type == "cpu" and self._cpu_threads is not None:
+            torch.set_num_threads(self._cpu_threads)  # process-wide: the worker is the one that computes
         self._ready.set()
         while True:
             with self._lock:

@@ -39,8 +39,8 @@ def describe(summary: ModelSummary) -> str:
     sha = summary.ref.sha256 or ""
     notes = "".join(f"<br><span style='color:#b58900'>• {n}</span>" for n in summary.notes)
     return (f"<b>{Path(summary.path).name if summary.ref.path else 'Embedded default'}</b><br>"
-            f"StyleGAN2 · {summary.resolution}×{summary.resolution} px · {summary.num_ws} W+ rows · "
-            f"w {summary.w_dim} · {summary.parameters / 1e6:.1f} M parameters<br>"
+            f"StyleGAN2 · {summary.resolution}×{summary.resolution}&nbsp;px · {summary.num_ws}&nbsp;W+&nbsp;rows · "
+            f"w&nbsp;{summary.w_dim} · {summary.parameters / 1e6:.1f}&nbsp;M&nbsp;parameters<br>"
             f"<span style='color:gray'>{summary.format} · sha256 {sha[:12]}</span>{notes}")
 
 

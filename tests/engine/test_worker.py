@@ -164,3 +164,16 @@ def test_shutdown_stops_running_job_and_refuses_new_work():
     assert not w.alive
     with pytest.raises(RuntimeError, match="shut down"):
         w.submit(lambda ctx: 1)
+
+
+def test_the_worker_sets_the_cpu_thread_count_it_was_given():
+    before = torch.get_num_threads()
+    try:
+        seen = Recorder()
+        w = Worker(seen, device="cpu", cpu_threads=1).start()
+        w.submit(lambda ctx: torch.get_num_threads())
+        seen.wait_for(lambda ev: any(e.kind == "result" for e in ev))
+        assert seen.kinds("result")[0].payload == 1
+        w.shutdown()
+    finally:
+        torch.set_num_threads(before)
