@@ -41,13 +41,7 @@ TINY = dict(size=32, widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1), stem_width=8, f
             batch_size=12, eval_n=6, eval_every=2, checkpoint_every=2, log_every=1, warmup=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The networks here are tiny: one thread is faster, and immune to other processes using the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

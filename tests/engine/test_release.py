@@ -29,12 +29,7 @@ COMMAND = "main.py train stylegan2 --data t --out run --threads 1 --seed 3"
 FILES = ["generator.pt", "generator.json", *map(grid_name, GRID_PSIS)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

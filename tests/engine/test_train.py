@@ -25,12 +25,7 @@ TINY = dict(resolution=R, channels=(16, 16, 16), z_dim=16, w_dim=16, mapping_lay
             snapshot_every=0, ema_kimg=0.01)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(**kw) -> TrainConfig:
