@@ -25,6 +25,12 @@ def run(args) -> int:
     started = time.perf_counter()
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    elif sys.platform.startswith("linux") and not any(
+            os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        print("error: no display to open the editor window on (DISPLAY is not set). Run it in a desktop session, "
+              "under xvfb-run, or use --screenshot PNG / the headless commands (python main.py --help).",
+              file=sys.stderr)
+        return 2
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
