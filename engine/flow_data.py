@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .algorithms.flow_edit import ALIASES, ATTRIBUTES, COND_DIM, CONDITION_NAMES, NUM_LIGHT
+from .algorithms.flow_edit import ALIASES, ATTRIBUTES, COND_DIM, CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
 from .convert.pickles import RestrictedUnpickler
 from .train.release import quantised
 
@@ -188,6 +188,15 @@ def read_styleflow_lighting(path: str | os.PathLike) -> np.ndarray:
     return _rows(_load_npy(path), NUM_LIGHT, path, f"(N, 1, {NUM_LIGHT}, 1, 1)")
 
 
+def styleflow_lighting_presets(light: np.ndarray) -> np.ndarray:
+    """StyleFlow's six lighting presets (``LIGHTING_PRESETS`` order) from its ``light.npy`` rows [N, 9]. -> [6, 9]"""
+    rows = list(LIGHTING_PRESETS.values())
+    if light.ndim != 2 or light.shape[1] != NUM_LIGHT or light.shape[0] <= max(rows):
+        raise FlowDataError(f"StyleFlow's lighting presets are rows {rows} of its light.npy [1000, 9]; got "
+                            f"lighting of shape {light.shape}")
+    return light[rows].astype(np.float32)
+
+
 def _unpickle_arrays(path: Path):
     with open(path, "rb") as f:
         data = f.read()
@@ -252,4 +261,4 @@ def read_styleflow_data(folder: str | os.PathLike, *, latents: str = STYLEFLOW_F
 
 __all__ = ["STYLEFLOW_FILES", "FlowDataError", "ArrayUnpickler", "condition_columns", "label_images",
            "sample_flow_data", "check_flow_data", "save_flow_data", "load_flow_data", "read_styleflow_attributes",
-           "read_styleflow_lighting", "read_styleflow_latents", "read_styleflow_data"]
+           "read_styleflow_lighting", "styleflow_lighting_presets", "read_styleflow_latents", "read_styleflow_data"]

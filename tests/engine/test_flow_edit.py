@@ -39,6 +39,7 @@ from engine.flow_data import (
     read_styleflow_lighting,
     sample_flow_data,
     save_flow_data,
+    styleflow_lighting_presets,
 )
 from engine.models.estimator import AttributeEstimator, EstimatorConfig
 from engine.models.stylegan2 import Generator, GeneratorConfig
@@ -309,6 +310,14 @@ def test_released_files_with_a_wrong_layout_are_clear_errors(tmp_path):
     (tmp_path / "sg2latents.pickle").write_bytes(b"\x80\x04garbage")
     with pytest.raises(FlowDataError, match="cannot be unpickled"):
         read_styleflow_latents(tmp_path / "sg2latents.pickle")
+
+
+def test_styleflow_lighting_presets_are_its_documented_rows():
+    light = np.arange(1000 * 9, dtype=np.float32).reshape(1000, 9)
+    presets = styleflow_lighting_presets(light)
+    assert presets.shape == (6, 9) and presets[:, 0].tolist() == [9 * r for r in (8, 33, 641, 547, 28, 34)]
+    with pytest.raises(FlowDataError, match="presets"):
+        styleflow_lighting_presets(light[:600])
 
 
 def test_train_flow_npy_latents_and_npz_round_trip(tmp_path):
