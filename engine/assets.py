@@ -15,6 +15,7 @@ from .loading import file_sha256
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_GENERATOR = "generator.pt"
 DEFAULT_ESTIMATOR = "estimator.pt"
+DEFAULT_FLOW = "flow.pt"
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -54,3 +55,8 @@ def default_generator_path() -> Path:
 def default_estimator_path() -> Path:
     """The embedded attribute estimator (verified)."""
     return verified_asset(DEFAULT_ESTIMATOR, what="embedded attribute estimator")
+
+
+def default_flow_path() -> Path:
+    """The embedded StyleFlow flow for the default generator (verified)."""
+    return verified_asset(DEFAULT_FLOW, what="embedded attribute flow")

@@ -10,7 +10,7 @@ import torch
 
 from .imageio import save_png, to_pil
 from .project import EditState, ProjectError, project_dict
-from .render import cached_model, render_state
+from .render import render_in_worker
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 LATENT_FORMATS = (".npy", ".pt")
@@ -89,12 +89,11 @@ class BatchExportJob:
         image_format(f"x{self.ext}")
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
-        G = cached_model(ctx, self.state.model)
         written = []
         for i, seed in enumerate(self.seeds):
             ctx.check()
             state = self.state.replace(seed=seed)
-            path = save_image(folder / f"seed{seed:05d}{self.ext}", render_state(G, state), state=state)
+            path = save_image(folder / f"seed{seed:05d}{self.ext}", render_in_worker(ctx, state), state=state)
             written.append(str(path))
             ctx.progress((i + 1) / len(self.seeds), f"{i + 1} of {len(self.seeds)} images")
         return tuple(written)

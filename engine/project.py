@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .algorithms.flow_edit import AttributeEdit
 from .models.stylegan2 import NOISE_MODES
 
 PROJECT_FORMAT = "face-editor/project"
@@ -99,7 +100,9 @@ class Source:
 @dataclass(frozen=True)
 class EditState:
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
-    empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows)."""
+    empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows). ``edits`` are StyleFlow
+    attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
+    default's flow); ``flow_fast`` picks the fast solver for them."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -109,6 +112,9 @@ class EditState:
     noise_seed: int = 0
     sources: tuple[Source, ...] = ()
     rows: tuple[int, ...] = ()
+    flow: ModelRef = field(default_factory=ModelRef)
+    edits: tuple[AttributeEdit, ...] = ()
+    flow_fast: bool = True
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
@@ -136,12 +142,15 @@ class EditState:
             "seed": self.seed, "psi": self.psi, "cutoff": self.cutoff,
             "noise_mode": self.noise_mode, "noise_seed": self.noise_seed,
             "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
+            "flow": {"path": self.flow.path, "sha256": self.flow.sha256},
+            "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "EditState":
         try:
             model = d.get("model") or {}
+            flow = d.get("flow") or {}
             cutoff = d.get("cutoff")
             return cls(
                 model=ModelRef(path=model.get("path"), sha256=model.get("sha256")),
@@ -150,8 +159,13 @@ class EditState:
                 noise_mode=str(d.get("noise_mode", "const")), noise_seed=_int(d.get("noise_seed", 0), "noise seed"),
                 sources=tuple(Source.from_dict(s) for s in d.get("sources", [])),
                 rows=tuple(_int(r, "mixing row") for r in d.get("rows", [])),
+                flow=ModelRef(path=flow.get("path"), sha256=flow.get("sha256")),
+                edits=tuple(AttributeEdit.from_dict(e) for e in d.get("edits", [])),
+                flow_fast=bool(d.get("flow_fast", True)),
             )
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, ProjectError):
+                raise
             raise ProjectError(f"the edit state is incomplete or malformed ({type(e).__name__}: {e})") from e
 
 

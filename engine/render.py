@@ -13,10 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .algorithms.flow_edit import apply_edits
 from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
-from .assets import default_generator_path
+from .assets import default_estimator_path, default_flow_path, default_generator_path
+from .flow_data import label_images
 from .imageio import to_uint8
 from .loading import file_sha256, load_generator
+from .models.estimator import load_estimator
+from .models.flow import load_flow
 from .models.stylegan2 import Generator, GeneratorConfig
 from .project import EditState, ModelRef, ProjectError, Source
 
@@ -89,8 +93,8 @@ def source_ws(G: Generator, source: Source, *, psi: float, cutoff: int | None) -
 
 
 @torch.no_grad()
-def state_ws(G: Generator, state: EditState) -> torch.Tensor:
-    """The W+ latent [1, num_ws, w_dim] the state describes (base seed, truncation, style mixing)."""
+def mixed_ws(G: Generator, state: EditState) -> torch.Tensor:
+    """The W+ latent [1, num_ws, w_dim] before attribute edits (base seed, truncation, style mixing)."""
     base = source_ws(G, Source(seed=state.seed), psi=state.psi, cutoff=state.cutoff)
     if not state.mixed():
         return base
@@ -101,6 +105,38 @@ def state_ws(G: Generator, state: EditState) -> torch.Tensor:
              for k in used]
     index = {k: i for i, k in enumerate(used)}
     return mix_styles(torch.stack(stack), [index[r] for r in state.rows])  # [1, num_ws, w_dim]
+
+
+@torch.no_grad()
+def read_condition(estimator, image: np.ndarray) -> torch.Tensor:
+    """The estimator's reading of a uint8 image [H, W, 3] as a flow condition [1, 17] (raw units, flow order)."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
+    return label_images(estimator, x.to(next(estimator.parameters()).device)).float()
+
+
+@dataclass(frozen=True)
+class FlowTools:
+    """What attribute edits need besides the generator: the flow, the estimator, the lighting presets [J, 9]."""
+
+    flow: torch.nn.Module
+    estimator: torch.nn.Module
+    presets: torch.Tensor | None
+
+
+def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
+             cond0: torch.Tensor | None = None) -> torch.Tensor:
+    """The W+ latent [1, num_ws, w_dim] the state describes: mixing, then the attribute edits replayed with the
+    flow, starting from ``cond0`` [1, 17] (the estimator's reading of the unedited face; measured when None)."""
+    ws = mixed_ws(G, state)
+    if not state.edits:
+        return ws
+    if tools is None:
+        raise ProjectError("this image has attribute edits: they need the attribute flow and estimator")
+    if cond0 is None:
+        cond0 = read_condition(tools.estimator, render_ws(G, ws, state))
+    w, _ = apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
+                       presets=tools.presets)
+    return w
 
 
 def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
@@ -119,9 +155,42 @@ def render_ws(G: Generator, ws: torch.Tensor, state: EditState, *, max_resolutio
     return np.ascontiguousarray(to_uint8(img)[0])  # owned, C-contiguous: shareable with Qt without a copy
 
 
-def render_state(G: Generator, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
+def render_state(G: Generator, state: EditState, *, max_resolution: int | None = None,
+                 tools: FlowTools | None = None, cond0: torch.Tensor | None = None) -> np.ndarray:
     """The state's image as uint8 [H, W, 3]; ``max_resolution`` renders a cheaper preview at that size."""
-    return render_ws(G, state_ws(G, state), state, max_resolution=max_resolution)
+    return render_ws(G, state_ws(G, state, tools=tools, cond0=cond0), state, max_resolution=max_resolution)
+
+
+def load_flow_tools(ref: ModelRef, *, device: torch.device | str = "cpu") -> FlowTools:
+    """The flow ``ref`` names (path None: the embedded default's), the embedded estimator, and the flow file's
+    lighting presets (``extras['lighting_presets']`` [J, 9], if it has them)."""
+    path = default_flow_path() if ref.is_default else Path(ref.path)
+    if ref.sha256 is not None and file_sha256(path) != ref.sha256:
+        raise ProjectError(f"{path.name} is not the flow file this project was made with (sha256 differs)")
+    flow = load_flow(path).to(device)
+    presets = getattr(flow, "extras", {}).get("lighting_presets")
+    estimator = load_estimator(default_estimator_path()).to(device).eval()
+    return FlowTools(flow, estimator, None if presets is None else torch.as_tensor(presets, dtype=torch.float32))
+
+
+def cached_tools(ctx, ref: ModelRef) -> FlowTools:
+    return ctx.models.get(("flow", ref.path, ref.sha256), lambda: load_flow_tools(ref, device=ctx.device))
+
+
+def cached_condition(ctx, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
+    """The estimator's reading [1, 17] of the state's face before attribute edits, memoised per face."""
+    base = state.replace(edits=())
+    return ctx.memo.get(("cond0", base), lambda: read_condition(tools.estimator, render_state(G, base)))
+
+
+def render_in_worker(ctx, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
+    """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits)."""
+    G = cached_model(ctx, state.model)
+    if not state.edits:
+        return render_state(G, state, max_resolution=max_resolution)
+    tools = cached_tools(ctx, state.flow)
+    return render_state(G, state, max_resolution=max_resolution, tools=tools,
+                        cond0=cached_condition(ctx, G, state, tools))
 
 
 def preview_resolution(G: Generator, limit: int | None) -> int | None:
@@ -150,9 +219,8 @@ class RenderJob:
 
     def __call__(self, ctx) -> RenderResult:
         t0 = time.perf_counter()
-        G = cached_model(ctx, self.state.model)
-        res = preview_resolution(G, self.preview_limit)
-        image = render_state(G, self.state, max_resolution=res)
+        res = preview_resolution(cached_model(ctx, self.state.model), self.preview_limit)
+        image = render_in_worker(ctx, self.state, max_resolution=res)
         return RenderResult(self.state, image, res is None, (time.perf_counter() - t0) * 1e3, str(ctx.device))
 
 
@@ -204,4 +272,36 @@ class LatentJob:
 
     def __call__(self, ctx) -> np.ndarray:
         G = cached_model(ctx, self.state.model)
-        return state_ws(G, self.state)[0].cpu().numpy().astype(np.float32)
+        if not self.state.edits:
+            return mixed_ws(G, self.state)[0].cpu().numpy().astype(np.float32)
+        tools = cached_tools(ctx, self.state.flow)
+        ws = state_ws(G, self.state, tools=tools, cond0=cached_condition(ctx, G, self.state, tools))
+        return ws[0].cpu().numpy().astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AttributeReading:
+    """What the attributes panel shows, each a condition [17] in flow order (9 SH, then the 8 attributes)."""
+
+    state: EditState
+    base: np.ndarray  # the estimator's reading of the face before attribute edits
+    target: np.ndarray  # the condition the edits asked for
+    current: np.ndarray  # the estimator's reading of the edited face
+
+
+@dataclass(frozen=True)
+class AttributeReadJob:
+    """Read the face's attributes before and after the state's edits (for the sliders' current values)."""
+
+    state: EditState
+
+    def __call__(self, ctx) -> AttributeReading:
+        G = cached_model(ctx, self.state.model)
+        tools = cached_tools(ctx, self.state.flow)
+        cond0 = cached_condition(ctx, G, self.state, tools)
+        target = current = cond0
+        if self.state.edits:
+            w, target = apply_edits(tools.flow, mixed_ws(G, self.state), cond0, self.state.edits,
+                                    fast=self.state.flow_fast, presets=tools.presets)
+            current = read_condition(tools.estimator, render_ws(G, w, self.state))
+        return AttributeReading(self.state, *(c[0].cpu().numpy() for c in (cond0, target, current)))

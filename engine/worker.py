@@ -79,6 +79,7 @@ class JobContext:
         self.slot = slot
         self.device = worker.device
         self.models = worker.models
+        self.memo = worker.memo  # small derived values (e.g. a face's measured attributes), kept apart from models
 
     def cancelled(self) -> bool:
         """True once this job was cancelled or a newer request arrived in its slot."""
@@ -111,6 +112,7 @@ class Worker:
         self._cpu_threads = cpu_threads
         self.device: torch.device | None = None
         self.models = ModelCache(capacity=cache_capacity)
+        self.memo = ModelCache(capacity=64)
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._pending: OrderedDict[str, tuple[int, Job]] = OrderedDict()  # slot -> newest unstarted job
