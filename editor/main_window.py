@@ -27,6 +27,7 @@ from .document import Document
 from .exporting import ExportController
 from .history import HistoryStrip, restore_snapshot
 from .icons import icon
+from .panels.attributes_panel import AttributesPanel
 from .panels.generation_panel import GenerationPanel
 from .panels.mixing_panel import MixingPanel
 from .panels.model_panel import ModelPanel
@@ -56,6 +57,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(document, bridge, settings)
         self.generation_panel = GenerationPanel(document)
         self.mixing_panel = MixingPanel(document, bridge)
+        self.attributes_panel = AttributesPanel(document, bridge)
         self.projects = ProjectController(document, self, autosave_path=autosave_path)
         self.exports = ExportController(document, bridge, self, current_image=self.current_full_image)
 
@@ -66,7 +68,8 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.history)
         self.setCentralWidget(centre)
-        self._add_dock([self.model_panel, self.generation_panel], Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
+        self._add_dock([self.model_panel, self.generation_panel, self.attributes_panel],
+                       Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
                        width=300, scroll=True)
         self._add_dock([self.mixing_panel], Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=320,
                        scroll=False)
@@ -82,6 +85,7 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
         self._update_title()
         self.model_panel.load_current()
+        self.attributes_panel.request_reading()
         self.preview.render_now()
 
     # ----- layout
@@ -200,6 +204,7 @@ class MainWindow(QMainWindow):
         self.preview.frame.connect(self._show_frame)
         self.preview.failed.connect(lambda m: self.statusBar().showMessage(f"Render failed: {m}", 8000))
         self.generation_panel.dragging.connect(self.preview.set_dragging)
+        self.attributes_panel.dragging.connect(self.preview.set_dragging)
         self.model_panel.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
         self.model_panel.failed.connect(self._error)
         self.exports.message.connect(lambda m: self.statusBar().showMessage(m, 8000))

@@ -35,3 +35,18 @@ def bridge(qtbot):
     b = EngineBridge(device="cpu").start()
     yield b
     b.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_path(tmp_path_factory):
+    """A tiny random StyleFlow CNF for the tiny generator (w_dim 10), fixed-step so it is quick."""
+    from engine.models.flow import ConditionalCNF, FlowConfig, save_flow
+
+    flow = ConditionalCNF(FlowConfig(input_dim=TINY.w_dim, hidden_dims=(16,), solver="rk4", step_size=0.25,
+                                     divergence="exact", adjoint=False))
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    path = tmp_path_factory.mktemp("flows") / "flow.pt"
+    save_flow(path, flow.eval())
+    return path

@@ -1,0 +1,57 @@
+"""Attributes panel: sliders start at the measured values, a drag is one edit and one undo step, resets, readings."""
+from __future__ import annotations
+
+import pytest
+
+from editor.document import Document
+from editor.panels.attributes_panel import AttributesPanel
+from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, slider_target
+from engine.assets import ASSETS_DIR
+from engine.project import ModelRef
+
+
+@pytest.fixture
+def panel(qtbot, tiny_state, tiny_flow_path, bridge):
+    if not (ASSETS_DIR / "estimator.pt").exists():
+        pytest.fail("assets/estimator.pt is missing")
+    doc = Document(tiny_state.replace(flow=ModelRef(str(tiny_flow_path))))
+    p = AttributesPanel(doc, bridge)
+    qtbot.addWidget(p)
+    p.request_reading()
+    qtbot.waitUntil(lambda: p.sliders["age"].isEnabled(), timeout=30000)
+    yield p
+    p._timer.stop()
+
+
+def test_sliders_start_at_the_measured_values(panel):
+    base = panel._reading.base
+    for i, name in enumerate(ATTRIBUTES):
+        lo, hi = panel.sliders[name].minimum(), panel.sliders[name].maximum()
+        assert panel.sliders[name].value() == pytest.approx(min(max(base[NUM_LIGHT + i], lo), hi), abs=1e-6)
+    assert not panel.resets["age"].isEnabled()
+
+
+def test_a_drag_is_one_edit_and_one_undo_step_and_reset_removes_it(qtbot, panel):
+    doc = panel._doc
+    original = float(panel._reading.base[NUM_LIGHT + ATTRIBUTES.index("age")])
+    slider = panel.sliders["age"]
+    slider.sliderPressed.emit()
+    for v in (20.0, 30.0, 45.0):
+        slider.setValue(v)
+    slider.sliderReleased.emit()
+    (edit,) = doc.state.edits
+    assert edit.key == "age" and edit.value == pytest.approx(slider_target("age", 45.0, original), rel=1e-6)
+    assert doc.undo_stack.count() == 1
+    qtbot.waitUntil(lambda: panel._reading.state == doc.state, timeout=30000)
+    assert panel._reading.target[NUM_LIGHT + 6] == pytest.approx(edit.value)
+    assert panel.readings["age"].text().endswith(" y") and panel.resets["age"].isEnabled()
+    panel.sliders["beard"].setValue(0.9)
+    assert [e.key for e in doc.state.edits] == ["age", "beard"]
+    panel.resets["age"].click()
+    assert [e.key for e in doc.state.edits] == ["beard"]
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert [e.key for e in doc.state.edits] == ["age"]
+    assert slider.value() == pytest.approx(45.0, abs=1e-6)
+    panel.reset_all.click()
+    assert doc.state.edits == ()
