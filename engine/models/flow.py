@@ -36,8 +36,10 @@ FORMAT_VERSION = 1
 DIVERGENCES = ("approximate", "exact")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_SOLVERS = ("euler", "midpoint", "rk4")
-FAST_METHOD = "rk4"  # the fast edit path: x alone, fixed steps (measured in benchmarks/flow.py)
-FAST_STEPS = 4
+# The fast edit path: x alone, fixed-step RK4. Measured (benchmarks/flow.py, tests): w within 4e-4 of the faithful
+# path (whose own solver error is up to 6e-4), within 1.2e-4 of the exact flow; ~4x faster per edit.
+FAST_METHOD = "rk4"
+FAST_STEPS = 3
 
 
 @dataclass(frozen=True)

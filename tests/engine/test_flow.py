@@ -11,7 +11,7 @@ import torch
 
 from engine.convert.styleflow import styleflow_config
 from engine.errors import ModelFormatError
-from engine.models.flow import CNF, ConditionalCNF, FlowConfig, MovingBatchNorm, load_flow, save_flow
+from engine.models.flow import CNF, FAST_STEPS, ConditionalCNF, FlowConfig, MovingBatchNorm, load_flow, save_flow
 
 DEGREE = (1.5, 2.5, 1.0, 1.0, 2.0, 1.7, 0.93, 1.0)  # StyleFlow UI: attribute k moves degree_k x the slider change
 X_TOL = {"atol": 2e-5, "rtol": 1e-5}  # the fixture README's faithful-port tolerances
@@ -310,7 +310,7 @@ def test_fast_mode_stays_close_to_the_faithful_path_and_inverts(fixture, fixture
         w, c = inp.get("w", inp.get("x")), inp.get("context_source", inp.get("context"))
         z = fixture_flow.w_to_z(w, c)
         z_fast = fixture_flow.w_to_z(w, c, fast=True)
-        assert fixture_flow.nfe == {k: 4 * 4 for k in fixture_flow.nfe}  # 4 RK4 steps, no divergence
+        assert fixture_flow.nfe == {k: 4 * FAST_STEPS for k in fixture_flow.nfe}  # RK4 steps, no divergence
         torch.testing.assert_close(z_fast, z, atol=1e-3, rtol=0)
         torch.testing.assert_close(fixture_flow.z_to_w(z, c, fast=True), fixture_flow.z_to_w(z, c), atol=1e-3, rtol=0)
         for fast in (False, True):
