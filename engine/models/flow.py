@@ -368,7 +368,8 @@ def save_flow(path: str | os.PathLike, flow: ConditionalCNF, *, extras: dict | N
 def load_flow(source) -> ConditionalCNF:
     """A flow from a path or a loaded dict: StyleFlow's released state-dict layout (``modellarge10k.pt``, the
     architecture inferred from the weights) or the project's format. Returns an eval-mode CPU module with
-    ``flow.info`` (format, description, notes, sha256, path). Anything else raises ``ModelFormatError``."""
+    ``flow.info`` (format, description, notes, sha256, path) and ``flow.extras`` (the project format's extras, else
+    empty). Anything else raises ``ModelFormatError``."""
     from ..convert import styleflow
     from ..loading import ModelInfo, file_sha256, read_model_file
 
@@ -387,4 +388,6 @@ def load_flow(source) -> ConditionalCNF:
     notes += styleflow.load_strict(flow, state, label=label)
     flow.eval()
     flow.info = ModelInfo(format=fmt, description=description, notes=tuple(notes), sha256=sha, path=path)
+    extras = obj.get("extras") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+    flow.extras = dict(extras) if isinstance(extras, dict) else {}  # e.g. lighting presets written by `train flow`
     return flow

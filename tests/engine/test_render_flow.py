@@ -85,3 +85,21 @@ def test_edits_without_a_flow_file_are_a_clear_error(paths, tmp_path):
     assert w.shape == (1, CFG.num_ws, CFG.w_dim)
     with pytest.raises(ProjectError):
         EditState.from_dict({**st.to_dict(), "edits": [{"kind": "nonsense", "key": "age", "value": 1}]})
+
+
+def test_lighting_edits_use_the_presets_stored_with_the_flow(paths, tmp_path):
+    from engine.models.flow import load_flow
+
+    flow = load_flow(paths[1])
+    presets = torch.linspace(-1, 1, 54).reshape(6, 9)
+    save_flow(tmp_path / "lit.pt", flow, extras={"lighting_presets": presets})
+    st = _state(paths).replace(flow=ModelRef(str(tmp_path / "lit.pt")))
+    lit = st.replace(edits=(AttributeEdit("lighting", 2, 1.0),))
+    ctx = Ctx()
+    w0, w1 = (torch.from_numpy(LatentJob(s)(ctx)) for s in (st, lit))
+    changed = (w0 != w1).any(dim=1)
+    assert changed[7] and not changed[:7].any()  # lighting owns rows 7-11: only row 7 exists in an 8-row model
+    r = AttributeReadJob(lit)(ctx)
+    np.testing.assert_allclose(r.target[:9], presets[2].numpy(), rtol=1e-6)  # weight 1: that preset's lighting
+    with pytest.raises(ValueError, match="presets"):
+        LatentJob(lit.replace(flow=ModelRef(str(paths[1]))))(Ctx())
