@@ -220,6 +220,15 @@ def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
                    "digits with another count)")
     p.add_argument("--quiet", action="store_true", help="no messages")
     p.set_defaults(func=cmd_release_generator)
+
+    from .flow import __doc__ as flow_doc
+    from .flow import add_flow_arguments, run_train_flow
+
+    p = models.add_parser("flow", help="train StyleFlow's conditional flow on a generator's labelled latents (or "
+                          "StyleFlow's data)", description=flow_doc,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flow_arguments(p)
+    p.set_defaults(func=run_train_flow)
     return models
 
 
