@@ -229,6 +229,9 @@ def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_flow_arguments(p)
     p.set_defaults(func=run_train_flow)
+    from .flow_release import add_release_flow_command
+
+    add_release_flow_command(models)
     return models
 
 
