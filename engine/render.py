@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .algorithms.flow_edit import apply_edits
+from .algorithms.flow_edit import FastSteps, apply_edits
 from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
 from .assets import default_estimator_path, default_flow_path, default_generator_path
 from .flow_data import label_images
@@ -168,7 +168,9 @@ def load_flow_tools(ref: ModelRef, *, device: torch.device | str = "cpu") -> Flo
     if ref.sha256 is not None and file_sha256(path) != ref.sha256:
         raise ProjectError(f"{path.name} is not the flow file this project was made with (sha256 differs)")
     flow = load_flow(path).to(device)
-    presets = getattr(flow, "extras", {}).get("lighting_presets")
+    presets = flow.extras.get("lighting_presets")
+    if "fast_steps" in flow.extras:  # chosen at release for this flow's dynamics
+        flow = FastSteps(flow, flow.extras["fast_steps"])
     estimator = load_estimator(default_estimator_path()).to(device).eval()
     return FlowTools(flow, estimator, None if presets is None else torch.as_tensor(presets, dtype=torch.float32))
 

@@ -213,6 +213,20 @@ def edit_attribute(flow, w: torch.Tensor, z: torch.Tensor | None, cond_now: torc
     return w_new, encode(flow, w_new, cond_target, fast=fast)
 
 
+class FastSteps:
+    """A flow whose fast mode takes ``steps`` solver steps: trained flows need more than random ones, so the
+    release measures the count per flow (``engine.train.flow_release``) and stores it with the weights."""
+
+    def __init__(self, flow, steps: int):
+        self.flow, self.steps = flow, int(steps)
+
+    def w_to_z(self, w: torch.Tensor, cond: torch.Tensor, *, fast: bool = False) -> torch.Tensor:
+        return self.flow.w_to_z(w, cond, fast=fast, fast_steps=self.steps)
+
+    def z_to_w(self, z: torch.Tensor, cond: torch.Tensor, *, fast: bool = False) -> torch.Tensor:
+        return self.flow.z_to_w(z, cond, fast=fast, fast_steps=self.steps)
+
+
 @dataclass(frozen=True)
 class AttributeEdit:
     """One step of an edit list.
@@ -295,4 +309,4 @@ __all__ = ["ATTRIBUTES", "ALIASES", "NUM_LIGHT", "COND_DIM", "CONDITION_NAMES", 
            "DEGREES", "STYLEFLOW_NUM_WS", "CHANGED_ROWS", "LIGHTING_ROWS", "LIGHTING_PRESETS", "NOISE_SEED",
            "attribute_name", "attribute_index", "slider_value", "slider_target", "slider_from_target", "rows_mask",
            "attribute_mask", "lighting_mask", "set_attribute", "set_lighting", "blend_lighting", "encode", "decode",
-           "edit_attribute", "AttributeEdit", "merge_edit", "apply_edits"]
+           "edit_attribute", "FastSteps", "AttributeEdit", "merge_edit", "apply_edits"]
