@@ -69,7 +69,7 @@ class AttributesPanel(QWidget):
             lo, hi = SLIDER_RANGES[name]
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             slider.setRange(lo, hi)
-            slider.setDecimals(0 if name in UNITS else 2)
+            slider.setDecimals(1 if name in UNITS else 2)  # same label width for every row
             slider.setSingleStep((hi - lo) / 80)
             slider.setToolTip(TIPS[name])
             reading = QLabel("–")
