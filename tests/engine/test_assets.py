@@ -72,3 +72,24 @@ def test_generate_without_a_model_uses_the_embedded_generator(tmp_path, monkeypa
     monkeypatch.setattr(assets, "DEFAULT_GENERATOR", "absent.pt")
     assert run(_generate_args(tmp_path / "b")) == 2
     assert "no embedded default generator" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_shipped_flow_belongs_to_the_shipped_generator_and_inverts():
+    import torch
+
+    from engine.assets import default_flow_path, default_generator_path
+    from engine.models.flow import load_flow
+    from engine.project import EditState
+    from engine.render import load_model, mixed_ws
+
+    if not (ASSETS_DIR / "flow.pt").exists():
+        pytest.fail("assets/flow.pt is missing from the checkout")
+    flow = load_flow(default_flow_path())
+    assert flow.extras["generator_sha256"] == file_sha256(default_generator_path())
+    assert len(flow.extras["lighting_presets"]) == 6 and flow.extras["fast_steps"] >= 3
+    G = load_model(EditState().model)
+    w = mixed_ws(G, EditState(seed=3))
+    cond = torch.tensor([flow.extras["cond_mean"]], dtype=torch.float32)
+    back = flow.z_to_w(flow.w_to_z(w, cond, fast=True, fast_steps=flow.extras["fast_steps"]), cond, fast=True,
+                       fast_steps=flow.extras["fast_steps"])
+    assert (back - w).abs().max() < 5e-3
