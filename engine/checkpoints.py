@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -39,19 +41,28 @@ def generator_checkpoint(G: Generator, *, D: Discriminator | None = None, extras
     return ckpt
 
 
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the target folder, then atomically replace ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary file in the target folder, flush it to disk, then atomically replace
+    ``path``: a crash never leaves a half-written file, and the old one survives a failed write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; model files are meant to be shared like any other file
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared like any other file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` through ``atomic_write``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_generator(path: str | os.PathLike, G: Generator, *, D: Discriminator | None = None,

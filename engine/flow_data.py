@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from .algorithms.flow_edit import ALIASES, ATTRIBUTES, COND_DIM, CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
+from .checkpoints import atomic_write
 from .convert.pickles import RestrictedUnpickler
 from .train.release import quantised
 
@@ -130,18 +130,8 @@ def check_flow_data(data: dict, *, what: str = "flow data") -> dict[str, np.ndar
 def save_flow_data(path: str | os.PathLike, data: dict) -> Path:
     """Write ``data`` (w, cond) to an ``.npz`` with the condition names, atomically. Returns the path."""
     data = check_flow_data(data)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, w=data["w"], cond=data["cond"], cond_names=np.array(CONDITION_NAMES))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, w=data["w"], cond=data["cond"],
+                                                 cond_names=np.array(CONDITION_NAMES)))
 
 
 def load_flow_data(path: str | os.PathLike) -> dict[str, np.ndarray]:

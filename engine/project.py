@@ -10,13 +10,13 @@ import base64
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .algorithms.flow_edit import AttributeEdit
+from .checkpoints import atomic_write
 from .models.stylegan2 import NOISE_MODES
 
 PROJECT_FORMAT = "face-editor/project"
@@ -181,21 +181,8 @@ def project_dict(state: EditState, *, extras: dict | None = None) -> dict:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, then atomically replace ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) to ``path`` atomically (``checkpoints.atomic_write``)."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None) -> Path:

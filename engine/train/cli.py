@@ -9,6 +9,7 @@ default generator in ``assets/`` (see ``release``).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -51,15 +52,17 @@ def _given(args) -> dict:
     return out
 
 
-def _resume_path(args) -> Path | None:
-    if args.resume is None:
+def resume_path(resume: str | None, out: str | os.PathLike, *, name: str = CHECKPOINT_NAME,
+                what: str = "training checkpoint") -> Path | None:
+    """The checkpoint ``--resume`` names: None (fresh run), ``auto`` (``out/name`` if it exists) or a path."""
+    if resume is None:
         return None
-    if args.resume == "auto":
-        path = Path(args.out) / CHECKPOINT_NAME
+    if resume == "auto":
+        path = Path(out) / name
         return path if path.exists() else None
-    path = Path(args.resume)
+    path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"--resume: no training checkpoint at {path}")
+        raise FileNotFoundError(f"--resume: no {what} at {path}")
     return path
 
 
@@ -95,7 +98,7 @@ def cmd_train_stylegan2(args) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if ctx.is_main and not args.quiet else (lambda msg: None)
     try:
         given = _given(args)
-        resume = _resume_path(args)
+        resume = resume_path(args.resume, args.out)
         common = dict(out_dir=args.out, ctx=ctx, command_line=shlex.join(sys.argv), progress=not args.quiet)
         if resume is not None:
             state = read_state(resume)

@@ -563,18 +563,6 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
     sch.add_argument("--max-minutes", type=float, help="stop (with a checkpoint and flow.pt) after this much training")
 
 
-def _resume_path(args) -> Path | None:
-    if args.resume is None:
-        return None
-    if args.resume == "auto":
-        path = Path(args.out) / CHECKPOINT_NAME
-        return path if path.exists() else None
-    path = Path(args.resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no flow training checkpoint at {path}")
-    return path
-
-
 def _data_spec(args) -> dict:
     if args.styleflow_data:
         if args.generator or args.estimator:
@@ -599,7 +587,9 @@ def run_train_flow(args) -> int:
     out = Path(args.out)
     schedule = {k: getattr(args, k) for k in ("eval_every", "eval_batch", "checkpoint_every", "log_every")}
     common = dict(out_dir=out, device=device, progress=not args.quiet)
-    resume = _resume_path(args)
+    from .cli import resume_path
+
+    resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="flow training checkpoint")
     if resume is not None:
         state = read_state(resume)
         data, spec = prepare_data(out, json.loads(state["data"]["spec"]), log=log, device=device,
