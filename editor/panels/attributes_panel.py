@@ -12,6 +12,7 @@ from superqt import QLabeledDoubleSlider
 
 from engine.algorithms.flow_edit import (
     ATTRIBUTES,
+    LIGHTING_PRESETS,
     NUM_LIGHT,
     SLIDER_RANGES,
     AttributeEdit,
@@ -88,15 +89,36 @@ class AttributesPanel(QWidget):
             slider.sliderReleased.connect(self._released)
             reset.clicked.connect(lambda _=False, n=name: self.reset_attribute(n))
             self.sliders[name], self.readings[name], self.resets[name] = slider, reading, reset
+        self.lights: list[QLabeledDoubleSlider] = []
+        light_header = QLabel("Lighting")
+        light_header.setToolTip("Blend the face's lighting towards presets (W+ rows 7–11: shading and colour)")
+        grid.addWidget(light_header, len(ATTRIBUTES), 0, 1, 4)
+        for j, key in enumerate(LIGHTING_PRESETS):
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(0.0, 1.0)
+            slider.setDecimals(2)
+            slider.setSingleStep(1 / 80)
+            text = key.replace("_", " ").replace(" to ", " → ").capitalize()
+            slider.setToolTip(f"0: the face's own lighting; 1: the '{text}' preset's lighting")
+            label = QLabel(text)
+            label.setToolTip(slider.toolTip())
+            row = len(ATTRIBUTES) + 1 + j
+            grid.addWidget(label, row, 0)
+            grid.addWidget(slider, row, 1, 1, 3)
+            slider.valueChanged.connect(lambda v, k=j: self._light_moved(k, v))
+            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
+            slider.sliderReleased.connect(self._released)
+            self.lights.append(slider)
+        bottom = len(ATTRIBUTES) + 1 + len(LIGHTING_PRESETS)
         self.fast = QToolButton(text="Fast", checkable=True, toolTip="Fast solver for the edits (within a few "
                                 "thousandths of the faithful one); off: StyleFlow's adaptive solver, slower")
         self.reset_all = QToolButton(text="Reset all", toolTip="Remove every attribute edit from this face")
-        grid.addWidget(self.fast, len(ATTRIBUTES), 1, Qt.AlignmentFlag.AlignLeft)
-        grid.addWidget(self.reset_all, len(ATTRIBUTES), 1, 1, 3, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(self.fast, bottom, 1, Qt.AlignmentFlag.AlignLeft)
+        grid.addWidget(self.reset_all, bottom, 1, 1, 3, Qt.AlignmentFlag.AlignRight)
         self.status = QLabel("Measuring the face…")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(mid)")
-        grid.addWidget(self.status, len(ATTRIBUTES) + 1, 0, 1, 4)
+        grid.addWidget(self.status, bottom + 1, 0, 1, 4)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
@@ -112,7 +134,7 @@ class AttributesPanel(QWidget):
         self.refresh()
 
     def _set_enabled(self, on: bool) -> None:
-        for w in (*self.sliders.values(), *self.resets.values(), self.fast, self.reset_all):
+        for w in (*self.sliders.values(), *self.resets.values(), *self.lights, self.fast, self.reset_all):
             w.setEnabled(on)
 
     def _released(self) -> None:
@@ -133,6 +155,12 @@ class AttributesPanel(QWidget):
         edit = AttributeEdit("attribute", name, slider_target(name, value, original))
         self._doc.edit(f"{name.capitalize()}", merge=f"attribute-{name}",
                        edits=merge_edit(self._doc.state.edits, edit))
+
+    def _light_moved(self, index: int, weight: float) -> None:
+        if self._reading is None or _face(self._reading.state) != _face(self._doc.state):
+            return
+        edit = AttributeEdit("lighting", index, weight)
+        self._doc.edit("Lighting", merge=f"lighting-{index}", edits=merge_edit(self._doc.state.edits, edit))
 
     def reset_attribute(self, name: str) -> None:
         kept = tuple(e for e in self._doc.state.edits if not (e.kind == "attribute" and e.key == name))
@@ -178,3 +206,7 @@ class AttributesPanel(QWidget):
                 now = self._reading.current[NUM_LIGHT + i] if self._reading.state == st else None
                 self.readings[name].setText("–" if now is None else _fmt(name, float(now)))
             self.resets[name].setEnabled(self.sliders[name].isEnabled() and name in targets)
+        weights = {e.key: e.value for e in st.edits if e.kind == "lighting"}
+        for j, slider in enumerate(self.lights):
+            with QSignalBlocker(slider):
+                slider.setValue(weights.get(j, 0.0))

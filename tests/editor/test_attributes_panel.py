@@ -55,3 +55,28 @@ def test_a_drag_is_one_edit_and_one_undo_step_and_reset_removes_it(qtbot, panel)
     assert slider.value() == pytest.approx(45.0, abs=1e-6)
     panel.reset_all.click()
     assert doc.state.edits == ()
+
+
+def test_lighting_sliders_blend_towards_the_flow_presets(qtbot, tiny_state, tmp_path, tiny_flow_path, bridge):
+    import torch
+
+    from engine.models.flow import load_flow, save_flow
+
+    presets = torch.linspace(-1, 1, 54).reshape(6, 9)
+    lit = tmp_path / "lit.pt"
+    save_flow(lit, load_flow(tiny_flow_path), extras={"lighting_presets": presets})
+    doc = Document(tiny_state.replace(flow=ModelRef(str(lit))))
+    p = AttributesPanel(doc, bridge)
+    qtbot.addWidget(p)
+    p.request_reading()
+    qtbot.waitUntil(lambda: p.lights[0].isEnabled(), timeout=30000)
+    p.lights[3].setValue(0.5)
+    (edit,) = doc.state.edits
+    assert (edit.kind, edit.key, edit.value) == ("lighting", 3, 0.5)
+    qtbot.waitUntil(lambda: p._reading.state == doc.state, timeout=30000)
+    base = torch.from_numpy(p._reading.base[:NUM_LIGHT])
+    expected = base + 0.5 * (presets[3] - base)
+    assert torch.allclose(torch.from_numpy(p._reading.target[:NUM_LIGHT]), expected, atol=1e-5)
+    doc.undo_stack.undo()
+    assert doc.state.edits == () and p.lights[3].value() == 0.0
+    p._timer.stop()
