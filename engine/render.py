@@ -185,14 +185,26 @@ def cached_condition(ctx, G: Generator, state: EditState, tools: FlowTools) -> t
     return ctx.memo.get(("cond0", base), lambda: read_condition(tools.estimator, render_state(G, base)))
 
 
+def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they reach [1, 17], using
+    the worker's caches. Edited latents are memoised per state: the frame, its attribute reading and a latent
+    export of the same state share one flow solve."""
+    if not state.edits:
+        return mixed_ws(G, state), None
+    tools = cached_tools(ctx, state.flow)
+
+    def solve():
+        cond0 = cached_condition(ctx, G, state, tools)
+        return apply_edits(tools.flow, mixed_ws(G, state), cond0, state.edits, fast=state.flow_fast,
+                           presets=tools.presets)
+
+    return ctx.memo.get(("edited", state), solve)
+
+
 def render_in_worker(ctx, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
     """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits)."""
     G = cached_model(ctx, state.model)
-    if not state.edits:
-        return render_state(G, state, max_resolution=max_resolution)
-    tools = cached_tools(ctx, state.flow)
-    return render_state(G, state, max_resolution=max_resolution, tools=tools,
-                        cond0=cached_condition(ctx, G, state, tools))
+    return render_ws(G, worker_ws(ctx, G, state)[0], state, max_resolution=max_resolution)
 
 
 def preview_resolution(G: Generator, limit: int | None) -> int | None:
@@ -274,11 +286,7 @@ class LatentJob:
 
     def __call__(self, ctx) -> np.ndarray:
         G = cached_model(ctx, self.state.model)
-        if not self.state.edits:
-            return mixed_ws(G, self.state)[0].cpu().numpy().astype(np.float32)
-        tools = cached_tools(ctx, self.state.flow)
-        ws = state_ws(G, self.state, tools=tools, cond0=cached_condition(ctx, G, self.state, tools))
-        return ws[0].cpu().numpy().astype(np.float32)
+        return worker_ws(ctx, G, self.state)[0][0].cpu().numpy().astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -303,7 +311,6 @@ class AttributeReadJob:
         cond0 = cached_condition(ctx, G, self.state, tools)
         target = current = cond0
         if self.state.edits:
-            w, target = apply_edits(tools.flow, mixed_ws(G, self.state), cond0, self.state.edits,
-                                    fast=self.state.flow_fast, presets=tools.presets)
+            w, target = worker_ws(ctx, G, self.state)
             current = read_condition(tools.estimator, render_ws(G, w, self.state))
         return AttributeReading(self.state, *(c[0].cpu().numpy() for c in (cond0, target, current)))

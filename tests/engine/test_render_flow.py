@@ -67,7 +67,10 @@ def test_edits_change_only_their_rows_and_replay_exactly(paths, tmp_path):
 def test_reading_job_reports_base_target_and_current(paths):
     ctx = Ctx()
     st = _state(paths, edits=(AttributeEdit("attribute", "age", 55.0),))
+    RenderJob(st)(ctx)
     r = AttributeReadJob(st)(ctx)
+    LatentJob(st)(ctx)
+    assert len(ctx.memo) == 2  # the face's reading and one edited latent, shared by the three jobs
     assert r.base.shape == r.target.shape == r.current.shape == (17,)
     assert r.target[9 + 6] == pytest.approx(55.0)  # age is attribute 6, after the 9 lighting coefficients
     np.testing.assert_array_equal(np.delete(r.target, 15), np.delete(r.base, 15))
