@@ -60,6 +60,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def read_training_state(path: str | os.PathLike, *, fmt: str, version: int, what: str, wrong: str) -> dict:
+    """Load a trainer's checkpoint (weights only, on the CPU) and check its format and version.
+
+    ``what`` names it in messages ("training checkpoint"); ``wrong`` is the message for a file of another kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    check_training_state(state, fmt=fmt, version=version, what=what, wrong=wrong)
+    return state
+
+
+def check_training_state(state, *, fmt: str, version: int, what: str, wrong: str) -> None:
+    """Refuse anything that is not a ``fmt`` training state of ``version`` (see ``read_training_state``)."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ValueError(wrong)
+    if state.get("format_version") != version:
+        raise ValueError(f"{what} version {state.get('format_version')!r} is not supported (this version reads "
+                         f"{version})")
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` through ``atomic_write``."""
     atomic_write(path, lambda f: torch.save(obj, f))

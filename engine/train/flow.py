@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
-from ..checkpoints import atomic_torch_save
+from ..checkpoints import atomic_torch_save, check_training_state, read_training_state
 from ..csvlog import CsvLog
 from ..flow_data import (
     check_flow_data,
@@ -467,23 +467,18 @@ class FlowTrainer:
         return status
 
 
+_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="flow training checkpoint",
+                    wrong="not a flow training checkpoint (train flow writes OUT/checkpoint.pt)")
+
+
 def check_state(state) -> None:
     """Refuse anything that is not a flow training state this version can continue."""
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError("not a flow training checkpoint (train flow writes OUT/checkpoint.pt)")
-    if state.get("format_version") != STATE_VERSION:
-        raise ValueError(f"flow training checkpoint version {state.get('format_version')!r} is not supported (this "
-                         f"version reads {STATE_VERSION})")
+    check_training_state(state, **_STATE_CHECK)
 
 
 def read_state(path: str | Path) -> dict:
     """Load a training checkpoint written by ``FlowTrainer.save_checkpoint`` (weights only, on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"flow training checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    check_state(state)
-    return state
+    return read_training_state(path, **_STATE_CHECK)
 
 
 def trainer_from_state(state: dict, data: dict, *, overrides: dict | None = None, **kwargs) -> FlowTrainer:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoints import atomic_torch_save, save_generator
+from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, save_generator
 from ..csvlog import CsvLog
 from ..imageio import save_png, to_uint8
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
@@ -489,23 +489,18 @@ class Trainer:
         return status
 
 
+_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="training checkpoint",
+                    wrong="not a StyleGAN2 training checkpoint (use --base to start from a model file)")
+
+
 def check_state(state) -> None:
     """Refuse anything that is not a training state this version can continue."""
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError("not a StyleGAN2 training checkpoint (use --base to start from a model file)")
-    if state.get("format_version") != STATE_VERSION:
-        raise ValueError(f"training checkpoint version {state.get('format_version')!r} is not supported "
-                         f"(this version reads {STATE_VERSION})")
+    check_training_state(state, **_STATE_CHECK)
 
 
 def read_state(path: str | Path) -> dict:
     """Load a training checkpoint written by ``Trainer.save_checkpoint`` (weights only, on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    check_state(state)
-    return state
+    return read_training_state(path, **_STATE_CHECK)
 
 
 def resume_config(state: dict, **overrides) -> TrainConfig:
