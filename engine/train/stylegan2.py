@@ -390,7 +390,7 @@ class Trainer:
     def extras(self) -> dict:
         """Metadata stored with an exported model."""
         return {"training_steps": self.step, "training_images": self.images_seen,
-                "training_kimg": self.images_seen / 1000, "training_time_s": round(self.elapsed_s, 1),
+                "training_kimg": self.images_seen / 1000, "training_time_s": round(self.elapsed_s, 3),
                 "command_line": self.command_line, "data": self.data_spec, "seed": self.cfg.seed,
                 "base": self.base or "", "train_config": json.dumps(self.cfg.to_dict())}
 
