@@ -27,6 +27,7 @@ ICONS: dict[str, tuple[str, dict]] = {
     "add_latent": ("mdi6.file-import-outline", {}),
     "remove": ("mdi6.close-circle-outline", {}),
     "reset": ("mdi6.restore", {}),
+    "lock": ("mdi6.lock-open-variant-outline", {"on": "mdi6.lock"}),
     "model": ("mdi6.face-man-profile", {}),
     "recent": ("mdi6.history", {}),
     "quit": ("mdi6.exit-to-app", {}),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms.flow_edit import AttributeEdit
+from .algorithms.flow_edit import ATTRIBUTES, AttributeEdit, attribute_name
 from .checkpoints import atomic_write
 from .models.stylegan2 import NOISE_MODES
 
@@ -102,7 +102,8 @@ class EditState:
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
     empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows). ``edits`` are StyleFlow
     attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
-    default's flow); ``flow_fast`` picks the fast solver for them."""
+    default's flow); ``flow_fast`` picks the fast solver for them; ``locks`` are attributes held at their value
+    while the others are edited (``apply_edits``)."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -115,6 +116,7 @@ class EditState:
     flow: ModelRef = field(default_factory=ModelRef)
     edits: tuple[AttributeEdit, ...] = ()
     flow_fast: bool = True
+    locks: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
@@ -129,6 +131,11 @@ class EditState:
             raise ProjectError(f"noise mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
         if any(not 0 <= r <= len(self.sources) for r in self.rows):
             raise ProjectError(f"mixing rows {list(self.rows)} name sources beyond the {len(self.sources)} given")
+        try:
+            locks = tuple(sorted({attribute_name(a) for a in self.locks}, key=ATTRIBUTES.index))
+        except (TypeError, ValueError) as e:
+            raise ProjectError(f"cannot lock {list(self.locks)}: {e}") from e
+        object.__setattr__(self, "locks", locks)
 
     def replace(self, **changes) -> "EditState":
         return dataclasses.replace(self, **changes)
@@ -143,7 +150,7 @@ class EditState:
             "noise_mode": self.noise_mode, "noise_seed": self.noise_seed,
             "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
             "flow": {"path": self.flow.path, "sha256": self.flow.sha256},
-            "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast,
+            "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast, "locks": list(self.locks),
         }
 
     @classmethod
@@ -162,6 +169,7 @@ class EditState:
                 flow=ModelRef(path=flow.get("path"), sha256=flow.get("sha256")),
                 edits=tuple(AttributeEdit.from_dict(e) for e in d.get("edits", [])),
                 flow_fast=bool(d.get("flow_fast", True)),
+                locks=tuple(d.get("locks", ())),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             if isinstance(e, ProjectError):

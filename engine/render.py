@@ -135,8 +135,13 @@ def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
     if cond0 is None:
         cond0 = read_condition(tools.estimator, render_ws(G, ws, state))
     w, _ = apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
-                       presets=tools.presets)
+                       presets=tools.presets, locks=state.locks, measure=reader(G, state, tools))
     return w
+
+
+def reader(G: Generator, state: EditState, tools: FlowTools):
+    """``measure(w) -> [1, 17]`` for locked attributes: the estimator's reading of ``w`` rendered like ``state``."""
+    return lambda w: read_condition(tools.estimator, render_ws(G, w, state))
 
 
 def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
@@ -181,7 +186,7 @@ def cached_tools(ctx, ref: ModelRef) -> FlowTools:
 
 def cached_condition(ctx, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
     """The estimator's reading [1, 17] of the state's face before attribute edits, memoised per face."""
-    base = state.replace(edits=())
+    base = state.replace(edits=(), locks=())
     return ctx.memo.get(("cond0", base), lambda: read_condition(tools.estimator, render_state(G, base)))
 
 
@@ -196,7 +201,7 @@ def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.
     def solve():
         cond0 = cached_condition(ctx, G, state, tools)
         return apply_edits(tools.flow, mixed_ws(G, state), cond0, state.edits, fast=state.flow_fast,
-                           presets=tools.presets)
+                           presets=tools.presets, locks=state.locks, measure=reader(G, state, tools))
 
     return ctx.memo.get(("edited", state), solve)
 

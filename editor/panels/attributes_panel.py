@@ -2,7 +2,8 @@
 
 Moving a slider sets the attribute's target through StyleFlow's rule (``original + degree * (value - original)``)
 as one edit in the state's edit list; a drag is one undo step and one edit. The estimator's readings arrive from
-the engine (``AttributeReadJob``) after each change; a reset removes that attribute's edits.
+the engine (``AttributeReadJob``) after each change; a reset removes that attribute's edits; a lock holds an
+attribute at its value while the others are edited (``apply_edits``' ``locks``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ TIPS = {
 
 def _face(state):
     """The part of a state that decides the unedited face (and so the measured originals)."""
-    return state.replace(edits=(), flow_fast=True)
+    return state.replace(edits=(), flow_fast=True, locks=())
 
 
 def _fmt(name: str, value: float) -> str:
@@ -62,6 +63,7 @@ class AttributesPanel(QWidget):
         self.sliders: dict[str, QLabeledDoubleSlider] = {}
         self.readings: dict[str, QLabel] = {}
         self.resets: dict[str, QToolButton] = {}
+        self.locks: dict[str, QToolButton] = {}
 
         box = QGroupBox("Attributes (StyleFlow)")
         grid = QGridLayout(box)
@@ -78,21 +80,26 @@ class AttributesPanel(QWidget):
             reading.setStyleSheet("color: palette(mid)")
             reading.setToolTip("What the attribute estimator reads on the face now")
             reset = QToolButton(icon=icon("reset"), autoRaise=True, toolTip=f"Undo every {name} edit on this face")
+            lock = QToolButton(icon=icon("lock"), autoRaise=True, checkable=True,
+                               toolTip=f"Hold {name} where it is while other attributes are edited (each edit "
+                                       "then costs one more solve)")
             label = QLabel(name.capitalize())
             label.setToolTip(TIPS[name])
             grid.addWidget(label, row, 0)
             grid.addWidget(slider, row, 1)
             grid.addWidget(reading, row, 2)
             grid.addWidget(reset, row, 3)
+            grid.addWidget(lock, row, 4)
             slider.valueChanged.connect(lambda v, n=name: self._slider_moved(n, v))
             slider.sliderPressed.connect(lambda: self.dragging.emit(True))
             slider.sliderReleased.connect(self._released)
             reset.clicked.connect(lambda _=False, n=name: self.reset_attribute(n))
-            self.sliders[name], self.readings[name], self.resets[name] = slider, reading, reset
+            lock.toggled.connect(lambda on, n=name: self.set_locked(n, on))
+            self.sliders[name], self.readings[name], self.resets[name], self.locks[name] = slider, reading, reset, lock
         self.lights: list[QLabeledDoubleSlider] = []
         light_header = QLabel("Lighting")
         light_header.setToolTip("Blend the face's lighting towards presets (W+ rows 7–11: shading and colour)")
-        grid.addWidget(light_header, len(ATTRIBUTES), 0, 1, 4)
+        grid.addWidget(light_header, len(ATTRIBUTES), 0, 1, 5)
         for j, key in enumerate(LIGHTING_PRESETS):
             slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
             slider.setRange(0.0, 1.0)
@@ -104,7 +111,7 @@ class AttributesPanel(QWidget):
             label.setToolTip(slider.toolTip())
             row = len(ATTRIBUTES) + 1 + j
             grid.addWidget(label, row, 0)
-            grid.addWidget(slider, row, 1, 1, 3)
+            grid.addWidget(slider, row, 1, 1, 4)
             slider.valueChanged.connect(lambda v, k=j: self._light_moved(k, v))
             slider.sliderPressed.connect(lambda: self.dragging.emit(True))
             slider.sliderReleased.connect(self._released)
@@ -114,11 +121,11 @@ class AttributesPanel(QWidget):
                                 "thousandths of the faithful one); off: StyleFlow's adaptive solver, slower")
         self.reset_all = QToolButton(text="Reset all", toolTip="Remove every attribute edit from this face")
         grid.addWidget(self.fast, bottom, 1, Qt.AlignmentFlag.AlignLeft)
-        grid.addWidget(self.reset_all, bottom, 1, 1, 3, Qt.AlignmentFlag.AlignRight)
+        grid.addWidget(self.reset_all, bottom, 1, 1, 4, Qt.AlignmentFlag.AlignRight)
         self.status = QLabel("Measuring the face…")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(mid)")
-        grid.addWidget(self.status, bottom + 1, 0, 1, 4)
+        grid.addWidget(self.status, bottom + 1, 0, 1, 5)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
@@ -134,8 +141,12 @@ class AttributesPanel(QWidget):
         self.refresh()
 
     def _set_enabled(self, on: bool) -> None:
-        for w in (*self.sliders.values(), *self.resets.values(), *self.lights, self.fast, self.reset_all):
+        for w in (*self.sliders.values(), *self.resets.values(), *self.locks.values(), *self.lights, self.fast,
+                  self.reset_all):
             w.setEnabled(on)
+        if on:
+            for name in self._doc.state.locks:
+                self.sliders[name].setEnabled(False)
 
     def _released(self) -> None:
         self._doc.end_merge()
@@ -166,6 +177,11 @@ class AttributesPanel(QWidget):
         kept = tuple(e for e in self._doc.state.edits if not (e.kind == "attribute" and e.key == name))
         self._doc.edit(f"Reset {name}", edits=kept)
 
+    def set_locked(self, name: str, on: bool) -> None:
+        locks = set(self._doc.state.locks)
+        if (name in locks) != on:
+            self._doc.edit(f"{'Lock' if on else 'Unlock'} {name}", locks=tuple(locks ^ {name}))
+
     def request_reading(self) -> None:
         self._rid = self._bridge.submit(AttributeReadJob(self._doc.state), slot=SLOT)
 
@@ -195,6 +211,7 @@ class AttributesPanel(QWidget):
         st = self._doc.state
         with QSignalBlocker(self.fast):
             self.fast.setChecked(st.flow_fast)
+        usable = self.fast.isEnabled()
         targets = {e.key: e.value for e in st.edits if e.kind == "attribute"}
         for i, name in enumerate(ATTRIBUTES):
             original = self._original(name)
@@ -205,7 +222,11 @@ class AttributesPanel(QWidget):
                     slider.setValue(slider_from_target(name, target, original))
                 now = self._reading.current[NUM_LIGHT + i] if self._reading.state == st else None
                 self.readings[name].setText("–" if now is None else _fmt(name, float(now)))
-            self.resets[name].setEnabled(self.sliders[name].isEnabled() and name in targets)
+            locked = name in st.locks
+            with QSignalBlocker(self.locks[name]):
+                self.locks[name].setChecked(locked)
+            self.sliders[name].setEnabled(usable and not locked)
+            self.resets[name].setEnabled(usable and name in targets)
         weights = {e.key: e.value for e in st.edits if e.kind == "lighting"}
         for j, slider in enumerate(self.lights):
             with QSignalBlocker(slider):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -273,7 +273,8 @@ def merge_edit(edits: Sequence[AttributeEdit], new_edit: AttributeEdit) -> tuple
 
 
 def apply_edits(flow, w: torch.Tensor, cond0: torch.Tensor, edits: Sequence[AttributeEdit], *, fast: bool = False,
-                presets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                presets: torch.Tensor | None = None, locks: Sequence[str] = (),
+                measure: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Replay ``edits`` in order from base latent ``w`` [B, num_ws, w_dim] and its measured condition ``cond0``
     [B, 17]. -> (w_final, cond_final).
 
@@ -281,8 +282,17 @@ def apply_edits(flow, w: torch.Tensor, cond0: torch.Tensor, edits: Sequence[Attr
     the rows outside the edit's mask and becomes the current latent; the result equals calling ``edit_attribute``
     edit by edit bit for bit. Lighting edits blend ``presets`` [J, 9] around ``cond0``'s lighting with every
     preset's latest weight, as StyleFlow's lighting sliders do.
+
+    ``locks``: attributes to hold at their current condition value. The flow keeps the condition of the others
+    fixed, but the face it decodes can still drift (entanglement); after every edit ``measure(w) -> [B, 17]`` (the
+    estimator's reading of the rendered latent) finds the locked attributes' drift and one more solve, restricted
+    to their rows, moves them back: encode under the measured values, decode under the held ones. An edit of a
+    locked attribute itself still applies (its new value is then the one held).
     """
     _check_pair(w, cond0)
+    locks = tuple(dict.fromkeys(attribute_name(a) for a in locks))
+    if locks and measure is None:
+        raise ValueError("locked attributes need measure(w) -> [B, 17] to read the edited face")
     num_ws = w.shape[1]
     weights: dict[int, float] = {}
     cond = cond0
@@ -302,7 +312,22 @@ def apply_edits(flow, w: torch.Tensor, cond0: torch.Tensor, edits: Sequence[Attr
             mask = lighting_mask(num_ws)
         w, z = edit_attribute(flow, w, z, cond, target, rows_mask=mask, fast=fast)
         cond = target
+        held = [a for a in locks if not (edit.kind == "attribute" and edit.key == a)]
+        if held:
+            w, z = _hold(flow, w, cond, held, measure(w), fast=fast)
     return w, cond
+
+
+def _hold(flow, w: torch.Tensor, cond: torch.Tensor, held: Sequence[str], reading: torch.Tensor, *,
+          fast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the ``held`` attributes of latent ``w`` from their ``reading`` [B, 17] back to ``cond`` [B, 17]."""
+    now = cond.clone()
+    mask = torch.zeros(w.shape[1], dtype=torch.bool)
+    for name in held:
+        i = attribute_index(name)
+        now[:, i] = reading[:, i].to(cond)
+        mask |= attribute_mask(name, w.shape[1])
+    return edit_attribute(flow, w, None, now, cond, rows_mask=mask, fast=fast)
 
 
 __all__ = ["ATTRIBUTES", "ALIASES", "NUM_LIGHT", "COND_DIM", "CONDITION_NAMES", "SLIDER_STEPS", "SLIDER_RANGES",

@@ -80,3 +80,17 @@ def test_lighting_sliders_blend_towards_the_flow_presets(qtbot, tiny_state, tmp_
     doc.undo_stack.undo()
     assert doc.state.edits == () and p.lights[3].value() == 0.0
     p._timer.stop()
+
+
+def test_a_lock_is_an_undoable_state_change_that_freezes_its_slider(qtbot, panel):
+    doc = panel._doc
+    panel.locks["glasses"].click()
+    assert doc.state.locks == ("glasses",) and doc.undo_stack.count() == 1
+    assert not panel.sliders["glasses"].isEnabled() and panel.sliders["age"].isEnabled()
+    panel.sliders["age"].setValue(50.0)
+    qtbot.waitUntil(lambda: panel._reading.state == doc.state, timeout=30000)  # the held edit renders and reads
+    assert [e.key for e in doc.state.edits] == ["age"]
+    doc.undo_stack.undo()
+    doc.undo_stack.undo()
+    assert doc.state.locks == () and not panel.locks["glasses"].isChecked()
+    assert panel.sliders["glasses"].isEnabled()

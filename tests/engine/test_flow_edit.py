@@ -226,6 +226,36 @@ def test_apply_edits_reset_and_errors():
         apply_edits(flow, w0, cond0, (AttributeEdit("lighting", 6, 1.0),), presets=torch.zeros(6, 9))
 
 
+def test_locked_attributes_are_pulled_back_to_their_held_value():
+    flow = FakeFlow(scale=False)  # w = z + cond @ A: an edit moves its rows along one direction per condition entry
+    w0, cond0 = face()
+    g = attribute_index("glasses")
+    a_g = flow.A[g]  # [w_dim]
+
+    def measure(w):  # a reader in which a gender edit leaks into glasses (rows 2-3 are in both masks)
+        reading = cond0.clone()
+        shift = (w[:, 2:4] - w0[:, 2:4]).mean(dim=1) @ a_g / a_g.dot(a_g)  # [B]
+        reading[:, g] = cond0[:, g] + shift
+        return reading
+
+    edits = (AttributeEdit("attribute", "gender", 0.9),)
+    free, _ = apply_edits(flow, w0, cond0, edits)
+    held, cond = apply_edits(flow, w0, cond0, edits, locks=("glasses",), measure=measure)
+    assert abs(measure(free)[0, g] - cond0[0, g]) > 0.05  # without the lock, glasses drift
+    assert measure(held)[0, g] == pytest.approx(cond0[0, g].item(), abs=1e-4)  # with it, they are back
+    assert torch.equal(held[:, 4:], free[:, 4:])  # only the locked attribute's rows were corrected
+    assert torch.equal(cond, set_attribute(cond0, "gender", 0.9))
+
+    # an edit of the locked attribute itself goes through: its new value is the one held from then on
+    own = (AttributeEdit("attribute", "glasses", 0.8),)
+    w_own, _ = apply_edits(flow, w0, cond0, own, locks=("glasses",), measure=measure)
+    assert torch.equal(w_own, apply_edits(flow, w0, cond0, own)[0])
+    with pytest.raises(ValueError, match="measure"):
+        apply_edits(flow, w0, cond0, edits, locks=("glasses",))
+    with pytest.raises(ValueError, match="attribute"):
+        apply_edits(flow, w0, cond0, edits, locks=("freckles",), measure=measure)
+
+
 def test_merge_edit_replaces_a_drag_of_the_same_quantity():
     age1, age2 = AttributeEdit("attribute", "age", 40.0), AttributeEdit("attribute", "age", 45.0)
     beard = AttributeEdit("attribute", "beard", 0.5)

@@ -65,13 +65,16 @@ def test_row_resolutions_follow_the_synthesis_blocks():
 def test_states_validate_and_round_trip_through_project_files(tmp_path):
     latent = Source.from_latent(np.arange(80, dtype=np.float32).reshape(8, 10), name="mine")
     st = EditState(model=ModelRef("/x/g.pt", "ab" * 32), seed=7, psi=0.5, cutoff=4, noise_mode="random",
-                   noise_seed=9, sources=(Source(seed=3), latent), rows=(0, 1, 1, 2, 2, 0, 0, 0))
+                   noise_seed=9, sources=(Source(seed=3), latent), rows=(0, 1, 1, 2, 2, 0, 0, 0),
+                   locks=("age", "smile", "glasses", "age"))
+    assert st.locks == ("glasses", "age", "expression")  # canonical: attribute order, aliases resolved, once each
     save_project(tmp_path / "p.fproj", st, extras={"note": "hi"})
     back, extras = read_project(tmp_path / "p.fproj")
     assert back == st and extras == {"note": "hi"}
     np.testing.assert_array_equal(back.sources[1].array(), latent.array())
     assert [p.name for p in tmp_path.iterdir()] == ["p.fproj"]
-    for bad in ({"seed": -1}, {"noise_mode": "loud"}, {"rows": (0, 3)}, {"cutoff": -2}, {"psi": 9.0}):
+    for bad in ({"seed": -1}, {"noise_mode": "loud"}, {"rows": (0, 3)}, {"cutoff": -2}, {"psi": 9.0},
+                {"locks": ("freckles",)}):
         with pytest.raises(ProjectError):
             EditState(**bad)
     with pytest.raises(ProjectError, match="either a seed or a latent"):
