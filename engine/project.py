@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,12 +99,89 @@ class Source:
 
 
 @dataclass(frozen=True)
+class NoiseMaps:
+    """Per-layer noise maps an inversion optimised, in ``G.synthesis`` order: float32 bytes and their shapes."""
+
+    data: bytes
+    shapes: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self):
+        if 4 * sum(int(np.prod(s)) for s in self.shapes) != len(self.data):
+            raise ProjectError(f"noise data does not match its {len(self.shapes)} map shapes")
+
+    @classmethod
+    def from_arrays(cls, maps) -> "NoiseMaps":
+        arrays = [np.ascontiguousarray(np.asarray(m, dtype=np.float32)) for m in maps]
+        return cls(b"".join(a.tobytes() for a in arrays), tuple(tuple(a.shape) for a in arrays))
+
+    def arrays(self) -> list[np.ndarray]:
+        flat = np.frombuffer(self.data, dtype=np.float32)
+        out, at = [], 0
+        for shape in self.shapes:
+            n = int(np.prod(shape))
+            out.append(flat[at:at + n].reshape(shape))
+            at += n
+        return out
+
+    def to_dict(self) -> dict:
+        return {"zlib": base64.b64encode(zlib.compress(self.data, 6)).decode("ascii"),
+                "shapes": [list(s) for s in self.shapes]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NoiseMaps":
+        try:
+            data = zlib.decompress(base64.b64decode(d["zlib"], validate=True))
+            return cls(data, tuple(tuple(int(x) for x in s) for s in d["shapes"]))
+        except (KeyError, TypeError, ValueError, zlib.error) as e:
+            if isinstance(e, ProjectError):
+                raise
+            raise ProjectError(f"the stored noise maps are unreadable ({e})") from e
+
+
+@dataclass(frozen=True)
+class PhotoRef:
+    """The photo a face was inverted from: its file (path, sha256) and the alignment that cut the face out,
+    ``quad`` (4 corners in photo pixels: top-left, bottom-left, bottom-right, top-right) to a ``size`` square."""
+
+    path: str
+    sha256: str
+    quad: tuple[tuple[float, float], ...]
+    size: int
+
+    def __post_init__(self):
+        try:
+            quad = tuple((float(x), float(y)) for x, y in self.quad)
+        except (TypeError, ValueError) as e:
+            raise ProjectError(f"a photo alignment needs 4 corners (x, y), got {self.quad!r}") from e
+        if len(quad) != 4 or not np.isfinite(quad).all():
+            raise ProjectError(f"a photo alignment needs 4 finite corners, got {self.quad!r}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+            raise ProjectError(f"the aligned size must be a positive integer, got {self.size!r}")
+        object.__setattr__(self, "quad", quad)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "quad": [list(c) for c in self.quad], "size": self.size}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhotoRef":
+        try:
+            return cls(str(d["path"]), str(d["sha256"]), tuple(tuple(c) for c in d["quad"]), d["size"])
+        except (KeyError, TypeError) as e:
+            raise ProjectError(f"the photo reference is incomplete ({e})") from e
+
+
+@dataclass(frozen=True)
 class EditState:
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
     empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows). ``edits`` are StyleFlow
     attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
     default's flow); ``flow_fast`` picks the fast solver for them; ``locks`` are attributes held at their value
-    while the others are edited (``apply_edits``)."""
+    while the others are edited (``apply_edits``). ``base`` replaces the seed by a latent (an inverted photo, from
+    ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's optimised maps)."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -117,6 +195,9 @@ class EditState:
     edits: tuple[AttributeEdit, ...] = ()
     flow_fast: bool = True
     locks: tuple[str, ...] = ()
+    base: Source | None = None
+    noise_maps: NoiseMaps | None = None
+    photo: PhotoRef | None = None
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
@@ -136,6 +217,8 @@ class EditState:
         except (TypeError, ValueError) as e:
             raise ProjectError(f"cannot lock {list(self.locks)}: {e}") from e
         object.__setattr__(self, "locks", locks)
+        if self.base is not None and self.base.latent is None:
+            raise ProjectError("a base latent must be a latent, not a seed (the seed field is for seeds)")
 
     def replace(self, **changes) -> "EditState":
         return dataclasses.replace(self, **changes)
@@ -151,6 +234,9 @@ class EditState:
             "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
             "flow": {"path": self.flow.path, "sha256": self.flow.sha256},
             "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast, "locks": list(self.locks),
+            "base": None if self.base is None else self.base.to_dict(),
+            "noise_maps": None if self.noise_maps is None else self.noise_maps.to_dict(),
+            "photo": None if self.photo is None else self.photo.to_dict(),
         }
 
     @classmethod
@@ -170,6 +256,9 @@ class EditState:
                 edits=tuple(AttributeEdit.from_dict(e) for e in d.get("edits", [])),
                 flow_fast=bool(d.get("flow_fast", True)),
                 locks=tuple(d.get("locks", ())),
+                base=None if d.get("base") is None else Source.from_dict(d["base"]),
+                noise_maps=None if d.get("noise_maps") is None else NoiseMaps.from_dict(d["noise_maps"]),
+                photo=None if d.get("photo") is None else PhotoRef.from_dict(d["photo"]),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             if isinstance(e, ProjectError):

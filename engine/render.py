@@ -95,7 +95,7 @@ def source_ws(G: Generator, source: Source, *, psi: float, cutoff: int | None) -
 @torch.no_grad()
 def mixed_ws(G: Generator, state: EditState) -> torch.Tensor:
     """The W+ latent [1, num_ws, w_dim] before attribute edits (base seed, truncation, style mixing)."""
-    base = source_ws(G, Source(seed=state.seed), psi=state.psi, cutoff=state.cutoff)
+    base = source_ws(G, state.base or Source(seed=state.seed), psi=state.psi, cutoff=state.cutoff)
     if not state.mixed():
         return base
     if len(state.rows) != G.num_ws:
@@ -145,7 +145,14 @@ def reader(G: Generator, state: EditState, tools: FlowTools):
 
 
 def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
-    """Seeded noise maps for ``noise_mode='random'`` (reproducible from ``noise_seed``); None otherwise."""
+    """The state's stored noise maps (an inversion's), else seeded maps for ``noise_mode='random'`` (reproducible
+    from ``noise_seed``); None otherwise."""
+    if state.noise_maps is not None:
+        maps = state.noise_maps.arrays()
+        want = [(r, r) for r in G.cfg.noise_resolutions]
+        if [m.shape[-2:] for m in maps] != want:
+            raise ProjectError(f"the stored noise maps ({len(maps)}) do not fit this model's {len(want)} layers")
+        return [torch.from_numpy(m.copy()).reshape(1, 1, *m.shape[-2:]).to(G.w_avg.device) for m in maps]
     if state.noise_mode != "random":
         return None
     return make_noise(G.cfg.noise_resolutions, seed=state.noise_seed, device=G.w_avg.device)

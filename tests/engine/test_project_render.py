@@ -171,3 +171,34 @@ def test_batch_export_writes_every_seed_with_its_parameters(model_path, tmp_path
     assert [p.rsplit("/", 1)[1] for p in paths] == ["seed00004.png", "seed00005.png", "seed00006.png"]
     assert ctx.progressed == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert EditState.from_dict(read_png_parameters(paths[1])["state"]) == st.replace(seed=5)
+
+
+def test_a_photo_state_renders_its_latent_and_noise_and_round_trips(tmp_path, model_path):
+    from engine.project import NoiseMaps, PhotoRef
+
+    G = load_model(ModelRef(str(model_path)))
+    g = torch.Generator().manual_seed(3)
+    ws = torch.randn(1, G.num_ws, G.w_dim, generator=g)  # [1, num_ws, w_dim]
+    noise = [torch.randn(1, 1, r, r, generator=g) for r in CFG.noise_resolutions]
+    photo = PhotoRef("/photos/me.jpg", "cd" * 32, ((10, 20), (10, 84), (74, 84), (74, 20)), 32)
+    st = EditState(model=ModelRef(str(model_path)), seed=5, base=Source.from_latent(ws, name="me.jpg"),
+                   noise_maps=NoiseMaps.from_arrays([n[0, 0].numpy() for n in noise]), photo=photo)
+    expected = to_uint8(G.synthesis(ws, noise=noise))[0]
+    np.testing.assert_array_equal(render_state(G, st), expected)  # the latent and the maps, not seed 5
+    assert torch.equal(state_ws(G, st.replace(seed=9)), ws)
+    assert not np.array_equal(render_state(G, st.replace(noise_maps=None)), expected)
+
+    save_project(tmp_path / "photo.fproj", st)
+    back, _ = read_project(tmp_path / "photo.fproj")
+    assert back == st and back.photo.quad[1] == (10.0, 84.0)
+    np.testing.assert_array_equal(render_state(G, back), expected)
+
+    wrong = NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)])
+    with pytest.raises(ProjectError, match="noise maps"):
+        render_state(G, st.replace(noise_maps=wrong))
+    with pytest.raises(ProjectError, match="latent"):
+        EditState(base=Source(seed=1))
+    with pytest.raises(ProjectError, match="corners"):
+        PhotoRef("p.jpg", "00", ((0, 0), (1, 1)), 32)
+    with pytest.raises(ProjectError, match="noise"):
+        NoiseMaps(b"\0" * 12, ((2, 2),))
