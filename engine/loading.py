@@ -39,6 +39,7 @@ class ModelInfo:
     notes: tuple[str, ...] = field(default_factory=tuple)
     sha256: str | None = None
     path: str | None = None
+    training_data: str | None = None  # what our own checkpoints record they were trained on, e.g. "synth:photo"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -279,7 +280,10 @@ def load_generator(source) -> Generator:
     cfg, sd, notes, fmt, desc = _generator_parts(kind, obj, label)
     notes = list(notes)
     G = build_generator(cfg, sd, label=label, notes=notes)
-    G.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path)
+    extras = obj.get("extras") if fmt == "face-editor" else None
+    data = extras.get("data") if isinstance(extras, dict) else None
+    G.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path,
+                             training_data=data if isinstance(data, str) and data else None)
     return G
 
 

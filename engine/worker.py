@@ -80,6 +80,7 @@ class JobContext:
         self.device = worker.device
         self.models = worker.models
         self.memo = worker.memo  # small derived values (e.g. a face's measured attributes), kept apart from models
+        self.photos = worker.photos
 
     def cancelled(self) -> bool:
         """True once this job was cancelled or a newer request arrived in its slot."""
@@ -113,6 +114,7 @@ class Worker:
         self.device: torch.device | None = None
         self.models = ModelCache(capacity=cache_capacity)
         self.memo = ModelCache(capacity=64)
+        self.photos = ModelCache(capacity=2)  # decoded photos are large: keep the current one and one more
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._pending: OrderedDict[str, tuple[int, Job]] = OrderedDict()  # slot -> newest unstarted job
