@@ -336,6 +336,43 @@ class SynthesisNetwork(nn.Module):
                                 device=device, dtype=dtype) for layer in layers]
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
+    def resolve_noise(self, batch: int, *, noise_mode: str = "const", noise: list | None = None,
+                      generator: torch.Generator | None = None, device=None) -> list:
+        """The per-layer noise ``forward`` would use, one entry per noise layer (None where noise is off), for
+        running the network block by block with ``block_convs`` / ``block_torgb``."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        device = device if device is not None else self.b4.const.device
+        return self._resolve_noise(batch, noise_mode, noise, generator, device, torch.float32)
+
+    def _block_index(self, resolution: int) -> int:
+        """First W+ row (and noise entry) of block ``resolution``: 0 for the 4x4 block, 2 log2(r) - 5 above."""
+        if resolution not in self.cfg.resolutions:
+            raise ValueError(f"resolution must be one of {self.cfg.resolutions}, got {resolution}")
+        return 0 if resolution == 4 else 2 * _log2_resolution(resolution) - 5
+
+    def block_convs(self, resolution: int, x: torch.Tensor | None, ws: torch.Tensor, noises: list) -> torch.Tensor:
+        """The convs of one block: features x [B, C_prev, r/2, r/2] (None for the 4x4 block, which starts from its
+        constant) -> features [B, C, r, r] before the block's ToRGB. ws [B, num_ws, w_dim] float32;
+        noises from ``resolve_noise``. Running every block with ``block_convs`` then ``block_torgb`` is ``forward``."""
+        i = self._block_index(resolution)
+        blk = getattr(self, f"b{resolution}")
+        if resolution == 4:
+            b = ws.shape[0]
+            x = blk.const.unsqueeze(0).expand(b, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+            return blk.conv1(x, ws[:, 0], noises[0])
+        x = blk.conv0(x, ws[:, i], noises[i])
+        return blk.conv1(x, ws[:, i + 1], noises[i + 1])
+
+    def block_torgb(self, resolution: int, x: torch.Tensor, img: torch.Tensor | None,
+                    ws: torch.Tensor) -> torch.Tensor:
+        """One block's ToRGB of features x [B, C, r, r] added to the upsampled skip image img [B, 3, r/2, r/2]
+        (None for the 4x4 block) -> the skip image at this block [B, 3, r, r]."""
+        i = self._block_index(resolution)
+        blk = getattr(self, f"b{resolution}")
+        y = blk.torgb(x, ws[:, i + blk.num_conv])
+        return y if img is None else upfirdn2d(img, blk.taps, up=2, pad=(2, 1), gain=4) + y
+
     def forward(self, ws: torch.Tensor, *, noise_mode: str = "const", noise: list | None = None,
                 generator: torch.Generator | None = None, max_resolution: int | None = None) -> torch.Tensor:
         """``max_resolution`` stops after that block and returns the skip-path image there [B, C, r, r] (a cheap
