@@ -1,4 +1,5 @@
-"""The canvas: the current frame with zoom (fit, 100 %, steps, wheel), panning, and a before/after toggle.
+"""The canvas: the current frame with zoom (fit, 100 %, steps, wheel), panning, a before/after toggle and a
+side-by-side view of the two.
 
 Frames arrive as uint8 [H, W, 3] arrays and are wrapped without a copy (``HeldImage``). Everything a paint needs is
 prepared when a frame or the zoom changes (a pixmap per frame, a smooth downscale per zoom), so a paint only blits the
@@ -24,6 +25,7 @@ BACKGROUND = QColor("#2b2b2b")
 PLACEHOLDER_COLOR = QColor("#9a9a9a")
 BADGE_BACKGROUND = QColor(0, 0, 0, 170)
 BADGE_TEXT = QColor("#f2f2f2")
+SIDE_GAP = 0.03  # the gap between the two images of the side-by-side view, as a fraction of one image's width
 
 
 class _Layer:
@@ -61,6 +63,7 @@ class Canvas(QWidget):
         self._before: _Layer | None = None
         self._before_label = "Before"
         self._showing_before = False
+        self._side_by_side = False
         self._logical = QSize()  # the full image's size in px: what zoom and fit refer to (empty before a frame)
         self._full_size: QSize | None = None  # the last full frame's size, for show_result's previews
         self._fit = True
@@ -101,9 +104,12 @@ class Canvas(QWidget):
     def set_before(self, arr: np.ndarray | None, *, label: str = "Before") -> None:
         """The image the before/after toggle compares with (None: nothing to compare). ``label`` names it in the
         badge drawn while it is shown, e.g. the snapshot's parameters."""
+        had = self.side_by_side
         self._before = None if arr is None else _Layer(arr)
         self._before_label = label
-        if self._showing_before:
+        if had != self.side_by_side:
+            self._after_zoom((self.zoom, self._fit))
+        elif self._showing_before or had:
             self.update()
 
     def show_before(self, showing: bool) -> None:
@@ -115,6 +121,17 @@ class Canvas(QWidget):
     @property
     def showing_before(self) -> bool:
         return self._showing_before
+
+    def set_side_by_side(self, on: bool) -> None:
+        """Show the "before" image and the current one next to each other (when there is a "before")."""
+        if on != self._side_by_side:
+            old = (self.zoom, self._fit)
+            self._side_by_side = on
+            self._after_zoom(old)
+
+    @property
+    def side_by_side(self) -> bool:
+        return self._side_by_side and self._before is not None
 
     def set_placeholder(self, text: str) -> None:
         """The centred text shown while there is no frame (e.g. why the model could not be loaded)."""
@@ -189,6 +206,15 @@ class Canvas(QWidget):
         if layer is None or rect is None:
             self._paint_placeholder(p)
             return
+        if self.side_by_side and not self._showing_before:
+            one = rect.width() / (2 + SIDE_GAP)
+            left = QRectF(rect.left(), rect.top(), one, rect.height())
+            right = QRectF(rect.right() - one, rect.top(), one, rect.height())
+            self._paint_layer(p, self._before, left)
+            self._paint_layer(p, self._current, right)
+            self._paint_badge(p, self._before_label, at=left.topLeft())
+            self._paint_badge(p, "Now", at=right.topLeft())
+            return
         self._paint_layer(p, layer, rect)
         if self._showing_before:
             self._paint_badge(p, self._before_label if self._before is not None else "No “before” image to compare")
@@ -253,17 +279,24 @@ class Canvas(QWidget):
     def _dpr(self) -> float:
         return self.devicePixelRatioF()
 
+    def _span(self) -> tuple[float, float]:
+        """The size in image pixels of what is laid out: the image, or both images and the gap side by side."""
+        w, h = self._logical.width(), self._logical.height()
+        return (w * (2 + SIDE_GAP), h) if self.side_by_side else (w, h)
+
     def _fit_zoom(self, widget: QSize | None = None) -> float:
         if self._logical.isEmpty():
             return 1.0
         widget = widget or self.size()
-        fit = min(widget.width() / self._logical.width(), widget.height() / self._logical.height()) * self._dpr()
+        span_w, span_h = self._span()
+        fit = min(widget.width() / span_w, widget.height() / span_h) * self._dpr()
         return min(max(fit, ZOOM_MIN), ZOOM_MAX)
 
     def _scaled_size(self) -> tuple[float, float]:
         """The image's on-screen size in widget (logical) pixels."""
         s = self.zoom / self._dpr()
-        return self._logical.width() * s, self._logical.height() * s
+        span_w, span_h = self._span()
+        return span_w * s, span_h * s
 
     def _image_rect(self) -> QRectF | None:
         """Where the full-size image lies in widget coordinates, aligned to device pixels."""
@@ -342,13 +375,14 @@ class Canvas(QWidget):
         p.drawText(self.rect().adjusted(16, 16, -16, -16),
                    Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._placeholder)
 
-    def _paint_badge(self, p: QPainter, text: str) -> None:
+    def _paint_badge(self, p: QPainter, text: str, *, at: QPointF | None = None) -> None:
         font = QFont(self.font())
         font.setBold(True)
         p.setFont(font)
         metrics = p.fontMetrics()
         text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, max(40, self.width() - 48))
-        box = QRect(0, 0, metrics.horizontalAdvance(text) + 20, metrics.height() + 10).translated(12, 12)
+        x, y = (12, 12) if at is None else (max(12, round(at.x()) + 8), max(12, round(at.y()) + 8))
+        box = QRect(0, 0, metrics.horizontalAdvance(text) + 20, metrics.height() + 10).translated(x, y)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(BADGE_BACKGROUND)

@@ -54,8 +54,9 @@ def restore_snapshot(document, state: EditState) -> None:
 
 
 def snapshot_label(state: EditState) -> str:
-    """The short caption: "seed 12 · ψ 0.70", with "· mixed" when other sources drive some W+ rows."""
-    label = f"seed {state.seed} · ψ {state.psi:.2f}"
+    """The short caption: "seed 12 · ψ 0.70" (or the photo's name), with "· mixed" when other sources drive some
+    W+ rows."""
+    label = state.photo.name if state.photo is not None else f"seed {state.seed} · ψ {state.psi:.2f}"
     return label + " · mixed" if state.mixed() else label
 
 
@@ -64,8 +65,15 @@ def describe_state(state: EditState) -> str:
     rows = "all rows" if state.cutoff is None else f"rows 0–{state.cutoff - 1}" if state.cutoff else "no rows"
     noise = {"const": "constant (the model's stored noise)", "none": "off",
              "random": f"random, noise seed {state.noise_seed}"}[state.noise_mode]
-    lines = [f"Model: {state.model.label()}", f"Seed: {state.seed}", f"Truncation ψ: {state.psi:.2f} on {rows}",
-             f"Noise: {noise}"]
+    if state.photo is not None:
+        face = [f"Face: inverted from the photo {state.photo.name}"]
+    elif state.base is not None:
+        face = [f"Face: the latent {state.base.label()}"]
+    else:
+        face = [f"Seed: {state.seed}", f"Truncation ψ: {state.psi:.2f} on {rows}"]
+    if state.noise_maps is not None:
+        noise = "fitted to the photo"
+    lines = [f"Model: {state.model.label()}", *face, f"Noise: {noise}"]
     if state.mixed():
         names = ["base seed"] + [s.label() for s in state.sources]
         lines.append("Style mixing:")

@@ -7,6 +7,11 @@ from PySide6.QtGui import QIcon
 ICONS: dict[str, tuple[str, dict]] = {
     "open_model": ("mdi6.folder-open-outline", {}),
     "open_project": ("mdi6.file-document-outline", {}),
+    "open_photo": ("mdi6.image-plus-outline", {}),
+    "invert": ("mdi6.face-recognition", {}),
+    "stop": ("mdi6.pause-circle-outline", {}),
+    "side_by_side": ("mdi6.view-split-vertical", {}),
+    "in_photo": ("mdi6.image-filter-center-focus", {}),
     "save": ("mdi6.content-save-outline", {}),
     "save_as": ("mdi6.content-save-edit-outline", {}),
     "export_image": ("mdi6.image-move", {}),

@@ -27,6 +27,8 @@ NOISE_MODES = (
     ("none", "Off", "No per-pixel noise: smoother, plastic-looking skin and hair"),
 )
 
+NOISE_TIP = "Per-pixel noise: stochastic detail such as hair strands and skin pores"
+
 
 class GenerationPanel(QWidget):
     """Seed, truncation and noise controls bound to the document. ``dragging(bool)`` while a slider is held."""
@@ -62,7 +64,7 @@ class GenerationPanel(QWidget):
         for key, text, tip in NOISE_MODES:
             self.noise_mode.addItem(text, key)
             self.noise_mode.setItemData(self.noise_mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self.noise_mode.setToolTip("Per-pixel noise: stochastic detail such as hair strands and skin pores")
+        self.noise_mode.setToolTip(NOISE_TIP)
         self.noise_seed = QSpinBox(maximum=SEED_MAX, keyboardTracking=False)
         self.noise_seed.setToolTip("Seed of the noise maps when the noise is 'Seeded'")
 
@@ -78,7 +80,7 @@ class GenerationPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
 
-        self.seed.valueChanged.connect(lambda v: self._doc.edit(f"Seed {v}", seed=v))
+        self.seed.valueChanged.connect(self.set_seed)
         self.psi.valueChanged.connect(lambda v: self._doc.edit("Truncation ψ", merge="psi", psi=round(v, 4)))
         self.cutoff.valueChanged.connect(self._cutoff_changed)
         self.noise_mode.currentIndexChanged.connect(
@@ -108,13 +110,15 @@ class GenerationPanel(QWidget):
         cutoff = None if value >= self._num_ws() else value
         self._doc.edit("Truncation rows", merge="cutoff", cutoff=cutoff)
 
+    def set_seed(self, seed: int) -> None:
+        """Show the face of ``seed``: this leaves a photo's face (a new seed means a generated face)."""
+        self._doc.edit(f"Seed {seed}", seed=seed, base=None, noise_maps=None, photo=None)
+
     def step_seed(self, delta: int) -> None:
-        seed = (self._doc.state.seed + delta) % (SEED_MAX + 1)
-        self._doc.edit(f"Seed {seed}", seed=seed)
+        self.set_seed((self._doc.state.seed + delta) % (SEED_MAX + 1))
 
     def randomize_seed(self) -> None:
-        seed = self._rng.randrange(SEED_MAX + 1)
-        self._doc.edit(f"Seed {seed}", seed=seed)
+        self.set_seed(self._rng.randrange(SEED_MAX + 1))
 
     def refresh(self, *_) -> None:
         st = self._doc.state
@@ -127,5 +131,8 @@ class GenerationPanel(QWidget):
         self.cutoff.setValue(num_ws if st.cutoff is None else min(st.cutoff, num_ws))
         self.noise_mode.setCurrentIndex(self.noise_mode.findData(st.noise_mode))
         self.noise_seed.setValue(min(st.noise_seed, SEED_MAX))
-        self.noise_seed.setEnabled(st.noise_mode == "random")
+        self.noise_seed.setEnabled(st.noise_mode == "random" and st.noise_maps is None)
+        self.noise_mode.setEnabled(st.noise_maps is None)
+        self.noise_mode.setToolTip(NOISE_TIP if st.noise_maps is None else
+                                   "This face uses the noise maps fitted to its photo; a new seed leaves the photo")
         del blockers

@@ -129,7 +129,11 @@ class ModelPanel(QWidget):
             try:
                 self._doc.edit(f"Open model {summary.ref.label()}",
                                model=summary.ref if summary.ref.path else ModelRef(), rows=rows,
-                               cutoff=None if state.cutoff is None else min(state.cutoff, summary.num_ws))
+                               cutoff=None if state.cutoff is None else min(state.cutoff, summary.num_ws),
+                               base=None, noise_maps=None, photo=None)
+                if state.photo is not None:
+                    self.message.emit(f"The face of {state.photo.name} belongs to the previous model: "
+                                      "invert the photo again in this one")
             finally:
                 self._applying = False
         self._doc.set_summary(summary)

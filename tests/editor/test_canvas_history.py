@@ -11,7 +11,7 @@ from editor.canvas import BACKGROUND, Canvas
 from editor.document import Document
 from editor.history import HistoryStrip, describe_state, restore_snapshot, snapshot_label
 from engine.algorithms.flow_edit import AttributeEdit
-from engine.project import EditState, ModelRef, Source
+from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, Source
 
 RED, BLUE, GREEN = (220, 30, 40), (20, 60, 230), (30, 200, 60)
 
@@ -64,6 +64,21 @@ def test_before_after_toggle(canvas):
     canvas.set_before(None)
     canvas.show_before(True)  # nothing to compare: the current frame stays, with a badge saying so
     assert pixel(canvas, 256, 256) == RED
+
+
+def test_side_by_side_shows_before_left_and_now_right_at_the_fitted_size(canvas):
+    canvas.set_image(solid(RED))
+    canvas.set_side_by_side(True)
+    assert not canvas.side_by_side and pixel(canvas, 256, 256) == RED  # nothing to compare yet: one image
+    canvas.set_before(solid(BLUE))
+    assert canvas.side_by_side
+    left, right = painted_span(canvas, 300)
+    assert left <= 2 and right >= 509  # the pair fills the width
+    assert pixel(canvas, 120, 300) == BLUE and pixel(canvas, 390, 300) == RED
+    assert pixel(canvas, 256, 300) == QColor(BACKGROUND).getRgb()[:3]  # the gap between them
+    assert canvas.zoom == pytest.approx(512 / (64 * 2.03), rel=0.01)
+    canvas.set_side_by_side(False)
+    assert pixel(canvas, 256, 256) == RED and canvas.zoom == pytest.approx(8.0)
 
 
 def test_zoom_fit_actual_steps(canvas, qtbot):
@@ -220,6 +235,10 @@ def test_tooltips_describe_every_parameter():
     for part in ("Seed: 5", "ψ: 0.80 on rows 0–3", "noise seed 9", "rows 2–3: seed 77", "rows 4–5: base seed"):
         assert part in text
     assert snapshot_label(state) == "seed 5 · ψ 0.80 · mixed"
+    photo = state.replace(base=Source.from_latent(np.zeros(8, np.float32), name="me.jpg"),
+                          photo=PhotoRef("/p/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32))
+    assert snapshot_label(photo) == "me.jpg · mixed"
+    assert "Face: inverted from the photo me.jpg" in describe_state(photo) and "Seed:" not in describe_state(photo)
 
 
 def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
@@ -227,7 +246,10 @@ def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
     target = EditState(model=ModelRef(path=str(tiny_model_path), sha256="0" * 64), seed=99, psi=-0.5, cutoff=3,
                        noise_mode="random", noise_seed=4, sources=(Source(seed=8),),
                        rows=(0, 1, 0, 1, 0, 1, 0, 1), flow=ModelRef(path="/f.pt"),
-                       edits=(AttributeEdit("attribute", "age", 40.0),), flow_fast=False)
+                       edits=(AttributeEdit("attribute", "age", 40.0),), flow_fast=False, locks=("glasses",),
+                       base=Source.from_latent(np.ones((8, 10), np.float32), name="me.jpg"),
+                       noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
+                       photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32))
     assert all(getattr(target, f) != getattr(tiny_state, f) for f in target.__dataclass_fields__)
     seen = []
     doc.changed.connect(lambda state, fields: seen.append(fields))

@@ -1,6 +1,7 @@
 """Generation and model panels: controls edit the document through undo commands and follow it back."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from editor.document import Document
@@ -9,7 +10,7 @@ from editor.panels.model_panel import ModelPanel
 from editor.settings import Settings
 from engine.checkpoints import save_generator
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.project import EditState
+from engine.project import EditState, NoiseMaps, PhotoRef, Source
 
 
 def _panel(qtbot, state=None):
@@ -35,6 +36,18 @@ def test_seed_controls_round_trip_through_undo(qtbot):
         assert doc.state.seed == expected == panel.seed.value()
     doc.undo_stack.redo()
     assert panel.seed.value() == 42
+
+
+def test_a_new_seed_leaves_a_photo_face_and_undo_brings_it_back(qtbot):
+    photo = EditState(seed=7, base=Source.from_latent(np.zeros((4, 8), np.float32), name="me.jpg"),
+                      noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
+                      photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32))
+    doc, panel = _panel(qtbot, photo)
+    assert not panel.noise_mode.isEnabled()  # the photo's fitted noise is used
+    panel.next_seed.click()
+    assert doc.state == EditState(seed=8) and panel.noise_mode.isEnabled()
+    doc.undo_stack.undo()
+    assert doc.state == photo
 
 
 def test_psi_drag_is_one_step_and_reports_dragging(qtbot):
