@@ -16,6 +16,7 @@ ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_GENERATOR = "generator.pt"
 DEFAULT_ESTIMATOR = "estimator.pt"
 DEFAULT_FLOW = "flow.pt"
+DEFAULT_ENCODER = "encoder.pt"
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -60,3 +61,8 @@ def default_estimator_path() -> Path:
 def default_flow_path() -> Path:
     """The embedded StyleFlow flow for the default generator (verified)."""
     return verified_asset(DEFAULT_FLOW, what="embedded attribute flow")
+
+
+def default_encoder_path() -> Path:
+    """The embedded inversion encoder for the default generator (verified)."""
+    return verified_asset(DEFAULT_ENCODER, what="embedded inversion encoder")

@@ -4,7 +4,8 @@ Single process: ``python main.py train stylegan2 --data DIR|synth:photo --out ru
 ``torchrun --nproc_per_node N main.py train stylegan2 ...`` (gloo on CPU, nccl on CUDA). ``--batch`` is the
 global batch. ``--resume auto`` continues ``OUT/checkpoint.pt`` when it exists and starts fresh otherwise.
 ``python main.py train release-generator RUN/snapshots/network-KKKKKKkimg.pt`` then makes a snapshot the embedded
-default generator in ``assets/`` (see ``release``).
+default generator in ``assets/`` (see ``release``). ``train flow`` / ``release-flow`` and ``train encoder`` /
+``release-encoder`` are registered here too (see ``flow``, ``flow_release`` and ``encoder``).
 """
 from __future__ import annotations
 
@@ -235,6 +236,9 @@ def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     from .flow_release import add_release_flow_command
 
     add_release_flow_command(models)
+    from .encoder import add_encoder_commands
+
+    add_encoder_commands(models)
     return models
 
 
