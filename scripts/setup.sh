@@ -38,3 +38,10 @@ if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   PIP_CONSTRAINT="$PWD/.venv/face-editor/constraints.txt" "${pip[@]}" -e "$target"
   touch "$stamp"
 fi
+
+# The MTCNN face detector's weights (MIT) ship inside facenet-pytorch; only its data files are read, the package is
+# never imported. --no-deps: its metadata pins an old torch, torchvision and numpy that the project does not need.
+if ! "$vpy" -c "import importlib.metadata as m, sys; sys.exit(m.version('facenet-pytorch') != '2.6.0')" 2>/dev/null; then
+  echo "setup: installing facenet-pytorch 2.6.0 (MTCNN weights only, --no-deps)" >&2
+  PIP_CONSTRAINT="$PWD/.venv/face-editor/constraints.txt" "${pip[@]}" --no-deps "facenet-pytorch==2.6.0"
+fi
