@@ -174,7 +174,7 @@ def discriminator_config(sd: dict, *, what: str = "BicycleGAN discriminator", **
         if scales != list(range(len(scales))) or len(scales) < 2:
             raise ModelFormatError(f"{what}: discriminator scales {scales} are not model_0 ... model_N (N >= 1)")
         prefixes = [f"model_{i}." for i in scales]
-    elif any(k.startswith("model.") for k in sd):
+    elif any(re.match(r"model\.\d+\.", k) for k in sd):
         prefixes = ["model."]
     else:
         raise ModelFormatError(f"{what}: not a BicycleGAN discriminator (no 'model_0.*' or 'model.*' keys)")

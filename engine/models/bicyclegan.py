@@ -479,6 +479,72 @@ def init_weights(module: nn.Module, *, seed: int, init_type: str = "xavier", gai
                 m.bias.zero_()
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def sample_codes(n: int, nz: int, *, seed: int) -> torch.Tensor:
+    """``n`` codes z ~ N(0, I) of size ``nz`` from an explicit seed (same seed, same codes). -> [n, nz] float32"""
+    if n < 0 or nz <= 0:
+        raise ValueError(f"need n >= 0 and nz > 0, got n={n}, nz={nz}")
+    return torch.randn(n, nz, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t) -> torch.Tensor:
+    """Spherical interpolation between codes (the reference's video sweep); linear where they are parallel.
+
+    z0, z1 [..., nz]; t a number (-> [..., nz]) or a 1-D sequence of T fractions (-> [T, ..., nz]).
+    """
+    if z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    t = torch.as_tensor(t, dtype=z0.dtype, device=z0.device)
+    if t.ndim > 1:
+        raise ValueError(f"t must be a number or a 1-D sequence, got shape {tuple(t.shape)}")
+    tt = t.reshape(t.shape + (1,) * z0.ndim)  # [T, 1, ..., 1] or scalar
+    cos = (F.normalize(z0, dim=-1) * F.normalize(z1, dim=-1)).sum(-1, keepdim=True).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)  # [..., 1]
+    so = torch.sin(omega)
+    parallel = so.abs() < 1e-7
+    safe = torch.where(parallel, torch.ones_like(so), so)
+    spherical = torch.sin((1 - tt) * omega) / safe * z0 + torch.sin(tt * omega) / safe * z1
+    return torch.where(parallel, (1 - tt) * z0 + tt * z1, spherical)
+
+
+@torch.no_grad()
+def translate(G: UnetGenerator, image: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+    """Translate with codes: image [B, input_nc, H, W] (or [input_nc, H, W]) in [-1, 1], z [N, nz] (or [nz]).
+
+    One image and N codes give N samples of it; B images and one code share the code; otherwise B must equal N.
+    Runs on G's device. -> [max(B, N), output_nc, H, W] in [-1, 1]
+    """
+    dev = _device_of(G)
+    x = (image.unsqueeze(0) if image.ndim == 3 else image).to(dev, torch.float32)
+    if G.cfg.nz == 0:
+        return G(x, None)
+    if z is None:
+        raise ValueError(f"this generator needs codes z [N, {G.cfg.nz}]")
+    z = (z.unsqueeze(0) if z.ndim == 1 else z).to(dev, torch.float32)
+    b, n = x.shape[0], z.shape[0]
+    if b == 1 and n > 1:
+        x = x.expand(n, -1, -1, -1)
+    elif n == 1 and b > 1:
+        z = z.expand(b, -1)
+    elif b != n:
+        raise ValueError(f"{b} images and {n} codes: give one image, one code, or as many codes as images")
+    return G(x, z)
+
+
+@torch.no_grad()
+def encode(E: Encoder, image: torch.Tensor) -> torch.Tensor:
+    """The code of a reference B image, as the reference's test.py uses it: E's mean (no sampling).
+
+    image [B, input_nc, S, S] (or [input_nc, S, S]) in [-1, 1] -> mu [B, nz]
+    """
+    x = (image.unsqueeze(0) if image.ndim == 3 else image).to(_device_of(E), torch.float32)
+    out = E(x)
+    return out[0] if isinstance(out, tuple) else out
+
+
 def network_entry(model: nn.Module) -> dict:
     """``{"arch", "state_dict"}`` of one network for the project's checkpoint format (float32 CPU copies)."""
     return {"arch": model.cfg.to_dict(),
@@ -501,4 +567,5 @@ def bicyclegan_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None
 
 __all__ = ["GeneratorConfig", "EncoderConfig", "DiscriminatorConfig", "UnetGenerator", "Encoder",
            "MultiscaleDiscriminator", "UnetBlockZ", "UnetBlock", "BasicBlock", "init_weights", "default_ndf",
-           "network_entry", "bicyclegan_checkpoint", "FORMAT", "FORMAT_VERSION", "KINDS"]
+           "network_entry", "bicyclegan_checkpoint", "sample_codes", "slerp", "translate", "encode", "FORMAT",
+           "FORMAT_VERSION", "KINDS"]

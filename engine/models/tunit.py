@@ -475,6 +475,66 @@ def init_discriminator(D: Discriminator, *, seed: int) -> None:
                 m.beta.zero_()
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _batch(images: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    return (images.unsqueeze(0) if images.ndim == 3 else images).to(_device_of(module), torch.float32)
+
+
+@torch.no_grad()
+def reference_style(C: GuidingNetwork, image: torch.Tensor) -> torch.Tensor:
+    """Style codes of reference images (use C_EMA in eval mode, as the reference's inference does).
+
+    image [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> [B, sty_dim]
+    """
+    return C.moco(_batch(image, C))
+
+
+@torch.no_grad()
+def cluster_labels(C: GuidingNetwork, images: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
+    """Cluster of each image: argmax of C's cluster logits (the reference assigns with C, not C_EMA). -> [N] int64"""
+    x = _batch(images, C)
+    return torch.cat([C.iic(x[i:i + batch_size]).argmax(dim=1) for i in range(0, x.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def cluster_styles(C: GuidingNetwork, images: torch.Tensor, labels: torch.Tensor | None = None, *,
+                   C_cluster: GuidingNetwork | None = None, batch_size: int = 64) -> dict[int, torch.Tensor]:
+    """Mean style code per cluster (the reference's "AVG" domain styles): codes from ``C`` (C_EMA), clusters from
+    ``labels`` or, when None, from ``C_cluster`` (C; defaults to ``C``). images [N, 3, H, W] in [-1, 1].
+
+    -> {cluster id: [sty_dim]} for the clusters that received images, in increasing id order.
+    """
+    x = _batch(images, C)
+    if labels is None:
+        labels = cluster_labels(C_cluster or C, x, batch_size=batch_size)
+    labels = torch.as_tensor(labels).reshape(-1).to(x.device)
+    if labels.shape[0] != x.shape[0]:
+        raise ValueError(f"one label per image: got {labels.shape[0]} labels for {x.shape[0]} images")
+    codes = torch.cat([C.moco(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])  # [N, sty_dim]
+    return {int(k): codes[labels == k].mean(dim=0) for k in torch.unique(labels).tolist()}
+
+
+@torch.no_grad()
+def translate(G: Generator, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    """Render the content of images with style codes: content [B, 3, H, W] (or [3, H, W]) in [-1, 1], style
+    [S, sty_dim] (or [sty_dim]). One image and S styles give S results; B images and one style share it;
+    otherwise B must equal S. Use G_EMA in eval mode. -> [max(B, S), 3, H, W] in [-1, 1]
+    """
+    c = G.content(_batch(content, G))  # [B, C, h, w]
+    s = (style.unsqueeze(0) if style.ndim == 1 else style).to(c.device, torch.float32)
+    b, n = c.shape[0], s.shape[0]
+    if b == 1 and n > 1:
+        c = c.expand(n, -1, -1, -1)
+    elif n == 1 and b > 1:
+        s = s.expand(b, -1)
+    elif b != n:
+        raise ValueError(f"{b} images and {n} style codes: give one image, one style, or as many of each")
+    return G.decode(c, s)
+
+
 def network_entry(model: nn.Module) -> dict:
     """``{"arch", "state_dict"}`` of one network for the project's checkpoint format (CPU copies)."""
     return {"arch": model.cfg.to_dict(),
@@ -499,4 +559,5 @@ def tunit_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = No
 __all__ = ["GuidingConfig", "GeneratorConfig", "DiscriminatorConfig", "GuidingNetwork", "Generator",
            "Discriminator", "AdaIN2d", "FRN", "ActFirstResBlk", "Conv2dBlock", "ResBlock", "ResBlocks",
            "ContentEncoder", "Decoder", "MLP", "init_generator", "init_guiding", "init_discriminator",
-           "network_entry", "tunit_checkpoint", "VGG11", "FORMAT", "FORMAT_VERSION", "KINDS"]
+           "network_entry", "tunit_checkpoint", "reference_style", "cluster_labels", "cluster_styles", "translate",
+           "VGG11", "FORMAT", "FORMAT_VERSION", "KINDS"]
