@@ -477,6 +477,8 @@ def _eval_curve(run_dir: Path) -> list[dict]:
 
 def inference_ms(encoder: Encoder, *, runs: int = 50) -> dict:
     """Latency of ``encoder`` on one image at its input size, on one CPU thread: ms median / p95 over ``runs``."""
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, got {runs}")
     x = torch.zeros(1, encoder.cfg.img_channels, encoder.cfg.resolution, encoder.cfg.resolution)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -491,8 +493,8 @@ def inference_ms(encoder: Encoder, *, runs: int = 50) -> dict:
     finally:
         torch.set_num_threads(threads)
     times.sort()
-    return {"median": round(statistics.median(times), 2), "p95": round(times[min(runs - 1, round(0.95 * (runs - 1)))],
-                                                                        2), "runs": runs, "threads": 1,
+    p95 = times[min(runs - 1, round(0.95 * (runs - 1)))]
+    return {"median": round(statistics.median(times), 2), "p95": round(p95, 2), "runs": runs, "threads": 1,
             "input": [1, encoder.cfg.img_channels, encoder.cfg.resolution, encoder.cfg.resolution]}
 
 
@@ -547,7 +549,9 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
                      "units": {"psnr_db": "dB, images in [-1, 1], peak-to-peak 2",
                                "latent_mse": "mean squared error in the encoder's normalised W+ space",
                                "latent_l2": "mean over samples and W+ rows of |w_E - w|_2 in W units"}},
-        "held_out_curve": _eval_curve(source.parent if source.parent.name != SNAPSHOT_DIR else source.parent.parent),
+        "held_out_curve": [row for row in _eval_curve(source.parent.parent if source.parent.name == SNAPSHOT_DIR
+                                                      else source.parent)
+                           if row["step"] <= info.get("training_steps", math.inf)],
         "inference_ms": latency, "release_command": command_line,
     }
     (out_dir / f"{Path(DEFAULT_ENCODER).stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
