@@ -79,14 +79,14 @@ def _tensor(sd: dict, key: str, ndim: int, *, what: str) -> torch.Tensor:
 def generator_config(sd: dict, *, what: str = "BicycleGAN generator", **arch) -> GeneratorConfig:
     """Infer a ``GeneratorConfig`` from a G state dict (``module.`` already removed); ``arch`` overrides fields."""
     if "model.down.0.weight" in sd:
-        return _config(GeneratorConfig, _infer_unet_all(sd, what=what, arch=arch), arch, what=what)
+        return _config(GeneratorConfig, _infer_unet_all(sd, what=what), arch, what=what)
     if "model.model.0.weight" in sd:
         return _config(GeneratorConfig, _infer_unet_input(sd, what=what, arch=arch), arch, what=what)
     raise ModelFormatError(f"{what}: not a BicycleGAN U-Net generator (no 'model.down.0.weight' or "
                            f"'model.model.0.weight'; keys start {short_list(sd, 4)})")
 
 
-def _infer_unet_all(sd: dict, *, what: str, arch: dict) -> dict:
+def _infer_unet_all(sd: dict, *, what: str) -> dict:
     levels = 0
     while f"model.{'submodule.' * levels}down.{0 if levels == 0 else 1}.weight" in sd:
         levels += 1
