@@ -9,14 +9,15 @@ noise, clamped to [-1, 1] like a photo) are rendered without gradients.
 
 Loss: ``latent_weight * MSE(E.offsets(x), E.normalise(ws))`` (W+ in the encoder's normalised space:
 ``(w - w_avg) / w_scale``, ``w_scale`` the per-dimension spread of G's mapped latents) plus ``image_weight *
-MSE(G(E(x)), x)`` through the frozen G. Adam; the learning rate ramps down (cosine) over the last ``rampdown``
-fraction of the steps.
+MSE(G(E(x)), x)`` through the frozen G, plus optionally ``ssim_weight * (1 - SSIM(G(E(x)), x))`` (off by default).
+Adam; the learning rate ramps down (cosine) over the last ``rampdown`` fraction of the steps.
 
 Held-out evaluation, every ``eval_every`` steps: ``eval_n`` latents drawn by the fixed recipe ``EVAL_RECIPE``
 from a random stream no training step uses (``step_generator(EVAL_SEED, 1, i)``; training draws from rank 0 of
 ``step_generator(seed, 0, step)``): PSNR (dB, images in [-1, 1] clamped, peak-to-peak 2) of ``G(E(x))`` against
-``x``, the normalised latent MSE, and the latent distance (mean over samples and W+ rows of ``|w_E - w|_2`` in W
-units). The same figures for the constant guess ``w_avg`` are the baseline.
+``x``, their SSIM (when the images hold an SSIM window), the normalised latent MSE, and the latent distance (mean
+over samples and W+ rows of ``|w_E - w|_2`` in W units). The same figures for the constant guess ``w_avg`` are
+the baseline.
 
 Randomness: every draw of step ``s`` comes from ``step_generator(seed, 0, s)``, so the step counter is the whole
 random state and a resumed run repeats an uninterrupted one bit for bit (on the CPU, same thread count).
@@ -42,6 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..algorithms import similarity
 from ..assets import DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ..checkpoints import atomic_torch_save, check_training_state, read_training_state
 from ..csvlog import CsvLog
@@ -54,8 +56,8 @@ from .stylegan2 import step_generator
 STATE_FORMAT = "face-editor/train-encoder"
 STATE_VERSION = 1
 CHECKPOINT_NAME, MODEL_NAME, SNAPSHOT_DIR = "checkpoint.pt", "encoder.pt", "snapshots"
-METRIC_FIELDS = ("step", "kimg", "loss", "latent_mse", "image_mse", "lr", "sec_per_step", "time_s")
-EVAL_FIELDS = ("step", "kimg", "psnr_db", "latent_mse", "latent_l2", "time_s")
+METRIC_FIELDS = ("step", "kimg", "loss", "latent_mse", "image_mse", "one_minus_ssim", "lr", "sec_per_step", "time_s")
+EVAL_FIELDS = ("step", "kimg", "psnr_db", "ssim", "latent_mse", "latent_l2", "time_s")
 OVERRIDABLE_ON_RESUME = ("kimg", "eval_every", "checkpoint_every", "snapshot_every", "log_every")
 EVAL_SEED = 0x455643  # the held-out stream: step_generator(EVAL_SEED, 1, i); training only uses rank 0
 EVAL_RECIPE = {"psi_min": 0.5, "psi_max": 1.0, "mixing_prob": 0.5}  # fixed, so figures compare across runs
@@ -82,6 +84,7 @@ class EncoderTrainConfig:
     mixing_prob: float = 0.5
     latent_weight: float = 1.0
     image_weight: float = 10.0
+    ssim_weight: float = 0.0
     seed: int = 0
     eval_n: int = 256
     eval_every: int = 500
@@ -101,9 +104,10 @@ class EncoderTrainConfig:
         if not self.psi_min <= self.psi_max or not 0 <= self.mixing_prob <= 1:
             raise ValueError(f"need psi_min <= psi_max and 0 <= mixing_prob <= 1, got {self.psi_min}, "
                              f"{self.psi_max}, {self.mixing_prob}")
-        if self.latent_weight < 0 or self.image_weight < 0 or self.latent_weight + self.image_weight == 0:
-            raise ValueError(f"the loss weights must be >= 0 and not both 0, got latent {self.latent_weight}, image "
-                             f"{self.image_weight}")
+        weights = (self.latent_weight, self.image_weight, self.ssim_weight)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise ValueError(f"the loss weights must be >= 0 and not all 0, got latent {self.latent_weight}, image "
+                             f"{self.image_weight}, ssim {self.ssim_weight}")
 
     @property
     def total_steps(self) -> int:
@@ -172,28 +176,30 @@ def held_out_latents(G: Generator, n: int) -> torch.Tensor:
                                      **EVAL_RECIPE) for i in range(0, n, EVAL_CHUNK)])
 
 
-def psnr_db(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR (dB) of images in [-1, 1] (peak-to-peak 2). [B, C, H, W] x2 -> [B]"""
-    mse = (a.clamp(-1, 1) - b.clamp(-1, 1)).double().square().flatten(1).mean(1)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
-
-
 @torch.no_grad()
 def evaluate_encoder(encoder: Encoder | None, G: Generator, ws: torch.Tensor, *, images: torch.Tensor | None = None
                      ) -> dict[str, float]:
-    """Held-out figures of ``encoder`` on latents ``ws`` (None: the constant guess ``w_avg``): mean PSNR (dB) of
-    G(E(x)) vs x, the normalised latent MSE (in the encoder's space; w_scale from G when there is no encoder) and
-    the mean per-row latent distance |w_E - w|_2."""
+    """Held-out figures of ``encoder`` on latents ``ws`` (None: the constant guess ``w_avg``): mean PSNR (dB) and
+    SSIM of G(E(x)) vs x (images clamped to [-1, 1]; SSIM only when the images hold its window), the normalised
+    latent MSE (in the encoder's space; w_scale from G when there is no encoder) and the mean per-row latent
+    distance |w_E - w|_2."""
     scale = encoder.w_scale if encoder is not None else latent_scale(G)
-    psnr, sq, dist = [], 0.0, 0.0
+    with_ssim = G.img_resolution >= similarity.WINDOW
+    psnr, ssim, sq, dist = [], [], 0.0, 0.0
     for i in range(0, len(ws), EVAL_CHUNK):
         w = ws[i:i + EVAL_CHUNK]
         x = render(G, w) if images is None else images[i:i + EVAL_CHUNK]
         pred = encoder(x) if encoder is not None else G.w_avg.expand_as(w)
-        psnr.append(psnr_db(render(G, pred), x))
+        rec = render(G, pred)
+        psnr.append(similarity.psnr(rec, x))
+        if with_ssim:
+            ssim.append(similarity.ssim(rec, x))
         sq += (((pred - w) / scale).double().square().mean((1, 2))).sum().item()
         dist += (pred - w).double().norm(dim=2).mean(1).sum().item()
-    return {"psnr_db": torch.cat(psnr).mean().item(), "latent_mse": sq / len(ws), "latent_l2": dist / len(ws)}
+    out = {"psnr_db": torch.cat(psnr).double().mean().item()}
+    if with_ssim:
+        out["ssim"] = torch.cat(ssim).double().mean().item()
+    return {**out, "latent_mse": sq / len(ws), "latent_l2": dist / len(ws)}
 
 
 # ---- trainer --------------------------------------------------------------------------------------------------
@@ -251,18 +257,22 @@ class EncoderTrainer:
         off = self.encoder.offsets(x)  # [B, num_ws, w_dim]
         latent = (off - self.encoder.normalise(ws)).square().mean()
         loss = c.latent_weight * latent
-        image = torch.zeros([])
-        if c.image_weight > 0:
+        image = structure = torch.zeros([])
+        if c.image_weight > 0 or c.ssim_weight > 0:
             rec = self.G.synthesis(self.encoder.denormalise(off), noise_mode="const")  # [B, 3, R, R]
             image = F.mse_loss(rec, x)
             loss = loss + c.image_weight * image
+            if c.ssim_weight > 0:
+                structure = 1 - similarity.ssim(rec, x).mean()
+                loss = loss + c.ssim_weight * structure
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss is {loss.item()} at step {self.step}: lower --lr")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.step += 1
-        self.stats = {"loss": loss.item(), "latent_mse": latent.item(), "image_mse": image.item(), "lr": lr}
+        self.stats = {"loss": loss.item(), "latent_mse": latent.item(), "image_mse": image.item(),
+                      "one_minus_ssim": structure.item(), "lr": lr}
         return self.stats
 
     def held_out(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -547,6 +557,7 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
         "released_from": source.name,
         "held_out": {"recipe": recipe, "encoder": figures, "baseline_w_avg": baseline,
                      "units": {"psnr_db": "dB, images in [-1, 1], peak-to-peak 2",
+                               "ssim": "SSIM (11x11 Gaussian window, sigma 1.5), images in [-1, 1]",
                                "latent_mse": "mean squared error in the encoder's normalised W+ space",
                                "latent_l2": "mean over samples and W+ rows of |w_E - w|_2 in W units"}},
         "held_out_curve": [row for row in _eval_curve(source.parent.parent if source.parent.name == SNAPSHOT_DIR
@@ -595,6 +606,8 @@ def add_encoder_commands(sub) -> None:
     rec.add_argument("--latent-weight", type=float, default=d.latent_weight, help=f"(default {d.latent_weight:g})")
     rec.add_argument("--image-weight", type=float, default=d.image_weight, help="weight of the pixel MSE through G "
                      f"(default {d.image_weight:g}; 0: latent loss only)")
+    rec.add_argument("--ssim-weight", type=float, default=d.ssim_weight, help="weight of 1 - SSIM through G "
+                     f"(default {d.ssim_weight:g})")
     rec.add_argument("--seed", type=int, default=d.seed, help=f"initialisation and sampled latents (default {d.seed})")
     sch = p.add_argument_group("schedule (in steps)")
     sch.add_argument("--eval-n", type=int, default=d.eval_n, help=f"held-out samples (default {d.eval_n})")
@@ -658,7 +671,8 @@ def run_train_encoder(args) -> int:
         cfg = EncoderTrainConfig(kimg=args.kimg if args.kimg is not None else EncoderTrainConfig.kimg,
                                  batch_size=args.batch, lr=args.lr, rampdown=args.rampdown, psi_min=args.psi_min,
                                  psi_max=args.psi_max, mixing_prob=args.mixing, latent_weight=args.latent_weight,
-                                 image_weight=args.image_weight, seed=args.seed, eval_n=args.eval_n,
+                                 image_weight=args.image_weight, ssim_weight=args.ssim_weight, seed=args.seed,
+                                 eval_n=args.eval_n,
                                  **{k: v for k, v in schedule.items() if v is not None})
         enc_cfg = EncoderConfig.for_generator(G.cfg, resolution=args.resolution, channel_base=args.channel_base,
                                               channel_max=args.channel_max, head_channels=args.head_channels,
@@ -692,7 +706,7 @@ def run_release_encoder(args) -> int:
 
 
 __all__ = ["EncoderTrainConfig", "EncoderTrainer", "sample_latents", "render", "latent_scale", "held_out_latents",
-           "psnr_db", "evaluate_encoder", "check_state", "read_state", "trainer_from_state", "encoder_from_state",
+           "evaluate_encoder", "check_state", "read_state", "trainer_from_state", "encoder_from_state",
            "inference_ms", "release_encoder", "add_encoder_commands", "run_train_encoder", "run_release_encoder",
            "STATE_FORMAT", "CHECKPOINT_NAME", "MODEL_NAME", "METRIC_FIELDS", "EVAL_FIELDS", "EVAL_SEED",
            "EVAL_RECIPE"]

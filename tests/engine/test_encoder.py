@@ -6,11 +6,13 @@ import argparse
 import json
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
 
 from engine.algorithms.latents import seed_to_z
+from engine.algorithms.similarity import psnr
 from engine.assets import ASSETS_DIR
 from engine.checkpoints import save_generator
 from engine.cli import run
@@ -22,7 +24,6 @@ from engine.train.cli import add_train_commands
 from engine.train.encoder import (
     EncoderTrainConfig,
     EncoderTrainer,
-    psnr_db,
     read_state,
     release_encoder,
     render,
@@ -149,6 +150,13 @@ def test_training_lowers_the_loss_and_changes_the_weights(generator_file):
     changed = [k for k, v in trainer.encoder.state_dict().items() if not torch.equal(v, start[k])]
     assert "head.weight" in changed and "fromrgb.weight" in changed
     assert set(changed) <= {k for k, _ in trainer.encoder.named_parameters()}  # w_avg / w_scale stay
+    assert 0 < before["ssim"] < after["ssim"] <= 1
+
+    ssim_only = EncoderTrainer(replace(cfg, latent_weight=0.0, image_weight=0.0, ssim_weight=1.0),
+                               tiny_encoder_config(), G, progress=False)
+    first, second = ssim_only.train_step(), ssim_only.train_step()
+    assert first["loss"] == pytest.approx(first["one_minus_ssim"]) and first["image_mse"] > 0
+    assert 0 < second["one_minus_ssim"] < 1 and ssim_only.encoder.head.weight.abs().sum() > 0
 
 
 def test_cli_resume_continues_exactly(generator_file, tmp_path, capsys):
@@ -221,5 +229,5 @@ def test_shipped_encoder_loads_verified_and_beats_w_avg():
         pred = E(x)
         assert pred.shape == (1, G.num_ws, G.w_dim)
         mean = render(G, G.w_avg.expand_as(ws))
-        assert psnr_db(render(G, pred), x) > psnr_db(mean, x) + 3
+        assert psnr(render(G, pred), x) > psnr(mean, x) + 3
         assert (pred - ws).norm(dim=2).mean() < (G.w_avg - ws).norm(dim=2).mean()
