@@ -262,6 +262,8 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
     flags are restored).
     """
     _check_target(G, target)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("invert needs autograd: call it outside torch.inference_mode() (no_grad is fine)")
     if G.img_resolution < MIN_RESOLUTION:
         raise ValueError(f"inversion needs a generator of at least {MIN_RESOLUTION} px, got {G.img_resolution}")
     if int(preview_every) < 1:
@@ -290,34 +292,35 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
     try:
         for p, _ in flags:
             p.requires_grad_(False)
-        for step in range(s.steps):
-            if should_stop is not None and should_stop():
-                break
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, s.steps, lr=s.lr, rampup=s.rampup, rampdown=s.rampdown)
-            ws = to_ws(latent)  # [1, num_ws, w_dim]
-            img = G.synthesis(ws, noise=noises or None)  # [1, 3, H, W]
-            loss = loss_fn(img, target)
-            if s.method == "w+" and s.w_plus_regularize:
-                loss = loss + s.w_plus_regularize * (ws - ws.mean(1, keepdim=True)).square().sum(2).mean()
-            if s.optimize_noise and noises and s.noise_regularize:
-                loss = loss + s.noise_regularize * noise_regularize(noises)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if s.optimize_noise:
-                with torch.no_grad():
-                    for n in noises:
-                        n.sub_(n.mean()).div_(n.std())
-            steps_run = step + 1
-            if progress is not None:
-                with torch.no_grad():
-                    shown = img.detach().clamp(-1, 1)
-                    metrics = {"psnr": float(psnr(shown, target)[0]), "ssim": float(ssim(shown, target)[0]),
-                               "loss": float(loss)}
-                last = steps_run == s.steps
-                progress(steps_run, s.steps, metrics,
-                         shown.cpu() if steps_run % preview_every == 0 or last else None)
+        with torch.enable_grad():  # also when the caller runs under no_grad
+            for step in range(s.steps):
+                if should_stop is not None and should_stop():
+                    break
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, s.steps, lr=s.lr, rampup=s.rampup, rampdown=s.rampdown)
+                ws = to_ws(latent)  # [1, num_ws, w_dim]
+                img = G.synthesis(ws, noise=noises or None)  # [1, 3, H, W]
+                loss = loss_fn(img, target)
+                if s.method == "w+" and s.w_plus_regularize:
+                    loss = loss + s.w_plus_regularize * (ws - ws.mean(1, keepdim=True)).square().sum(2).mean()
+                if s.optimize_noise and noises and s.noise_regularize:
+                    loss = loss + s.noise_regularize * noise_regularize(noises)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if s.optimize_noise:
+                    with torch.no_grad():
+                        for n in noises:
+                            n.sub_(n.mean()).div_(n.std())
+                steps_run = step + 1
+                if progress is not None:
+                    with torch.no_grad():
+                        shown = img.detach().clamp(-1, 1)
+                        metrics = {"psnr": float(psnr(shown, target)[0]), "ssim": float(ssim(shown, target)[0]),
+                                   "loss": float(loss)}
+                    last = steps_run == s.steps
+                    progress(steps_run, s.steps, metrics,
+                             shown.cpu() if steps_run % preview_every == 0 or last else None)
         with torch.no_grad():
             ws = to_ws(latent.detach()).contiguous()
             final_noise = [n.detach().clone() for n in noises]

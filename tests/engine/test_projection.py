@@ -162,6 +162,16 @@ def test_should_stop_and_no_side_effects(tiny):
     assert not any(p.requires_grad for p in frozen.parameters())
 
 
+def test_runs_under_no_grad_and_refuses_inference_mode(tiny):
+    G, _, target = tiny
+    s = InversionSettings(method="w", steps=6)
+    with torch.no_grad():
+        quiet = invert(G, target, settings=s)
+    torch.testing.assert_close(quiet.ws, invert(G, target, settings=s).ws, rtol=0, atol=0)
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        invert(G, target, settings=s)
+
+
 def test_optimize_noise_off_and_const_noise(tiny):
     G, _, target = tiny
     r = invert(G, target, settings=InversionSettings(steps=5, optimize_noise=False, noise_init="const"))
