@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 from ..errors import DetectorUnavailable, ModelFormatError
 
@@ -38,6 +39,7 @@ THRESHOLDS = (0.6, 0.7, 0.7)  # P-Net, R-Net, O-Net face probability
 PYRAMID_FACTOR = 0.709  # successive pyramid scales (about 1/sqrt(2))
 CELL, STRIDE = 12, 2  # P-Net's window and step in pyramid pixels
 PYRAMID_BUDGET = 600_000  # pixels of the pyramid's largest level; bigger photos search from a larger minimum face
+WORK_PIXELS = 4 * PYRAMID_BUDGET  # larger photos are searched at this size (smallest face searched >= 24 px there)
 
 
 def _flatten_whc(t: torch.Tensor) -> torch.Tensor:
@@ -275,9 +277,16 @@ def detect(model: MTCNN, pixels: np.ndarray, *, min_face: float = 20.0,
 
     Returns boxes [N, 4] (x0, y0, x1, y1), scores [N] and landmarks [N, 5, 2] (x, y) in photo pixels, in no
     particular order. Faces smaller than ``min_face`` pixels (and, in photos above ``PYRAMID_BUDGET`` pixels, a
-    proportionally larger size) are not searched for.
+    proportionally larger size) are not searched for. Photos above ``WORK_PIXELS`` are searched in a reduced copy.
     """
     height, width = pixels.shape[:2]
+    if height * width > WORK_PIXELS:  # a smaller copy (in uint8) keeps memory flat; coordinates are scaled back
+        shrink = math.sqrt(WORK_PIXELS / (height * width))
+        size = (max(CELL, round(width * shrink)), max(CELL, round(height * shrink)))
+        small = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize(size, Image.Resampling.BOX))
+        boxes, scores, points = detect(model, small, min_face=min_face * shrink, thresholds=thresholds)
+        sx, sy = width / size[0], height / size[1]
+        return boxes * [sx, sy, sx, sy], scores, points * [sx, sy]
     empty = np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
     image = torch.from_numpy(np.array(pixels, dtype=np.float32)).permute(2, 0, 1)[None]  # [1, 3, H, W] 0..255
 
