@@ -110,7 +110,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, tuple[
     except UnidentifiedImageError:
         raise PhotoError(f"{name} is not an image, or in a format that cannot be read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"{name} is damaged: {exc}") from exc
+        raise PhotoError(f"{name} is damaged: {_one_line(exc)}") from exc
     with im:
         width, height = im.size
         if width < 1 or height < 1:
@@ -139,12 +139,16 @@ def _decode(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, tuple[
         except Image.DecompressionBombError:
             raise PhotoError(_too_large(name, f"larger than {MAX_FILE_PIXELS / 1e6:.0f} megapixels")) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            text = str(exc)
+            text = _one_line(exc)
             kind = "truncated" if "truncated" in text.lower() else "damaged"
             raise PhotoError(f"{name} is {kind} and cannot be decoded: {text}") from exc
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise PhotoError(f"{name}: unexpected decoded shape {pixels.shape}")
     return pixels, rotated, rotated[0] / pixels.shape[1]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _too_large(name: str, size: str) -> str:

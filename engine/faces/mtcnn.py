@@ -296,7 +296,7 @@ def detect(model: MTCNN, pixels: np.ndarray, *, min_face: float = 20.0,
     found = []
     for s in pyramid_scales(height, width, min_face=min_face):
         h, w = max(CELL, round(height * s)), max(CELL, round(width * s))
-        src = [lv for lv in levels if lv.shape[-2] >= h and lv.shape[-1] >= w][-1]
+        src = ([lv for lv in levels if lv.shape[-2] >= h and lv.shape[-1] >= w] or levels[:1])[-1]
         level = F.interpolate(src, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         prob, reg = model.pnet(_normalise(level))
         iy, ix = torch.nonzero(prob[0] >= thresholds[0], as_tuple=True)

@@ -144,6 +144,14 @@ def test_min_face_skips_smaller_faces(astronaut):
     assert detect_faces(astronaut, min_face=200) == []
 
 
+def test_faces_smaller_than_the_window_by_upsampling(astronaut):
+    tiny = np.asarray(Image.fromarray(astronaut).resize((32, 32), Image.LANCZOS))  # the face is about 12 px
+    assert mtcnn.pyramid_scales(32, 32, min_face=8)[0] == pytest.approx(1.5)
+    faces = detect_faces(tiny, min_face=8)  # the pyramid starts above 1:1
+    assert len(faces) == 1
+    np.testing.assert_allclose(_points(faces[0]), np.concatenate([EYES, MOUTH]) / 8, atol=1.5)
+
+
 def test_nms():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [2, 2, 6, 6]], dtype=float)
     scores = np.array([0.9, 0.95, 0.5, 0.8])
