@@ -246,7 +246,7 @@ class _Reconstruction:
 
 
 def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
-           init_ws: torch.Tensor | None = None,
+           init_ws: torch.Tensor | None = None, init_noise: list[torch.Tensor] | None = None,
            progress: Callable[[int, int, dict, torch.Tensor | None], None] | None = None,
            should_stop: Callable[[], bool] | None = None, preview_every: int = 10,
            lpips_model=None) -> InversionResult:
@@ -254,6 +254,8 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
 
     init_ws: a starting latent (W [1, w_dim] or W+ [1, num_ws, w_dim], e.g. from an encoder); W+ rows are
     averaged for the W methods; for ``"sefa"`` the start is ``v = w @ eigvec^T`` (so ``v @ eigvec = w``).
+    init_noise: starting noise maps [1, 1, r, r] in ``G.synthesis`` order (e.g. a previous result's, to refine
+    it), instead of ``settings.noise_init``.
     progress(step, total, {"psnr", "ssim", "loss"}, preview) after every step (metrics of the image that step
     rendered; preview: that image [1, 3, H, W] clamped, every ``preview_every`` steps and at the last, else None).
     should_stop() is asked before every step; when it says True the run ends and the current code is returned
@@ -277,7 +279,13 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
 
     latent, to_ws = _parameterise(G, s.method, init_ws, gen, device)  # drawn first: v does not depend on noise
     layers = G.synthesis.noise_layers() if G.cfg.use_noise else []
-    if s.noise_init == "random":
+    if init_noise is not None:
+        if len(init_noise) != len(layers) or any(tuple(n.shape) != (1, 1, la.resolution, la.resolution)
+                                                 for n, la in zip(init_noise, layers)):
+            raise ValueError(f"init_noise must be {len(layers)} maps [1, 1, r, r] in the synthesis order, got "
+                             f"{[tuple(n.shape) for n in init_noise]}")
+        noises = [n.detach().to(device, torch.float32).clone() for n in init_noise]
+    elif s.noise_init == "random":
         noises = [torch.randn(1, 1, layer.resolution, layer.resolution, generator=gen).to(device)
                   for layer in layers]
     else:

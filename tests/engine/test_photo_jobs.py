@@ -1,0 +1,147 @@
+"""Photo jobs without Qt: scan (read + detect), invert with previews / stop / refine, paste back, the recipe."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.algorithms.projection import InversionSettings
+from engine.align import box_transform
+from engine.checkpoints import save_generator
+from engine.imageio import to_uint8
+from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.photo_jobs import InvertJob, PasteJob, ScanJob, alignment_recipe
+from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
+from engine.render import load_model, render_state
+from engine.worker import ModelCache
+
+CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+DATA = Path(__file__).resolve().parents[1] / "data"
+BOX = (40.0, 24.0, 104.0, 88.0)  # where the face sits in the test photo: a 64 px square
+
+
+class Ctx:
+    """The slice of the worker's JobContext that jobs use, recording partial results."""
+
+    def __init__(self):
+        self.device = torch.device("cpu")
+        self.models, self.memo, self.photos = ModelCache(), ModelCache(), ModelCache(capacity=2)
+        self.partials, self.progressed = [], []
+
+    def check(self):
+        pass
+
+    def cancelled(self):
+        return False
+
+    def progress(self, fraction, message=""):
+        self.progressed.append(fraction)
+
+    def partial(self, result):
+        self.partials.append(result)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    G = Generator(CFG, seed=4)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.3)
+    path = tmp_path_factory.mktemp("m") / "g.pt"
+    save_generator(path, G, extras={"data": "synth:photo"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo_path(tmp_path_factory, model_path):
+    """A 160x120 photo whose face (a generated image, upscaled 2x) fills BOX; grey elsewhere."""
+    G = load_model(ModelRef(str(model_path)))
+    with torch.no_grad():
+        face = to_uint8(G(torch.randn(1, CFG.z_dim, generator=torch.Generator().manual_seed(5))))[0]
+    photo = np.full((120, 160, 3), 90, np.uint8)
+    x0, y0 = int(BOX[0]), int(BOX[1])
+    photo[y0:y0 + 64, x0:x0 + 64] = np.asarray(Image.fromarray(face).resize((64, 64), Image.BICUBIC))
+    path = tmp_path_factory.mktemp("p") / "me.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def test_alignment_recipe_follows_the_training_data(model_path, tmp_path):
+    assert alignment_recipe(load_model(ModelRef(str(model_path)))) == "synthetic"
+    other = tmp_path / "ffhq.pt"
+    save_generator(other, Generator(CFG, seed=1))
+    assert alignment_recipe(load_model(ModelRef(str(other)))) == "ffhq"
+
+
+def test_scan_finds_the_astronaut_face(model_path):
+    scan = ScanJob(str(DATA / "astronaut_face.png"), EditState(model=ModelRef(str(model_path))))(Ctx())
+    assert len(scan.faces) == 1 and scan.size == 32 and scan.recipe == "synthetic"
+    assert scan.photo.pixels.shape[2] == 3 and scan.faces[0].landmarks.shape == (5, 2)
+
+
+def test_scan_reports_a_file_that_is_not_a_photo(model_path, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    with pytest.raises(ValueError):
+        ScanJob(str(bad), EditState(model=ModelRef(str(model_path))))(Ctx())
+
+
+def test_invert_previews_improves_and_becomes_a_reproducible_state(model_path, photo_path, tmp_path):
+    state = EditState(model=ModelRef(str(model_path)), seed=11)
+    ctx = Ctx()
+    settings = InversionSettings(steps=40)
+    out = InvertJob(state, str(photo_path), box_transform(BOX, size=32), settings, use_encoder=True)(ctx)
+    first = ctx.partials[0]
+    assert first.step == 0 and first.aligned is not None and first.aligned.shape == (32, 32, 3)
+    assert [p.step for p in ctx.partials[1:]] == list(range(10, 41, 10))
+    assert out.steps == 40 and not out.encoder and not out.stopped  # no encoder fits this model
+    assert out.psnr > first.psnr + 3
+    st = out.state
+    assert st.photo.name == "me.png" and st.photo.size == 32 and st.base is not None and st.seed == 11
+    np.testing.assert_array_equal(st.base.array().shape, (CFG.num_ws, CFG.w_dim))
+    G = load_model(state.model)
+    np.testing.assert_array_equal(render_state(G, st), out.image)  # the state renders the reconstruction
+    save_project(tmp_path / "p.fproj", st)
+    np.testing.assert_array_equal(render_state(G, read_project(tmp_path / "p.fproj")[0]), out.image)
+
+    refined = InvertJob(st, str(photo_path), box_transform(BOX, size=32), settings, refine=True)(Ctx())
+    assert refined.psnr > out.psnr - 0.05  # refining starts from the result, it does not start over
+
+
+def test_stop_keeps_the_result_so_far(model_path, photo_path):
+    ctx = Ctx()
+    stop = threading.Event()
+    job = InvertJob(EditState(model=ModelRef(str(model_path))), str(photo_path), box_transform(BOX, size=32),
+                    InversionSettings(steps=200), stop=stop)
+    ctx.partial = lambda r: stop.set() if r.step >= 10 else None
+    out = job(ctx)
+    assert out.stopped and 10 <= out.steps < 200 and out.state.base is not None
+
+
+def test_invert_refuses_a_wrong_size_and_encoder_only_without_encoder(model_path, photo_path):
+    state = EditState(model=ModelRef(str(model_path)))
+    with pytest.raises(ValueError, match="32 px"):
+        InvertJob(state, str(photo_path), box_transform(BOX, size=64), InversionSettings(steps=5))(Ctx())
+    with pytest.raises(ValueError, match="no encoder"):
+        InvertJob(state, str(photo_path), box_transform(BOX, size=32), InversionSettings(), optimise=False)(Ctx())
+
+
+def test_paste_back_puts_the_face_in_the_photo_and_nothing_else(model_path, photo_path):
+    out = InvertJob(EditState(model=ModelRef(str(model_path))), str(photo_path), box_transform(BOX, size=32),
+                    InversionSettings(steps=20))(Ctx())
+    res = PasteJob(out.state)(Ctx())
+    photo = np.asarray(Image.open(photo_path).convert("RGB"))
+    assert res.pasted.shape == photo.shape and res.aligned.shape == (32, 32, 3)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[20:92, 36:108] = False  # the box and a margin
+    np.testing.assert_array_equal(res.pasted[outside], photo[outside])
+    inside = res.pasted[30:82, 46:98].astype(float)
+    face = np.asarray(Image.fromarray(out.image).resize((64, 64), Image.BICUBIC))[6:58, 6:58].astype(float)
+    assert np.abs(inside - face).mean() < 6  # the rendered face, resampled to the photo's scale
+    with pytest.raises(ProjectError, match="not come from a photo"):
+        PasteJob(EditState())(Ctx())
