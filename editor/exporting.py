@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.algorithms.latents import parse_seeds
 from engine.export import LATENT_FORMATS, BatchExportJob, image_format, save_image, save_latent
+from engine.photo_jobs import PasteJob
 from engine.project import EditState, ProjectError
 from engine.render import LatentJob, RenderJob, RenderResult
 
@@ -53,6 +54,17 @@ class ImageExportJob:
     def __call__(self, ctx) -> str:
         image = self.image if self.image is not None else RenderJob(self.state)(ctx).image
         return str(save_image(self.path, image, state=self.state))
+
+
+@dataclass(frozen=True)
+class PhotoExportJob:
+    """Worker job: paste ``state``'s face back into its photo and write the whole photo to ``path``."""
+
+    path: str
+    state: EditState
+
+    def __call__(self, ctx) -> str:
+        return str(save_image(self.path, PasteJob(self.state)(ctx).pasted, state=self.state))
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,26 @@ class ExportController(QObject):
         if frame is None or isinstance(frame, np.ndarray):
             return frame
         raise TypeError(f"current_image() must return a RenderResult, a uint8 array or None, not {type(frame)}")
+
+    def export_photo(self, path: str | Path | None = None) -> int | None:
+        """Write the whole photo with the edited face pasted back, at the photo's resolution."""
+        state = self._doc.state
+        if state.photo is None:
+            self.message.emit("This face does not come from a photo: open one first (Ctrl+Shift+P)")
+            return None
+        if not path:
+            path = self._ask_save_path("Export photo", f"{Path(state.photo.name).stem}-edited.png", IMAGE_FILTERS)
+            if path is None:
+                return None
+        path = Path(path)
+        try:
+            image_format(path)
+        except ProjectError as e:
+            QMessageBox.warning(self._parent, "Cannot export the photo", str(e))
+            return None
+        return self._submit_export(PhotoExportJob(str(path), state),
+                                   lambda written: self.message.emit(f"Exported the photo to {written}"),
+                                   f"Exporting the photo to {path.name}…")
 
     # -- latent ---------------------------------------------------------------------------------------------------
     def export_latent(self, path: str | Path | None = None) -> int | None:

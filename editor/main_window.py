@@ -31,6 +31,7 @@ from .panels.attributes_panel import AttributesPanel
 from .panels.generation_panel import GenerationPanel
 from .panels.mixing_panel import MixingPanel
 from .panels.model_panel import ModelPanel
+from .panels.photo_panel import PhotoPanel, is_photo
 from .preferences import PreferencesDialog
 from .preview import LivePreview
 from .projects import PROJECT_SUFFIX, ProjectController
@@ -58,6 +59,8 @@ class MainWindow(QMainWindow):
         self.generation_panel = GenerationPanel(document)
         self.mixing_panel = MixingPanel(document, bridge)
         self.attributes_panel = AttributesPanel(document, bridge)
+        self.photo_panel = PhotoPanel(document, bridge, settings)
+        self._photo_aligned = None  # the photo's aligned face: the "before" while editing a photo
         self.projects = ProjectController(document, self, autosave_path=autosave_path)
         self.exports = ExportController(document, bridge, self, current_image=self.current_full_image)
 
@@ -71,8 +74,8 @@ class MainWindow(QMainWindow):
         self._add_dock([self.model_panel, self.generation_panel, self.attributes_panel],
                        Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
                        width=300, scroll=True)
-        self._add_dock([self.mixing_panel], Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=320,
-                       scroll=False)
+        self._add_dock([self.photo_panel, self.mixing_panel], Qt.DockWidgetArea.RightDockWidgetArea, "mixing",
+                       width=320, scroll=False)
 
         self.device_label = QLabel("device: starting")
         self.speed_label = QLabel("")
@@ -82,6 +85,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        self._photo_actions(document.state)
         self._restore_geometry()
         self._update_title()
         self.model_panel.load_current()
@@ -131,6 +135,23 @@ class MainWindow(QMainWindow):
                                            shortcut=QKeySequence("Ctrl+O"), tip="Open a generator file (Ctrl+O)")
         self.act_open_project = self._action("Open &project…", "open_project", self._open_project,
                                              shortcut=QKeySequence("Ctrl+Shift+O"), tip="Open a saved project")
+        self.act_open_photo = self._action("Open p&hoto…", "open_photo", self.photo_panel.open_dialog,
+                                           shortcut=QKeySequence("Ctrl+Shift+P"),
+                                           tip="Load a photo, find its face and invert it, to edit it (Ctrl+Shift+P)")
+        self.act_export_photo = self._action("Export p&hoto with the edit…", "in_photo",
+                                             lambda: self.exports.export_photo(),
+                                             shortcut=QKeySequence("Ctrl+Alt+E"),
+                                             tip="Save the whole photo with the edited face pasted back, at full "
+                                                 "resolution (Ctrl+Alt+E)")
+        self.act_invert = self._action("&Invert photo", "invert", lambda: self.photo_panel.start_inversion(),
+                                       shortcut=QKeySequence("Ctrl+I"), tip="Invert the chosen face (Ctrl+I)")
+        self.act_side = self._action("&Side by side", "side_by_side", self.canvas.set_side_by_side,
+                                     shortcut=QKeySequence("V"), checkable=True,
+                                     tip="Show the 'before' (the photo, or the last snapshot) and the current face "
+                                         "next to each other (V)")
+        self.act_in_photo = self._action("Show in &photo", "in_photo", self.photo_panel.in_photo.setChecked,
+                                         shortcut=QKeySequence("P"), checkable=True,
+                                         tip="Show the edited face pasted back into the whole photo (P)")
         self.act_save = self._action("&Save project", "save", self.projects.save, shortcut=K.Save,
                                      tip="Save the project: reproduces this exact image (Ctrl+S)")
         self.act_save_as = self._action("Save project &as…", "save_as", self.projects.save_as, shortcut=K.SaveAs)
@@ -174,12 +195,14 @@ class MainWindow(QMainWindow):
                                             shortcut=QKeySequence("Ctrl+1"), tip="One image pixel per screen pixel")
 
         menus = {
-            "&File": [self.act_open_model, self.act_open_project, None, self.act_save, self.act_save_as, None,
-                      self.act_export, self.act_export_latent, self.act_batch, None, self.act_quit],
+            "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, None, self.act_save,
+                      self.act_save_as, None, self.act_export, self.act_export_photo, self.act_export_latent,
+                      self.act_batch, None, self.act_quit],
+            "&Photo": [self.act_open_photo, self.act_invert, None, self.act_in_photo, self.act_export_photo],
             "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot, None, self.act_preferences],
             "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
             "&View": [self.act_zoom_in, self.act_zoom_out, self.act_zoom_fit, self.act_zoom_actual, None,
-                      self.act_before],
+                      self.act_before, self.act_side, self.act_in_photo],
         }
         for title, actions in menus.items():
             menu = self.menuBar().addMenu(title)
@@ -194,9 +217,11 @@ class MainWindow(QMainWindow):
         tb.setObjectName("main_toolbar")
         tb.setMovable(False)
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
-        for a in (self.act_open_model, self.act_open_project, self.act_save, self.act_export, None, self.act_undo,
+        for a in (self.act_open_model, self.act_open_photo, self.act_open_project, self.act_save, self.act_export,
+                  None, self.act_undo,
                   self.act_redo, None, self.act_prev_seed, self.act_random_seed, self.act_next_seed, None,
-                  self.act_zoom_fit, self.act_zoom_actual, self.act_before, self.act_snapshot):
+                  self.act_zoom_fit, self.act_zoom_actual, self.act_before, self.act_side, self.act_in_photo,
+                  self.act_snapshot):
             tb.addSeparator() if a is None else tb.addAction(a)
         self.addToolBar(tb)
 
@@ -209,6 +234,12 @@ class MainWindow(QMainWindow):
         self.model_panel.failed.connect(self._error)
         self.exports.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.mixing_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.photo_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.photo_panel.failed.connect(self._error)
+        self.photo_panel.pasted.connect(self._show_pasted)
+        self.photo_panel.aligned.connect(self._photo_before)
+        self.photo_panel.in_photo.toggled.connect(self.act_in_photo.setChecked)
+        self.document.changed.connect(lambda st, _: self._photo_actions(st))
         self.projects.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.projects.pathChanged.connect(lambda p: self.settings.add_recent("projects", p))
         self.history.restoreRequested.connect(lambda st: restore_snapshot(self.document, st))
@@ -230,7 +261,8 @@ class MainWindow(QMainWindow):
         return r.image if r is not None and r.state == self.document.state else None
 
     def _show_frame(self, result: RenderResult) -> None:
-        self.canvas.show_result(result)
+        if not self.photo_panel.in_photo.isChecked():
+            self.canvas.show_result(result)
         if result.full:
             self._last_full = result
         self.frames_shown += 1
@@ -242,9 +274,27 @@ class MainWindow(QMainWindow):
         if not self.history.snapshots and result.full:
             self.history.add_snapshot(result.state, result.image)  # the first face is the first 'before'
 
+    def _photo_actions(self, state) -> None:
+        for a in (self.act_in_photo, self.act_export_photo):
+            a.setEnabled(state.photo is not None)
+
+    def _show_pasted(self, image) -> None:
+        """The photo with the edited face pasted back (None: back to the face alone)."""
+        if image is not None:
+            self.canvas.set_image(image)
+        elif self._last_full is not None:
+            self.canvas.show_result(self._last_full)
+
+    def _photo_before(self, aligned) -> None:
+        self._photo_aligned = aligned
+        self._snapshots_changed()
+
     def _snapshots_changed(self) -> None:
         shots = self.history.snapshots
-        if shots:
+        if self._photo_aligned is not None:
+            self.canvas.set_before(self._photo_aligned, label=f"Photo · {self.document.state.photo.name}"
+                                   if self.document.state.photo is not None else "Photo")
+        elif shots:
             self.canvas.set_before(shots[-1].image, label=f"Before · {shots[-1].label}")
         else:
             self.canvas.set_before(None)
@@ -294,6 +344,8 @@ class MainWindow(QMainWindow):
                 path = url.toLocalFile()
                 if path.endswith(PROJECT_SUFFIX):
                     self.projects.open_file(path)
+                elif is_photo(path):
+                    self.photo_panel.open_path(path)
                 else:
                     self.model_panel.open_path(path)
                 event.acceptProposedAction()

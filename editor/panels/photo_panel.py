@@ -1,0 +1,367 @@
+"""Photo panel: open a photo, choose its face, invert it into the generator, refine, and paste the edit back.
+
+The steps run in the engine worker: ``ScanJob`` (read + detect), ``InvertJob`` (encoder guess, then the optimiser,
+with a preview every few steps, stoppable and cancellable) and ``PasteJob`` (the current face blended back into the
+photo at full resolution). A finished inversion is one undoable edit: the document's base becomes the photo's
+latent, so every other panel then edits the photo.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.algorithms.projection import InversionSettings
+from engine.align import AlignTransform, box_transform, face_transform
+from engine.photo_jobs import InversionOutcome, InversionStep, InvertJob, PasteJob, PasteResult, PhotoScan, ScanJob
+
+from ..face_picker import FacePicker
+from ..icons import icon
+from ..images import HeldImage
+
+SCAN_SLOT, INVERT_SLOT, PASTE_SLOT = "photo-scan", "photo-invert", "photo-paste"
+PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff);;All files (*)"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+THUMB = 112
+METHODS = {  # label -> (use the encoder, run the optimiser)
+    "Encoder + optimiser": (True, True),
+    "Optimiser only": (False, True),
+    "Encoder only (instant)": (True, False),
+}
+
+
+def is_photo(path: str) -> bool:
+    return Path(path).suffix.lower() in PHOTO_SUFFIXES
+
+
+def _thumb(label: QLabel, image: np.ndarray | None, text: str) -> None:
+    if image is None:
+        label.clear()
+        label.setText(text)
+        return
+    pm = QPixmap.fromImage(HeldImage(np.ascontiguousarray(image)).qimage)
+    label.setPixmap(pm.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                              Qt.TransformationMode.SmoothTransformation))
+
+
+class PhotoPanel(QWidget):
+    """``message(text)`` for the status bar, ``pasted(image or None)`` with the photo view, ``aligned(image)``
+    with the photo's face as the model sees it (the "before" of the side-by-side view)."""
+
+    message = Signal(str)
+    failed = Signal(str)
+    pasted = Signal(object)
+    aligned = Signal(object)
+
+    def __init__(self, document, bridge, settings=None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc, self._bridge, self._settings = document, bridge, settings
+        self._scan: PhotoScan | None = None
+        self._scan_rid = self._invert_rid = self._paste_rid = None
+        self._job: InvertJob | None = None
+        self._aligned: np.ndarray | None = None
+        self.last_outcome: InversionOutcome | None = None
+        self.last_paste: PasteResult | None = None
+        self.picker: FacePicker | None = None
+        defaults = InversionSettings()
+
+        self.open_button = QPushButton(icon("open_photo"), "Open photo…")
+        self.open_button.setToolTip("Load a photo and edit its face (Ctrl+Shift+P); you can also drop one on the "
+                                    "window")
+        self.info = QLabel("No photo: the face is generated from its seed.")
+        self.info.setWordWrap(True)
+        self.info.setStyleSheet("color: palette(mid)")
+        self.choose_button = QToolButton(text="Choose face…", toolTip="Pick another face of the photo, or place a "
+                                                                      "crop box by hand")
+        self.target_view, self.recon_view = QLabel(), QLabel()
+        for view, tip in ((self.target_view, "The photo's face, aligned as the model's training faces were"),
+                          (self.recon_view, "The generator's reconstruction of it")):
+            view.setFixedSize(THUMB, THUMB)
+            view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            view.setStyleSheet("background: #2b2b2b; color: #9a9a9a; border-radius: 3px")
+            view.setToolTip(tip)
+        _thumb(self.target_view, None, "photo")
+        _thumb(self.recon_view, None, "inverted")
+        self.method = QComboBox(toolTip="Encoder: an instant first guess trained on the model's own faces (embedded "
+                                        "default only). Optimiser: fits the latent and noise to the photo")
+        self.method.addItems(list(METHODS))
+        self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=defaults.steps, suffix=" steps",
+                              toolTip="Optimiser steps for a new inversion; more is closer and slower")
+        self.invert_button = QPushButton(icon("invert"), "Invert")
+        self.invert_button.setToolTip("Fit the generator's latent to the chosen face (Ctrl+I)")
+        self.refine_button = QPushButton("Refine")
+        self.refine_button.setToolTip("Run the optimiser further, starting from the current inversion")
+        self.stop_button = QToolButton(icon=icon("stop"), toolTip="Stop now and keep the result so far")
+        self.cancel_button = QToolButton(icon=icon("cancel"), toolTip="Cancel and discard this inversion (Esc)")
+        self.progress = QProgressBar(textVisible=True)
+        self.quality = QLabel("")
+        self.quality.setToolTip("Reconstruction against the aligned photo: PSNR (higher is closer; 28 dB and more "
+                                "looks the same) and SSIM (1 is identical)")
+        self.in_photo = QCheckBox("Show in photo")
+        self.in_photo.setToolTip("Show the edited face pasted back into the whole photo (P)")
+        self.export_button = QToolButton(icon=icon("export_image"), text="Export photo…", toolButtonStyle=
+                                         Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.export_button.setToolTip("Save the whole photo with the edited face pasted back, at full resolution")
+
+        box = QGroupBox("Photo")
+        grid = QGridLayout(box)
+        top = QHBoxLayout()
+        top.addWidget(self.open_button)
+        top.addWidget(self.choose_button)
+        top.addStretch(1)
+        grid.addLayout(top, 0, 0, 1, 2)
+        grid.addWidget(self.info, 1, 0, 1, 2)
+        thumbs = QHBoxLayout()
+        thumbs.addWidget(self.target_view)
+        thumbs.addWidget(self.recon_view)
+        thumbs.addStretch(1)
+        grid.addLayout(thumbs, 2, 0, 1, 2)
+        grid.addWidget(self.method, 3, 0)
+        grid.addWidget(self.steps, 3, 1)
+        run = QHBoxLayout()
+        run.addWidget(self.invert_button)
+        run.addWidget(self.refine_button)
+        run.addWidget(self.progress, 1)
+        run.addWidget(self.stop_button)
+        run.addWidget(self.cancel_button)
+        grid.addLayout(run, 4, 0, 1, 2)
+        grid.addWidget(self.quality, 5, 0, 1, 2)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.in_photo)
+        bottom.addStretch(1)
+        bottom.addWidget(self.export_button)
+        grid.addLayout(bottom, 6, 0, 1, 2)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(box)
+
+        self._paste_timer = QTimer(self, singleShot=True, interval=150)
+        self._paste_timer.timeout.connect(self.request_paste)
+        self.open_button.clicked.connect(self.open_dialog)
+        self.choose_button.clicked.connect(self.choose_face)
+        self.invert_button.clicked.connect(lambda: self.start_inversion())
+        self.refine_button.clicked.connect(lambda: self.start_inversion(refine=True))
+        self.stop_button.clicked.connect(self.stop)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.in_photo.toggled.connect(self._in_photo_toggled)
+        bridge.result.connect(self._on_result)
+        bridge.partial.connect(self._on_partial)
+        bridge.progress.connect(self._on_progress)
+        bridge.failed.connect(self._on_failed)
+        bridge.cancelled.connect(self._on_cancelled)
+        document.changed.connect(self._on_changed)
+        self.transform = None
+        self._set_running(False)
+
+    # ----- opening and choosing
+
+    def open_dialog(self) -> None:
+        start = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        path, _ = QFileDialog.getOpenFileName(self, "Open photo", start, PHOTO_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str) -> None:
+        """Read ``path`` and find its faces in the worker; the face choice and the inversion follow."""
+        self.info.setText(f"Reading {Path(path).name}…")
+        self._scan_rid = self._bridge.submit(ScanJob(str(path), self._doc.state), slot=SCAN_SLOT)
+
+    def choose_face(self) -> None:
+        """Open the face picker (window-modal): the chosen face or crop box is aligned and inverted."""
+        scan = self._scan
+        if scan is None:
+            return
+        self.picker = FacePicker(scan.photo.pixels, [f.box for f in scan.faces], name=Path(scan.photo.path).name,
+                                 parent=self)
+        self.picker.accepted.connect(lambda: self.use_choice(self.picker.choice))
+        self.picker.rejected.connect(lambda: self.message.emit(
+            "No face chosen: press “Choose face…” to pick one or place a crop box"))
+        self.picker.open()
+
+    def use_choice(self, choice: tuple) -> None:
+        """``("face", index)`` or ``("box", (x0, y0, x1, y1))``: align it and start the inversion."""
+        scan = self._scan
+        kind, value = choice
+        if kind == "face":
+            self.transform = face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe)
+        else:
+            self.transform = box_transform(tuple(float(v) for v in value), size=scan.size)
+        self.start_inversion()
+
+    # ----- inversion
+
+    def settings(self) -> InversionSettings:
+        return dataclasses.replace(InversionSettings(), steps=self.steps.value())
+
+    def start_inversion(self, *, refine: bool = False) -> None:
+        st = self._doc.state
+        if refine:
+            if st.photo is None:
+                self.message.emit("Nothing to refine: invert a photo first")
+                return
+            path = st.photo.path
+            transform = AlignTransform(quad=st.photo.quad, size=st.photo.size)
+        else:
+            if self._scan is None or self.transform is None:
+                self.message.emit("Open a photo first (Ctrl+Shift+P)")
+                return
+            path, transform = self._scan.photo.path, self.transform
+        use_encoder, optimise = METHODS[self.method.currentText()]
+        self._job = InvertJob(st, path, transform, self.settings(), use_encoder=use_encoder and not refine,
+                              optimise=optimise or refine, refine=refine)
+        self._invert_rid = self._bridge.submit(self._job, slot=INVERT_SLOT)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self._set_running(True)
+
+    def stop(self) -> None:
+        if self._job is not None:
+            self._job.stop.set()
+
+    def cancel(self) -> None:
+        if self._invert_rid is not None:
+            self._bridge.cancel(self._invert_rid)
+
+    def running(self) -> bool:
+        return self._job is not None
+
+    def _set_running(self, on: bool) -> None:
+        for w in (self.stop_button, self.cancel_button, self.progress):
+            w.setVisible(on)
+        has_photo = self._doc.state.photo is not None
+        self.invert_button.setEnabled(not on and self._scan is not None and self.transform is not None)
+        self.refine_button.setEnabled(not on and has_photo)
+        self.choose_button.setEnabled(not on and self._scan is not None)
+        self.open_button.setEnabled(not on)
+        self.in_photo.setEnabled(has_photo)
+        self.export_button.setEnabled(has_photo)
+
+    # ----- paste back
+
+    def _in_photo_toggled(self, on: bool) -> None:
+        if on:
+            self.request_paste()
+        else:
+            self.pasted.emit(None)
+
+    def request_paste(self) -> None:
+        if self._doc.state.photo is not None:
+            self._paste_rid = self._bridge.submit(PasteJob(self._doc.state), slot=PASTE_SLOT)
+
+    def current_paste(self) -> PasteResult | None:
+        r = self.last_paste
+        return r if r is not None and r.state == self._doc.state else None
+
+    # ----- engine events
+
+    def _on_changed(self, state, fields) -> None:
+        if state.photo is None:
+            self.last_paste = None
+            if self.in_photo.isChecked():
+                self.in_photo.setChecked(False)
+            if "photo" in fields:
+                self._aligned = None
+                self.aligned.emit(None)
+                self.quality.setText("")
+                _thumb(self.recon_view, None, "inverted")
+        else:
+            self.info.setText(f"{state.photo.name} · face {state.photo.size} px")
+            if "photo" in fields or self._aligned is None:
+                self._paste_timer.start(0)  # also brings the aligned face (the "before") back after an undo
+            elif self.in_photo.isChecked():
+                self._paste_timer.start()
+        self._set_running(self._job is not None)
+
+    def _on_result(self, slot: str, rid: int, payload) -> None:
+        if slot == SCAN_SLOT and rid == self._scan_rid:
+            self._scanned(payload)
+        elif slot == INVERT_SLOT and rid == self._invert_rid:
+            self._job = None
+            self._inverted(payload)
+        elif slot == PASTE_SLOT and rid == self._paste_rid:
+            self.last_paste = payload
+            self._aligned = payload.aligned
+            _thumb(self.target_view, payload.aligned, "photo")
+            self.aligned.emit(payload.aligned)
+            if self.in_photo.isChecked() and payload.state == self._doc.state:
+                self.pasted.emit(payload.pasted)
+
+    def _scanned(self, scan: PhotoScan) -> None:
+        self._scan = scan
+        photo = scan.photo
+        h, w = photo.pixels.shape[:2]
+        n = len(scan.faces)
+        note = f" (reduced ×{photo.downscale:.2f} to fit in memory)" if photo.downscale != 1 else ""
+        self.info.setText(f"{Path(photo.path).name} · {w}×{h}{note} · "
+                          + (f"{n} face{'s' if n != 1 else ''} found" if n else "no face found"))
+        self.transform = None
+        self._set_running(False)
+        if n == 1:
+            self.use_choice(("face", 0))
+        else:
+            self.choose_face()
+
+    def _inverted(self, outcome: InversionOutcome) -> None:
+        self.last_outcome = outcome
+        self._set_running(False)
+        self._aligned = outcome.aligned
+        _thumb(self.target_view, outcome.aligned, "photo")
+        _thumb(self.recon_view, outcome.image, "inverted")
+        self.aligned.emit(outcome.aligned)
+        how = ("encoder only" if outcome.steps == 0 else
+               f"{outcome.steps} steps" + (" from the encoder's guess" if outcome.encoder else ""))
+        self.quality.setText(f"PSNR {outcome.psnr:.1f} dB · SSIM {outcome.ssim:.3f} · {how} · "
+                             f"{outcome.seconds:.1f} s" + (" (stopped)" if outcome.stopped else ""))
+        name = outcome.state.photo.name
+        self._doc.edit(f"Invert {name}", model=outcome.state.model, base=outcome.state.base,
+                       noise_maps=outcome.state.noise_maps, photo=outcome.state.photo, rows=(), edits=(), locks=())
+        self.message.emit(f"{name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
+
+    def _on_partial(self, slot: str, rid: int, step: InversionStep) -> None:
+        if slot != INVERT_SLOT or rid != self._invert_rid:
+            return
+        if step.aligned is not None:
+            _thumb(self.target_view, step.aligned, "photo")
+        _thumb(self.recon_view, step.image, "inverted")
+        self.quality.setText(f"step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB · SSIM {step.ssim:.3f}")
+
+    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
+        if slot == INVERT_SLOT and rid == self._invert_rid:
+            self.progress.setValue(round(100 * fraction))
+            self.progress.setFormat(text or "%p%")
+
+    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+        if slot == SCAN_SLOT and rid == self._scan_rid:
+            self.info.setText("Could not open the photo.")
+            self.failed.emit(f"Could not open the photo: {text}")
+        elif slot == INVERT_SLOT and rid == self._invert_rid:
+            self._job = None
+            self._set_running(False)
+            self.failed.emit(f"Inversion failed: {text}")
+        elif slot == PASTE_SLOT and rid == self._paste_rid:
+            self.message.emit(f"Cannot paste back into the photo: {text}")
+            self.pasted.emit(None)
+
+    def _on_cancelled(self, slot: str, rid: int) -> None:
+        if slot == INVERT_SLOT and rid == self._invert_rid:
+            self._job = None
+            self._set_running(False)
+            self.quality.setText("Inversion cancelled: the face is unchanged")
