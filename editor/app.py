@@ -13,6 +13,8 @@ from engine.runtime import tune_allocator
 def add_arguments(parser) -> None:
     parser.add_argument("--model", metavar="FILE", help="open this generator instead of the embedded default")
     parser.add_argument("--project", metavar="FILE", help="open this project file")
+    parser.add_argument("--photo", metavar="FILE", help="open this photo, find its face and invert it to edit it "
+                                                          "(with --screenshot: shown side by side with the photo)")
     parser.add_argument("--device", help="engine device: auto (default: CUDA, then MPS, then CPU), cpu, cuda:0, …")
     parser.add_argument("--screenshot", metavar="PNG", help="render the main window offscreen, save it, exit")
     parser.add_argument("--settings", metavar="INI",
@@ -52,11 +54,15 @@ def run(args) -> int:
     window.preview.frame.connect(lambda _r: _report_start(started), type=Qt.ConnectionType.SingleShotConnection)
     if args.project:
         window.projects.open_file(args.project)
-    elif not args.screenshot:
+    elif not args.screenshot and not args.photo:
         window.projects.offer_recovery()
+    if args.photo:
+        window.photo_panel.open_path(str(Path(args.photo).resolve()))
     if args.screenshot:
         window.resize(1280, 800)
-        return _screenshot(app, window, bridge, Path(args.screenshot))
+        if args.photo:
+            window.act_side.setChecked(True)
+        return _screenshot(app, window, bridge, Path(args.screenshot), photo=bool(args.photo))
     window.show()
     try:
         return app.exec()
@@ -69,14 +75,16 @@ def _report_start(started: float) -> None:
     print(f"first frame at epoch {time.time():.3f}", file=sys.stderr)
 
 
-def _screenshot(app, window, bridge, path: Path, *, timeout_s: float = 120.0) -> int:
-    """Show the window offscreen, wait for the first full frame and the thumbnails, save a PNG."""
+def _screenshot(app, window, bridge, path: Path, *, photo: bool = False, timeout_s: float = 120.0) -> int:
+    """Show the window offscreen, wait for the first full frame and the thumbnails (and the photo's inversion
+    with ``photo``), save a PNG."""
     window.show()
     deadline = time.monotonic() + timeout_s
     settle = None
     while time.monotonic() < deadline:
         app.processEvents()
-        if window.current_full_image() is not None:
+        waiting = photo and (window.document.state.photo is None or window.photo_panel.running())
+        if window.current_full_image() is not None and not waiting:
             settle = settle or time.monotonic() + 1.5  # let thumbnails and layout arrive
             if time.monotonic() > settle:
                 break

@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
         self.history.restoreRequested.connect(lambda st: restore_snapshot(self.document, st))
         self.history.snapshotsChanged.connect(self._snapshots_changed)
         self.document.changed.connect(lambda st, _: self.history.set_current(st))
-        self.document.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.document.undo_stack.cleanChanged.connect(self._clean_changed)  # a method: disconnected with the window
         self.projects.titleChanged.connect(lambda _: self._update_title())
         self.canvas.zoomChanged.connect(lambda z: self.statusBar().showMessage(f"Zoom {z * 100:.0f}%", 1500))
 
@@ -273,6 +273,9 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"device: {result.device}")
         if not self.history.snapshots and result.full:
             self.history.add_snapshot(result.state, result.image)  # the first face is the first 'before'
+
+    def _clean_changed(self, clean: bool) -> None:
+        self.setWindowModified(not clean)
 
     def _photo_actions(self, state) -> None:
         for a in (self.act_in_photo, self.act_export_photo):

@@ -44,7 +44,8 @@ THUMB_DELAY_MS = 150  # wait for a burst of edits (ψ drag, seed wheel) to settl
 PROPOSED_SEEDS = 100_000  # new sources are proposed from short, easy to note seeds (any seed can be typed)
 COLUMN_PX = 60  # width of a source column (px)
 LATENT_FILTER = "Latents (*.npy *.pt);;All files (*)"
-THUMB_FIELDS = frozenset({"model", "seed", "psi", "cutoff", "noise_mode", "noise_seed", "sources"})
+THUMB_FIELDS = frozenset({"model", "seed", "psi", "cutoff", "noise_mode", "noise_seed", "sources", "base",
+                          "noise_maps"})
 
 # name, title, what its rows do to the face
 GROUPS = (
@@ -75,7 +76,12 @@ def normalized_rows(rows) -> tuple[int, ...]:
 
 def _render_key(state: EditState) -> tuple:
     """Everything besides the source that changes a thumbnail."""
-    return state.model, state.psi, state.cutoff, state.noise_mode, state.noise_seed
+    return state.model, state.psi, state.cutoff, state.noise_mode, state.noise_seed, state.noise_maps
+
+
+def base_source(state: EditState) -> Source:
+    """The base face's source: the seed, or the latent of an inverted photo."""
+    return state.base or Source(seed=state.seed)
 
 
 class MixingPanel(QWidget):
@@ -326,7 +332,7 @@ class MixingPanel(QWidget):
             name.setFont(font)
             text = self._label(k)
             name.setText(name.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, COLUMN_PX))
-            name.setToolTip("The base face: the document's seed" if k == 0 else f"Source {k}: {text}")
+            name.setToolTip("The base face: the document's seed, or its photo" if k == 0 else f"Source {k}: {text}")
             g.addWidget(name, 1, c)
             if k > 0:
                 rm = QToolButton(icon=icon("remove"), autoRaise=True,
@@ -392,7 +398,7 @@ class MixingPanel(QWidget):
             return None
         st = self._doc.state
         key = _render_key(st)
-        wanted = (Source(seed=st.seed),) + st.sources
+        wanted = (base_source(st),) + st.sources
         self._cache = {k: v for k, v in self._cache.items() if k[0] == key and k[1] in wanted}
         missing = tuple(dict.fromkeys(src for src in wanted if (key, src) not in self._cache))
         if not missing:
@@ -425,9 +431,9 @@ class MixingPanel(QWidget):
     def _show_thumbnails(self) -> None:
         st = self._doc.state
         key = _render_key(st)
-        for k, (label, src) in enumerate(zip(self._thumbs, (Source(seed=st.seed),) + st.sources)):
+        for k, (label, src) in enumerate(zip(self._thumbs, (base_source(st),) + st.sources)):
             pixmap = self._cache.get((key, src))
-            what = f"The base face (seed {st.seed})" if k == 0 else src.label()
+            what = f"The base face ({src.label()})" if k == 0 else src.label()
             if pixmap is not None:
                 label.setPixmap(pixmap)
                 label.setToolTip(f"{what}, with the current ψ and noise")
