@@ -4,6 +4,8 @@ For each attribute, ``--faces`` faces (seeds 0..) are edited towards a target (a
 reading). Two methods:
 
 * ``flow``: the state's StyleFlow edit (``apply_edits``, fast solver), with StyleFlow's W+ row masks;
+* ``flow_locked``: the same with the other 7 attributes locked (the editor's lock buttons: after the edit, their
+  measured drift is moved back by one more solve on their rows);
 * ``linear``: InterFaceGAN-style, w moved along the attribute's least-squares regression direction in W (fitted on
   ``--fit-n`` fresh labelled samples), on the same rows, with one step size per attribute chosen (bisection) so that
   its mean success equals the flow's: comparisons are at equal success.
@@ -67,6 +69,11 @@ def main() -> int:
 
     img0, r0 = render_read(w0)
 
+    @torch.no_grad()
+    def measure(ws):  # the full condition reading [B, 17], as the editor's locks read it
+        q = torch.from_numpy(to_uint8(G.synthesis(ws, noise_mode="const"))).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return label_images(est, q).float()
+
     def scores(ws, a, asked):
         img, r = render_read(ws)
         k = ATTRIBUTES.index(a)
@@ -87,6 +94,12 @@ def main() -> int:
                                         (AttributeEdit("attribute", a, float(target[i])),), fast=True)[0]
                             for i in range(len(w0))])
         flow_s = scores(w_flow, a, asked)
+        others = [o for o in ATTRIBUTES if o != a]
+        w_locked = torch.cat([apply_edits(flow, w0[i:i + 1], c0[i:i + 1],
+                                          (AttributeEdit("attribute", a, float(target[i])),), fast=True,
+                                          locks=others, measure=measure)[0]
+                              for i in range(len(w0))])
+        locked_s = scores(w_locked, a, asked)
         coef = torch.linalg.lstsq(X, c_fit[:, NUM_LIGHT + k:NUM_LIGHT + k + 1].double()).solution[:-1, 0].float()
         direction = coef / coef.norm()  # [w_dim]; attribute units per unit step: coef.norm()
         mask = attribute_mask(a, G.num_ws)[None, :, None]
@@ -102,7 +115,7 @@ def main() -> int:
             else:
                 hi = mid
         lin_s = scores(linear((lo + hi) / 2), a, asked) | {"step_multiplier": round((lo + hi) / 2, 3)}
-        report["attributes"][a] = {"asked": STEPS[a], "flow": flow_s, "linear": lin_s}
+        report["attributes"][a] = {"asked": STEPS[a], "flow": flow_s, "flow_locked": locked_s, "linear": lin_s}
         print(a, report["attributes"][a], file=sys.stderr)
     print(json.dumps(report, indent=1))
     return 0
