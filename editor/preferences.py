@@ -1,7 +1,19 @@
-"""Preferences dialog: the engine device and the resolution rendered while a slider is being dragged."""
+"""Preferences dialog: the engine device, the resolution rendered while a slider is being dragged, and the LPIPS
+weights a photo inversion may use."""
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QToolButton,
+    QWidget,
+)
 
 DEVICES = (("auto", "Automatic (CUDA, then Apple MPS, then CPU)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
            ("mps", "Apple GPU (MPS)"))
@@ -30,9 +42,19 @@ class PreferencesDialog(QDialog):
         self.preview.setCurrentIndex(max(0, self.preview.findData(settings.preview_limit)))
         self.preview.setToolTip("While a slider is dragged, large models render at most this resolution so the face "
                                 "follows the hand; the full image follows on release")
+        self.lpips = QLineEdit(settings.lpips_path, placeholderText="none: MSE + MS-SSIM (works offline)")
+        self.lpips.setToolTip("Photo inversion loss: give torchvision's VGG16 weights (vgg16-397923af.pth, with "
+                              "lpips' vgg.pth beside it) to fit photos with LPIPS as UI2I does; empty: MSE + "
+                              "MS-SSIM")
+        browse = QToolButton(text="…", toolTip="Choose the VGG16 weights file")
+        browse.clicked.connect(self._browse_lpips)
+        lpips_row = QHBoxLayout()
+        lpips_row.addWidget(self.lpips, 1)
+        lpips_row.addWidget(browse)
         form = QFormLayout(self)
         form.addRow("Device", self.device)
         form.addRow("Preview while dragging", self.preview)
+        form.addRow("LPIPS weights", lpips_row)
         note = QLabel("The device change applies after a restart.")
         note.setStyleSheet("color: palette(mid)")
         form.addRow(note)
@@ -41,8 +63,15 @@ class PreferencesDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def _browse_lpips(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "VGG16 weights for LPIPS", self.lpips.text(),
+                                              "PyTorch weights (*.pth *.pt);;All files (*)")
+        if path:
+            self.lpips.setText(path)
+
     def apply(self) -> int:
         """Store the choices; returns the preview limit for the running editor."""
+        self._settings.lpips_path = self.lpips.text().strip()
         self._settings.device = self.device.currentData()
         self._settings.preview_limit = self.preview.currentData()
         self._settings.sync()

@@ -1,4 +1,5 @@
-"""App preferences in ``QSettings``: recent model and project files, window geometry, preview resolution, device."""
+"""App preferences in ``QSettings``: recent model and project files, window geometry, preview resolution, device,
+the LPIPS weights for photo inversion."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,6 +62,15 @@ class Settings:
     @device.setter
     def device(self, value: str) -> None:
         self._q.setValue("engine/device", value)
+
+    @property
+    def lpips_path(self) -> str:
+        """torchvision's VGG16 weights (``vgg16-*.pth``, or their folder) for an LPIPS inversion loss; '' for none."""
+        return str(self._q.value("inversion/lpips", ""))
+
+    @lpips_path.setter
+    def lpips_path(self, value: str) -> None:
+        self._q.setValue("inversion/lpips", str(value))
 
     def sync(self) -> None:
         self._q.sync()

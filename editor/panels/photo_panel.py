@@ -209,7 +209,10 @@ class PhotoPanel(QWidget):
     # ----- inversion
 
     def settings(self) -> InversionSettings:
-        return dataclasses.replace(InversionSettings(), steps=self.steps.value())
+        """The default settings with the chosen steps, and LPIPS as the loss when its weights are set."""
+        lpips = self._settings.lpips_path if self._settings is not None else ""
+        extra = dict(loss="lpips", lpips_path=lpips) if lpips else {}
+        return dataclasses.replace(InversionSettings(), steps=self.steps.value(), **extra)
 
     def start_inversion(self, *, refine: bool = False) -> None:
         st = self._doc.state

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from PySide6.QtCore import QObject, Signal
 
 from editor.document import Document
 from editor.panels.generation_panel import GenerationPanel
@@ -129,9 +130,27 @@ def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
     qtbot.addWidget(dialog)
     dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
     dialog.preview.setCurrentIndex(dialog.preview.findData(128))
+    dialog.lpips.setText(" /weights/vgg16-397923af.pth ")
     assert dialog.apply() == 128
     again = Settings(tmp_path / "p.ini")
-    assert (again.device, again.preview_limit) == ("cpu", 128)
+    assert (again.device, again.preview_limit, again.lpips_path) == ("cpu", 128, "/weights/vgg16-397923af.pth")
+
+    from editor.panels.photo_panel import PhotoPanel
+
+    panel = PhotoPanel(Document(EditState()), _Bridge(), again)
+    qtbot.addWidget(panel)
+    chosen = panel.settings()
+    assert (chosen.loss, chosen.lpips_path, chosen.steps) == ("lpips", "/weights/vgg16-397923af.pth",
+                                                              panel.steps.value())
+    again.lpips_path = ""
+    assert panel.settings().loss == "ms-ssim"
+
+
+class _Bridge(QObject):
+    """The bridge's signals without a worker."""
+
+    result, partial = Signal(str, int, object), Signal(str, int, object)
+    progress, failed, cancelled = Signal(str, int, float, str), Signal(str, int, str), Signal(str, int)
 
 
 def test_every_registered_icon_resolves(qtbot):
