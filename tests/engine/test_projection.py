@@ -84,7 +84,8 @@ def tiny(one_thread):
 def test_inversion_improves_psnr(tiny, method):
     G, ws_true, target = tiny
     seen = []
-    result = invert(G, target, settings=InversionSettings(method=method, steps=STEPS),
+    settings = InversionSettings(method=method, steps=STEPS, optimize_noise=True, noise_init="random")
+    result = invert(G, target, settings=settings,
                     progress=lambda step, total, metrics, preview: seen.append((step, total, metrics, preview)))
     assert isinstance(result, InversionResult) and result.steps == STEPS
     assert [s[0] for s in seen] == list(range(1, STEPS + 1)) and {s[1] for s in seen} == {STEPS}
@@ -111,13 +112,15 @@ def test_inversion_improves_psnr(tiny, method):
 
 def test_deterministic_and_seeded(tiny):
     G, _, target = tiny
-    s = InversionSettings(method="sefa", steps=5)
+    s = InversionSettings(method="sefa", steps=5, optimize_noise=True, noise_init="random")
     a, b = invert(G, target, settings=s), invert(G, target, settings=s)
     torch.testing.assert_close(a.ws, b.ws, rtol=0, atol=0)
     for x, y in zip(a.noise, b.noise):
         torch.testing.assert_close(x, y, rtol=0, atol=0)
-    c = invert(G, target, settings=InversionSettings(method="sefa", steps=5, seed=1))
+    c = invert(G, target, settings=InversionSettings.from_dict(s.to_dict() | {"seed": 1}))
     assert (c.ws - a.ws).abs().max() > 1e-4
+    for x, y in zip(a.noise, c.noise):
+        assert (x - y).abs().max() > 1e-2
 
 
 def test_sefa_start_and_init_ws(tiny):
@@ -172,9 +175,11 @@ def test_runs_under_no_grad_and_refuses_inference_mode(tiny):
         invert(G, target, settings=s)
 
 
-def test_optimize_noise_off_and_const_noise(tiny):
+def test_default_keeps_the_generators_noise(tiny):
+    """The default leaves the stored noise maps alone: the editor's constant-noise rendering is the result."""
     G, _, target = tiny
-    r = invert(G, target, settings=InversionSettings(steps=5, optimize_noise=False, noise_init="const"))
+    assert not InversionSettings().optimize_noise and InversionSettings().noise_init == "const"
+    r = invert(G, target, settings=InversionSettings(steps=5))
     for n, layer in zip(r.noise, G.synthesis.noise_layers()):
         torch.testing.assert_close(n[0, 0], layer.noise_const, rtol=0, atol=0)
     with torch.no_grad():
@@ -211,6 +216,9 @@ def test_settings_round_trip_and_validation():
     assert (ref.method, ref.steps, ref.loss, ref.mse_weight, ref.perceptual_weight, ref.lr) == \
         ("sefa", 1000, "lpips", 0.0, 1.0, 0.1)
     assert ref.optimize_noise and ref.noise_regularize == 1e5 and ref.noise_init == "random"
+    offline = InversionSettings.ui2i()
+    assert (offline.method, offline.steps, offline.loss, offline.optimize_noise) == ("sefa", 1000, "ms-ssim", True)
+    assert InversionSettings.ui2i(steps=10).steps == 10
 
 
 def test_too_many_ms_ssim_scales_raise(tiny):

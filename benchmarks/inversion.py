@@ -1,0 +1,169 @@
+"""Inversion quality and CPU time on the embedded default: faces from known latents, inverted again.
+
+The faces: ``--n`` W+ latents drawn like the editor's faces (the encoder trainer's recipe: psi uniform in
+[0.5, 1], style mixing with probability 0.5) from a random stream that neither the encoder's training, nor its
+held-out evaluation, nor the tuning of the default settings used; rendered with the generator's constant noise,
+clamped and quantised to 8 bits like a photo. Each is inverted again by:
+
+* ``optimiser:<method>``: ``invert`` with ``InversionSettings(method=<method>)`` (the other settings at their
+  defaults; the default method's row is what the GUI runs);
+* ``encoder``: the encoder's W+ alone (``--encoder PATH``, or ``--encoder default`` for the embedded one);
+* ``encoder+optimiser``: ``invert`` with the default settings started at the encoder's W+;
+* ``mean_w``: the constant guess w_avg (the floor).
+
+Per variant: PSNR (dB, mean / median / min) and SSIM of the reconstruction (rendered with the result's noise maps)
+against the target, the PSNR of the same code rendered with the constant noise the editor uses, the latent
+distance to the true W+ (``latent_l2``: L2 norm over all rows; ``latent_row_l2``: mean per-row L2) and the CPU
+time per image (``time.process_time``, median / p95). Writes JSON to stdout; the target check is mean PSNR >= 28 dB
+with p95 CPU time <= 10 s for the default settings.
+
+    OMP_NUM_THREADS=1 python benchmarks/inversion.py [--n 8] [--threads 1] [--encoder default]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FACES_SEED = 0xB3C4  # step_generator(FACES_SEED, 3, 0): a stream no training, evaluation or tuning run draws from
+TARGET_PSNR_DB = 28.0
+TARGET_CPU_S = 10.0
+
+
+def _p95(values: list[float]) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
+
+
+def _summary(rows: list[dict]) -> dict:
+    def col(k):
+        return [r[k] for r in rows]
+
+    out = {"psnr_db_mean": statistics.fmean(col("psnr")), "psnr_db_median": statistics.median(col("psnr")),
+           "psnr_db_min": min(col("psnr")), "ssim_mean": statistics.fmean(col("ssim")),
+           "psnr_const_noise_db_mean": statistics.fmean(col("psnr_const")),
+           "latent_l2_mean": statistics.fmean(col("latent_l2")),
+           "latent_row_l2_mean": statistics.fmean(col("latent_row_l2")),
+           "cpu_s_median": statistics.median(col("cpu_s")), "cpu_s_p95": _p95(col("cpu_s"))}
+    if "steps" in rows[0]:
+        out["steps"] = statistics.median(col("steps"))
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=8, help="faces (default 8)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default="sefa,w,w+", help="optimiser methods to run (comma-separated)")
+    ap.add_argument("--generator", default=None, help="generator file (default: the embedded default)")
+    ap.add_argument("--encoder", default=None, help="encoder file, or 'default' for the embedded one")
+    ap.add_argument("--settings", default="{}", help='JSON overrides of the default settings, e.g. \'{"steps": 200}\'')
+    ap.add_argument("--target-noise", choices=("random", "const"), default="random",
+                    help="noise of the target renders: 'random' (held-out seeds, unknown to the inversion, like a "
+                         "photo's detail; default) or 'const' (the generator's stored maps, as the editor renders)")
+    ap.add_argument("--ui2i", action="store_true", help="also run the reference configuration "
+                    "(InversionSettings.ui2i: SeFa, 1000 steps, noise optimised; offline loss)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from engine.algorithms.latents import make_noise
+    from engine.algorithms.projection import METHODS, InversionSettings, invert
+    from engine.algorithms.similarity import psnr, ssim
+    from engine.assets import default_generator_path
+    from engine.loading import load_generator
+    from engine.train.encoder import EVAL_RECIPE, sample_latents
+    from engine.train.stylegan2 import step_generator
+
+    methods = [m for m in args.methods.split(",") if m]
+    if unknown := [m for m in methods if m not in METHODS]:
+        ap.error(f"unknown methods {unknown}; choose from {METHODS}")
+    G = load_generator(args.generator or default_generator_path())
+    encoder = None
+    if args.encoder:
+        from engine.models.encoder import check_compatible, load_encoder
+
+        if args.encoder == "default":
+            from engine.assets import default_encoder_path
+
+            args.encoder = str(default_encoder_path())
+        encoder = load_encoder(args.encoder).eval()
+        check_compatible(encoder, G.cfg)
+    base = InversionSettings.from_dict(json.loads(args.settings))
+
+    with torch.no_grad():
+        ws_true = sample_latents(G, args.n, step_generator(FACES_SEED, 3, 0), **EVAL_RECIPE)  # [N, num_ws, w_dim]
+        if args.target_noise == "const":
+            targets = G.synthesis(ws_true, noise_mode="const")
+        else:
+            targets = torch.cat([G.synthesis(ws_true[i:i + 1], noise=make_noise(G.cfg.noise_resolutions,
+                                                                                seed=FACES_SEED + i))
+                                 for i in range(args.n)])
+        targets = targets.clamp(-1, 1)
+        targets = ((targets + 1) * 127.5).round() / 127.5 - 1  # 8-bit, like a photo
+
+    def scores(i, ws, image, cpu_s, steps=None):
+        t = targets[i:i + 1]
+        with torch.no_grad():
+            const = G.synthesis(ws, noise_mode="const").clamp(-1, 1)
+        d = ws - ws_true[i:i + 1]
+        row = {"psnr": float(psnr(image, t)[0]), "ssim": float(ssim(image, t)[0]),
+               "psnr_const": float(psnr(const, t)[0]), "latent_l2": float(d.norm()),
+               "latent_row_l2": float(d.norm(dim=2).mean()), "cpu_s": cpu_s}
+        return row | ({"steps": steps} if steps is not None else {})
+
+    variants: dict[str, list[dict]] = {}
+
+    def record(name, row):
+        variants.setdefault(name, []).append(row)
+        print(f"{name} face {len(variants[name]) - 1}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.3f}, "
+              f"latent {row['latent_l2']:.2f}, {row['cpu_s']:.2f} s CPU", file=sys.stderr)
+
+    invert(G, targets[:1], settings=InversionSettings(method="sefa", steps=2))  # warm-up, not timed
+    for i in range(args.n):
+        with torch.no_grad():
+            mean_ws = G.w_avg.view(1, 1, -1).expand(1, G.num_ws, -1)
+            record("mean_w", scores(i, mean_ws, G.synthesis(mean_ws, noise_mode="const").clamp(-1, 1), 0.0))
+        for m in methods:
+            s = InversionSettings.from_dict(base.to_dict() | {"method": m})
+            t0 = time.process_time()
+            r = invert(G, targets[i:i + 1], settings=s)
+            record(f"optimiser:{m}", scores(i, r.ws, r.image, time.process_time() - t0, r.steps))
+        if args.ui2i:
+            t0 = time.process_time()
+            r = invert(G, targets[i:i + 1], settings=InversionSettings.ui2i())
+            record("ui2i", scores(i, r.ws, r.image, time.process_time() - t0, r.steps))
+        if encoder is not None:
+            t0 = time.process_time()
+            with torch.no_grad():
+                ws_enc = encoder(targets[i:i + 1])
+            enc_s = time.process_time() - t0
+            with torch.no_grad():
+                image = G.synthesis(ws_enc, noise_mode="const").clamp(-1, 1)
+            record("encoder", scores(i, ws_enc, image, enc_s))
+            t0 = time.process_time()
+            r = invert(G, targets[i:i + 1], settings=base, init_ws=ws_enc)
+            record("encoder+optimiser", scores(i, r.ws, r.image, enc_s + time.process_time() - t0, r.steps))
+
+    report = {"generator": str(args.generator or default_generator_path().name), "n": args.n,
+              "threads": args.threads, "faces": {**EVAL_RECIPE, "stream": f"step_generator({FACES_SEED}, 3, 0)",
+                                                  "noise": args.target_noise, "quantised": "8-bit"},
+              "encoder": args.encoder, "settings": base.to_dict(),
+              "variants": {k: _summary(v) for k, v in variants.items()}}
+    default = report["variants"].get(f"optimiser:{base.method}")
+    if default is not None:
+        report["target"] = {"psnr_db": TARGET_PSNR_DB, "cpu_s": TARGET_CPU_S, "variant": f"optimiser:{base.method}",
+                            "met": default["psnr_db_mean"] >= TARGET_PSNR_DB and default["cpu_s_p95"] <= TARGET_CPU_S}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
