@@ -135,6 +135,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_attributes_arguments(p)
     p.set_defaults(func=run_train_attributes)
 
+    from .photo_cli import add_photo_commands
+
+    add_photo_commands(sub)
+
     p = sub.add_parser("info", help="print the detected format and architecture of a model file")
     p.add_argument("model", help="model file")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -103,6 +103,35 @@ class JobContext:
 Job = Callable[[JobContext], Any]
 
 
+class InlineContext:
+    """A job context for running a job on the calling thread (the command line): the same caches and protocol as
+    the worker's, no mailbox; ``listener(event)`` receives progress and partial results."""
+
+    request_id = 0
+    slot = "inline"
+
+    def __init__(self, *, device: torch.device, listener: Callable[[Event], None] | None = None):
+        self.device = device
+        self.models = ModelCache(capacity=4)
+        self.memo = ModelCache(capacity=64)
+        self.photos = ModelCache(capacity=2)
+        self._listener = listener
+
+    def cancelled(self) -> bool:
+        return False
+
+    def check(self) -> None:
+        pass
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self._listener is not None:
+            self._listener(Event("progress", 0, self.slot, (float(fraction), message)))
+
+    def partial(self, result) -> None:
+        if self._listener is not None:
+            self._listener(Event("partial", 0, self.slot, result))
+
+
 class Worker:
     """One thread, single-slot mailboxes, latest wins. ``listener(event)`` is called on the worker thread."""
 

@@ -145,3 +145,23 @@ def test_paste_back_puts_the_face_in_the_photo_and_nothing_else(model_path, phot
     assert np.abs(inside - face).mean() < 6  # the rendered face, resampled to the photo's scale
     with pytest.raises(ProjectError, match="not come from a photo"):
         PasteJob(EditState())(Ctx())
+
+
+def test_the_invert_command_writes_the_round_trip(model_path, photo_path, tmp_path, capsys):
+    from main import main
+
+    out = tmp_path / "out"
+    argv = ["invert", str(photo_path), "--model", str(model_path), "--out", str(out), "--box", "40,24,104,88",
+            "--method", "optimiser", "--steps", "15", "--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["me-aligned.png", "me-inverted.png", "me-latent.npy", "me-pasted.png", "me.fproj"]
+    state, extras = read_project(out / "me.fproj")
+    inverted = np.asarray(Image.open(out / "me-inverted.png"))
+    np.testing.assert_array_equal(render_state(load_model(state.model), state), inverted)
+    assert extras["inversion"]["steps"] == 15 and extras["inversion"]["recipe"] == "synthetic"
+    np.testing.assert_array_equal(np.load(out / "me-latent.npy"), state.base.array())
+    assert np.asarray(Image.open(out / "me-pasted.png")).shape == (120, 160, 3)
+
+    assert main(argv[:6] + ["--face", "2", "--quiet"]) == 2
+    assert "face" in capsys.readouterr().err
