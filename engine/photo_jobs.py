@@ -179,13 +179,19 @@ class InvertJob:
         quality_ssim = float(ssim(image, target))
         state = self.state.replace(
             base=Source.from_latent(ws.detach().cpu().numpy(), name=Path(self.photo_path).name),
-            noise_maps=None if noise is None else NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy()
-                                                                         for n in noise]),
+            noise_maps=NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy() for n in noise])
+            if noise and self._own_noise() else None,
             photo=PhotoRef(str(Path(self.photo_path).resolve()), photo.sha256, self.transform.quad,
                            self.transform.size),
             rows=(), edits=(), locks=())
         return InversionOutcome(state, aligned, recon, quality_psnr, quality_ssim, steps,
                                 time.perf_counter() - t0, encoded, self.stop.is_set())
+
+    def _own_noise(self) -> bool:
+        """Whether the result has noise maps of its own (else it renders with the model's constant noise)."""
+        s = self.settings
+        return self.optimise and (s.optimize_noise or s.noise_init != "const"
+                                  or (self.refine and self.state.noise_maps is not None))
 
     def _start(self, ctx, G: Generator, target: torch.Tensor):
         """(init_ws [1, num_ws, w_dim] or None, init_noise or None, whether the encoder gave the guess)."""

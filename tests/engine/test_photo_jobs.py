@@ -109,8 +109,16 @@ def test_invert_previews_improves_and_becomes_a_reproducible_state(model_path, p
     save_project(tmp_path / "p.fproj", st)
     np.testing.assert_array_equal(render_state(G, read_project(tmp_path / "p.fproj")[0]), out.image)
 
+    assert st.noise_maps is None  # the default keeps the model's constant noise
     refined = InvertJob(st, str(photo_path), box_transform(BOX, size=32), settings, refine=True)(Ctx())
     assert refined.psnr > out.psnr - 0.05  # refining starts from the result, it does not start over
+
+    noisy = InversionSettings(steps=20, optimize_noise=True, noise_init="random")
+    own = InvertJob(state, str(photo_path), box_transform(BOX, size=32), noisy)(Ctx())
+    assert [m.shape for m in own.state.noise_maps.arrays()] == [(r, r) for r in CFG.noise_resolutions]
+    np.testing.assert_array_equal(render_state(G, own.state), own.image)  # rendered with its fitted maps
+    again = InvertJob(own.state, str(photo_path), box_transform(BOX, size=32), settings, refine=True)(Ctx())
+    assert again.state.noise_maps is not None and again.psnr > own.psnr - 0.05
 
 
 def test_stop_keeps_the_result_so_far(model_path, photo_path):
