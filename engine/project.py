@@ -174,6 +174,56 @@ class PhotoRef:
             raise ProjectError(f"the photo reference is incomplete ({e})") from e
 
 
+SWAP_MODES = ("feature", "weights")
+
+
+@dataclass(frozen=True)
+class Translation:
+    """Domain translation of the face by a fine-tuned model (UI2I layer swap).
+
+    ``target``: the fine-tuned generator; ``depth``: the last resolution whose features come from the source model
+    (0: none, the target alone); ``blend``: octaves of soft transition above it; ``mode``: ``feature`` (UI2I) or
+    ``weights`` (Toonify). ``style`` drives the target's layers: None the face's own latent, a seed an appearance
+    sampled from the target (truncated by ``style_psi`` towards its mean), a latent a reference image's code in the
+    target."""
+
+    target: ModelRef
+    depth: int = 16
+    blend: float = 0.0
+    mode: str = "feature"
+    style: Source | None = None
+    style_psi: float = 0.5
+
+    def __post_init__(self):
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 0:
+            raise ProjectError(f"the swap depth is a resolution in pixels (or 0), got {self.depth!r}")
+        if not (isinstance(self.blend, (int, float)) and 0 <= self.blend <= 8):
+            raise ProjectError(f"the blend width must be within [0, 8] octaves, got {self.blend!r}")
+        if self.mode not in SWAP_MODES:
+            raise ProjectError(f"the swap mode must be one of {SWAP_MODES}, got {self.mode!r}")
+        if not -4.0 <= self.style_psi <= 4.0:
+            raise ProjectError(f"the style truncation {self.style_psi} is outside [-4, 4]")
+
+    def to_dict(self) -> dict:
+        return {"target": {"path": self.target.path, "sha256": self.target.sha256}, "depth": self.depth,
+                "blend": self.blend, "mode": self.mode, "style": None if self.style is None else self.style.to_dict(),
+                "style_psi": self.style_psi}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Translation":
+        try:
+            t = d["target"]
+            style = d.get("style")
+            return cls(ModelRef(path=t.get("path"), sha256=t.get("sha256")), depth=_int(d["depth"], "swap depth"),
+                       blend=float(d.get("blend", 0.0)), mode=str(d.get("mode", "feature")),
+                       style=None if style is None else Source.from_dict(style),
+                       style_psi=float(d.get("style_psi", 0.5)))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            if isinstance(e, ProjectError):
+                raise
+            raise ProjectError(f"the translation settings are incomplete ({e})") from e
+
+
 @dataclass(frozen=True)
 class EditState:
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
@@ -181,7 +231,8 @@ class EditState:
     attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
     default's flow); ``flow_fast`` picks the fast solver for them; ``locks`` are attributes held at their value
     while the others are edited (``apply_edits``). ``base`` replaces the seed by a latent (an inverted photo, from
-    ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's optimised maps)."""
+    ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's optimised maps);
+    ``translation`` renders the edited face through a fine-tuned model."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -198,6 +249,7 @@ class EditState:
     base: Source | None = None
     noise_maps: NoiseMaps | None = None
     photo: PhotoRef | None = None
+    translation: Translation | None = None
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
@@ -237,6 +289,7 @@ class EditState:
             "base": None if self.base is None else self.base.to_dict(),
             "noise_maps": None if self.noise_maps is None else self.noise_maps.to_dict(),
             "photo": None if self.photo is None else self.photo.to_dict(),
+            "translation": None if self.translation is None else self.translation.to_dict(),
         }
 
     @classmethod
@@ -259,6 +312,7 @@ class EditState:
                 base=None if d.get("base") is None else Source.from_dict(d["base"]),
                 noise_maps=None if d.get("noise_maps") is None else NoiseMaps.from_dict(d["noise_maps"]),
                 photo=None if d.get("photo") is None else PhotoRef.from_dict(d["photo"]),
+                translation=None if d.get("translation") is None else Translation.from_dict(d["translation"]),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             if isinstance(e, ProjectError):

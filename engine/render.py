@@ -15,6 +15,7 @@ import torch
 
 from .algorithms.flow_edit import FastSteps, apply_edits
 from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
+from .algorithms.layer_swap import layer_swap, multimodal_styles
 from .assets import default_estimator_path, default_flow_path, default_generator_path
 from .flow_data import label_images
 from .imageio import to_uint8
@@ -22,7 +23,7 @@ from .loading import file_sha256, load_generator
 from .models.estimator import load_estimator
 from .models.flow import load_flow
 from .models.stylegan2 import Generator, GeneratorConfig
-from .project import EditState, ModelRef, ProjectError, Source
+from .project import EditState, ModelRef, ProjectError, Source, Translation
 
 
 def row_resolutions(cfg: GeneratorConfig) -> tuple[int, ...]:
@@ -213,10 +214,41 @@ def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.
     return ctx.memo.get(("edited", state), solve)
 
 
-def render_in_worker(ctx, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
-    """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits)."""
+def render_in_worker(ctx, state: EditState, *, max_resolution: int | None = None,
+                     translate: bool = True) -> np.ndarray:
+    """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits);
+    with a translation (and ``translate``), the image of the target model instead (``render_translation``)."""
     G = cached_model(ctx, state.model)
-    return render_ws(G, worker_ws(ctx, G, state)[0], state, max_resolution=max_resolution)
+    ws = worker_ws(ctx, G, state)[0]
+    if translate and state.translation is not None:
+        target = cached_model(ctx, state.translation.target)
+        return render_translation(G, target, ws, state)
+    return render_ws(G, ws, state, max_resolution=max_resolution)
+
+
+@torch.no_grad()
+def translation_styles(target: Generator, tr: Translation) -> torch.Tensor | None:
+    """The latent [1, w_dim] or [1, num_ws, w_dim] driving the target's layers; None: the face's own."""
+    if tr.style is None:
+        return None
+    if tr.style.seed is not None:
+        return multimodal_styles(target, n=1, seed=tr.style.seed, psi=tr.style_psi)  # [1, w_dim]
+    return source_ws(target, tr.style, psi=1.0, cutoff=None)  # a reference's latent, used as is
+
+
+@torch.no_grad()
+def render_translation(G: Generator, target: Generator, ws: torch.Tensor, state: EditState) -> np.ndarray:
+    """The face ``ws`` [1, num_ws, w_dim] translated by ``state.translation`` (always at full resolution), with the
+    state's noise in both models: uint8 [H, W, 3]."""
+    tr = state.translation
+    if target.cfg != G.cfg:
+        raise ProjectError(f"{tr.target.label()} has another architecture than the face's model: a translation "
+                           "needs a model fine-tuned from it")
+    noise = state_noise(G, state)
+    mode = "const" if noise is not None else state.noise_mode
+    img = layer_swap(G, target, ws, depth=tr.depth, ws_target=translation_styles(target, tr), mode=tr.mode,
+                     blend=tr.blend, noise_base=noise, noise_target=noise, noise_mode=mode)
+    return np.ascontiguousarray(to_uint8(img)[0])
 
 
 def preview_resolution(G: Generator, limit: int | None) -> int | None:

@@ -1,6 +1,7 @@
 """Edit states, project files, rendering a state (truncation, mixing, noise, previews) and exports, without Qt."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -202,3 +203,47 @@ def test_a_photo_state_renders_its_latent_and_noise_and_round_trips(tmp_path, mo
         PhotoRef("p.jpg", "00", ((0, 0), (1, 1)), 32)
     with pytest.raises(ProjectError, match="noise"):
         NoiseMaps(b"\0" * 12, ((2, 2),))
+
+
+def test_a_translation_renders_the_face_through_the_target_and_round_trips(tmp_path, model_path):
+    from engine.algorithms.layer_swap import layer_swap, multimodal_styles
+    from engine.project import Translation
+    from engine.render import render_in_worker
+
+    G = load_model(ModelRef(str(model_path)))
+    T = Generator(CFG, seed=4)
+    T.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        for name, p in T.named_parameters():
+            if not name.startswith("mapping."):  # FreezeFC: only the synthesis moves
+                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    target_path = tmp_path / "toon.pt"
+    save_generator(target_path, T)
+    T = load_model(ModelRef(str(target_path)))
+    ctx = Ctx()
+    st = EditState(model=ModelRef(str(model_path)), seed=2,
+                   translation=Translation(ModelRef(str(target_path)), depth=8, blend=1.0))
+    ws = state_ws(G, st)
+    with torch.no_grad():
+        swapped = to_uint8(layer_swap(G, T, ws, depth=8, blend=1.0))[0]
+        styled = to_uint8(layer_swap(G, T, ws, depth=8, blend=1.0,
+                                     ws_target=multimodal_styles(T, n=1, seed=5, psi=0.5)))[0]
+        own = to_uint8(T.synthesis(ws))[0]
+    np.testing.assert_array_equal(render_in_worker(ctx, st), swapped)
+    np.testing.assert_array_equal(render_in_worker(ctx, st, translate=False), render_state(G, st))
+    tr = st.translation
+    np.testing.assert_array_equal(render_in_worker(ctx, st.replace(translation=dataclasses.replace(tr, depth=0))),
+                                  own)  # nothing swapped: the target alone
+    styled_state = st.replace(translation=dataclasses.replace(tr, style=Source(seed=5)))
+    np.testing.assert_array_equal(render_in_worker(ctx, styled_state), styled)
+    save_project(tmp_path / "t.fproj", styled_state)
+    assert read_project(tmp_path / "t.fproj")[0] == styled_state
+
+    other = tmp_path / "other.pt"
+    save_generator(other, Generator(GeneratorConfig(img_resolution=32, channels=(8, 8, 8, 8), z_dim=12, w_dim=10,
+                                                    mapping_layers=2), seed=1))
+    with pytest.raises(ProjectError, match="architecture"):
+        render_in_worker(ctx, st.replace(translation=Translation(ModelRef(str(other)), depth=8)))
+    for bad in ({"depth": -8}, {"blend": 9.0}, {"mode": "pixels"}, {"style_psi": 7.0}):
+        with pytest.raises(ProjectError):
+            Translation(ModelRef(str(target_path)), **bad)
