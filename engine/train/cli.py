@@ -239,6 +239,9 @@ def add_train_commands(sub: argparse._SubParsersAction) -> argparse._SubParsersA
     from .encoder import add_encoder_commands
 
     add_encoder_commands(models)
+    from .finetune_release import add_release_finetune_command
+
+    add_release_finetune_command(models)
     return models
 
 
