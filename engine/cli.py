@@ -139,6 +139,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     add_photo_commands(sub)
 
+    from .translate_cli import add_translate_commands
+
+    add_translate_commands(sub)
+
     p = sub.add_parser("info", help="print the detected format and architecture of a model file")
     p.add_argument("model", help="model file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
