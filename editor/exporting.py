@@ -125,19 +125,26 @@ class ExportController(QObject):
         """Write the current face at full resolution (PNG keeps the project in a text chunk). Without ``path`` a file
         dialog asks. Returns the engine request id, or None when nothing was started."""
         state = self._doc.state
+        path = self._image_path(path, "image", f"seed{state.seed:05d}.png")
+        if path is None:
+            return None
+        return self._submit_export(ImageExportJob(str(path), state, self._full_frame(state)),
+                                   lambda written: self.message.emit(f"Exported the image to {written}"),
+                                   f"Exporting the image to {path.name}…")
+
+    def _image_path(self, path: str | Path | None, what: str, suggested: str) -> Path | None:
+        """``path``, or the one a save dialog asks for; None when cancelled or not an image format (said so)."""
         if not path:  # None, or the checked flag of a menu action's triggered(bool)
-            path = self._ask_save_path("Export image", f"seed{state.seed:05d}.png", IMAGE_FILTERS)
+            path = self._ask_save_path(f"Export {what}", suggested, IMAGE_FILTERS)
             if path is None:
                 return None
         path = Path(path)
         try:
             image_format(path)
         except ProjectError as e:
-            QMessageBox.warning(self._parent, "Cannot export the image", str(e))
+            QMessageBox.warning(self._parent, f"Cannot export the {what}", str(e))
             return None
-        return self._submit_export(ImageExportJob(str(path), state, self._full_frame(state)),
-                                   lambda written: self.message.emit(f"Exported the image to {written}"),
-                                   f"Exporting the image to {path.name}…")
+        return path
 
     def _full_frame(self, state: EditState) -> np.ndarray | None:
         """The preview's frame when it already is the full-resolution image of ``state`` (no render needed)."""
@@ -154,15 +161,8 @@ class ExportController(QObject):
         if state.photo is None:
             self.message.emit("This face does not come from a photo: open one first (Ctrl+Shift+P)")
             return None
-        if not path:
-            path = self._ask_save_path("Export photo", f"{Path(state.photo.name).stem}-edited.png", IMAGE_FILTERS)
-            if path is None:
-                return None
-        path = Path(path)
-        try:
-            image_format(path)
-        except ProjectError as e:
-            QMessageBox.warning(self._parent, "Cannot export the photo", str(e))
+        path = self._image_path(path, "photo", f"{Path(state.photo.name).stem}-edited.png")
+        if path is None:
             return None
         return self._submit_export(PhotoExportJob(str(path), state),
                                    lambda written: self.message.emit(f"Exported the photo to {written}"),

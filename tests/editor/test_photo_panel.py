@@ -85,3 +85,23 @@ def test_a_broken_photo_is_reported(qtbot, panel, tmp_path):
     with qtbot.waitSignal(panel.failed, timeout=30000) as got:
         panel.open_path(str(bad))
     assert "broken.jpg" in got.args[0] and panel._doc.state.photo is None
+
+
+def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_path):
+    from editor.exporting import ExportController
+    from engine.imageio import read_png_parameters
+    from engine.project import EditState
+
+    doc = panel._doc
+    ctrl = ExportController(doc, panel._bridge, None, current_image=lambda: None)
+    messages = []
+    ctrl.message.connect(messages.append)
+    assert ctrl.export_photo(tmp_path / "x.png") is None and "does not come from a photo" in messages[-1]
+    panel.open_path(str(ASTRONAUT))
+    qtbot.waitUntil(lambda: doc.state.photo is not None, timeout=60000)
+    out = tmp_path / "edited.png"
+    assert ctrl.export_photo(out) is not None
+    qtbot.waitUntil(lambda: messages and messages[-1].startswith("Exported the photo"), timeout=30000)
+    with Image.open(out) as im, Image.open(ASTRONAUT) as original:
+        assert im.size == original.size
+    assert EditState.from_dict(read_png_parameters(out)["state"]) == doc.state
