@@ -38,6 +38,13 @@ ICONS: dict[str, tuple[str, dict]] = {
     "quit": ("mdi6.exit-to-app", {}),
     "cancel": ("mdi6.stop-circle-outline", {}),
     "settings": ("mdi6.cog-outline", {}),
+    "translate": ("mdi6.palette-swatch-outline", {}),
+    "own_style": ("mdi6.account-outline", {}),
+    "style_samples": ("mdi6.dice-5-outline", {}),
+    "next_page": ("mdi6.refresh", {}),
+    "reference_image": ("mdi6.image-search-outline", {}),
+    "export_samples": ("mdi6.image-multiple", {}),
+    "translate_folder": ("mdi6.folder-multiple-image", {}),
 }
 
 

@@ -32,6 +32,7 @@ from .panels.generation_panel import GenerationPanel
 from .panels.mixing_panel import MixingPanel
 from .panels.model_panel import ModelPanel
 from .panels.photo_panel import PhotoPanel, is_photo
+from .panels.translate_panel import TranslatePanel
 from .preferences import PreferencesDialog
 from .preview import LivePreview
 from .projects import PROJECT_SUFFIX, ProjectController
@@ -61,6 +62,8 @@ class MainWindow(QMainWindow):
         self.attributes_panel = AttributesPanel(document, bridge)
         self.photo_panel = PhotoPanel(document, bridge, settings)
         self._photo_aligned = None  # the photo's aligned face: the "before" while editing a photo
+        self.translate_panel = TranslatePanel(document, bridge, settings)
+        self._untranslated = None  # the face before its translation: the "before" while translating
         self.projects = ProjectController(document, self, autosave_path=autosave_path)
         self.exports = ExportController(document, bridge, self, current_image=self.current_full_image)
 
@@ -74,8 +77,8 @@ class MainWindow(QMainWindow):
         self._add_dock([self.model_panel, self.generation_panel, self.attributes_panel],
                        Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
                        width=300, scroll=True)
-        self._add_dock([self.photo_panel, self.mixing_panel], Qt.DockWidgetArea.RightDockWidgetArea, "mixing",
-                       width=320, scroll=False)
+        self._add_dock([self.photo_panel, self.translate_panel, self.mixing_panel],
+                       Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=320, scroll=False)
 
         self.device_label = QLabel("device: starting")
         self.speed_label = QLabel("")
@@ -239,6 +242,12 @@ class MainWindow(QMainWindow):
         self.photo_panel.pasted.connect(self._show_pasted)
         self.photo_panel.aligned.connect(self._photo_before)
         self.photo_panel.in_photo.toggled.connect(self.act_in_photo.setChecked)
+        self.translate_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.translate_panel.failed.connect(self._error)
+        self.translate_panel.dragging.connect(self.preview.set_dragging)
+        self.translate_panel.source.connect(self._translation_before)
+        self.translate_panel.compare_button.toggled.connect(self.act_side.setChecked)
+        self.act_side.toggled.connect(self.translate_panel.compare_button.setChecked)
         self.document.changed.connect(lambda st, _: self._photo_actions(st))
         self.projects.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.projects.pathChanged.connect(lambda p: self.settings.add_recent("projects", p))
@@ -292,9 +301,15 @@ class MainWindow(QMainWindow):
         self._photo_aligned = aligned
         self._snapshots_changed()
 
+    def _translation_before(self, image) -> None:
+        self._untranslated = image
+        self._snapshots_changed()
+
     def _snapshots_changed(self) -> None:
         shots = self.history.snapshots
-        if self._photo_aligned is not None:
+        if self._untranslated is not None and self.document.state.translation is not None:
+            self.canvas.set_before(self._untranslated, label="Before translation")
+        elif self._photo_aligned is not None:
             self.canvas.set_before(self._photo_aligned, label=f"Photo · {self.document.state.photo.name}"
                                    if self.document.state.photo is not None else "Photo")
         elif shots:

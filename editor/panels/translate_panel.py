@@ -1,0 +1,778 @@
+"""Translate panel: render the edited face through a fine-tuned model of another domain (UI2I layer swap).
+
+The translation is part of the edit state (``EditState.translation``): the target model, the swap depth (the last
+resolution whose features come from the face's own model), a soft blend width, the swap mode and the appearance
+(the face's own latent, a sampled style seed, or a reference image inverted in the target). Every control is one
+document edit (a slider drag one undo step); ``LivePreview`` renders the result. Around it the panel runs worker
+jobs (``engine.translate_jobs``): the target check, the untranslated face (the "before" of the side-by-side
+view, ``source``), a grid of sampled appearances, the model distance, the samples export, a reference image's
+inversion in the target, and a whole folder of photos translated with the current settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QPoint, QSignalBlocker, QSize, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QProgressDialog,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QLabeledDoubleSlider
+
+from engine.algorithms.projection import InversionSettings
+from engine.align import box_transform, face_transform
+from engine.photo_jobs import InversionOutcome, InvertJob, PhotoScan, ScanJob
+from engine.project import EditState, ModelRef, Source, Translation
+from engine.translate_jobs import (
+    DISTANCE_LATENTS,
+    DistanceJob,
+    FolderSummary,
+    ModelDistance,
+    SamplesExportJob,
+    SourceRender,
+    SourceRenderJob,
+    StyleGrid,
+    StyleGridJob,
+    TargetInfo,
+    TargetJob,
+    TranslateFolderJob,
+    shipped_targets,
+    with_style,
+)
+
+from ..face_picker import FacePicker
+from ..icons import icon
+from ..images import HeldImage
+from .generation_panel import SEED_MAX
+from .model_panel import MODEL_FILTER
+from .photo_panel import PHOTO_FILTER
+
+TARGET_SLOT, SOURCE_SLOT, GRID_SLOT = "translate-target", "translate-source", "translate-grid"
+DISTANCE_SLOT, SAMPLES_SLOT, FOLDER_SLOT = "translate-distance", "translate-samples", "translate-folder"
+REF_SCAN_SLOT, REF_INVERT_SLOT = "translate-ref-scan", "translate-ref-invert"
+GRID_N, GRID_COLUMNS, SAMPLE_PX = 8, 4, 72
+DEFAULT_DEPTH = 16  # UI2I's usual swap (its swap_layer 3): pose and shape from the face, the look from the target
+FALLBACK_DEPTHS = (8, 16, 32, 64)  # until the model summary arrives
+RENDER_DELAY_MS = 120  # let a burst of edits settle before the untranslated face and the grid are rendered
+PROGRESS_STEPS = 1000
+OPEN = "open"
+MODES = (
+    ("feature", "Features (UI2I)", "The face model's features up to the depth drive the target's layers above it "
+                                   "(the paper's swap; the target's own low-resolution colours stay)"),
+    ("weights", "Weights (Toonify)", "The face model's layers are used whole up to the depth, the target's "
+                                     "above it"),
+)
+DEPTH_TIP = ("Swap depth: the face's own model draws everything up to this resolution (pose, shape, expression), "
+             "the target everything finer (its domain's look). Lower = more of the target domain, higher = more "
+             "of the face; none = the target model alone")
+DISTANCE_TIP = (f"Model distance: the root-mean-square pixel difference between the face model's and the target's "
+                f"images of the same {DISTANCE_LATENTS} latents (pixels in [-1, 1]). 0 means the same model; the "
+                "larger it is, the further the fine-tuned model has drifted from the model it was trained from")
+
+
+def depth_text(depth: int, full: int | None) -> str:
+    if depth == 0:
+        return "none"
+    return f"full ({depth} px)" if depth == full else f"{depth} px"
+
+
+def _pixmap(image: np.ndarray, px: int) -> QPixmap:
+    pm = QPixmap.fromImage(HeldImage(np.ascontiguousarray(image)).qimage)  # fromImage copies the pixels
+    return pm.scaled(px, px, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+
+
+class _Popup(QFrame):
+    """A pop-up frame (closed by a click outside it or Esc) that says when it closes."""
+
+    closed = Signal()
+
+    def __init__(self, parent: QWidget):
+        super().__init__(parent, Qt.WindowType.Popup)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+
+    def show_below(self, anchor: QWidget) -> None:
+        """Show under ``anchor``, kept inside the screen."""
+        self.adjustSize()
+        at = anchor.mapToGlobal(QPoint(0, anchor.height()))
+        screen = (anchor.screen() or QGuiApplication.primaryScreen()).availableGeometry()
+        x = max(screen.left(), min(at.x(), screen.right() - self.width()))
+        y = at.y() if at.y() + self.height() <= screen.bottom() else at.y() - anchor.height() - self.height()
+        self.move(x, max(screen.top(), y))
+        self.show()
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.closed.emit()
+
+
+class TranslatePanel(QWidget):
+    """Target, depth, blend, mode and appearance of the document's translation, with the jobs around them.
+
+    ``message(str)`` for the status bar, ``failed(str)`` for errors the user must see, ``dragging(bool)`` while a
+    slider is held, ``source(image or None)``: the untranslated face while a translation is on (the "before")."""
+
+    message = Signal(str)
+    failed = Signal(str)
+    dragging = Signal(bool)
+    source = Signal(object)
+
+    def __init__(self, document, bridge, settings=None, *, shipped: list | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self._doc, self._bridge, self._settings = document, bridge, settings
+        self._shipped = shipped_targets() if shipped is None else list(shipped)
+        self._opened: list[ModelRef] = []  # target files opened in this session, offered again in the combo
+        self._depths: tuple[int, ...] = (0, *FALLBACK_DEPTHS)
+        self._rids: dict[str, int] = {}
+        self._source_key: EditState | None = None
+        self._grid_key: tuple | None = None
+        self._distance_key: tuple | None = None
+        self._ref_path: str | None = None
+        self._ref_scan: PhotoScan | None = None
+        self._ref_target: ModelRef | None = None
+        self._folder_dialog: QProgressDialog | None = None
+        self._folder_out: Path | None = None
+        self._last_dir = ""
+        self._choices: list = []  # what each entry of the target combo stands for: None (off), a ModelRef, OPEN
+        self._grid_on = False
+        self._ref_running = False
+        self.grid: StyleGrid | None = None
+        self.last_source: SourceRender | None = None
+        self.last_distance: ModelDistance | None = None
+        self.last_folder: FolderSummary | None = None
+        self.picker: FacePicker | None = None
+        self.summary_box: QMessageBox | None = None
+        self.inversion_steps = InversionSettings().steps  # for the reference image and the folder's photos
+
+        self.target = QComboBox(toolTip="The fine-tuned model whose domain the face is rendered in: a shipped one, "
+                                        "or any generator file fine-tuned from the face's model. Off: no translation")
+        self.target.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.target.setMinimumContentsLength(12)
+        self.hint = QLabel("Render the face in another domain (a cartoon, a sketch…) with a model fine-tuned from "
+                           "this one.", wordWrap=True)
+        self.hint.setStyleSheet("color: palette(mid)")
+        self.distance = QLabel("", toolTip=DISTANCE_TIP, wordWrap=True)
+        self.distance.setStyleSheet("color: palette(mid)")
+
+        self.depth = QSlider(Qt.Orientation.Horizontal, toolTip=DEPTH_TIP, pageStep=1,
+                             tickPosition=QSlider.TickPosition.TicksBelow, tickInterval=1)
+        self.depth_label = QLabel("", toolTip=DEPTH_TIP)
+        self.depth_label.setMinimumWidth(70)
+        self.blend = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.blend.setRange(0.0, 3.0)
+        self.blend.setDecimals(1)
+        self.blend.setSingleStep(0.1)
+        self.blend.setToolTip("Blend width in octaves: 0 switches from the face's model to the target at the depth; "
+                              "wider fades between them over that many resolution doublings above it")
+        self.mode = QComboBox(toolTip="How the face model's layers are swapped in")
+        for key, text, tip in MODES:
+            self.mode.addItem(text, key)
+            self.mode.setItemData(self.mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+
+        self.own_button = self._tool("own_style", "Own", "Appearance from the face's own latent", self.use_own_style)
+        self.own_button.setCheckable(True)
+        self.sample_button = self._tool("style_samples", "Samples", "Show a grid of appearances sampled from the "
+                                        "target; click one to use it", None)
+        self.sample_button.setCheckable(True)
+        self.sample_button.toggled.connect(self.set_grid_shown)
+        self.reference_button = self._tool("reference_image", "Image…", "Appearance from a reference image: its "
+                                           "face is found, aligned and inverted in the target model",
+                                           self.reference_dialog)
+        self.style_label = QLabel("", wordWrap=True)
+        self.style_label.setStyleSheet("color: palette(mid)")
+        self.style_psi = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.style_psi.setRange(0.0, 1.0)
+        self.style_psi.setDecimals(2)
+        self.style_psi.setSingleStep(0.01)
+        self.style_psi.setToolTip("Style truncation ψ of sampled appearances: 0 = the target's average look, 1 = its "
+                                  "full variety")
+
+        self.grid_seed = QSpinBox(maximum=SEED_MAX - GRID_N, keyboardTracking=False, prefix="from seed ",
+                                  toolTip=f"Seed of the first sample: the grid shows seeds s … s + {GRID_N - 1}, each "
+                                          "reproducible")
+        self.next_page = self._tool("next_page", "", f"The next {GRID_N} samples", lambda: self.grid_seed.setValue(
+            self.grid_seed.value() + GRID_N))
+        self.export_samples_button = self._tool("export_samples", "Export…", "Write every sample of the grid at full "
+                                                "resolution into a folder, one PNG per seed", self.export_samples)
+        self.samples: list[QToolButton] = []
+        grid_box = QWidget()
+        grid_lay = QGridLayout(grid_box)
+        grid_lay.setContentsMargins(0, 0, 0, 0)
+        grid_lay.setSpacing(3)
+        for i in range(GRID_N):
+            b = QToolButton(checkable=True, autoRaise=True, iconSize=QSize(SAMPLE_PX, SAMPLE_PX))
+            b.setFixedSize(SAMPLE_PX + 6, SAMPLE_PX + 6)
+            b.setStyleSheet("QToolButton { border: 2px solid transparent; border-radius: 3px; background: #2b2b2b }"
+                            "QToolButton:checked { border-color: #f67400 }")
+            b.clicked.connect(lambda _=False, k=i: self.choose_sample(k))
+            grid_lay.addWidget(b, i // GRID_COLUMNS, i % GRID_COLUMNS)
+            self.samples.append(b)
+        page_row = QHBoxLayout()
+        page_row.addWidget(self.grid_seed, 1)
+        page_row.addWidget(self.next_page)
+        page_row.addWidget(self.export_samples_button)
+        self.grid_panel = _Popup(self)  # a pop-up below the Samples button: the dock has no room for a grid
+        self.grid_panel.closed.connect(lambda: self.set_grid_shown(False))
+        self.grid_title = QLabel("")
+        self.grid_title.setStyleSheet("color: palette(mid)")
+        gp = QVBoxLayout(self.grid_panel)
+        gp.setContentsMargins(8, 8, 8, 8)
+        gp.addWidget(self.grid_title)
+        gp.addLayout(page_row)
+        gp.addWidget(grid_box, 0, Qt.AlignmentFlag.AlignHCenter)
+
+        self.ref_progress = QProgressBar(textVisible=True)
+        self.ref_cancel = self._tool("cancel", "", "Stop inverting the reference image (the appearance is unchanged)",
+                                     self.cancel_reference)
+        self.compare_button = self._tool("side_by_side", "", "Side by side: the untranslated face and its "
+                                         "translation next to each other (V)", None)
+        self.compare_button.setCheckable(True)
+        self.folder_button = self._tool("translate_folder", "Folder…", "Translate a folder: every photo in it is "
+                                        "found, aligned, inverted and translated with these settings, one PNG each",
+                                        lambda: self.translate_folder())
+
+        appearance = QHBoxLayout()
+        for b in (self.own_button, self.sample_button, self.reference_button):
+            appearance.addWidget(b)
+        appearance.addStretch(1)
+        depth_row = QHBoxLayout()
+        depth_row.addWidget(self.depth, 1)
+        depth_row.addWidget(self.depth_label)
+        ref_row = QHBoxLayout()
+        ref_row.addWidget(self.ref_progress, 1)
+        ref_row.addWidget(self.ref_cancel)
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow(self._label("Depth", DEPTH_TIP), depth_row)
+        form.addRow(self._label("Blend", self.blend.toolTip()), self.blend)
+        form.addRow(self._label("Swap", self.mode.toolTip()), self.mode)
+        form.addRow(self._label("Style", "Where the target's appearance (colours, textures) comes from"), appearance)
+        form.addRow(self._label("Style ψ", self.style_psi.toolTip()), self.style_psi)
+        info = QHBoxLayout()
+        info.addWidget(self.distance, 1)
+        info.addWidget(self.compare_button)
+        info.addWidget(self.folder_button)
+        self.body = QWidget()
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addLayout(info)
+        body.addLayout(form)
+        body.addWidget(self.style_label)
+        body.addLayout(ref_row)
+
+        box = QGroupBox("Translate")
+        lay = QVBoxLayout(box)
+        top = QHBoxLayout()
+        top.addWidget(self._label("Target", self.target.toolTip()))
+        top.addWidget(self.target, 1)
+        lay.addLayout(top)
+        lay.addWidget(self.hint)
+        lay.addWidget(self.body)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(box)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # the mixing panel takes the rest
+
+        self._source_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
+        self._source_timer.timeout.connect(self.request_source)
+        self._grid_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
+        self._grid_timer.timeout.connect(self.request_grid)
+        self.target.currentIndexChanged.connect(self._target_chosen)
+        self.depth.valueChanged.connect(self._depth_moved)
+        self.blend.valueChanged.connect(lambda v: self._set("Blend width", "translate-blend", blend=round(v, 2)))
+        self.style_psi.valueChanged.connect(
+            lambda v: self._set("Style ψ", "translate-style-psi", style_psi=round(v, 3)))
+        self.mode.currentIndexChanged.connect(
+            lambda i: self._set(f"Swap {self.mode.itemText(i)}", None, mode=self.mode.itemData(i)))
+        for slider in (self.depth, self.blend, self.style_psi):
+            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
+            slider.sliderReleased.connect(self._released)
+        self.grid_seed.valueChanged.connect(lambda _: self._grid_timer.start())
+        bridge.result.connect(self._on_result)
+        bridge.partial.connect(self._on_partial)
+        bridge.progress.connect(self._on_progress)
+        bridge.failed.connect(self._on_failed)
+        bridge.cancelled.connect(self._on_cancelled)
+        document.changed.connect(lambda *_: self.refresh())
+        document.modelLoaded.connect(lambda _: self.refresh())
+        self._set_reference_running(False)
+        self.refresh()
+
+    # ----- small builders
+
+    def _tool(self, name: str, text: str, tip: str, slot) -> QToolButton:
+        b = QToolButton(icon=icon(name), text=text, toolTip=tip, autoRaise=not text)
+        if text:
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        if slot is not None:
+            b.clicked.connect(lambda _=False: slot())
+        return b
+
+    @staticmethod
+    def _label(text: str, tip: str) -> QLabel:
+        label = QLabel(text)
+        label.setToolTip(tip)
+        return label
+
+    # ----- target
+
+    def targets(self) -> list[tuple[str, ModelRef]]:
+        """The targets offered in the combo: shipped ones, then files opened (and the state's own target)."""
+        items = [(f"{t.label()} (shipped)", t.ref) for t in self._shipped]
+        known = {ref for _, ref in items}
+        tr = self._doc.state.translation
+        extra = [*self._opened, *([tr.target] if tr is not None else [])]
+        for ref in extra:
+            if ref not in known:
+                items.append((ref.label(), ref))
+                known.add(ref)
+        return items
+
+    def open_target_dialog(self) -> None:
+        start = self._last_dir or str(Path(self._shipped[0].ref.path).parent if self._shipped else "")
+        path, _ = QFileDialog.getOpenFileName(self, "Open a target model (fine-tuned from the face's model)", start,
+                                              MODEL_FILTER)
+        self.refresh()  # the combo shows the state's target again until the file is checked
+        if path:
+            self._last_dir = str(Path(path).parent)
+            self.set_target(ModelRef(path=str(Path(path).resolve())))
+
+    def set_target(self, ref: ModelRef | None) -> None:
+        """Translate into ``ref`` (checked on the worker first, then one edit) or switch the translation off."""
+        if ref is None:
+            self._doc.edit("Translation off", translation=None)
+            return
+        self.message.emit(f"Loading {ref.label()}…")
+        self._submit(TargetJob(self._doc.state.model, ref), TARGET_SLOT)
+
+    def _target_chosen(self, index: int) -> None:
+        data = self._choices[index] if 0 <= index < len(self._choices) else None
+        if data == OPEN:
+            self.open_target_dialog()
+        else:
+            self.set_target(data)
+
+    def _target_checked(self, info: TargetInfo) -> None:
+        if info.ref.path is not None and info.ref not in {t.ref for t in self._shipped} \
+                and info.ref not in self._opened:
+            self._opened.append(info.ref)
+        tr = self._doc.state.translation
+        if tr is None:
+            new = Translation(info.ref, depth=self.default_depth())
+        else:  # keep the settings; a reference's latent belongs to the previous target
+            new = dataclasses.replace(tr, target=info.ref, style=tr.style if tr.style is None or
+                                      tr.style.seed is not None else None)
+        self._doc.edit(f"Translate into {info.ref.label()}", translation=new)
+
+    def default_depth(self) -> int:
+        choices = self._depths[1:]
+        return DEFAULT_DEPTH if DEFAULT_DEPTH in choices else choices[len(choices) // 2]
+
+    # ----- live settings
+
+    def _set(self, text: str, merge: str | None, **changes) -> None:
+        tr = self._doc.state.translation
+        if tr is not None:
+            self._doc.edit(text, merge=merge, translation=dataclasses.replace(tr, **changes))
+
+    def _depth_moved(self, index: int) -> None:
+        d = self._depths[index]
+        self.depth_label.setText(depth_text(d, self._full()))
+        self._set(f"Swap depth {depth_text(d, self._full())}", "translate-depth", depth=d)
+
+    def _released(self) -> None:
+        self._doc.end_merge()
+        self.dragging.emit(False)
+
+    def _full(self) -> int | None:
+        s = self._doc.summary
+        return s.resolution if s is not None else None
+
+    # ----- appearance
+
+    def use_own_style(self) -> None:
+        self._set("Appearance: the face's own", None, style=None)
+
+    def set_grid_shown(self, on: bool) -> None:
+        """Show (and render) or hide the grid of sampled appearances."""
+        if on == self._grid_on:
+            return
+        self._grid_on = on
+        with QSignalBlocker(self.sample_button):
+            self.sample_button.setChecked(on)
+        if on:
+            self.grid_panel.show_below(self.sample_button)
+            self._grid_timer.start(0)
+        else:
+            self.grid_panel.hide()
+        self.refresh()
+
+    def choose_sample(self, index: int) -> None:
+        """Use the grid's sample ``index`` as the appearance (its seed)."""
+        grid = self.grid
+        if grid is None or index >= len(grid.seeds):
+            self.refresh()
+            return
+        seed = grid.seeds[index]
+        self._set(f"Appearance: style seed {seed}", None, style=Source(seed=seed))
+        self.refresh()
+
+    def request_grid(self) -> None:
+        st = self._doc.state
+        if st.translation is None or not self._grid_on:
+            return
+        key = (with_style(st, None), self.grid_seed.value())
+        if key != self._grid_key:
+            self._grid_key = key
+            self._submit(StyleGridJob(key[0], seed=key[1], n=GRID_N), GRID_SLOT)
+
+    def _grid_ready(self, grid: StyleGrid) -> None:
+        self.grid = grid
+        for b, seed, image in zip(self.samples, grid.seeds, grid.images):
+            b.setIcon(QIcon(_pixmap(image, SAMPLE_PX)))
+            b.setToolTip(f"Style seed {seed}: click to use this appearance")
+        self._check_sample()
+
+    def _check_sample(self) -> None:
+        tr = self._doc.state.translation
+        chosen = tr.style.seed if tr is not None and tr.style is not None else None
+        seeds = self.grid.seeds if self.grid is not None else ()
+        for b, seed in zip(self.samples, seeds):
+            with QSignalBlocker(b):
+                b.setChecked(seed == chosen)
+
+    def export_samples(self, folder: str | Path | None = None) -> int | None:
+        """Write the grid's seeds at full resolution into ``folder`` (a dialog asks without it)."""
+        st = self._doc.state
+        if st.translation is None:
+            return None
+        if not folder:
+            start = self._last_dir or QStandardPaths.writableLocation(
+                QStandardPaths.StandardLocation.PicturesLocation)
+            folder = QFileDialog.getExistingDirectory(self, "Folder for the style samples", start)
+            if not folder:
+                return None
+        seeds = tuple(range(self.grid_seed.value(), self.grid_seed.value() + GRID_N))
+        self.message.emit(f"Writing {len(seeds)} style samples to {folder}…")
+        return self._submit(SamplesExportJob(st, seeds, str(folder)), SAMPLES_SLOT)
+
+    # ----- reference image
+
+    def reference_dialog(self) -> None:
+        start = self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        path, _ = QFileDialog.getOpenFileName(self, "Reference image for the appearance", start, PHOTO_FILTER)
+        if path:
+            self._last_dir = str(Path(path).parent)
+            self.open_reference(path)
+
+    def _target_state(self) -> EditState | None:
+        tr = self._doc.state.translation
+        return None if tr is None else EditState(model=tr.target)
+
+    def open_reference(self, path: str | Path) -> None:
+        """Find the faces of the reference image ``path`` (in the worker); its face is then inverted in the target."""
+        st = self._target_state()
+        if st is None:
+            self.message.emit("Choose a target model first")
+            return
+        self._ref_path, self._ref_target = str(path), st.model
+        self.style_label.setText(f"Reading {Path(path).name}…")
+        self._submit(ScanJob(str(path), st), REF_SCAN_SLOT)
+
+    def _reference_scanned(self, scan: PhotoScan) -> None:
+        self._ref_scan = scan
+        if len(scan.faces) == 1:
+            self.use_reference_choice(("face", 0))
+            return
+        self.picker = FacePicker(scan.photo.pixels, [f.box for f in scan.faces], name=Path(scan.photo.path).name,
+                                 parent=self)
+        self.picker.accepted.connect(lambda: self.use_reference_choice(self.picker.choice))
+        self.picker.rejected.connect(lambda: self.refresh())
+        self.picker.open()
+
+    def use_reference_choice(self, choice: tuple) -> None:
+        """``("face", index)`` or ``("box", (x0, y0, x1, y1))``: align it and invert it in the target."""
+        scan, st = self._ref_scan, self._target_state()
+        if scan is None or st is None or st.model != self._ref_target:
+            return
+        kind, value = choice
+        transform = (face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe) if kind == "face" else
+                     box_transform(tuple(float(v) for v in value), size=scan.size))
+        job = InvertJob(st, self._ref_path, transform, self.inversion_settings(), use_encoder=True, optimise=True)
+        self._submit(job, REF_INVERT_SLOT)
+        self.ref_progress.setValue(0)
+        self.ref_progress.setFormat("inverting in the target…")
+        self._set_reference_running(True)
+
+    def inversion_settings(self) -> InversionSettings:
+        """The default inversion settings (``inversion_steps``), with LPIPS when its weights are set."""
+        lpips = self._settings.lpips_path if self._settings is not None else ""
+        extra = dict(loss="lpips", lpips_path=lpips) if lpips else {}
+        return dataclasses.replace(InversionSettings(), steps=self.inversion_steps, **extra)
+
+    def cancel_reference(self) -> None:
+        rid = self._rids.get(REF_INVERT_SLOT)
+        if rid is not None:
+            self._bridge.cancel(rid)
+
+    def reference_running(self) -> bool:
+        return self._ref_running
+
+    def _set_reference_running(self, on: bool) -> None:
+        self._ref_running = on
+        self.ref_progress.setVisible(on)
+        self.ref_cancel.setVisible(on)
+        self.reference_button.setEnabled(not on)
+
+    def _reference_inverted(self, outcome: InversionOutcome) -> None:
+        self._set_reference_running(False)
+        tr = self._doc.state.translation
+        if tr is None or tr.target != outcome.state.model:
+            self.message.emit("The target changed while the reference was inverted: its appearance was not used")
+            return
+        name = outcome.state.photo.name
+        self._doc.edit(f"Appearance from {name}", translation=dataclasses.replace(tr, style=outcome.state.base))
+        self.message.emit(f"Appearance from {name} (inverted in {tr.target.label()}: PSNR {outcome.psnr:.1f} dB)")
+
+    # ----- a folder of photos
+
+    def translate_folder(self, folder: str | Path | None = None, out: str | Path | None = None) -> int | None:
+        """Translate every photo in ``folder`` into ``out`` with the current settings (dialogs ask without them)."""
+        st = self._doc.state
+        if st.translation is None or self._folder_dialog is not None:
+            return None
+        if not folder:
+            start = self._last_dir or QStandardPaths.writableLocation(
+                QStandardPaths.StandardLocation.PicturesLocation)
+            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", start)
+            if not folder:
+                return None
+        if not out:
+            out = QFileDialog.getExistingDirectory(self, "Folder for the translated images", str(folder))
+            if not out:
+                return None
+        folder, out = Path(folder), Path(out)
+        if out.resolve() == folder.resolve():
+            out = folder / "translated"  # never next to (or over) the photos themselves
+        self._last_dir, self._folder_out = str(folder), out
+        rid = self._submit(TranslateFolderJob(st, str(folder), str(out), self.inversion_settings()), FOLDER_SLOT)
+        dialog = QProgressDialog(f"Translating the photos of {folder.name}…", "Cancel", 0, PROGRESS_STEPS, self)
+        dialog.setWindowTitle("Translate a folder")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setAutoReset(False)
+        dialog.setAutoClose(False)
+        dialog.setMinimumDuration(0)
+        dialog.setValue(0)
+        dialog.canceled.connect(lambda: self._bridge.cancel(rid))
+        self._folder_dialog = dialog
+        return rid
+
+    def _close_folder_dialog(self) -> None:
+        dialog, self._folder_dialog = self._folder_dialog, None
+        if dialog is not None:
+            dialog.canceled.disconnect()
+            dialog.close()
+            dialog.deleteLater()
+
+    def _folder_done(self, summary: FolderSummary) -> None:
+        self._close_folder_dialog()
+        self.last_folder = summary
+        lines = [f"Translated {len(summary.written)} photo{'s' if len(summary.written) != 1 else ''} into "
+                 f"{self._folder_out} in {summary.seconds:.0f} s."]
+        if summary.no_face:
+            lines.append(f"{len(summary.no_face)} without a face: {', '.join(summary.no_face)}")
+        if summary.failed:
+            lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{n} ({why})" for n, why in
+                                                                           summary.failed))
+        self.message.emit(" ".join(lines))
+        self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
+                                       QMessageBox.StandardButton.Ok, self)
+        self.summary_box.open()
+
+    # ----- state -> widgets
+
+    def refresh(self) -> None:
+        st, summary = self._doc.state, self._doc.summary
+        tr = st.translation
+        if summary is not None:
+            self._depths = (0, *sorted({r for r in summary.row_resolutions if r >= 8}))
+        if tr is not None and tr.depth not in self._depths:
+            self._depths = tuple(sorted({*self._depths, tr.depth}))
+        widgets = (self.target, self.depth, self.blend, self.mode, self.style_psi)
+        blockers = [QSignalBlocker(w) for w in widgets]
+        self._fill_targets()
+        self.target.setCurrentIndex(self._choices.index(None if tr is None else tr.target))
+        self.hint.setVisible(tr is None)
+        self.body.setVisible(tr is not None)
+        if tr is not None:
+            self.depth.setRange(0, len(self._depths) - 1)
+            self.depth.setValue(self._depths.index(tr.depth))
+            self.depth_label.setText(depth_text(tr.depth, self._full()))
+            if abs(self.blend.value() - tr.blend) > 1e-9:
+                self.blend.setValue(tr.blend)
+            self.mode.setCurrentIndex(self.mode.findData(tr.mode))
+            if abs(self.style_psi.value() - tr.style_psi) > 1e-9:
+                self.style_psi.setValue(tr.style_psi)
+            self.own_button.setChecked(tr.style is None)
+            self.style_psi.setEnabled(self._grid_on or (tr.style is not None and tr.style.seed is not None))
+            self.style_label.setText(self._style_text(tr))
+            self.grid_title.setText(f"Styles sampled from {tr.target.label()}: click one to use it")
+        del blockers
+        self._check_sample()
+        self._schedule()
+
+    def _fill_targets(self) -> None:
+        """Off, the targets, a separator, Open…: rebuilt only when the list of targets changed."""
+        items = self.targets()
+        choices = [None, *(ref for _, ref in items), None, OPEN]  # the second None is the separator
+        if choices == self._choices:
+            return
+        self.target.clear()
+        self.target.addItem("Off")
+        self.target.setItemData(0, "No translation: the face as its own model draws it", Qt.ItemDataRole.ToolTipRole)
+        for text, ref in items:
+            self.target.addItem(icon("translate"), text)
+            self.target.setItemData(self.target.count() - 1, ref.path, Qt.ItemDataRole.ToolTipRole)
+        self.target.insertSeparator(self.target.count())
+        self.target.addItem(icon("open_model"), "Open target model…")
+        self.target.setItemData(self.target.count() - 1, "Any generator file fine-tuned from the face's model",
+                                Qt.ItemDataRole.ToolTipRole)
+        self._choices = choices
+
+    @staticmethod
+    def _style_text(tr: Translation) -> str:
+        if tr.style is None:
+            return "Style: the face's own latent drives the target."
+        if tr.style.seed is not None:
+            return f"Style: seed {tr.style.seed}, sampled from the target (ψ {tr.style_psi:.2f})."
+        return f"Style: {tr.style.label()}, inverted in {tr.target.label()}."
+
+    def _schedule(self) -> None:
+        """Ask for what the state now needs: the untranslated face, the grid, the distance."""
+        st = self._doc.state
+        if st.translation is None:
+            if self._source_key is not None:
+                self._source_key = None
+                self.last_source = None
+                self.source.emit(None)
+            return
+        if st.replace(translation=None) != self._source_key:
+            self._source_timer.start()
+        if self._grid_on:
+            self._grid_timer.start()
+        key = (st.model, st.translation.target)
+        if key != self._distance_key:
+            self._distance_key = key
+            self.distance.setText("Measuring the distance to the base…")
+            self._submit(DistanceJob(*key), DISTANCE_SLOT)
+
+    def request_source(self) -> None:
+        st = self._doc.state
+        if st.translation is not None and st.replace(translation=None) != self._source_key:
+            self._source_key = st.replace(translation=None)
+            self._submit(SourceRenderJob(st), SOURCE_SLOT)
+
+    def _distance_ready(self, d: ModelDistance) -> None:
+        self.last_distance = d
+        text = f"Distance to its base: {d.distance:.3f}"
+        base_sha = next((t.base_sha256 for t in self._shipped if t.ref == d.target), None)
+        summary = self._doc.summary
+        if base_sha and summary is not None and summary.ref.sha256 and base_sha != summary.ref.sha256:
+            text += " · fine-tuned from another model than this face's"
+        self.distance.setText(text)
+
+    # ----- engine events
+
+    def _submit(self, job, slot: str) -> int:
+        rid = self._bridge.submit(job, slot=slot)
+        self._rids[slot] = rid
+        return rid
+
+    def _mine(self, slot: str, rid: int) -> bool:
+        return self._rids.get(slot) == rid
+
+    def _on_result(self, slot: str, rid: int, payload) -> None:
+        if not self._mine(slot, rid):
+            return
+        if slot == TARGET_SLOT:
+            self._target_checked(payload)
+        elif slot == SOURCE_SLOT:
+            if self._doc.state.translation is not None and payload.state.replace(translation=None) == \
+                    self._doc.state.replace(translation=None):
+                self.last_source = payload
+                self.source.emit(payload.image)
+        elif slot == GRID_SLOT:
+            self._grid_ready(payload)
+        elif slot == DISTANCE_SLOT:
+            self._distance_ready(payload)
+        elif slot == SAMPLES_SLOT:
+            self.message.emit(f"Wrote {len(payload)} style samples to {Path(payload[0]).parent}")
+        elif slot == REF_SCAN_SLOT:
+            self._reference_scanned(payload)
+        elif slot == REF_INVERT_SLOT:
+            self._reference_inverted(payload)
+        elif slot == FOLDER_SLOT:
+            self._folder_done(payload)
+
+    def _on_partial(self, slot: str, rid: int, step) -> None:
+        if slot == REF_INVERT_SLOT and self._mine(slot, rid):
+            self.ref_progress.setFormat(f"step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB")
+
+    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
+        if not self._mine(slot, rid):
+            return
+        if slot == REF_INVERT_SLOT:
+            self.ref_progress.setValue(round(100 * fraction))
+        elif slot == FOLDER_SLOT and self._folder_dialog is not None:
+            self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
+            self._folder_dialog.setLabelText(text)
+        elif slot == SAMPLES_SLOT:
+            self.message.emit(f"Style samples: {text}")
+
+    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+        if not self._mine(slot, rid):
+            return
+        if slot == TARGET_SLOT:
+            self.refresh()
+            self.distance.setText("")
+            self.failed.emit(f"Cannot translate into this model: {text}")
+        elif slot == DISTANCE_SLOT:
+            self.distance.setText(f"Distance not measured: {text}")
+        elif slot in (REF_SCAN_SLOT, REF_INVERT_SLOT):
+            self._set_reference_running(False)
+            self.refresh()
+            self.failed.emit(f"Cannot use the reference image: {text}")
+        elif slot == FOLDER_SLOT:
+            self._close_folder_dialog()
+            self.failed.emit(f"Translating the folder stopped: {text}")
+        elif slot in (GRID_SLOT, SOURCE_SLOT, SAMPLES_SLOT):
+            self.message.emit(f"Translate: {text}")
+
+    def _on_cancelled(self, slot: str, rid: int) -> None:
+        if not self._mine(slot, rid):
+            return
+        if slot == REF_INVERT_SLOT:
+            self._set_reference_running(False)
+            self.refresh()
+            self.message.emit("Reference image cancelled: the appearance is unchanged")
+        elif slot == FOLDER_SLOT:
+            self._close_folder_dialog()
+            self.message.emit("Folder translation cancelled: the images written so far are kept")
