@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPoint, QSignalBlocker, QSize, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
+from PySide6.QtGui import QGuiApplication, QIcon, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -99,14 +99,57 @@ def _pixmap(image: np.ndarray, px: int) -> QPixmap:
     return pm.scaled(px, px, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
 
 
-class _Popup(QFrame):
-    """A pop-up frame (closed by a click outside it or Esc) that says when it closes."""
+class StyleGridPopup(QFrame):
+    """The pop-up grid of sampled appearances under the Samples button (the dock has no room for it): a seed
+    spin box for the first sample, the next page, the export, and ``GRID_N`` sample buttons. Closed by a click
+    outside or Esc (``closed``)."""
 
     closed = Signal()
+    chosen = Signal(int)  # index of the clicked sample
 
-    def __init__(self, parent: QWidget):
+    def __init__(self, parent: QWidget, tool):
         super().__init__(parent, Qt.WindowType.Popup)
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel("")
+        self.title.setStyleSheet("color: palette(mid)")
+        self.seed = QSpinBox(maximum=SEED_MAX - GRID_N, keyboardTracking=False, prefix="from seed ",
+                             toolTip=f"Seed of the first sample: the grid shows seeds s … s + {GRID_N - 1}, each "
+                                     "reproducible")
+        self.next_page = tool("next_page", "", f"The next {GRID_N} samples",
+                              lambda: self.seed.setValue(self.seed.value() + GRID_N))
+        self.export_button = tool("export_samples", "Export…", "Write every sample of the grid at full resolution "
+                                  "into a folder, one PNG per seed", None)
+        self.samples: list[QToolButton] = []
+        grid = QGridLayout()
+        grid.setSpacing(3)
+        for i in range(GRID_N):
+            b = QToolButton(checkable=True, autoRaise=True, iconSize=QSize(SAMPLE_PX, SAMPLE_PX))
+            b.setFixedSize(SAMPLE_PX + 6, SAMPLE_PX + 6)
+            b.setStyleSheet("QToolButton { border: 2px solid transparent; border-radius: 3px; background: #2b2b2b }"
+                            "QToolButton:checked { border-color: #f67400 }")
+            b.clicked.connect(lambda _=False, k=i: self.chosen.emit(k))
+            grid.addWidget(b, i // GRID_COLUMNS, i % GRID_COLUMNS)
+            self.samples.append(b)
+        page = QHBoxLayout()
+        page.addWidget(self.seed, 1)
+        page.addWidget(self.next_page)
+        page.addWidget(self.export_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        lay.addWidget(self.title)
+        lay.addLayout(page)
+        lay.addLayout(grid)
+
+    def show_grid(self, grid: StyleGrid) -> None:
+        for b, seed, image in zip(self.samples, grid.seeds, grid.images):
+            b.setIcon(QIcon(_pixmap(image, SAMPLE_PX)))
+            b.setToolTip(f"Style seed {seed}: click to use this appearance")
+
+    def check(self, seeds: tuple[int, ...], chosen: int | None) -> None:
+        """Frame the sample whose seed is ``chosen`` (none when it is not on this page)."""
+        for b, seed in zip(self.samples, seeds):
+            with QSignalBlocker(b):
+                b.setChecked(seed == chosen)
 
     def show_below(self, anchor: QWidget) -> None:
         """Show under ``anchor``, kept inside the screen."""
@@ -154,6 +197,7 @@ class TranslatePanel(QWidget):
         self._choices: list = []  # what each entry of the target combo stands for: None (off), a ModelRef, OPEN
         self._grid_on = False
         self._ref_running = False
+        self._last: Translation | None = None  # the last translation shown: T switches it back on after Off
         self.grid: StyleGrid | None = None
         self.last_source: SourceRender | None = None
         self.last_distance: ModelDistance | None = None
@@ -163,7 +207,8 @@ class TranslatePanel(QWidget):
         self.inversion_steps = InversionSettings().steps  # for the reference image and the folder's photos
 
         self.target = QComboBox(toolTip="The fine-tuned model whose domain the face is rendered in: a shipped one, "
-                                        "or any generator file fine-tuned from the face's model. Off: no translation")
+                                        "or any generator file fine-tuned from the face's model. Off: no translation "
+                                        "(T switches the translation off and on)")
         self.target.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.target.setMinimumContentsLength(12)
         self.hint = QLabel("Render the face in another domain (a cartoon, a sketch…) with a model fine-tuned from "
@@ -190,7 +235,7 @@ class TranslatePanel(QWidget):
         self.own_button = self._tool("own_style", "Own", "Appearance from the face's own latent", self.use_own_style)
         self.own_button.setCheckable(True)
         self.sample_button = self._tool("style_samples", "Samples", "Show a grid of appearances sampled from the "
-                                        "target; click one to use it", None)
+                                        "target; click one to use it (Shift+T)", None)
         self.sample_button.setCheckable(True)
         self.sample_button.toggled.connect(self.set_grid_shown)
         self.reference_button = self._tool("reference_image", "Image…", "Appearance from a reference image: its "
@@ -205,39 +250,11 @@ class TranslatePanel(QWidget):
         self.style_psi.setToolTip("Style truncation ψ of sampled appearances: 0 = the target's average look, 1 = its "
                                   "full variety")
 
-        self.grid_seed = QSpinBox(maximum=SEED_MAX - GRID_N, keyboardTracking=False, prefix="from seed ",
-                                  toolTip=f"Seed of the first sample: the grid shows seeds s … s + {GRID_N - 1}, each "
-                                          "reproducible")
-        self.next_page = self._tool("next_page", "", f"The next {GRID_N} samples", lambda: self.grid_seed.setValue(
-            self.grid_seed.value() + GRID_N))
-        self.export_samples_button = self._tool("export_samples", "Export…", "Write every sample of the grid at full "
-                                                "resolution into a folder, one PNG per seed", self.export_samples)
-        self.samples: list[QToolButton] = []
-        grid_box = QWidget()
-        grid_lay = QGridLayout(grid_box)
-        grid_lay.setContentsMargins(0, 0, 0, 0)
-        grid_lay.setSpacing(3)
-        for i in range(GRID_N):
-            b = QToolButton(checkable=True, autoRaise=True, iconSize=QSize(SAMPLE_PX, SAMPLE_PX))
-            b.setFixedSize(SAMPLE_PX + 6, SAMPLE_PX + 6)
-            b.setStyleSheet("QToolButton { border: 2px solid transparent; border-radius: 3px; background: #2b2b2b }"
-                            "QToolButton:checked { border-color: #f67400 }")
-            b.clicked.connect(lambda _=False, k=i: self.choose_sample(k))
-            grid_lay.addWidget(b, i // GRID_COLUMNS, i % GRID_COLUMNS)
-            self.samples.append(b)
-        page_row = QHBoxLayout()
-        page_row.addWidget(self.grid_seed, 1)
-        page_row.addWidget(self.next_page)
-        page_row.addWidget(self.export_samples_button)
-        self.grid_panel = _Popup(self)  # a pop-up below the Samples button: the dock has no room for a grid
+        self.grid_panel = StyleGridPopup(self, self._tool)
         self.grid_panel.closed.connect(lambda: self.set_grid_shown(False))
-        self.grid_title = QLabel("")
-        self.grid_title.setStyleSheet("color: palette(mid)")
-        gp = QVBoxLayout(self.grid_panel)
-        gp.setContentsMargins(8, 8, 8, 8)
-        gp.addWidget(self.grid_title)
-        gp.addLayout(page_row)
-        gp.addWidget(grid_box, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.grid_panel.chosen.connect(self.choose_sample)
+        self.grid_panel.export_button.clicked.connect(lambda: self.export_samples())
+        self.grid_seed, self.samples = self.grid_panel.seed, self.grid_panel.samples
 
         self.ref_progress = QProgressBar(textVisible=True)
         self.ref_cancel = self._tool("cancel", "", "Stop inverting the reference image (the appearance is unchanged)",
@@ -291,6 +308,10 @@ class TranslatePanel(QWidget):
         outer.addWidget(box)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # the mixing panel takes the rest
 
+        self.toggle_shortcut = QShortcut(QKeySequence("T"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.toggle_shortcut.activated.connect(self.toggle)
+        self.samples_shortcut = QShortcut(QKeySequence("Shift+T"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.samples_shortcut.activated.connect(lambda: self.set_grid_shown(not self._grid_on))
         self._source_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
         self._source_timer.timeout.connect(self.request_source)
         self._grid_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
@@ -363,6 +384,15 @@ class TranslatePanel(QWidget):
         self.message.emit(f"Loading {ref.label()}…")
         self._submit(TargetJob(self._doc.state.model, ref), TARGET_SLOT)
 
+    def toggle(self) -> None:
+        """Switch the translation off, or back on with the last settings (T)."""
+        if self._doc.state.translation is not None:
+            self._doc.edit("Translation off", translation=None)
+        elif self._last is not None:
+            self._doc.edit(f"Translate into {self._last.target.label()}", translation=self._last)
+        else:
+            self.message.emit("Choose a target model in the Translate panel first")
+
     def _target_chosen(self, index: int) -> None:
         data = self._choices[index] if 0 <= index < len(self._choices) else None
         if data == OPEN:
@@ -374,9 +404,11 @@ class TranslatePanel(QWidget):
         if info.ref.path is not None and info.ref not in {t.ref for t in self._shipped} \
                 and info.ref not in self._opened:
             self._opened.append(info.ref)
-        tr = self._doc.state.translation
+        tr = self._doc.state.translation or self._last
         if tr is None:
             new = Translation(info.ref, depth=self.default_depth())
+        elif tr.target == info.ref:
+            new = tr
         else:  # keep the settings; a reference's latent belongs to the previous target
             new = dataclasses.replace(tr, target=info.ref, style=tr.style if tr.style is None or
                                       tr.style.seed is not None else None)
@@ -413,7 +445,9 @@ class TranslatePanel(QWidget):
 
     def set_grid_shown(self, on: bool) -> None:
         """Show (and render) or hide the grid of sampled appearances."""
-        if on == self._grid_on:
+        if on == self._grid_on or (on and self._doc.state.translation is None):
+            with QSignalBlocker(self.sample_button):
+                self.sample_button.setChecked(self._grid_on)
             return
         self._grid_on = on
         with QSignalBlocker(self.sample_button):
@@ -446,18 +480,13 @@ class TranslatePanel(QWidget):
 
     def _grid_ready(self, grid: StyleGrid) -> None:
         self.grid = grid
-        for b, seed, image in zip(self.samples, grid.seeds, grid.images):
-            b.setIcon(QIcon(_pixmap(image, SAMPLE_PX)))
-            b.setToolTip(f"Style seed {seed}: click to use this appearance")
+        self.grid_panel.show_grid(grid)
         self._check_sample()
 
     def _check_sample(self) -> None:
         tr = self._doc.state.translation
         chosen = tr.style.seed if tr is not None and tr.style is not None else None
-        seeds = self.grid.seeds if self.grid is not None else ()
-        for b, seed in zip(self.samples, seeds):
-            with QSignalBlocker(b):
-                b.setChecked(seed == chosen)
+        self.grid_panel.check(self.grid.seeds if self.grid is not None else (), chosen)
 
     def export_samples(self, folder: str | Path | None = None) -> int | None:
         """Write the grid's seeds at full resolution into ``folder`` (a dialog asks without it)."""
@@ -512,6 +541,7 @@ class TranslatePanel(QWidget):
         """``("face", index)`` or ``("box", (x0, y0, x1, y1))``: align it and invert it in the target."""
         scan, st = self._ref_scan, self._target_state()
         if scan is None or st is None or st.model != self._ref_target:
+            self.refresh()
             return
         kind, value = choice
         transform = (face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe) if kind == "face" else
@@ -612,6 +642,7 @@ class TranslatePanel(QWidget):
     def refresh(self) -> None:
         st, summary = self._doc.state, self._doc.summary
         tr = st.translation
+        self._last = tr or self._last
         if summary is not None:
             self._depths = (0, *sorted({r for r in summary.row_resolutions if r >= 8}))
         if tr is not None and tr.depth not in self._depths:
@@ -620,6 +651,8 @@ class TranslatePanel(QWidget):
         blockers = [QSignalBlocker(w) for w in widgets]
         self._fill_targets()
         self.target.setCurrentIndex(self._choices.index(None if tr is None else tr.target))
+        if tr is None and self._grid_on:
+            self.set_grid_shown(False)
         self.hint.setVisible(tr is None)
         self.body.setVisible(tr is not None)
         if tr is not None:
@@ -634,7 +667,7 @@ class TranslatePanel(QWidget):
             self.own_button.setChecked(tr.style is None)
             self.style_psi.setEnabled(self._grid_on or (tr.style is not None and tr.style.seed is not None))
             self.style_label.setText(self._style_text(tr))
-            self.grid_title.setText(f"Styles sampled from {tr.target.label()}: click one to use it")
+            self.grid_panel.title.setText(f"Styles sampled from {tr.target.label()}: click one to use it")
         del blockers
         self._check_sample()
         self._schedule()

@@ -98,6 +98,13 @@ def test_every_setting_is_an_edit_a_drag_is_one_step_and_undo_restores_each(qtbo
             assert panel.blend.value() == pytest.approx(tr.blend) and panel.mode.currentData() == tr.mode
             assert panel.style_psi.value() == pytest.approx(tr.style_psi)
             assert panel.depth.value() == (0, 8, 16, 32).index(tr.depth)
+    doc.undo_stack.setIndex(len(states) - 1)
+    panel.toggle_shortcut.activated.emit()  # T: back on with the last settings, then off again
+    assert doc.state.translation == states[-2].translation and doc.undo_stack.undoText().startswith("Translate")
+    panel.toggle()
+    assert doc.state.translation is None
+    panel.set_grid_shown(True)  # nothing to sample without a target
+    assert not panel.sample_button.isChecked() and not panel.grid_panel.isVisible()
 
 
 def test_style_grid_samples_are_reproducible_and_clicking_one_uses_its_seed(qtbot, panel, tmp_path):
@@ -117,7 +124,7 @@ def test_style_grid_samples_are_reproducible_and_clicking_one_uses_its_seed(qtbo
     ctx = InlineContext(device=torch.device("cpu"))
     np.testing.assert_array_equal(grid.images[3], render_in_worker(ctx, st))  # what the canvas will show
 
-    panel.next_page.click()
+    panel.grid_panel.next_page.click()
     qtbot.waitUntil(lambda: panel.grid.seeds[0] == 10 + tp.GRID_N, timeout=30000)
     assert not any(b.isChecked() for b in panel.samples)
     with qtbot.waitSignal(panel.message, timeout=30000, check_params_cb=lambda m: m.startswith("Wrote")):
