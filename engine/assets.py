@@ -17,6 +17,7 @@ DEFAULT_GENERATOR = "generator.pt"
 DEFAULT_ESTIMATOR = "estimator.pt"
 DEFAULT_FLOW = "flow.pt"
 DEFAULT_ENCODER = "encoder.pt"
+DEFAULT_DOMAINS = "domains.pt"
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -66,3 +67,8 @@ def default_flow_path() -> Path:
 def default_encoder_path() -> Path:
     """The embedded inversion encoder for the default generator (verified)."""
     return verified_asset(DEFAULT_ENCODER, what="embedded inversion encoder")
+
+
+def default_domains_path() -> Path:
+    """The embedded domain classifier of the synthetic world's domains (verified)."""
+    return verified_asset(DEFAULT_DOMAINS, what="embedded domain classifier")

@@ -134,6 +134,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = trainers.add_parser("attributes", help="train the attribute estimator on the synthetic face world")
     add_attributes_arguments(p)
     p.set_defaults(func=run_train_attributes)
+    from .domains_train import add_domains_commands
+
+    add_domains_commands(trainers)
 
     from .photo_cli import add_photo_commands
 

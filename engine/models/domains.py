@@ -1,0 +1,201 @@
+"""The domain classifier: a small residual CNN that tells which visual domain (photo, toon, edges, ...) an image is in.
+
+It measures domain translation: how much a translated face looks like its target domain (the classifier's
+probability of that domain, ``confidence``) and TUNIT's translation accuracy (the share of outputs classified as the
+target domain). Trained on the synthetic world (``engine.domains_train``), where every domain draws the same faces.
+
+Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
+
+    {"format": "face-editor/domains", "format_version": 1,
+     "arch": DomainConfig.to_dict(), "state_dict": {...}, "extras": {...}}   # extras: free-form metadata
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoints import atomic_torch_save
+from ..errors import ModelFormatError
+from ..loading import read_model_file
+from .estimator import ResidualBlock, init_weights
+
+FORMAT = "face-editor/domains"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """Architecture and class names of a domain classifier; everything needed to rebuild it.
+
+    domain_names: one name per class (the logits' order). input_size: the side images are resized to.
+    stem_width: channels of the full-resolution stem; widths/blocks: channels and residual blocks per stage, stage k
+    running at ``input_size / 2**(k+1)`` pixels. The head reads the mean and standard deviation of the last stage.
+    """
+
+    domain_names: tuple[str, ...]
+    input_size: int = 64
+    widths: tuple[int, ...] = (16, 32, 48, 64)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    stem_width: int = 16
+
+    def __post_init__(self):
+        for name in ("domain_names", "widths", "blocks"):
+            cast = str if name == "domain_names" else int
+            object.__setattr__(self, name, tuple(cast(v) for v in getattr(self, name)))
+        names = self.domain_names
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"domain_names must hold at least two distinct names, got {list(names)}")
+        if not self.widths or len(self.widths) != len(self.blocks):
+            raise ValueError(f"widths and blocks need one entry per stage, got {list(self.widths)} and "
+                             f"{list(self.blocks)}")
+        if min(self.widths) <= 0 or min(self.blocks) <= 0 or self.stem_width <= 0:
+            raise ValueError("widths, blocks and stem_width must be positive")
+        if self.input_size < 2 ** (len(self.widths) + 1):
+            raise ValueError(f"input_size {self.input_size} is too small for {len(self.widths)} stages")
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domain_names)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DomainConfig:
+        return cls(**d)
+
+
+class DomainClassifier(nn.Module):
+    """Image [B,3,H,W] in [-1,1] (any H, W: resized to ``cfg.input_size``) -> logits [B, num_domains]."""
+
+    def __init__(self, cfg: DomainConfig, *, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.stem = nn.Sequential(nn.utils.skip_init(nn.Conv2d, 3, cfg.stem_width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(cfg.stem_width), nn.ReLU())
+        layers, cin = [], cfg.stem_width
+        for width, count in zip(cfg.widths, cfg.blocks):
+            for i in range(count):
+                layers.append(ResidualBlock(cin, width, stride=2 if i == 0 else 1))
+                cin = width
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.utils.skip_init(nn.Linear, 2 * cin, cfg.num_domains)
+        self.extras: dict = {}
+        init_weights(self, seed=seed)
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return self.cfg.domain_names
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Check the shape and resize to the training size (antialiased bilinear). -> [B,3,S,S] float32"""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W] RGB in [-1, 1], got shape {tuple(x.shape)}")
+        x = x.to(torch.float32)
+        s = self.cfg.input_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean and standard deviation over space of the last stage. [B,3,H,W] -> [B, 2 * widths[-1]]"""
+        # contiguous layout: channels_last backward corrupted memory with some widths (12) on torch 2.13 CPU
+        h = self.stages(self.stem(self.prepare(x)))  # [B, C, s, s]
+        return torch.cat([h.mean(dim=(2, 3)), h.flatten(2).std(dim=2, unbiased=False)], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits over ``domain_names``. [B,3,H,W] -> [B, num_domains]"""
+        return self.head(self.features(x))
+
+
+def domain_index(model: DomainClassifier, domain: str) -> int:
+    """The class index of ``domain``; ValueError naming the choices when the classifier does not know it."""
+    if domain not in model.domain_names:
+        raise ValueError(f"the domain classifier knows no domain {domain!r}; it knows {', '.join(model.domain_names)}")
+    return model.domain_names.index(domain)
+
+
+@torch.no_grad()
+def classify(model: DomainClassifier, images: torch.Tensor, *, batch: int = 256) -> torch.Tensor:
+    """Domain probabilities (softmax, columns in ``model.domain_names`` order) of RGB ``images`` [B,3,H,W] in
+    [-1,1]. Any H, W: the images are resized (antialiased bilinear) to the size the classifier was trained at, so
+    images far from ``cfg.input_size`` lose or invent detail the classifier may read. The model runs in eval mode
+    and on its own device; the result is on the images' device. -> [B, num_domains]"""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W] RGB in [-1, 1], got shape {tuple(images.shape)}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        parts = [torch.softmax(model(images[i:i + batch].to(device)), dim=1) for i in range(0, len(images), batch)]
+    finally:
+        model.train(was_training)
+    out = torch.cat(parts) if parts else torch.zeros(0, model.cfg.num_domains, device=device)
+    return out.to(images.device)
+
+
+def confidence(model: DomainClassifier, images: torch.Tensor, domain: str) -> torch.Tensor:
+    """The probability that each image is in ``domain`` (see ``classify``). [B,3,H,W] -> [B]"""
+    return classify(model, images)[:, domain_index(model, domain)]
+
+
+def domains_checkpoint(model: DomainClassifier, *, extras: dict | None = None) -> dict:
+    """The project-format dict of ``model`` (CPU tensors)."""
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.cfg.to_dict(), "state_dict": state,
+            "extras": dict(extras or {})}
+
+
+def save_domains(path: str | os.PathLike, model: DomainClassifier, *, extras: dict | None = None) -> None:
+    """Write ``model`` in the project's format, atomically."""
+    atomic_torch_save(domains_checkpoint(model, extras=extras), path)
+
+
+def load_domains(path_or_dict) -> DomainClassifier:
+    """A domain classifier (in eval mode) from a project-format file or dict; ModelFormatError says what is
+    wrong. Files are read with ``weights_only=True``."""
+    if isinstance(path_or_dict, dict):
+        ckpt, what = path_or_dict, "domain classifier dict"
+    elif isinstance(path_or_dict, (str, os.PathLike)):
+        what = str(path_or_dict)
+        kind, ckpt = read_model_file(path_or_dict)
+        if kind != "torch":
+            raise ModelFormatError(f"{what}: not a domain classifier (a {kind} file)")
+    else:
+        raise ModelFormatError(f"not a domain classifier: expected a file path or a checkpoint dict, got "
+                               f"{type(path_or_dict).__name__}")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ModelFormatError(f"{what}: not a domain classifier (format {found!r}, expected {FORMAT!r})")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ModelFormatError(f"{what}: domain classifier format version {ckpt.get('format_version')!r} is not "
+                               f"supported (this editor reads version {FORMAT_VERSION})")
+    arch = ckpt.get("arch")
+    if not isinstance(arch, dict):
+        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
+    if unknown := sorted(set(arch) - {f.name for f in fields(DomainConfig)}):
+        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
+    try:
+        model = DomainClassifier(DomainConfig.from_dict(arch))
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict):
+        raise ModelFormatError(f"{what}: 'state_dict' is missing")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    extras = ckpt.get("extras")
+    model.extras = dict(extras) if isinstance(extras, dict) else {}
+    return model.eval()
+
+
+__all__ = ["DomainConfig", "DomainClassifier", "domain_index", "classify", "confidence", "domains_checkpoint",
+           "save_domains", "load_domains", "FORMAT", "FORMAT_VERSION"]
