@@ -280,6 +280,9 @@ class TranslateFolderJob:
         if not photos:
             raise ProjectError(f"there are no photos ({', '.join(PHOTO_SUFFIXES)}) in {self.folder}")
         out = Path(self.out)
+        if out.resolve() == Path(self.folder).resolve():
+            raise ProjectError("write the translations into another folder than the photos (they could overwrite "
+                               "them)")
         out.mkdir(parents=True, exist_ok=True)
         stems = [p.stem for p in photos]
         names = [f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.stem}-{p.suffix[1:].lower()}.png"

@@ -175,6 +175,8 @@ def test_a_folder_is_translated_photo_by_photo_and_a_photo_without_a_face_is_rep
         job(Stop(device=torch.device("cpu")))
     with pytest.raises(ProjectError, match="no photos"):
         TranslateFolderJob(st, str(tmp_path / "out" / "none"), str(tmp_path / "x"))(ctx)
+    with pytest.raises(ProjectError, match="another folder"):
+        TranslateFolderJob(st, str(photos), str(photos))(ctx)
     with pytest.raises(ProjectError, match="not a folder"):
         TranslateFolderJob(st, str(tmp_path / "missing"), str(tmp_path / "x"))(ctx)
     with pytest.raises(ProjectError, match="target"):
