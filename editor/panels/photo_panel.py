@@ -129,11 +129,13 @@ class PhotoPanel(QWidget):
         top.addStretch(1)
         grid.addLayout(top, 0, 0, 1, 2)
         grid.addWidget(self.info, 1, 0, 1, 2)
-        thumbs = QHBoxLayout()
+        self.thumbs = QWidget()  # shown once there is a photo: the dock needs the room otherwise
+        thumbs = QHBoxLayout(self.thumbs)
+        thumbs.setContentsMargins(0, 0, 0, 0)
         thumbs.addWidget(self.target_view)
         thumbs.addWidget(self.recon_view)
         thumbs.addStretch(1)
-        grid.addLayout(thumbs, 2, 0, 1, 2)
+        grid.addWidget(self.thumbs, 2, 0, 1, 2)
         grid.addWidget(self.method, 3, 0)
         grid.addWidget(self.steps, 3, 1)
         run = QHBoxLayout()
@@ -250,6 +252,7 @@ class PhotoPanel(QWidget):
         for w in (self.stop_button, self.cancel_button, self.progress):
             w.setVisible(on)
         has_photo = self._doc.state.photo is not None
+        self.thumbs.setVisible(on or has_photo or self._scan is not None)
         self.invert_button.setEnabled(not on and self._scan is not None and self.transform is not None)
         self.refine_button.setEnabled(not on and has_photo)
         self.choose_button.setEnabled(not on and self._scan is not None)
