@@ -6,31 +6,26 @@ resolution whose features come from the face's own model), a soft blend width, t
 document edit (a slider drag one undo step); ``LivePreview`` renders the result. Around it the panel runs worker
 jobs (``engine.translate_jobs``): the target check, the untranslated face (the "before" of the side-by-side
 view, ``source``), a grid of sampled appearances, the model distance, the samples export, a reference image's
-inversion in the target, and a whole folder of photos translated with the current settings.
+inversion in the target, and a whole folder of photos translated with the current settings. The style grid
+(``translate_grid``), the reference image (``translate_reference``) and the folder batch (``translate_folder``) live
+in their own modules as mixins of ``TranslatePanel``; this module holds the controls, the state and the job events.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-from PySide6.QtCore import QPoint, QSignalBlocker, QSize, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication, QIcon, QKeySequence, QPixmap, QShortcut
+from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
-    QProgressBar,
-    QProgressDialog,
     QSizePolicy,
     QSlider,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -38,41 +33,29 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from engine.algorithms.projection import InversionSettings
-from engine.align import box_transform, face_transform
-from engine.photo_jobs import InversionOutcome, InvertJob, PhotoScan, ScanJob
-from engine.project import EditState, ModelRef, Source, Translation
+from engine.project import EditState, ModelRef, Translation
 from engine.translate_jobs import (
     DISTANCE_LATENTS,
     DistanceJob,
-    FolderSummary,
     ModelDistance,
-    SamplesExportJob,
     SourceRender,
     SourceRenderJob,
-    StyleGrid,
-    StyleGridJob,
     TargetInfo,
     TargetJob,
-    TranslateFolderJob,
     shipped_targets,
-    with_style,
 )
 
-from ..face_picker import FacePicker
 from ..icons import icon
-from ..images import HeldImage
-from .generation_panel import SEED_MAX
 from .model_panel import MODEL_FILTER
-from .photo_panel import PHOTO_FILTER
+from .translate_folder import FOLDER_SLOT, FolderBatchMixin
+from .translate_grid import GRID_N as GRID_N
+from .translate_grid import GRID_SLOT, SAMPLES_SLOT, StyleGridMixin
+from .translate_reference import REF_INVERT_SLOT, REF_SCAN_SLOT, ReferenceImageMixin
 
-TARGET_SLOT, SOURCE_SLOT, GRID_SLOT = "translate-target", "translate-source", "translate-grid"
-DISTANCE_SLOT, SAMPLES_SLOT, FOLDER_SLOT = "translate-distance", "translate-samples", "translate-folder"
-REF_SCAN_SLOT, REF_INVERT_SLOT = "translate-ref-scan", "translate-ref-invert"
-GRID_N, GRID_COLUMNS, SAMPLE_PX = 8, 4, 72
+TARGET_SLOT, SOURCE_SLOT, DISTANCE_SLOT = "translate-target", "translate-source", "translate-distance"
 DEFAULT_DEPTH = 16  # UI2I's usual swap (its swap_layer 3): pose and shape from the face, the look from the target
 FALLBACK_DEPTHS = (8, 16, 32, 64)  # until the model summary arrives
 RENDER_DELAY_MS = 120  # let a burst of edits settle before the untranslated face and the grid are rendered
-PROGRESS_STEPS = 1000
 OPEN = "open"
 MODES = (
     ("feature", "Features (UI2I)", "The face model's features up to the depth drive the target's layers above it "
@@ -94,79 +77,7 @@ def depth_text(depth: int, full: int | None) -> str:
     return f"full ({depth} px)" if depth == full else f"{depth} px"
 
 
-def _pixmap(image: np.ndarray, px: int) -> QPixmap:
-    pm = QPixmap.fromImage(HeldImage(np.ascontiguousarray(image)).qimage)  # fromImage copies the pixels
-    return pm.scaled(px, px, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-
-
-class StyleGridPopup(QFrame):
-    """The pop-up grid of sampled appearances under the Samples button (the dock has no room for it): a seed
-    spin box for the first sample, the next page, the export, and ``GRID_N`` sample buttons. Closed by a click
-    outside or Esc (``closed``)."""
-
-    closed = Signal()
-    chosen = Signal(int)  # index of the clicked sample
-
-    def __init__(self, parent: QWidget, tool):
-        super().__init__(parent, Qt.WindowType.Popup)
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel("")
-        self.title.setStyleSheet("color: palette(mid)")
-        self.seed = QSpinBox(maximum=SEED_MAX - GRID_N, keyboardTracking=False, prefix="from seed ",
-                             toolTip=f"Seed of the first sample: the grid shows seeds s … s + {GRID_N - 1}, each "
-                                     "reproducible")
-        self.next_page = tool("next_page", "", f"The next {GRID_N} samples",
-                              lambda: self.seed.setValue(self.seed.value() + GRID_N))
-        self.export_button = tool("export_samples", "Export…", "Write every sample of the grid at full resolution "
-                                  "into a folder, one PNG per seed", None)
-        self.samples: list[QToolButton] = []
-        grid = QGridLayout()
-        grid.setSpacing(3)
-        for i in range(GRID_N):
-            b = QToolButton(checkable=True, autoRaise=True, iconSize=QSize(SAMPLE_PX, SAMPLE_PX))
-            b.setFixedSize(SAMPLE_PX + 6, SAMPLE_PX + 6)
-            b.setStyleSheet("QToolButton { border: 2px solid transparent; border-radius: 3px; background: #2b2b2b }"
-                            "QToolButton:checked { border-color: #f67400 }")
-            b.clicked.connect(lambda _=False, k=i: self.chosen.emit(k))
-            grid.addWidget(b, i // GRID_COLUMNS, i % GRID_COLUMNS)
-            self.samples.append(b)
-        page = QHBoxLayout()
-        page.addWidget(self.seed, 1)
-        page.addWidget(self.next_page)
-        page.addWidget(self.export_button)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 8, 8, 8)
-        lay.addWidget(self.title)
-        lay.addLayout(page)
-        lay.addLayout(grid)
-
-    def show_grid(self, grid: StyleGrid) -> None:
-        for b, seed, image in zip(self.samples, grid.seeds, grid.images):
-            b.setIcon(QIcon(_pixmap(image, SAMPLE_PX)))
-            b.setToolTip(f"Style seed {seed}: click to use this appearance")
-
-    def check(self, seeds: tuple[int, ...], chosen: int | None) -> None:
-        """Frame the sample whose seed is ``chosen`` (none when it is not on this page)."""
-        for b, seed in zip(self.samples, seeds):
-            with QSignalBlocker(b):
-                b.setChecked(seed == chosen)
-
-    def show_below(self, anchor: QWidget) -> None:
-        """Show under ``anchor``, kept inside the screen."""
-        self.adjustSize()
-        at = anchor.mapToGlobal(QPoint(0, anchor.height()))
-        screen = (anchor.screen() or QGuiApplication.primaryScreen()).availableGeometry()
-        x = max(screen.left(), min(at.x(), screen.right() - self.width()))
-        y = at.y() if at.y() + self.height() <= screen.bottom() else at.y() - anchor.height() - self.height()
-        self.move(x, max(screen.top(), y))
-        self.show()
-
-    def hideEvent(self, event) -> None:
-        super().hideEvent(event)
-        self.closed.emit()
-
-
-class TranslatePanel(QWidget):
+class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWidget):
     """Target, depth, blend, mode and appearance of the document's translation, with the jobs around them.
 
     ``message(str)`` for the status bar, ``failed(str)`` for errors the user must see, ``dragging(bool)`` while a
@@ -186,24 +97,12 @@ class TranslatePanel(QWidget):
         self._depths: tuple[int, ...] = (0, *FALLBACK_DEPTHS)
         self._rids: dict[str, int] = {}
         self._source_key: EditState | None = None
-        self._grid_key: tuple | None = None
         self._distance_key: tuple | None = None
-        self._ref_path: str | None = None
-        self._ref_scan: PhotoScan | None = None
-        self._ref_target: ModelRef | None = None
-        self._folder_dialog: QProgressDialog | None = None
-        self._folder_out: Path | None = None
         self._last_dir = ""
         self._choices: list = []  # what each entry of the target combo stands for: None (off), a ModelRef, OPEN
-        self._grid_on = False
-        self._ref_running = False
         self._last: Translation | None = None  # the last translation shown: T switches it back on after Off
-        self.grid: StyleGrid | None = None
         self.last_source: SourceRender | None = None
         self.last_distance: ModelDistance | None = None
-        self.last_folder: FolderSummary | None = None
-        self.picker: FacePicker | None = None
-        self.summary_box: QMessageBox | None = None
         self.inversion_steps = InversionSettings().steps  # for the reference image and the folder's photos
 
         self.target = QComboBox(toolTip="The fine-tuned model whose domain the face is rendered in: a shipped one, "
@@ -238,9 +137,7 @@ class TranslatePanel(QWidget):
                                         "target; click one to use it (Shift+T)", None)
         self.sample_button.setCheckable(True)
         self.sample_button.toggled.connect(self.set_grid_shown)
-        self.reference_button = self._tool("reference_image", "Image…", "Appearance from a reference image: its "
-                                           "face is found, aligned and inverted in the target model",
-                                           self.reference_dialog)
+        self._build_reference()
         self.style_label = QLabel("", wordWrap=True)
         self.style_label.setStyleSheet("color: palette(mid)")
         self.style_psi = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
@@ -250,21 +147,12 @@ class TranslatePanel(QWidget):
         self.style_psi.setToolTip("Style truncation ψ of sampled appearances: 0 = the target's average look, 1 = its "
                                   "full variety")
 
-        self.grid_panel = StyleGridPopup(self, self._tool)
-        self.grid_panel.closed.connect(lambda: self.set_grid_shown(False))
-        self.grid_panel.chosen.connect(self.choose_sample)
-        self.grid_panel.export_button.clicked.connect(lambda: self.export_samples())
-        self.grid_seed, self.samples = self.grid_panel.seed, self.grid_panel.samples
+        self._build_grid_popup()
 
-        self.ref_progress = QProgressBar(textVisible=True)
-        self.ref_cancel = self._tool("cancel", "", "Stop inverting the reference image (the appearance is unchanged)",
-                                     self.cancel_reference)
         self.compare_button = self._tool("side_by_side", "", "Side by side: the untranslated face and its "
                                          "translation next to each other (V)", None)
         self.compare_button.setCheckable(True)
-        self.folder_button = self._tool("translate_folder", "Folder…", "Translate a folder: every photo in it is "
-                                        "found, aligned, inverted and translated with these settings, one PNG each",
-                                        lambda: self.translate_folder())
+        self._build_folder()
 
         appearance = QHBoxLayout()
         for b in (self.own_button, self.sample_button, self.reference_button):
@@ -443,199 +331,11 @@ class TranslatePanel(QWidget):
     def use_own_style(self) -> None:
         self._set("Appearance: the face's own", None, style=None)
 
-    def set_grid_shown(self, on: bool) -> None:
-        """Show (and render) or hide the grid of sampled appearances."""
-        if on == self._grid_on or (on and self._doc.state.translation is None):
-            with QSignalBlocker(self.sample_button):
-                self.sample_button.setChecked(self._grid_on)
-            return
-        self._grid_on = on
-        with QSignalBlocker(self.sample_button):
-            self.sample_button.setChecked(on)
-        if on:
-            self.grid_panel.show_below(self.sample_button)
-            self._grid_timer.start(0)
-        else:
-            self.grid_panel.hide()
-        self.refresh()
-
-    def choose_sample(self, index: int) -> None:
-        """Use the grid's sample ``index`` as the appearance (its seed)."""
-        grid = self.grid
-        if grid is None or index >= len(grid.seeds):
-            self.refresh()
-            return
-        seed = grid.seeds[index]
-        self._set(f"Appearance: style seed {seed}", None, style=Source(seed=seed))
-        self.refresh()
-
-    def request_grid(self) -> None:
-        st = self._doc.state
-        if st.translation is None or not self._grid_on:
-            return
-        key = (with_style(st, None), self.grid_seed.value())
-        if key != self._grid_key:
-            self._grid_key = key
-            self._submit(StyleGridJob(key[0], seed=key[1], n=GRID_N), GRID_SLOT)
-
-    def _grid_ready(self, grid: StyleGrid) -> None:
-        self.grid = grid
-        self.grid_panel.show_grid(grid)
-        self._check_sample()
-
-    def _check_sample(self) -> None:
-        tr = self._doc.state.translation
-        chosen = tr.style.seed if tr is not None and tr.style is not None else None
-        self.grid_panel.check(self.grid.seeds if self.grid is not None else (), chosen)
-
-    def export_samples(self, folder: str | Path | None = None) -> int | None:
-        """Write the grid's seeds at full resolution into ``folder`` (a dialog asks without it)."""
-        st = self._doc.state
-        if st.translation is None:
-            return None
-        if not folder:
-            start = self._last_dir or QStandardPaths.writableLocation(
-                QStandardPaths.StandardLocation.PicturesLocation)
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the style samples", start)
-            if not folder:
-                return None
-        seeds = tuple(range(self.grid_seed.value(), self.grid_seed.value() + GRID_N))
-        self.message.emit(f"Writing {len(seeds)} style samples to {folder}…")
-        return self._submit(SamplesExportJob(st, seeds, str(folder)), SAMPLES_SLOT)
-
-    # ----- reference image
-
-    def reference_dialog(self) -> None:
-        start = self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
-        path, _ = QFileDialog.getOpenFileName(self, "Reference image for the appearance", start, PHOTO_FILTER)
-        if path:
-            self._last_dir = str(Path(path).parent)
-            self.open_reference(path)
-
-    def _target_state(self) -> EditState | None:
-        tr = self._doc.state.translation
-        return None if tr is None else EditState(model=tr.target)
-
-    def open_reference(self, path: str | Path) -> None:
-        """Find the faces of the reference image ``path`` (in the worker); its face is then inverted in the target."""
-        st = self._target_state()
-        if st is None:
-            self.message.emit("Choose a target model first")
-            return
-        self._ref_path, self._ref_target = str(path), st.model
-        self.style_label.setText(f"Reading {Path(path).name}…")
-        self._submit(ScanJob(str(path), st), REF_SCAN_SLOT)
-
-    def _reference_scanned(self, scan: PhotoScan) -> None:
-        self._ref_scan = scan
-        if len(scan.faces) == 1:
-            self.use_reference_choice(("face", 0))
-            return
-        self.picker = FacePicker(scan.photo.pixels, [f.box for f in scan.faces], name=Path(scan.photo.path).name,
-                                 parent=self)
-        self.picker.accepted.connect(lambda: self.use_reference_choice(self.picker.choice))
-        self.picker.rejected.connect(lambda: self.refresh())
-        self.picker.open()
-
-    def use_reference_choice(self, choice: tuple) -> None:
-        """``("face", index)`` or ``("box", (x0, y0, x1, y1))``: align it and invert it in the target."""
-        scan, st = self._ref_scan, self._target_state()
-        if scan is None or st is None or st.model != self._ref_target:
-            self.refresh()
-            return
-        kind, value = choice
-        transform = (face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe) if kind == "face" else
-                     box_transform(tuple(float(v) for v in value), size=scan.size))
-        job = InvertJob(st, self._ref_path, transform, self.inversion_settings(), use_encoder=True, optimise=True)
-        self._submit(job, REF_INVERT_SLOT)
-        self.ref_progress.setValue(0)
-        self.ref_progress.setFormat("inverting in the target…")
-        self._set_reference_running(True)
-
     def inversion_settings(self) -> InversionSettings:
         """The default inversion settings (``inversion_steps``), with LPIPS when its weights are set."""
         lpips = self._settings.lpips_path if self._settings is not None else ""
         extra = dict(loss="lpips", lpips_path=lpips) if lpips else {}
         return dataclasses.replace(InversionSettings(), steps=self.inversion_steps, **extra)
-
-    def cancel_reference(self) -> None:
-        rid = self._rids.get(REF_INVERT_SLOT)
-        if rid is not None:
-            self._bridge.cancel(rid)
-
-    def reference_running(self) -> bool:
-        return self._ref_running
-
-    def _set_reference_running(self, on: bool) -> None:
-        self._ref_running = on
-        self.ref_progress.setVisible(on)
-        self.ref_cancel.setVisible(on)
-        self.reference_button.setEnabled(not on)
-
-    def _reference_inverted(self, outcome: InversionOutcome) -> None:
-        self._set_reference_running(False)
-        tr = self._doc.state.translation
-        if tr is None or tr.target != outcome.state.model:
-            self.message.emit("The target changed while the reference was inverted: its appearance was not used")
-            return
-        name = outcome.state.photo.name
-        self._doc.edit(f"Appearance from {name}", translation=dataclasses.replace(tr, style=outcome.state.base))
-        self.message.emit(f"Appearance from {name} (inverted in {tr.target.label()}: PSNR {outcome.psnr:.1f} dB)")
-
-    # ----- a folder of photos
-
-    def translate_folder(self, folder: str | Path | None = None, out: str | Path | None = None) -> int | None:
-        """Translate every photo in ``folder`` into ``out`` with the current settings (dialogs ask without them)."""
-        st = self._doc.state
-        if st.translation is None or self._folder_dialog is not None:
-            return None
-        if not folder:
-            start = self._last_dir or QStandardPaths.writableLocation(
-                QStandardPaths.StandardLocation.PicturesLocation)
-            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", start)
-            if not folder:
-                return None
-        if not out:
-            out = QFileDialog.getExistingDirectory(self, "Folder for the translated images", str(folder))
-            if not out:
-                return None
-        folder, out = Path(folder), Path(out)
-        if out.resolve() == folder.resolve():
-            out = folder / "translated"  # never next to (or over) the photos themselves
-        self._last_dir, self._folder_out = str(folder), out
-        rid = self._submit(TranslateFolderJob(st, str(folder), str(out), self.inversion_settings()), FOLDER_SLOT)
-        dialog = QProgressDialog(f"Translating the photos of {folder.name}…", "Cancel", 0, PROGRESS_STEPS, self)
-        dialog.setWindowTitle("Translate a folder")
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
-        dialog.setAutoReset(False)
-        dialog.setAutoClose(False)
-        dialog.setMinimumDuration(0)
-        dialog.setValue(0)
-        dialog.canceled.connect(lambda: self._bridge.cancel(rid))
-        self._folder_dialog = dialog
-        return rid
-
-    def _close_folder_dialog(self) -> None:
-        dialog, self._folder_dialog = self._folder_dialog, None
-        if dialog is not None:
-            dialog.canceled.disconnect()
-            dialog.close()
-            dialog.deleteLater()
-
-    def _folder_done(self, summary: FolderSummary) -> None:
-        self._close_folder_dialog()
-        self.last_folder = summary
-        lines = [f"Translated {len(summary.written)} photo{'s' if len(summary.written) != 1 else ''} into "
-                 f"{self._folder_out} in {summary.seconds:.0f} s."]
-        if summary.no_face:
-            lines.append(f"{len(summary.no_face)} without a face: {', '.join(summary.no_face)}")
-        if summary.failed:
-            lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{n} ({why})" for n, why in
-                                                                           summary.failed))
-        self.message.emit(" ".join(lines))
-        self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
-                                       QMessageBox.StandardButton.Ok, self)
-        self.summary_box.open()
 
     # ----- state -> widgets
 
@@ -757,7 +457,7 @@ class TranslatePanel(QWidget):
         elif slot == DISTANCE_SLOT:
             self._distance_ready(payload)
         elif slot == SAMPLES_SLOT:
-            self.message.emit(f"Wrote {len(payload)} style samples to {Path(payload[0]).parent}")
+            self._samples_written(payload)
         elif slot == REF_SCAN_SLOT:
             self._reference_scanned(payload)
         elif slot == REF_INVERT_SLOT:
@@ -767,16 +467,15 @@ class TranslatePanel(QWidget):
 
     def _on_partial(self, slot: str, rid: int, step) -> None:
         if slot == REF_INVERT_SLOT and self._mine(slot, rid):
-            self.ref_progress.setFormat(f"step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB")
+            self._reference_step(step)
 
     def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
         if not self._mine(slot, rid):
             return
         if slot == REF_INVERT_SLOT:
             self.ref_progress.setValue(round(100 * fraction))
-        elif slot == FOLDER_SLOT and self._folder_dialog is not None:
-            self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
-            self._folder_dialog.setLabelText(text)
+        elif slot == FOLDER_SLOT:
+            self._folder_progress(fraction, text)
         elif slot == SAMPLES_SLOT:
             self.message.emit(f"Style samples: {text}")
 
@@ -790,12 +489,9 @@ class TranslatePanel(QWidget):
         elif slot == DISTANCE_SLOT:
             self.distance.setText(f"Distance not measured: {text}")
         elif slot in (REF_SCAN_SLOT, REF_INVERT_SLOT):
-            self._set_reference_running(False)
-            self.refresh()
-            self.failed.emit(f"Cannot use the reference image: {text}")
+            self._reference_failed(text)
         elif slot == FOLDER_SLOT:
-            self._close_folder_dialog()
-            self.failed.emit(f"Translating the folder stopped: {text}")
+            self._folder_failed(text)
         elif slot in (GRID_SLOT, SOURCE_SLOT, SAMPLES_SLOT):
             self.message.emit(f"Translate: {text}")
 
@@ -803,9 +499,6 @@ class TranslatePanel(QWidget):
         if not self._mine(slot, rid):
             return
         if slot == REF_INVERT_SLOT:
-            self._set_reference_running(False)
-            self.refresh()
-            self.message.emit("Reference image cancelled: the appearance is unchanged")
+            self._reference_cancelled()
         elif slot == FOLDER_SLOT:
-            self._close_folder_dialog()
-            self.message.emit("Folder translation cancelled: the images written so far are kept")
+            self._folder_cancelled()

@@ -1,0 +1,97 @@
+"""The translate panel's folder batch: every photo of a folder is found, aligned, inverted and translated with the
+current settings into another folder, under a modal progress dialog with Cancel, then summed up in a message box.
+
+``FolderBatchMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, bridge, job
+submission, tool-button builder, ``inversion_settings``, ``message`` and ``failed``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QStandardPaths, Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
+
+from engine.translate_jobs import FolderSummary, TranslateFolderJob
+
+FOLDER_SLOT = "translate-folder"
+PROGRESS_STEPS = 1000
+
+
+class FolderBatchMixin:
+    """``TranslatePanel``'s folder batch: ``translate_folder`` starts it, the dialog follows its progress, and
+    ``last_folder`` / ``summary_box`` hold its outcome."""
+
+    def _build_folder(self) -> None:
+        self._folder_dialog: QProgressDialog | None = None
+        self._folder_out: Path | None = None
+        self.last_folder: FolderSummary | None = None
+        self.summary_box: QMessageBox | None = None
+        self.folder_button = self._tool("translate_folder", "Folder…", "Translate a folder: every photo in it is "
+                                        "found, aligned, inverted and translated with these settings, one PNG each",
+                                        lambda: self.translate_folder())
+
+    def translate_folder(self, folder: str | Path | None = None, out: str | Path | None = None) -> int | None:
+        """Translate every photo in ``folder`` into ``out`` with the current settings (dialogs ask without them)."""
+        st = self._doc.state
+        if st.translation is None or self._folder_dialog is not None:
+            return None
+        if not folder:
+            start = self._last_dir or QStandardPaths.writableLocation(
+                QStandardPaths.StandardLocation.PicturesLocation)
+            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", start)
+            if not folder:
+                return None
+        if not out:
+            out = QFileDialog.getExistingDirectory(self, "Folder for the translated images", str(folder))
+            if not out:
+                return None
+        folder, out = Path(folder), Path(out)
+        if out.resolve() == folder.resolve():
+            out = folder / "translated"  # never next to (or over) the photos themselves
+        self._last_dir, self._folder_out = str(folder), out
+        rid = self._submit(TranslateFolderJob(st, str(folder), str(out), self.inversion_settings()), FOLDER_SLOT)
+        dialog = QProgressDialog(f"Translating the photos of {folder.name}…", "Cancel", 0, PROGRESS_STEPS, self)
+        dialog.setWindowTitle("Translate a folder")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setAutoReset(False)
+        dialog.setAutoClose(False)
+        dialog.setMinimumDuration(0)
+        dialog.setValue(0)
+        dialog.canceled.connect(lambda: self._bridge.cancel(rid))
+        self._folder_dialog = dialog
+        return rid
+
+    def _folder_progress(self, fraction: float, text: str) -> None:
+        if self._folder_dialog is not None:
+            self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
+            self._folder_dialog.setLabelText(text)
+
+    def _close_folder_dialog(self) -> None:
+        dialog, self._folder_dialog = self._folder_dialog, None
+        if dialog is not None:
+            dialog.canceled.disconnect()
+            dialog.close()
+            dialog.deleteLater()
+
+    def _folder_done(self, summary: FolderSummary) -> None:
+        self._close_folder_dialog()
+        self.last_folder = summary
+        lines = [f"Translated {len(summary.written)} photo{'s' if len(summary.written) != 1 else ''} into "
+                 f"{self._folder_out} in {summary.seconds:.0f} s."]
+        if summary.no_face:
+            lines.append(f"{len(summary.no_face)} without a face: {', '.join(summary.no_face)}")
+        if summary.failed:
+            lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{n} ({why})" for n, why in
+                                                                           summary.failed))
+        self.message.emit(" ".join(lines))
+        self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
+                                       QMessageBox.StandardButton.Ok, self)
+        self.summary_box.open()
+
+    def _folder_failed(self, text: str) -> None:
+        self._close_folder_dialog()
+        self.failed.emit(f"Translating the folder stopped: {text}")
+
+    def _folder_cancelled(self) -> None:
+        self._close_folder_dialog()
+        self.message.emit("Folder translation cancelled: the images written so far are kept")
