@@ -33,7 +33,15 @@ from ..models.bicyclegan import (
     UnetGenerator,
 )
 from .common import short_list
-from .i2i_common import build_strict, is_state_dict, read_own_networks, read_source, strip_module_prefix
+from .i2i_common import (
+    build_config,
+    build_strict,
+    is_state_dict,
+    read_own_networks,
+    read_source,
+    strip_module_prefix,
+    tensor_at,
+)
 
 RELEASED_FILES = {"G": "latest_net_G.pth", "E": "latest_net_E.pth", "D": "latest_net_D.pth",
                   "D2": "latest_net_D2.pth"}
@@ -54,34 +62,12 @@ def _norm_at(sd: dict, prefixes: list[str], *, present: bool | None) -> str:
     return "instance"
 
 
-def _overrides(cls, arch: dict, *, what: str) -> dict:
-    if unknown := sorted(set(arch) - set(cls.__dataclass_fields__)):
-        raise ModelFormatError(f"{what}: unknown architecture arguments {unknown} (known: "
-                               f"{list(cls.__dataclass_fields__)})")
-    return arch
-
-
-def _config(cls, inferred: dict, arch: dict, *, what: str):
-    try:
-        return cls(**{**inferred, **_overrides(cls, arch, what=what)})
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: cannot build the architecture: {e}") from None
-
-
-def _tensor(sd: dict, key: str, ndim: int, *, what: str) -> torch.Tensor:
-    t = sd.get(key)
-    if not isinstance(t, torch.Tensor) or t.ndim != ndim:
-        found = None if t is None else (tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__)
-        raise ModelFormatError(f"{what}: expected a {ndim}-d tensor at {key!r}, found {found}")
-    return t
-
-
 def generator_config(sd: dict, *, what: str = "BicycleGAN generator", **arch) -> GeneratorConfig:
     """Infer a ``GeneratorConfig`` from a G state dict (``module.`` already removed); ``arch`` overrides fields."""
     if "model.down.0.weight" in sd:
-        return _config(GeneratorConfig, _infer_unet_all(sd, what=what), arch, what=what)
+        return build_config(GeneratorConfig, _infer_unet_all(sd, what=what), arch, what=what)
     if "model.model.0.weight" in sd:
-        return _config(GeneratorConfig, _infer_unet_input(sd, what=what, arch=arch), arch, what=what)
+        return build_config(GeneratorConfig, _infer_unet_input(sd, what=what, arch=arch), arch, what=what)
     raise ModelFormatError(f"{what}: not a BicycleGAN U-Net generator (no 'model.down.0.weight' or "
                            f"'model.model.0.weight'; keys start {short_list(sd, 4)})")
 
@@ -90,15 +76,15 @@ def _infer_unet_all(sd: dict, *, what: str) -> dict:
     levels = 0
     while f"model.{'submodule.' * levels}down.{0 if levels == 0 else 1}.weight" in sd:
         levels += 1
-    first = _tensor(sd, "model.down.0.weight", 4, what=what)
+    first = tensor_at(sd, "model.down.0.weight", 4, what=what)
     ngf = first.shape[0]
     if levels < 2:
         raise ModelFormatError(f"{what}: only {levels} U-Net level(s) found")
-    nz = _tensor(sd, "model.submodule.down.1.weight", 4, what=what).shape[1] - ngf
+    nz = tensor_at(sd, "model.submodule.down.1.weight", 4, what=what).shape[1] - ngf
     if "model.up.1.weight" in sd:
-        upsample, output_nc = "basic", _tensor(sd, "model.up.1.weight", 4, what=what).shape[1]
+        upsample, output_nc = "basic", tensor_at(sd, "model.up.1.weight", 4, what=what).shape[1]
     elif "model.up.3.weight" in sd:
-        upsample, output_nc = "bilinear", _tensor(sd, "model.up.3.weight", 4, what=what).shape[0]
+        upsample, output_nc = "bilinear", tensor_at(sd, "model.up.3.weight", 4, what=what).shape[0]
     else:
         raise ModelFormatError(f"{what}: no outermost up-convolution ('model.up.1.weight' or 'model.up.3.weight')")
     norm_pos = 2 if upsample == "basic" else 4
@@ -111,7 +97,7 @@ def _infer_unet_all(sd: dict, *, what: str) -> dict:
 
 
 def _infer_unet_input(sd: dict, *, what: str, arch: dict) -> dict:
-    first = _tensor(sd, "model.model.0.weight", 4, what=what)
+    first = tensor_at(sd, "model.model.0.weight", 4, what=what)
     ngf, in_ch = first.shape[0], first.shape[1]
     # level prefixes: outermost "model.model.", its submodule at index 1; deeper blocks hold it at 3 (with a
     # norm module after the down-conv) or 2 (without)
@@ -127,9 +113,9 @@ def _infer_unet_input(sd: dict, *, what: str, arch: dict) -> dict:
         else:
             break  # innermost: [lrelu, conv, nl, up..., norm]
     if "model.model.3.weight" in sd:
-        upsample, output_nc = "basic", _tensor(sd, "model.model.3.weight", 4, what=what).shape[1]
+        upsample, output_nc = "basic", tensor_at(sd, "model.model.3.weight", 4, what=what).shape[1]
     elif "model.model.5.weight" in sd:
-        upsample, output_nc = "bilinear", _tensor(sd, "model.model.5.weight", 4, what=what).shape[0]
+        upsample, output_nc = "bilinear", tensor_at(sd, "model.model.5.weight", 4, what=what).shape[0]
     else:
         raise ModelFormatError(f"{what}: no outermost up-convolution ('model.model.3.weight' or "
                                "'model.model.5.weight')")
@@ -146,8 +132,8 @@ def _infer_unet_input(sd: dict, *, what: str, arch: dict) -> dict:
 
 def encoder_config(sd: dict, *, what: str = "BicycleGAN encoder", **arch) -> EncoderConfig:
     """Infer an ``EncoderConfig`` from an E state dict; ``arch`` overrides fields."""
-    fc = _tensor(sd, "fc.0.weight", 2, what=what)
-    first = _tensor(sd, "conv.0.weight", 4, what=what)
+    fc = tensor_at(sd, "fc.0.weight", 2, what=what)
+    first = tensor_at(sd, "conv.0.weight", 4, what=what)
     inferred = dict(input_nc=first.shape[1], nz=fc.shape[0], nef=first.shape[0], vae_like="fcVar.0.weight" in sd)
     if any(k.startswith("conv.1.conv.") for k in sd):
         blocks = 0
@@ -164,7 +150,7 @@ def encoder_config(sd: dict, *, what: str = "BicycleGAN encoder", **arch) -> Enc
         present = None if len(convs) < 3 else convs[2] - convs[1] == 3
         norm = _norm_at(sd, [f"conv.{i + 1}" for i in convs[1:]], present=present)
         inferred.update(kind="conv", n_layers=len(convs), norm=norm)
-    return _config(EncoderConfig, inferred, arch, what=what)
+    return build_config(EncoderConfig, inferred, arch, what=what)
 
 
 def discriminator_config(sd: dict, *, what: str = "BicycleGAN discriminator", **arch) -> DiscriminatorConfig:
@@ -189,9 +175,9 @@ def discriminator_config(sd: dict, *, what: str = "BicycleGAN discriminator", **
         norms.add(_norm_at(sd, [f"{p}{i + 1}" for i in convs[1:-1]], present=convs[2] - convs[1] == 3))
     if len(layers) != 1 or len(norms) != 1:
         raise ModelFormatError(f"{what}: the scales differ in depth {sorted(layers)} or norm {sorted(norms)}")
-    first = _tensor(sd, f"{prefixes[0]}0.weight", 4, what=what)
+    first = tensor_at(sd, f"{prefixes[0]}0.weight", 4, what=what)
     inferred = dict(input_nc=first.shape[1], ndf=tuple(ndf), n_layers=layers.pop(), norm=norms.pop())
-    return _config(DiscriminatorConfig, inferred, arch, what=what)
+    return build_config(DiscriminatorConfig, inferred, arch, what=what)
 
 
 def _state_dict(obj, *, what: str) -> dict:

@@ -1,5 +1,6 @@
 """Helpers shared by the image-to-image converters (BicycleGAN, TUNIT): reading a source, ``module.`` prefixes,
-building a network from an inferred config and loading its weights strictly, the project's multi-network format."""
+checked tensors and configs inferred from weights (with overrides), building a network and loading its weights
+strictly, the project's multi-network format."""
 from __future__ import annotations
 
 import os
@@ -50,6 +51,27 @@ def drop_instance_norm_stats(model: nn.Module, sd: dict) -> tuple[dict, list[str
         else:
             kept[k] = v
     return kept, dropped
+
+
+def tensor_at(sd: dict, key: str, ndim: int, *, what: str) -> torch.Tensor:
+    """``sd[key]``, which must be an ``ndim``-d tensor (else ``ModelFormatError`` saying what is there instead)."""
+    t = sd.get(key)
+    if not isinstance(t, torch.Tensor) or t.ndim != ndim:
+        found = None if t is None else (tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__)
+        raise ModelFormatError(f"{what}: expected a {ndim}-d tensor at {key!r}, found {found}")
+    return t
+
+
+def build_config(cls, inferred: dict, arch: dict, *, what: str):
+    """``cls`` (a config dataclass) from the fields inferred from the weights, ``arch`` overriding them; unknown
+    override names and invalid values raise ``ModelFormatError``."""
+    if unknown := sorted(set(arch) - set(cls.__dataclass_fields__)):
+        raise ModelFormatError(f"{what}: unknown architecture arguments {unknown} (known: "
+                               f"{list(cls.__dataclass_fields__)})")
+    try:
+        return cls(**{**inferred, **arch})
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: cannot build the architecture: {e}") from None
 
 
 def build_strict(cls, cfg, sd: dict, *, what: str) -> nn.Module:

@@ -29,7 +29,15 @@ from ..models.tunit import (
     GuidingConfig,
 )
 from .common import short_list
-from .i2i_common import build_strict, is_state_dict, read_own_networks, read_source, strip_module_prefix
+from .i2i_common import (
+    build_config,
+    build_strict,
+    is_state_dict,
+    read_own_networks,
+    read_source,
+    strip_module_prefix,
+    tensor_at,
+)
 
 NETWORK_KEYS = {"G_state_dict": "G", "G_EMA_state_dict": "G_EMA", "C_state_dict": "C",
                 "C_EMA_state_dict": "C_EMA", "D_state_dict": "D"}
@@ -80,14 +88,6 @@ def _rename_old_resblocks(sd: dict) -> tuple[dict, bool]:
     return out, changed
 
 
-def _tensor(sd: dict, key: str, ndim: int, *, what: str) -> torch.Tensor:
-    t = sd.get(key)
-    if not isinstance(t, torch.Tensor) or t.ndim != ndim:
-        found = None if t is None else (tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__)
-        raise ModelFormatError(f"{what}: expected a {ndim}-d tensor at {key!r}, found {found}")
-    return t
-
-
 def _count(sd: dict, pattern: str) -> int:
     n = 0
     while pattern.format(n) in sd:
@@ -95,26 +95,17 @@ def _count(sd: dict, pattern: str) -> int:
     return n
 
 
-def _config(cls, inferred: dict, arch: dict, *, what: str):
-    if unknown := sorted(set(arch) - set(cls.__dataclass_fields__)):
-        raise ModelFormatError(f"{what}: unknown architecture arguments {unknown}")
-    try:
-        return cls(**{**inferred, **arch})
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: cannot build the architecture: {e}") from None
-
-
 def generator_config(sd: dict, *, what: str = "TUNIT generator", **arch) -> GeneratorConfig:
     """Infer the generator's config from its state dict; ``arch`` overrides fields."""
-    first = _tensor(sd, "cnt_encoder.model.0.conv.weight", 4, what=what)
+    first = tensor_at(sd, "cnt_encoder.model.0.conv.weight", 4, what=what)
     n_downs = _count(sd, "cnt_encoder.model.{}.conv.weight") - 1
     if n_downs < 1:
         raise ModelFormatError(f"{what}: no stride-2 convolutions in the content encoder")
     n_res = _count(sd, f"cnt_encoder.model.{n_downs + 1}.model.{{}}.model.0.conv.weight")
-    mlp0 = _tensor(sd, "mlp.model.0.fc.weight", 2, what=what)
+    mlp0 = tensor_at(sd, "mlp.model.0.fc.weight", 2, what=what)
     inferred = dict(nf=first.shape[0], n_downs=n_downs, n_res=n_res, sty_dim=mlp0.shape[1], nf_mlp=mlp0.shape[0],
                     mlp_blocks=_count(sd, "mlp.model.{}.fc.weight"))
-    return _config(GeneratorConfig, inferred, arch, what=what)
+    return build_config(GeneratorConfig, inferred, arch, what=what)
 
 
 def guiding_config(sd: dict, *, what: str = "TUNIT guiding network", **arch) -> GuidingConfig:
@@ -134,24 +125,24 @@ def guiding_config(sd: dict, *, what: str = "TUNIT guiding network", **arch) -> 
         features.append(sd[f"features.{i}.weight"].shape[0])
         pos = i + 3
     features.append("M")
-    disc = _tensor(sd, "disc.weight", 2, what=what)
-    cont = _tensor(sd, "cont.weight", 2, what=what)
+    disc = tensor_at(sd, "disc.weight", 2, what=what)
+    cont = tensor_at(sd, "cont.weight", 2, what=what)
     inferred = dict(features=tuple(features), sty_dim=cont.shape[0], output_k=disc.shape[0])
-    return _config(GuidingConfig, inferred, arch, what=what)
+    return build_config(GuidingConfig, inferred, arch, what=what)
 
 
 def discriminator_config(sd: dict, *, what: str = "TUNIT discriminator", **arch) -> DiscriminatorConfig:
     """Infer the discriminator's size, widths and K from its state dict; ``arch`` overrides fields."""
-    first = _tensor(sd, "main.0.weight", 4, what=what)
+    first = tensor_at(sd, "main.0.weight", 4, what=what)
     blocks = sum(1 for k in sd if re.fullmatch(r"main\.\d+\.conv1\.weight", k))
     if blocks < 2 or blocks % 2:
         raise ModelFormatError(f"{what}: {blocks} residual blocks; the layout has two per stage")
     repeat = blocks // 2
-    last = _tensor(sd, f"main.{blocks + 4}.weight", 4, what=what)
+    last = tensor_at(sd, f"main.{blocks + 4}.weight", 4, what=what)
     widths = [sd[k].shape[0] for k in sd if re.fullmatch(r"main\.\d+\.conv2\.weight", k)]
     inferred = dict(img_size=2 ** (repeat + 2), dim_in=first.shape[0], max_conv_dim=max(widths),
                     output_k=last.shape[0])
-    return _config(DiscriminatorConfig, inferred, arch, what=what)
+    return build_config(DiscriminatorConfig, inferred, arch, what=what)
 
 
 INFER = {"G": generator_config, "G_EMA": generator_config, "C": guiding_config, "C_EMA": guiding_config,

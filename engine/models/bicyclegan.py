@@ -21,11 +21,13 @@ tensor), an integer initialises them like the reference's ``init_net`` from that
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .i2i_common import I2IConfig, as_batch, check_positive, device_of, i2i_checkpoint, network_entry, pair_batches
 
 NORMS = ("instance", "batch", "none")
 NONLINEARITIES = ("relu", "lrelu", "elu")
@@ -43,23 +45,8 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
 
 
-def _positive(cfg, *names: str) -> None:
-    for name in names:
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
-
-
-class _Config:
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(**d)
-
-
 @dataclass(frozen=True)
-class GeneratorConfig(_Config):
+class GeneratorConfig(I2IConfig):
     """Architecture of a BicycleGAN U-Net generator.
 
     input_nc/output_nc: image channels of A and B; nz: code size; ngf: width of the outermost level;
@@ -79,7 +66,7 @@ class GeneratorConfig(_Config):
     use_dropout: bool = False
 
     def __post_init__(self):
-        _positive(self, "input_nc", "output_nc", "ngf")
+        check_positive(self, "input_nc", "output_nc", "ngf")
         if self.nz < 0:
             raise ValueError(f"nz must be >= 0, got {self.nz}")
         _choice("norm", self.norm, NORMS)
@@ -102,7 +89,7 @@ class GeneratorConfig(_Config):
 
 
 @dataclass(frozen=True)
-class EncoderConfig(_Config):
+class EncoderConfig(I2IConfig):
     """Architecture of a BicycleGAN encoder.
 
     kind: ``resnet`` (E_ResNet) or ``conv`` (E_NLayers); input_nc: image channels (G's output_nc);
@@ -120,7 +107,7 @@ class EncoderConfig(_Config):
     def __post_init__(self):
         _choice("kind", self.kind, ENCODERS)
         _choice("norm", self.norm, NORMS)
-        _positive(self, "input_nc", "nz", "nef")
+        check_positive(self, "input_nc", "nz", "nef")
         if self.n_layers < 2:
             raise ValueError(f"n_layers must be >= 2, got {self.n_layers}")
 
@@ -137,7 +124,7 @@ class EncoderConfig(_Config):
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig(_Config):
+class DiscriminatorConfig(I2IConfig):
     """Architecture of a multi-scale PatchGAN discriminator.
 
     ndf: first-layer width of each scale (scale i sees the image downsampled i times; the reference uses
@@ -153,7 +140,7 @@ class DiscriminatorConfig(_Config):
     def __post_init__(self):
         object.__setattr__(self, "ndf", tuple(int(v) for v in self.ndf))
         _choice("norm", self.norm, NORMS)
-        _positive(self, "input_nc", "n_layers")
+        check_positive(self, "input_nc", "n_layers")
         if not self.ndf or min(self.ndf) <= 0:
             raise ValueError(f"ndf must list a positive width per scale, got {list(self.ndf)}")
 
@@ -201,6 +188,22 @@ def _tile(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return z[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
+def _up_layers(inner_nc: int, outer_nc: int, cfg: GeneratorConfig, *, innermost: bool, outermost: bool,
+               dropout: bool) -> list[nn.Module]:
+    """The up path of a U-Net level (both block kinds): non-linearity, up-sampling to ``outer_nc`` channels (from
+    the inner features, concatenated with their skip below the innermost level), then Tanh at the outermost level,
+    else the norm and the optional Dropout(0.5)."""
+    layers = [_nonlinearity(cfg.nl)] + _upsample(inner_nc if innermost else 2 * inner_nc, outer_nc, cfg.upsample)
+    if outermost:
+        layers.append(nn.Tanh())
+    else:
+        if (n := _norm(cfg.norm, outer_nc)) is not None:
+            layers.append(n)
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+    return layers
+
+
 class UnetBlockZ(nn.Module):
     """One level of the z-to-all-layers U-Net (reference ``UnetBlock_with_z``).
 
@@ -216,17 +219,10 @@ class UnetBlockZ(nn.Module):
         down.append(nn.Conv2d(x_nc + nz, inner_nc, 4, stride=2, padding=1))
         if not outermost and not innermost and (n := _norm(cfg.norm, inner_nc)) is not None:
             down.append(n)
-        up = [_nonlinearity(cfg.nl)] + _upsample(inner_nc if innermost else 2 * inner_nc, outer_nc, cfg.upsample)
-        if outermost:
-            up.append(nn.Tanh())
-        else:
-            if (n := _norm(cfg.norm, outer_nc)) is not None:
-                up.append(n)
-            if dropout:
-                up.append(nn.Dropout(0.5))
         self.down = nn.Sequential(*down)
         self.submodule = submodule
-        self.up = nn.Sequential(*up)
+        self.up = nn.Sequential(*_up_layers(inner_nc, outer_nc, cfg, innermost=innermost, outermost=outermost,
+                                            dropout=dropout))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.down(torch.cat([x, _tile(z, x)], 1))  # [B, inner, H/2, W/2]
@@ -254,15 +250,7 @@ class UnetBlock(nn.Module):
             layers.append(n)
         if submodule is not None:
             layers.append(submodule)
-        layers += [_nonlinearity(cfg.nl)] + _upsample(inner_nc if innermost else 2 * inner_nc, outer_nc,
-                                                      cfg.upsample)
-        if outermost:
-            layers.append(nn.Tanh())
-        else:
-            if (n := _norm(cfg.norm, outer_nc)) is not None:
-                layers.append(n)
-            if dropout:
-                layers.append(nn.Dropout(0.5))
+        layers += _up_layers(inner_nc, outer_nc, cfg, innermost=innermost, outermost=outermost, dropout=dropout)
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -479,10 +467,6 @@ def init_weights(module: nn.Module, *, seed: int, init_type: str = "xavier", gai
                 m.bias.zero_()
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
 def sample_codes(n: int, nz: int, *, seed: int) -> torch.Tensor:
     """``n`` codes z ~ N(0, I) of size ``nz`` from an explicit seed (same seed, same codes). -> [n, nz] float32"""
     if n < 0 or nz <= 0:
@@ -517,20 +501,14 @@ def translate(G: UnetGenerator, image: torch.Tensor, z: torch.Tensor | None) -> 
     One image and N codes give N samples of it; B images and one code share the code; otherwise B must equal N.
     Runs on G's device. -> [max(B, N), output_nc, H, W] in [-1, 1]
     """
-    dev = _device_of(G)
-    x = (image.unsqueeze(0) if image.ndim == 3 else image).to(dev, torch.float32)
+    x = as_batch(image, G)
     if G.cfg.nz == 0:
         return G(x, None)
     if z is None:
         raise ValueError(f"this generator needs codes z [N, {G.cfg.nz}]")
-    z = (z.unsqueeze(0) if z.ndim == 1 else z).to(dev, torch.float32)
-    b, n = x.shape[0], z.shape[0]
-    if b == 1 and n > 1:
-        x = x.expand(n, -1, -1, -1)
-    elif n == 1 and b > 1:
-        z = z.expand(b, -1)
-    elif b != n:
-        raise ValueError(f"{b} images and {n} codes: give one image, one code, or as many codes as images")
+    z = (z.unsqueeze(0) if z.ndim == 1 else z).to(device_of(G), torch.float32)
+    x, z = pair_batches(x, z, mismatch="{b} images and {n} codes: give one image, one code, or as many codes as "
+                                       "images")
     return G(x, z)
 
 
@@ -540,15 +518,8 @@ def encode(E: Encoder, image: torch.Tensor) -> torch.Tensor:
 
     image [B, input_nc, S, S] (or [input_nc, S, S]) in [-1, 1] -> mu [B, nz]
     """
-    x = (image.unsqueeze(0) if image.ndim == 3 else image).to(_device_of(E), torch.float32)
-    out = E(x)
+    out = E(as_batch(image, E))
     return out[0] if isinstance(out, tuple) else out
-
-
-def network_entry(model: nn.Module) -> dict:
-    """``{"arch", "state_dict"}`` of one network for the project's checkpoint format (float32 CPU copies)."""
-    return {"arch": model.cfg.to_dict(),
-            "state_dict": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}}
 
 
 FORMAT = "face-editor/bicyclegan"
@@ -559,10 +530,8 @@ KINDS = {"G": (UnetGenerator, GeneratorConfig), "E": (Encoder, EncoderConfig),
 
 def bicyclegan_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = None) -> dict:
     """The project-format dict of some of ``{"G", "E", "D", "D2"}``: each network with its config."""
-    if unknown := sorted(set(networks) - set(KINDS)):
-        raise ValueError(f"unknown BicycleGAN networks {unknown}; expected some of {list(KINDS)}")
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "networks": {name: network_entry(m) for name, m in networks.items()}, "extras": dict(extras or {})}
+    return i2i_checkpoint(networks, fmt=FORMAT, version=FORMAT_VERSION, kinds=KINDS, family="BicycleGAN",
+                          extras=extras)
 
 
 __all__ = ["GeneratorConfig", "EncoderConfig", "DiscriminatorConfig", "UnetGenerator", "Encoder",

@@ -20,11 +20,13 @@ tensor), an integer initialises them like the reference from that seed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .i2i_common import I2IConfig, as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
 
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 ADAIN_EPS = 1e-5
@@ -33,23 +35,8 @@ RES_SCALE = 0.1  # FUNIT residual blocks: x + 0.1 * residual
 CONTENT_SIZE = 16  # the content map is 16x16 at the nominal image size
 
 
-class _Config:
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(**d)
-
-
-def _positive(cfg, *names: str) -> None:
-    for name in names:
-        if int(getattr(cfg, name)) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
-
-
 @dataclass(frozen=True)
-class GuidingConfig(_Config):
+class GuidingConfig(I2IConfig):
     """Architecture of the guiding network: ``features`` lists conv widths and ``'M'`` (2x2 max-pool), as VGG's cfg;
     sty_dim: style code size (``cont``); output_k: number of clusters K (``disc``)."""
 
@@ -60,7 +47,7 @@ class GuidingConfig(_Config):
     def __post_init__(self):
         feats = tuple(v if v == "M" else int(v) for v in self.features)
         object.__setattr__(self, "features", feats)
-        _positive(self, "sty_dim", "output_k")
+        check_positive(self, "sty_dim", "output_k")
         widths = [v for v in feats if v != "M"]
         if not widths or min(widths) <= 0:
             raise ValueError(f"features must hold at least one positive conv width, got {list(feats)}")
@@ -71,7 +58,7 @@ class GuidingConfig(_Config):
 
 
 @dataclass(frozen=True)
-class GeneratorConfig(_Config):
+class GeneratorConfig(I2IConfig):
     """Architecture of the generator: nf: width of the first conv (the reference: 64 below 256 px, 32 at 256);
     n_downs: stride-2 convs (log2(img_size / 16)); n_res: residual blocks in encoder and decoder; sty_dim: style
     code size; nf_mlp / mlp_blocks: hidden width and linear layers of the style MLP."""
@@ -84,7 +71,7 @@ class GeneratorConfig(_Config):
     mlp_blocks: int = 3
 
     def __post_init__(self):
-        _positive(self, "nf", "n_downs", "sty_dim", "nf_mlp")
+        check_positive(self, "nf", "n_downs", "sty_dim", "nf_mlp")
         if self.n_res < 0 or self.mlp_blocks < 2:
             raise ValueError(f"n_res must be >= 0 and mlp_blocks >= 2, got {self.n_res} and {self.mlp_blocks}")
 
@@ -108,7 +95,7 @@ class GeneratorConfig(_Config):
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig(_Config):
+class DiscriminatorConfig(I2IConfig):
     """Architecture of the discriminator: img_size (a power of two; log2(img_size) - 2 stages), dim_in: first
     width (the reference: 64 below 256 px, 32 at 256), max_conv_dim: width cap, output_k: number of domains."""
 
@@ -118,7 +105,7 @@ class DiscriminatorConfig(_Config):
     output_k: int = 10
 
     def __post_init__(self):
-        _positive(self, "dim_in", "max_conv_dim", "output_k")
+        check_positive(self, "dim_in", "max_conv_dim", "output_k")
         s = int(self.img_size)
         if s < 8 or s & (s - 1):
             raise ValueError(f"img_size must be a power of two >= 8, got {self.img_size}")
@@ -475,27 +462,19 @@ def init_discriminator(D: Discriminator, *, seed: int) -> None:
                 m.beta.zero_()
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
-def _batch(images: torch.Tensor, module: nn.Module) -> torch.Tensor:
-    return (images.unsqueeze(0) if images.ndim == 3 else images).to(_device_of(module), torch.float32)
-
-
 @torch.no_grad()
 def reference_style(C: GuidingNetwork, image: torch.Tensor) -> torch.Tensor:
     """Style codes of reference images (use C_EMA in eval mode, as the reference's inference does).
 
     image [B, 3, H, W] (or [3, H, W]) in [-1, 1] -> [B, sty_dim]
     """
-    return C.moco(_batch(image, C))
+    return C.moco(as_batch(image, C))
 
 
 @torch.no_grad()
 def cluster_labels(C: GuidingNetwork, images: torch.Tensor, *, batch_size: int = 64) -> torch.Tensor:
     """Cluster of each image: argmax of C's cluster logits (the reference assigns with C, not C_EMA). -> [N] int64"""
-    x = _batch(images, C)
+    x = as_batch(images, C)
     return torch.cat([C.iic(x[i:i + batch_size]).argmax(dim=1) for i in range(0, x.shape[0], batch_size)])
 
 
@@ -507,7 +486,7 @@ def cluster_styles(C: GuidingNetwork, images: torch.Tensor, labels: torch.Tensor
 
     -> {cluster id: [sty_dim]} for the clusters that received images, in increasing id order.
     """
-    x = _batch(images, C)
+    x = as_batch(images, C)
     if labels is None:
         labels = cluster_labels(C_cluster or C, x, batch_size=batch_size)
     labels = torch.as_tensor(labels).reshape(-1).to(x.device)
@@ -523,22 +502,10 @@ def translate(G: Generator, content: torch.Tensor, style: torch.Tensor) -> torch
     [S, sty_dim] (or [sty_dim]). One image and S styles give S results; B images and one style share it;
     otherwise B must equal S. Use G_EMA in eval mode. -> [max(B, S), 3, H, W] in [-1, 1]
     """
-    c = G.content(_batch(content, G))  # [B, C, h, w]
+    c = G.content(as_batch(content, G))  # [B, C, h, w]
     s = (style.unsqueeze(0) if style.ndim == 1 else style).to(c.device, torch.float32)
-    b, n = c.shape[0], s.shape[0]
-    if b == 1 and n > 1:
-        c = c.expand(n, -1, -1, -1)
-    elif n == 1 and b > 1:
-        s = s.expand(b, -1)
-    elif b != n:
-        raise ValueError(f"{b} images and {n} style codes: give one image, one style, or as many of each")
+    c, s = pair_batches(c, s, mismatch="{b} images and {n} style codes: give one image, one style, or as many of each")
     return G.decode(c, s)
-
-
-def network_entry(model: nn.Module) -> dict:
-    """``{"arch", "state_dict"}`` of one network for the project's checkpoint format (CPU copies)."""
-    return {"arch": model.cfg.to_dict(),
-            "state_dict": {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}}
 
 
 FORMAT = "face-editor/tunit"
@@ -550,10 +517,7 @@ KINDS = {"G": (Generator, GeneratorConfig), "G_EMA": (Generator, GeneratorConfig
 
 def tunit_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = None) -> dict:
     """The project-format dict of some of ``{"G", "G_EMA", "C", "C_EMA", "D"}``, each with its config."""
-    if unknown := sorted(set(networks) - set(KINDS)):
-        raise ValueError(f"unknown TUNIT networks {unknown}; expected some of {list(KINDS)}")
-    return {"format": FORMAT, "format_version": FORMAT_VERSION,
-            "networks": {name: network_entry(m) for name, m in networks.items()}, "extras": dict(extras or {})}
+    return i2i_checkpoint(networks, fmt=FORMAT, version=FORMAT_VERSION, kinds=KINDS, family="TUNIT", extras=extras)
 
 
 __all__ = ["GuidingConfig", "GeneratorConfig", "DiscriminatorConfig", "GuidingNetwork", "Generator",
