@@ -3,8 +3,6 @@ disk as the released ``latest_net_*.pth`` files), the full-size released layouts
 from their weights, strict refusals, input-size errors and the inference helpers."""
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -37,15 +35,14 @@ from engine.models.bicyclegan import (
     translate,
 )
 
-TOL = dict(rtol=1e-5, atol=1e-5)
-LOSS_TOL = dict(rtol=1e-4, atol=1e-4)
+from .i2i_helpers import LOSS_TOL, TOL, fixture_case, load_fixture, load_manifests, manifest_entry, zeros
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def fx(reference_dir):
-    return torch.load(reference_dir / "i2i" / "bicyclegan_s128.pt", weights_only=True)
+    return load_fixture(reference_dir, "bicyclegan_s128.pt")
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +57,6 @@ def released(fx, tmp_path_factory):
 @pytest.fixture(scope="module")
 def nets(released):
     return load_bicyclegan(released)
-
-
-def _case(fx, name):
-    c = fx["cases"][name]
-    return c["inputs"], c["expected"]
 
 
 def test_fixture_files_are_the_released_names(fx):
@@ -86,14 +78,14 @@ def test_inferred_architecture_matches_the_fixture_config(fx, nets):
 @torch.no_grad()
 def test_G_forward_eval(fx, released):
     G = load_bicyclegan_generator(released / "latest_net_G.pth")
-    i, e = _case(fx, "G_forward_eval")
+    i, e = fixture_case(fx, "G_forward_eval")
     torch.testing.assert_close(G(i["A"], i["z"]), e["out"], **TOL)
 
 
 @torch.no_grad()
 def test_E_forward_eval(fx, released):
     E = load_bicyclegan_encoder(released / "latest_net_E.pth")
-    i, e = _case(fx, "E_forward_eval")
+    i, e = fixture_case(fx, "E_forward_eval")
     mu, logvar = E(i["B"])
     torch.testing.assert_close(mu, e["mu"], **TOL)
     torch.testing.assert_close(logvar, e["logvar"], **TOL)
@@ -103,7 +95,7 @@ def test_E_forward_eval(fx, released):
 @pytest.mark.parametrize("name, case, key", [("D", "D_forward_eval", "B"), ("D2", "D2_forward_eval", "x")])
 def test_D_forward_eval(fx, released, name, case, key):
     D = load_bicyclegan_discriminator(released / RELEASED_FILES[name], name=name)
-    i, e = _case(fx, case)
+    i, e = fixture_case(fx, case)
     out = D(i[key])
     assert len(out) == 2
     torch.testing.assert_close(out[0], e["out0"], **TOL)
@@ -111,7 +103,7 @@ def test_D_forward_eval(fx, released, name, case, key):
 
 
 def test_test_encoded(fx, nets):
-    i, e = _case(fx, "test_encoded")
+    i, e = fixture_case(fx, "test_encoded")
     z0 = encode(nets["E"], i["B"])
     torch.testing.assert_close(z0, e["z0"], **TOL)
     torch.testing.assert_close(translate(nets["G"], i["A"], z0), e["fake"], **TOL)
@@ -124,7 +116,7 @@ def test_train_step_losses(fx, released):
     w = BicycleGANWeights(lambda_L1=c["lambda_L1"], lambda_GAN=c["lambda_GAN"], lambda_GAN2=c["lambda_GAN2"],
                           lambda_z=c["lambda_z"], lambda_kl=c["lambda_kl"], gan_mode=c["gan_mode"],
                           conditional_D=c["conditional_D"], use_same_D=c["use_same_D"])
-    i, e = _case(fx, "train_step_losses")
+    i, e = fixture_case(fx, "train_step_losses")
     fwd = bicyclegan_forward(G, E, i["real_A"], i["real_B"], eps=i["eps"], z_random=i["z_random"], weights=w)
     losses = generator_encoder_losses(fwd, D, D2, weights=w)
     backward_generator_encoder(losses, G, E)
@@ -147,7 +139,7 @@ def test_train_step_losses(fx, released):
 
 def test_latent_regression_reaches_G_only(fx):
     """Without the z-L1 term G's gradient changes and E's does not: E is frozen for it."""
-    i, _ = _case(fx, "train_step_losses")
+    i, _ = fixture_case(fx, "train_step_losses")
     grads = {}
     for lambda_z in (0.5, 0.0):
         nets = load_bicyclegan(fx["checkpoint"])
@@ -165,11 +157,7 @@ def test_latent_regression_reaches_G_only(fx):
 
 @pytest.fixture(scope="module")
 def manifests(reference_dir):
-    return json.loads((reference_dir / "i2i" / "manifests_i2i.json").read_text())["bicyclegan"]
-
-
-def _zeros(keys: dict) -> dict:
-    return {k: torch.zeros(shape) for k, shape in keys.items()}
+    return load_manifests(reference_dir, "bicyclegan")
 
 
 def _assert_layout(model, entry):
@@ -180,20 +168,20 @@ def _assert_layout(model, entry):
 
 @pytest.mark.parametrize("input_nc", [1, 3])
 def test_released_generator_layouts(manifests, input_nc):
-    entry = next(v for k, v in manifests.items() if k.startswith(f"G_unet_256_add_all_input_nc{input_nc}"))
-    G = load_bicyclegan_generator(_zeros(entry["keys"]))
+    entry = manifest_entry(manifests, f"G_unet_256_add_all_input_nc{input_nc}")
+    G = load_bicyclegan_generator(zeros(entry["keys"]))
     assert G.cfg == GeneratorConfig(input_nc=input_nc, output_nc=3, nz=8, ngf=64, num_downs=8)
     _assert_layout(G, entry)
 
 
 def test_released_encoder_and_discriminator_layouts(manifests):
-    entry = next(v for k, v in manifests.items() if k.startswith("E_resnet_256"))
-    E = load_bicyclegan_encoder(_zeros(entry["keys"]))
+    entry = manifest_entry(manifests, "E_resnet_256")
+    E = load_bicyclegan_encoder(zeros(entry["keys"]))
     assert E.cfg == EncoderConfig(kind="resnet", input_nc=3, nz=8, nef=64, n_layers=5, vae_like=True)
     assert E.cfg.image_size == 256
     _assert_layout(E, entry)
-    entry = next(v for k, v in manifests.items() if k.startswith("D_basic_256_multi"))
-    D = load_bicyclegan_discriminator(_zeros(entry["keys"]))
+    entry = manifest_entry(manifests, "D_basic_256_multi")
+    D = load_bicyclegan_discriminator(zeros(entry["keys"]))
     assert D.cfg == DiscriminatorConfig(input_nc=3, ndf=(64, 32), n_layers=3)
     _assert_layout(D, entry)
 
@@ -290,7 +278,7 @@ def test_module_prefix_and_legacy_instance_norm_keys(fx):
         legacy[f"module.{name}.running_mean"] = torch.zeros(c)
         legacy[f"module.{name}.running_var"] = torch.ones(c)
     G2 = load_bicyclegan_generator(legacy)
-    i, e = _case(fx, "G_forward_eval")
+    i, e = fixture_case(fx, "G_forward_eval")
     with torch.no_grad():
         torch.testing.assert_close(G2(i["A"], i["z"]), e["out"], **TOL)
     with pytest.raises(ModelFormatError, match="unexpected keys"):  # with no norm the stats belong nowhere
@@ -340,7 +328,7 @@ def test_project_format_round_trip(fx, nets, tmp_path):
     back = load_bicyclegan(path)
     assert set(back) == {"G", "E", "D", "D2"}
     assert all(back[n].cfg == nets[n].cfg for n in back)
-    i, e = _case(fx, "test_encoded")
+    i, e = fixture_case(fx, "test_encoded")
     torch.testing.assert_close(translate(back["G"], i["A"], encode(back["E"], i["B"])), e["fake"], **TOL)
     assert load_bicyclegan_encoder(path).cfg == nets["E"].cfg
     broken = torch.load(path, weights_only=True)
@@ -390,7 +378,7 @@ def test_slerp():
 
 
 def test_translate_broadcasts_one_image_over_codes(fx, nets):
-    i, _ = _case(fx, "G_forward_eval")
+    i, _ = fixture_case(fx, "G_forward_eval")
     G = nets["G"]
     z = sample_codes(3, 8, seed=4)
     out = translate(G, i["A"][0], z)

@@ -4,7 +4,6 @@ configurations inferred from their weights, strict refusals, input-size errors a
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
@@ -37,15 +36,14 @@ from engine.models.tunit import (
     tunit_checkpoint,
 )
 
-TOL = dict(rtol=1e-5, atol=1e-5)
-LOSS_TOL = dict(rtol=1e-4, atol=1e-4)
+from .i2i_helpers import LOSS_TOL, TOL, fixture_case, load_fixture, load_manifests, manifest_entry, zeros
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def fx(reference_dir):
-    return torch.load(reference_dir / "i2i" / "tunit_s64.pt", weights_only=True)
+    return load_fixture(reference_dir, "tunit_s64.pt")
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +59,6 @@ def folder(fx, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(folder):
     return load_tunit(folder)
-
-
-def _case(fx, name):
-    c = fx["cases"][name]
-    return c["inputs"], c["expected"]
 
 
 def test_inferred_architecture_matches_the_fixture_config(fx, model):
@@ -85,11 +78,11 @@ def test_inferred_architecture_matches_the_fixture_config(fx, model):
 @torch.no_grad()
 def test_C_eval(fx, model):
     C = model.networks["C"]
-    i, e = _case(fx, "C_eval")
+    i, e = fixture_case(fx, "C_eval")
     out = C(i["x"])
     torch.testing.assert_close(out["cont"], e["cont"], **TOL)
     torch.testing.assert_close(out["disc"], e["disc"], **TOL)
-    i, e = _case(fx, "C_eval_sty")
+    i, e = fixture_case(fx, "C_eval_sty")
     assert fx["cases"]["C_eval_sty"]["kwargs"] == {"sty": True}
     torch.testing.assert_close(C(i["x"], sty=True), e["cont"], **TOL)
     torch.testing.assert_close(C.moco(i["x"]), e["cont"], **TOL)
@@ -99,7 +92,7 @@ def test_C_eval(fx, model):
 @torch.no_grad()
 def test_C_train(fx, model):
     C = copy.deepcopy(model.networks["C"]).train()
-    i, e = _case(fx, "C_train")
+    i, e = fixture_case(fx, "C_train")
     out = C(i["x"])
     torch.testing.assert_close(out["cont"], e["cont"], **TOL)
     torch.testing.assert_close(out["disc"], e["disc"], **TOL)
@@ -108,7 +101,7 @@ def test_C_train(fx, model):
 @torch.no_grad()
 def test_G_eval(fx, model):
     G = model.generator
-    i, e = _case(fx, "G_eval")
+    i, e = fixture_case(fx, "G_eval")
     content = G.cnt_encoder(i["x_src"])
     torch.testing.assert_close(content, e["content"], **TOL)
     torch.testing.assert_close(G.mlp(i["s"]), e["adain_params"], **TOL)
@@ -121,7 +114,7 @@ def test_G_eval(fx, model):
 
 
 def test_G_cluster_average_style(fx, model):
-    i, e = _case(fx, "G_cluster_average_style")
+    i, e = fixture_case(fx, "G_cluster_average_style")
     n = len(i["x_cluster"])
     styles = cluster_styles(model.style_encoder, i["x_cluster"], torch.zeros(n, dtype=torch.long))
     assert list(styles) == [0]
@@ -131,7 +124,7 @@ def test_G_cluster_average_style(fx, model):
 
 @torch.no_grad()
 def test_D_eval(fx, model):
-    i, e = _case(fx, "D_eval")
+    i, e = fixture_case(fx, "D_eval")
     logit, feat = model.networks["D"](i["x"], i["y"])
     torch.testing.assert_close(logit, e["logit"], **TOL)
     torch.testing.assert_close(feat, e["feat"], **TOL)
@@ -142,7 +135,7 @@ def test_train_iteration_unsup(fx, model):
     w = TunitWeights(w_gp=c["w_gp"], w_rec=c["w_rec"], w_adv=c["w_adv"], w_vec=c["w_vec"], temperature=c["temp"],
                      queue_size=1024)
     C, C_EMA, G, D = (copy.deepcopy(model.networks[k]).train() for k in ("C", "C_EMA", "G", "D"))
-    i, e = _case(fx, "train_iteration_unsup")
+    i, e = fixture_case(fx, "train_iteration_unsup")
     x_org, x_ref_idx, queue = i["x_org"], i["x_ref_idx"], i["queue"]
     x_ref = x_org[x_ref_idx]
     got = guiding_losses(C, C_EMA, x_org, i["x_tf"], queue, weights=w)
@@ -168,7 +161,7 @@ def test_train_iteration_unsup(fx, model):
 
 
 def test_ema_update(fx, model):
-    i, e = _case(fx, "ema_update")
+    i, e = fixture_case(fx, "ema_update")
     C_EMA = copy.deepcopy(model.networks["C_EMA"])
     buffers = {k: v.clone() for k, v in C_EMA.named_buffers()}
     ema_update(C_EMA, model.networks["C"], beta=fx["cases"]["ema_update"]["kwargs"]["beta"])
@@ -192,22 +185,13 @@ def test_mutual_information_of_independent_and_identical_views():
 
 @pytest.fixture(scope="module")
 def manifests(reference_dir):
-    return json.loads((reference_dir / "i2i" / "manifests_i2i.json").read_text())["tunit"]
-
-
-def _zeros(keys: dict) -> dict:
-    return {k: torch.zeros(shape, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float32)
-            for k, shape in keys.items()}
-
-
-def _entry(manifests, prefix):
-    return next(v for k, v in manifests.items() if k.startswith(prefix))
+    return load_manifests(reference_dir, "tunit")
 
 
 @pytest.mark.parametrize("size, nf, n_downs", [(128, 64, 3), (256, 32, 4)])
 def test_released_generator_layouts(manifests, size, nf, n_downs):
-    entry = _entry(manifests, f"G (img_size={size}")
-    G = network_from_state_dict("G_EMA", _zeros(entry["keys"]))
+    entry = manifest_entry(manifests, f"G (img_size={size}")
+    G = network_from_state_dict("G_EMA", zeros(entry["keys"]))
     assert G.cfg == GeneratorConfig(nf=nf, n_downs=n_downs, n_res=2, sty_dim=128)
     assert G.cfg.img_size == size and G.cfg.num_adain_params == G.mlp.model[-1].fc.out_features
     assert {k: list(v.shape) for k, v in G.state_dict().items()} == entry["keys"]
@@ -216,16 +200,16 @@ def test_released_generator_layouts(manifests, size, nf, n_downs):
 
 @pytest.mark.parametrize("size, dim_in", [(128, 64), (256, 32)])
 def test_released_discriminator_layouts(manifests, size, dim_in):
-    entry = _entry(manifests, f"D (img_size={size}")
-    D = network_from_state_dict("D", _zeros(entry["keys"]))
+    entry = manifest_entry(manifests, f"D (img_size={size}")
+    D = network_from_state_dict("D", zeros(entry["keys"]))
     assert D.cfg == DiscriminatorConfig(img_size=size, dim_in=dim_in, max_conv_dim=1024, output_k=10)
     assert {k: list(v.shape) for k, v in D.state_dict().items()} == entry["keys"]
     assert sum(v.numel() for v in D.state_dict().values()) == entry["num_values"]
 
 
 def test_released_guiding_layout_and_checkpoint_keys(manifests, fx):
-    entry = _entry(manifests, "C (GuidingNet")
-    C = network_from_state_dict("C_EMA", _zeros(entry["keys"]))
+    entry = manifest_entry(manifests, "C (GuidingNet")
+    C = network_from_state_dict("C_EMA", zeros(entry["keys"]))
     assert C.cfg == GuidingConfig(features=VGG11, sty_dim=128, output_k=10)
     assert {k: list(v.shape) for k, v in C.state_dict().items()} == entry["keys"]
     assert sum(v.numel() for v in C.state_dict().values()) == entry["num_values"]
@@ -302,7 +286,7 @@ def test_old_residual_block_names(fx):
     assert sd != fx["checkpoint"]["G_EMA_state_dict"]
     m = load_tunit({"G_EMA_state_dict": sd})
     assert m.notes and "blocks/block" in m.notes[0]
-    i, e = _case(fx, "G_eval")
+    i, e = fixture_case(fx, "G_eval")
     torch.testing.assert_close(translate(m.generator, i["x_src"], i["s"]), e["out"], **TOL)
 
 
@@ -331,7 +315,7 @@ def test_project_format_round_trip(fx, model, tmp_path):
     torch.save(tunit_checkpoint(nets, extras={"epoch": 5}), path)
     back = load_tunit(path)
     assert set(back.networks) == set(nets) and back.epoch == 5
-    i, e = _case(fx, "G_eval")
+    i, e = fixture_case(fx, "G_eval")
     torch.testing.assert_close(translate(back.generator, i["x_src"], i["s"]), e["out"], **TOL)
 
 
@@ -352,7 +336,7 @@ def test_input_sizes_the_networks_cannot_take(model):
 # --- inference helpers ------------------------------------------------------------------------------------------
 
 def test_cluster_styles_group_by_cluster(fx, model):
-    i, _ = _case(fx, "G_cluster_average_style")
+    i, _ = fixture_case(fx, "G_cluster_average_style")
     x = torch.cat([i["x_cluster"], i["x_src"]])
     C, C_EMA = model.cluster_net, model.style_encoder
     labels = cluster_labels(C, x, batch_size=3)
@@ -368,7 +352,7 @@ def test_cluster_styles_group_by_cluster(fx, model):
 
 
 def test_translate_broadcasts(fx, model):
-    i, _ = _case(fx, "G_eval")
+    i, _ = fixture_case(fx, "G_eval")
     G = model.generator
     one_image_many_styles = translate(G, i["x_src"][0], i["s"])
     assert one_image_many_styles.shape == (4, 3, 64, 64)
