@@ -2,13 +2,13 @@
 current settings into another folder, under a modal progress dialog with Cancel, then summed up in a message box.
 
 ``FolderBatchMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, bridge, job
-submission, tool-button builder, ``inversion_settings``, ``message`` and ``failed``).
+submission, tool-button builder, ``_start_dir``, ``inversion_settings``, ``message`` and ``failed``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
 from engine.translate_jobs import FolderSummary, TranslateFolderJob
@@ -36,9 +36,7 @@ class FolderBatchMixin:
         if st.translation is None or self._folder_dialog is not None:
             return None
         if not folder:
-            start = self._last_dir or QStandardPaths.writableLocation(
-                QStandardPaths.StandardLocation.PicturesLocation)
-            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", start)
+            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", self._start_dir())
             if not folder:
                 return None
         if not out:

@@ -2,14 +2,14 @@
 one as the translation's appearance, and the export of a page of samples at full resolution.
 
 ``StyleGridPopup`` is the widget; ``StyleGridMixin`` is the part of ``TranslatePanel`` that drives it (it uses the
-panel's document, job submission, tool-button builder, ``refresh``, ``_set`` and ``message``).
+panel's document, job submission, tool-button builder, ``_start_dir``, ``refresh``, ``_set`` and ``message``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPoint, QSignalBlocker, QSize, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QPoint, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -170,9 +170,7 @@ class StyleGridMixin:
         if st.translation is None:
             return None
         if not folder:
-            start = self._last_dir or QStandardPaths.writableLocation(
-                QStandardPaths.StandardLocation.PicturesLocation)
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the style samples", start)
+            folder = QFileDialog.getExistingDirectory(self, "Folder for the style samples", self._start_dir())
             if not folder:
                 return None
         seeds = tuple(range(self.grid_seed.value(), self.grid_seed.value() + GRID_N))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtCore import QSignalBlocker, QStandardPaths, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -77,6 +77,15 @@ def depth_text(depth: int, full: int | None) -> str:
     return f"full ({depth} px)" if depth == full else f"{depth} px"
 
 
+def _double_slider(lo: float, hi: float, *, decimals: int, step: float, tip: str) -> QLabeledDoubleSlider:
+    slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+    slider.setRange(lo, hi)
+    slider.setDecimals(decimals)
+    slider.setSingleStep(step)
+    slider.setToolTip(tip)
+    return slider
+
+
 class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWidget):
     """Target, depth, blend, mode and appearance of the document's translation, with the jobs around them.
 
@@ -120,12 +129,10 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
                              tickPosition=QSlider.TickPosition.TicksBelow, tickInterval=1)
         self.depth_label = QLabel("", toolTip=DEPTH_TIP)
         self.depth_label.setMinimumWidth(70)
-        self.blend = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self.blend.setRange(0.0, 3.0)
-        self.blend.setDecimals(1)
-        self.blend.setSingleStep(0.1)
-        self.blend.setToolTip("Blend width in octaves: 0 switches from the face's model to the target at the depth; "
-                              "wider fades between them over that many resolution doublings above it")
+        self.blend = _double_slider(0.0, 3.0, decimals=1, step=0.1,
+                                    tip="Blend width in octaves: 0 switches from the face's model to the target at "
+                                        "the depth; wider fades between them over that many resolution doublings "
+                                        "above it")
         self.mode = QComboBox(toolTip="How the face model's layers are swapped in")
         for key, text, tip in MODES:
             self.mode.addItem(text, key)
@@ -140,12 +147,9 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         self._build_reference()
         self.style_label = QLabel("", wordWrap=True)
         self.style_label.setStyleSheet("color: palette(mid)")
-        self.style_psi = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self.style_psi.setRange(0.0, 1.0)
-        self.style_psi.setDecimals(2)
-        self.style_psi.setSingleStep(0.01)
-        self.style_psi.setToolTip("Style truncation ψ of sampled appearances: 0 = the target's average look, 1 = its "
-                                  "full variety")
+        self.style_psi = _double_slider(0.0, 1.0, decimals=2, step=0.01,
+                                        tip="Style truncation ψ of sampled appearances: 0 = the target's average "
+                                            "look, 1 = its full variety")
 
         self._build_grid_popup()
 
@@ -330,6 +334,10 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
 
     def use_own_style(self) -> None:
         self._set("Appearance: the face's own", None, style=None)
+
+    def _start_dir(self) -> str:
+        """Where the file dialogs open: the last folder used, else the user's pictures."""
+        return self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
 
     def inversion_settings(self) -> InversionSettings:
         """The default inversion settings (``inversion_steps``), with LPIPS when its weights are set."""

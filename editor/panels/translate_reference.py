@@ -2,14 +2,14 @@
 aligned and inverted in the target model, and the resulting latent becomes the translation's appearance.
 
 ``ReferenceImageMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, bridge, job
-submission, tool-button builder, ``inversion_settings``, ``refresh``, ``style_label``, ``message`` and ``failed``).
+submission, tool-button builder, ``_start_dir``, ``inversion_settings``, ``refresh``, ``style_label``, ``message``
+and ``failed``).
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
-from PySide6.QtCore import QStandardPaths
 from PySide6.QtWidgets import QFileDialog, QProgressBar
 
 from engine.align import box_transform, face_transform
@@ -40,8 +40,8 @@ class ReferenceImageMixin:
                                      self.cancel_reference)
 
     def reference_dialog(self) -> None:
-        start = self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
-        path, _ = QFileDialog.getOpenFileName(self, "Reference image for the appearance", start, PHOTO_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Reference image for the appearance", self._start_dir(),
+                                              PHOTO_FILTER)
         if path:
             self._last_dir = str(Path(path).parent)
             self.open_reference(path)
