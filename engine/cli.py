@@ -40,6 +40,15 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
+def setup_compute(args) -> torch.device:
+    """The device a command asked for (``--device``) and its CPU thread count (``--threads``, when it has one)."""
+    device = pick_device(args.device)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    return device
+
+
 def _default_model() -> Path:
     from . import assets
 

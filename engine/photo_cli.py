@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .algorithms.projection import InversionSettings
 from .align import box_transform, face_transform, whole_image_transform
@@ -51,11 +50,9 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def cmd_invert(args) -> int:
-    from .cli import UserError, pick_device
+    from .cli import UserError, setup_compute
 
-    device = pick_device(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    device = setup_compute(args)
     model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
     state = EditState(model=model)
     bar = _Bar(args.quiet)

@@ -290,11 +290,16 @@ class ModelJob:
 
     def __call__(self, ctx) -> ModelSummary:
         ctx.progress(0.0, f"loading {self.ref.label()}")
-        ref = self.ref
-        if not ref.is_default and ref.sha256 is None:
-            ref = ModelRef(path=str(Path(ref.path).resolve()), sha256=file_sha256(ref.path))
+        ref = pinned(self.ref)
         G = cached_model(ctx, ref)
         return summarize(G, ref)
+
+
+def pinned(ref: ModelRef) -> ModelRef:
+    """``ref`` with an absolute path and the file's sha256 (the embedded default and pinned refs as they are)."""
+    if ref.is_default or ref.sha256 is not None:
+        return ref
+    return ModelRef(path=str(Path(ref.path).resolve()), sha256=file_sha256(ref.path))
 
 
 @dataclass(frozen=True)

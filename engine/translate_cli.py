@@ -6,24 +6,20 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from .project import ModelRef
 from .translate_jobs import DistanceJob
 from .worker import InlineContext
 
 
 def _models(args):
-    from .cli import UserError, pick_device
+    from .cli import UserError, setup_compute
 
     for name in (args.base, args.target):
         if not Path(name).is_file():
             raise UserError(f"{name} is not a file")
     if args.n < 1:
         raise UserError("--n must be at least 1")
-    device = pick_device(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    device = setup_compute(args)
     return device, ModelRef(path=str(Path(args.base).resolve())), ModelRef(path=str(Path(args.target).resolve()))
 
 

@@ -21,10 +21,9 @@ from .align import face_transform
 from .assets import ASSETS_DIR
 from .errors import PhotoError
 from .export import save_image
-from .loading import file_sha256
 from .photo_jobs import InvertJob, ScanJob
 from .project import EditState, ModelRef, ProjectError, Source
-from .render import ModelSummary, cached_model, render_in_worker, summarize
+from .render import ModelSummary, cached_model, pinned, render_in_worker, summarize
 
 TARGET_KIND = "finetuned-generator"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -102,9 +101,7 @@ class TargetJob:
 
     def __call__(self, ctx) -> TargetInfo:
         ctx.progress(0.0, f"loading {self.target.label()}")
-        ref = self.target
-        if not ref.is_default and ref.sha256 is None:
-            ref = ModelRef(path=str(Path(ref.path).resolve()), sha256=file_sha256(ref.path))
+        ref = pinned(self.target)
         T = cached_model(ctx, ref)
         G = cached_model(ctx, self.base)
         if T.cfg != G.cfg:
