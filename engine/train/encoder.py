@@ -509,10 +509,11 @@ def inference_ms(encoder: Encoder, *, runs: int = 50) -> dict:
 
 
 def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval_n: int = 1024, runs: int = 50,
-                    command_line: str = "") -> dict:
+                    half: bool = True, command_line: str = "") -> dict:
     """Release ``source`` (``RUN/encoder.pt``, ``RUN/snapshots/encoder-*.pt`` or ``RUN/checkpoint.pt`` of ``train
     encoder``) as ``out_dir/encoder.pt`` next to the generator it was trained for (``out_dir/generator.pt``;
-    another generator's encoder is refused), with the manifest ``encoder.json``. -> manifest"""
+    another generator's encoder is refused), with the manifest ``encoder.json``. half: store the weights in
+    float16 (half the file; the figures are measured on the stored weights). -> manifest"""
     from ..estimator_eval import cpu_model
     from ..loading import file_sha256, load_generator, read_model_file
     from ..models.encoder import FORMAT
@@ -534,6 +535,10 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
                                f"for {g_path.name} ({g_sha[:12]}...): train an encoder for this generator first")
     G = load_generator(g_path)
     check_compatible(encoder, G.cfg)
+    storage = torch.float16 if half else torch.float32
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.copy_(p.to(storage))  # what the file will hold
     ws = held_out_latents(G, eval_n)
     figures = evaluate_encoder(encoder, G, ws)
     baseline = evaluate_encoder(None, G, ws)
@@ -541,12 +546,13 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
     recipe = {**EVAL_RECIPE, "n": eval_n, "seed": EVAL_SEED, "noise_mode": "const"}
     info.update(figures=figures, baseline_w_avg=baseline, eval_recipe=recipe, released_from=source.name)
     out_path = out_dir / DEFAULT_ENCODER
-    save_encoder(out_path, encoder, info=info)
+    save_encoder(out_path, encoder, info=info, dtype=storage)
     command = info.get("command_line") or ""
     threads = option_value(command, "--threads") if command else None
     manifest = {
         "file": DEFAULT_ENCODER, "sha256": file_sha256(out_path), "bytes": out_path.stat().st_size,
         "format": FORMAT, "parameters": sum(p.numel() for p in encoder.parameters()),
+        "weights_dtype": str(storage).removeprefix("torch."),
         "architecture": encoder.cfg.to_dict(), "generator_sha256": g_sha, "command": command,
         "seed": info.get("seed"), "train_config": info.get("train_config"), "kimg": info.get("kimg"),
         "training_steps": info.get("training_steps"), "training_time_s": info.get("training_time_s"),
@@ -628,6 +634,8 @@ def add_encoder_commands(sub) -> None:
     p.add_argument("--eval-n", type=int, default=1024, help="held-out samples for the manifest (default 1024)")
     p.add_argument("--runs", type=int, default=50, help="timed single-image encodings (default 50)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads of the evaluation (default 1)")
+    p.add_argument("--float32", action="store_true", help="store the weights in float32 (default float16: half the "
+                   "file, the same figures)")
     p.set_defaults(func=run_release_encoder)
 
 
@@ -695,7 +703,7 @@ def run_release_encoder(args) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    m = release_encoder(args.source, args.out, eval_n=args.eval_n, runs=args.runs,
+    m = release_encoder(args.source, args.out, eval_n=args.eval_n, runs=args.runs, half=not args.float32,
                         command_line=shlex.join(["main.py", *sys.argv[1:]]))
     h = m["held_out"]
     print(f"released {Path(args.out) / DEFAULT_ENCODER} (sha256 {m['sha256'][:12]}..., {m['kimg']:g} kimg): held-out "

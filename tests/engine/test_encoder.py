@@ -92,6 +92,10 @@ def test_save_load_round_trip_and_bad_files(tmp_path, generator_file):
     assert torch.equal(back(x), E.eval()(x)) and back(x).abs().sum() > 0
     with pytest.raises(ValueError, match="plain values"):
         save_encoder(tmp_path / "f.pt", E, info={"x": torch.zeros(1)})
+    with pytest.raises(ValueError, match="float32 or float16"):
+        save_encoder(tmp_path / "f.pt", E, dtype=torch.int8)
+    save_encoder(tmp_path / "h.pt", E, dtype=torch.float16)
+    assert torch.allclose(load_encoder(tmp_path / "h.pt")(x), E(x), atol=1e-2)
 
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     data = (tmp_path / "e.pt").read_bytes()
@@ -109,6 +113,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path, generator_file):
         "arch": "unknown architecture fields",
         "weights": "do not match the architecture",
         "nan": "non-finite",
+        "ints": "float32 / float16 tensors",
     }
     for source, message in cases.items():
         if source == "version":
@@ -117,6 +122,8 @@ def test_save_load_round_trip_and_bad_files(tmp_path, generator_file):
             source = {**ckpt, "arch": {**ckpt["arch"], "depth": 3}}
         elif source == "weights":
             source = {**ckpt, "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k != "head.weight"}}
+        elif source == "ints":
+            source = {**ckpt, "state_dict": {**ckpt["state_dict"], "w_avg": torch.zeros(16, dtype=torch.int64)}}
         elif source == "nan":
             source = {**ckpt, "state_dict": {**ckpt["state_dict"], "w_scale": torch.full((16,), float("nan"))}}
         with pytest.raises(ModelFormatError, match=message):
@@ -193,10 +200,18 @@ def test_release_writes_a_matching_manifest_and_refuses_another_generator(genera
     h = m["held_out"]
     assert h["recipe"]["n"] == 8 and 0 < h["baseline_w_avg"]["psnr_db"] < 100 and h["encoder"]["latent_l2"] > 0
     assert [row["step"] for row in m["held_out_curve"]] == [0.0, 2.0]
+    stored = torch.load(assets / "encoder.pt", weights_only=True)["state_dict"]
+    assert stored["head.weight"].dtype == torch.float16 and stored["w_scale"].dtype == torch.float32
+    assert m["weights_dtype"] == "float16" and m["bytes"] < (run_dir / "encoder.pt").stat().st_size * 0.7
     shipped = load_encoder(assets / "encoder.pt")
     trained = load_encoder(run_dir / "encoder.pt")
-    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in shipped.state_dict().items())
+    weights = {k for k, _ in trained.named_parameters()}
+    assert all(torch.equal(v, trained.state_dict()[k].half().float() if k in weights else trained.state_dict()[k])
+               for k, v in shipped.state_dict().items())
     assert shipped.info["figures"] == h["encoder"]
+    assert release_encoder(run_dir / "encoder.pt", assets, eval_n=8, runs=3, half=False)["weights_dtype"] == "float32"
+    exact = load_encoder(assets / "encoder.pt").state_dict()
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in exact.items())
     assert release_encoder(run_dir / "checkpoint.pt", assets, eval_n=8, runs=3)["sha256"] == m["sha256"]  # repeatable
     again = release_encoder(run_dir / "encoder.pt", assets, eval_n=8, runs=3)
     assert again["held_out"]["encoder"] == h["encoder"] and again["released_from"] == "encoder.pt"
