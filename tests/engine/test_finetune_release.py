@@ -74,3 +74,17 @@ def test_release_refuses_what_is_not_a_freezefc_fine_tune(tmp_path, base_path):
         release_finetune(run / "model.pt", tmp_path / "a", name="toon", base=other, n=4)
     with pytest.raises(ValueError, match="plain word"):
         release_finetune(run / "model.pt", tmp_path / "a", name="../toon", base=base_path, n=4)
+
+
+def test_the_shipped_targets_are_freezefc_fine_tunes_of_the_shipped_default():
+    from engine.assets import ASSETS_DIR, default_generator_path, verified_asset
+    from engine.translate_jobs import shipped_targets
+
+    targets = shipped_targets(ASSETS_DIR)
+    assert "toon" in {t.domain for t in targets}
+    base = load_generator(default_generator_path())
+    for t in targets:
+        path = verified_asset(f"{t.domain}.pt")  # the manifest's sha256 checked
+        assert t.info["kind"] == KIND and t.base_sha256 == base.model_info.sha256
+        assert mapping_difference(base, load_generator(path)) == 0.0
+        assert 0 < t.info["model_distance"]["to_base"] < 1
