@@ -112,7 +112,7 @@ class PhotoPanel(QWidget):
         self.stop_button = QToolButton(icon=icon("stop"), toolTip="Stop now and keep the result so far")
         self.cancel_button = QToolButton(icon=icon("cancel"), toolTip="Cancel and discard this inversion (Esc)")
         self.progress = QProgressBar(textVisible=True)
-        self.quality = QLabel("")
+        self.quality = QLabel("", wordWrap=True)
         self.quality.setToolTip("Reconstruction against the aligned photo: PSNR (higher is closer; 28 dB and more "
                                 "looks the same) and SSIM (1 is identical)")
         self.in_photo = QCheckBox("Show in photo")
