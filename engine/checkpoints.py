@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +23,83 @@ from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, Gen
 
 FORMAT = "face-editor/stylegan2"
 FORMAT_VERSION = 1
+
+
+def module_state(module: torch.nn.Module, *, weights_dtype: torch.dtype | None = None) -> dict:
+    """CPU copies of ``module``'s state dict; with ``weights_dtype``, the parameters in that dtype and the buffers in
+    float32 (otherwise every tensor keeps its dtype)."""
+    if weights_dtype is None:
+        return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    weights = {k for k, _ in module.named_parameters()}
+    return {k: v.detach().to("cpu", weights_dtype if k in weights else torch.float32).contiguous().clone()
+            for k, v in module.state_dict().items()}
+
+
+def module_checkpoint(module: torch.nn.Module, *, fmt: str, version: int, meta_key: str = "extras",
+                      meta: dict | None = None, weights_dtype: torch.dtype | None = None) -> dict:
+    """The project-format dict of a small model with a ``cfg`` (``to_dict``): format id and version, architecture,
+    CPU state dict (see ``module_state``) and free-form metadata under ``meta_key``."""
+    return {"format": fmt, "format_version": version, "arch": module.cfg.to_dict(),
+            "state_dict": module_state(module, weights_dtype=weights_dtype), meta_key: dict(meta or {})}
+
+
+def read_checkpoint_source(source, *, noun: str, dict_what: str,
+                           read_file: Callable[[str | os.PathLike], tuple[object, str]] | None = None
+                           ) -> tuple[object, str]:
+    """``(content, what)`` of a model path or an already-loaded dict; ``what`` names it in messages (the path, or
+    ``dict_what``). Paths go through ``read_file`` (default: ``loading.read_model_file``, which only accepts
+    ``torch.save`` files here, read with ``weights_only=True``). ``noun`` ("an encoder") names the expected model."""
+    if isinstance(source, dict):
+        return source, dict_what
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {type(source).__name__}")
+    if read_file is not None:
+        return read_file(source)
+    from .loading import read_model_file  # loading imports this module
+
+    what = str(source)
+    kind, obj = read_model_file(source)
+    if kind != "torch":
+        raise ModelFormatError(f"{what}: not {noun} (a {kind} file)")
+    return obj, what
+
+
+def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str, label: str, config_cls,
+                          module_cls, state_dtypes: tuple[torch.dtype, ...] | None = None):
+    """Check a project-format dict (format ``fmt`` of ``version``), build ``module_cls(config_cls.from_dict(arch))``
+    and load its weights strictly; every problem is a ``ModelFormatError`` prefixed by ``what``. ``noun`` ("an
+    encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor of the state
+    dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ModelFormatError(f"{what}: not {noun} (format {found!r}, expected {fmt!r})")
+    if ckpt.get("format_version") != version:
+        raise ModelFormatError(f"{what}: {label} format version {ckpt.get('format_version')!r} is not supported "
+                               f"(this editor reads version {version})")
+    arch = ckpt.get("arch")
+    if not isinstance(arch, dict):
+        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
+    if unknown := sorted(set(arch) - {f.name for f in fields(config_cls)}):
+        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
+    try:
+        module = module_cls(config_cls.from_dict(arch))
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+    state = ckpt.get("state_dict")
+    if state_dtypes is None:
+        if not isinstance(state, dict):
+            raise ModelFormatError(f"{what}: 'state_dict' is missing")
+    else:
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and v.dtype in state_dtypes
+                                                  for v in state.values()):
+            names = " / ".join(str(d).removeprefix("torch.") for d in state_dtypes)
+            raise ModelFormatError(f"{what}: 'state_dict' is missing or holds something other than {names} tensors")
+        state = {k: v.to(torch.float32) for k, v in state.items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    return module
 
 
 def is_own_checkpoint(obj) -> bool:

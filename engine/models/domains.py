@@ -12,15 +12,13 @@ Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save
-from ..errors import ModelFormatError
-from ..loading import read_model_file
+from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
 from .estimator import ResidualBlock, init_weights
 
 FORMAT = "face-editor/domains"
@@ -147,9 +145,7 @@ def confidence(model: DomainClassifier, images: torch.Tensor, domain: str) -> to
 
 def domains_checkpoint(model: DomainClassifier, *, extras: dict | None = None) -> dict:
     """The project-format dict of ``model`` (CPU tensors)."""
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.cfg.to_dict(), "state_dict": state,
-            "extras": dict(extras or {})}
+    return module_checkpoint(model, fmt=FORMAT, version=FORMAT_VERSION, meta=extras)
 
 
 def save_domains(path: str | os.PathLike, model: DomainClassifier, *, extras: dict | None = None) -> None:
@@ -160,38 +156,9 @@ def save_domains(path: str | os.PathLike, model: DomainClassifier, *, extras: di
 def load_domains(path_or_dict) -> DomainClassifier:
     """A domain classifier (in eval mode) from a project-format file or dict; ModelFormatError says what is
     wrong. Files are read with ``weights_only=True``."""
-    if isinstance(path_or_dict, dict):
-        ckpt, what = path_or_dict, "domain classifier dict"
-    elif isinstance(path_or_dict, (str, os.PathLike)):
-        what = str(path_or_dict)
-        kind, ckpt = read_model_file(path_or_dict)
-        if kind != "torch":
-            raise ModelFormatError(f"{what}: not a domain classifier (a {kind} file)")
-    else:
-        raise ModelFormatError(f"not a domain classifier: expected a file path or a checkpoint dict, got "
-                               f"{type(path_or_dict).__name__}")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ModelFormatError(f"{what}: not a domain classifier (format {found!r}, expected {FORMAT!r})")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{what}: domain classifier format version {ckpt.get('format_version')!r} is not "
-                               f"supported (this editor reads version {FORMAT_VERSION})")
-    arch = ckpt.get("arch")
-    if not isinstance(arch, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
-    if unknown := sorted(set(arch) - {f.name for f in fields(DomainConfig)}):
-        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
-    try:
-        model = DomainClassifier(DomainConfig.from_dict(arch))
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
-    state = ckpt.get("state_dict")
-    if not isinstance(state, dict):
-        raise ModelFormatError(f"{what}: 'state_dict' is missing")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    ckpt, what = read_checkpoint_source(path_or_dict, noun="a domain classifier", dict_what="domain classifier dict")
+    model = build_from_checkpoint(ckpt, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="a domain classifier",
+                                  label="domain classifier", config_cls=DomainConfig, module_cls=DomainClassifier)
     extras = ckpt.get("extras")
     model.extras = dict(extras) if isinstance(extras, dict) else {}
     return model.eval()

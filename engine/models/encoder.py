@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save
+from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
 from ..errors import ModelFormatError
 from ..ops import LRELU_SLOPE, SQRT2
 from .stylegan2 import GeneratorConfig, channels_from_base
@@ -222,11 +222,8 @@ def encoder_checkpoint(encoder: Encoder, *, info: dict | None = None, dtype: tor
         json.dumps(info)
     except (TypeError, ValueError) as e:
         raise ValueError(f"encoder info must hold plain values (str, numbers, lists, dicts): {e}") from None
-    weights = {k for k, _ in encoder.named_parameters()}
-    state = {k: v.detach().to("cpu", dtype if k in weights else torch.float32).contiguous().clone()
-             for k, v in encoder.state_dict().items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": encoder.cfg.to_dict(), "state_dict": state,
-            "info": info}
+    return module_checkpoint(encoder, fmt=FORMAT, version=FORMAT_VERSION, meta_key="info", meta=info,
+                             weights_dtype=dtype)
 
 
 def save_encoder(path: str | os.PathLike, encoder: Encoder, *, info: dict | None = None,
@@ -238,41 +235,11 @@ def save_encoder(path: str | os.PathLike, encoder: Encoder, *, info: dict | None
 def load_encoder(source) -> Encoder:
     """An encoder (eval mode, CPU) from a project-format file or dict, with ``encoder.info``; anything else is a
     ``ModelFormatError`` that says what was found."""
-    from ..loading import read_model_file
-
-    if isinstance(source, dict):
-        obj, what = source, "encoder dict"
-    elif isinstance(source, (str, os.PathLike)):
-        kind, obj = read_model_file(source)
-        what = os.path.basename(source)
-        if kind != "torch":
-            raise ModelFormatError(f"{what} is a {kind} file, not an encoder")
-    else:
-        raise ModelFormatError(f"cannot load an encoder from a {type(source).__name__}: pass a path or a dict")
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
-        raise ModelFormatError(f"{what}: not an encoder (format {found!r}, expected {FORMAT!r})")
-    if obj.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{what}: encoder format version {obj.get('format_version')!r} is not supported (this "
-                               f"editor reads version {FORMAT_VERSION})")
-    arch = obj.get("arch")
-    if not isinstance(arch, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
-    if unknown := sorted(set(arch) - {f.name for f in fields(EncoderConfig)}):
-        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
-    try:
-        encoder = Encoder(EncoderConfig.from_dict(arch))
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
-    state = obj.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and v.dtype in STORAGE_DTYPES
-                                              for v in state.values()):
-        raise ModelFormatError(f"{what}: 'state_dict' is missing or holds something other than float32 / float16 "
-                               "tensors")
-    try:
-        encoder.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    except RuntimeError as e:
-        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    obj, what = read_checkpoint_source(source, noun="an encoder", dict_what="encoder dict")
+    encoder = build_from_checkpoint(obj, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="an encoder",
+                                    label="encoder", config_cls=EncoderConfig, module_cls=Encoder,
+                                    state_dtypes=STORAGE_DTYPES)
+    state = obj["state_dict"]
     if not all(torch.isfinite(v).all() for v in state.values()) or not (encoder.w_scale > 0).all():
         raise ModelFormatError(f"{what}: the weights hold non-finite values or a non-positive w_scale")
     info = obj.get("info")

@@ -14,14 +14,14 @@ Outputs are standardised: continuous output k is ``(value - target_mean[k]) / ta
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save
+from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
 from ..errors import ModelFormatError
 
 FORMAT = "face-editor/estimator"
@@ -185,9 +185,7 @@ def init_weights(module: nn.Module, *, seed: int) -> None:
 
 def estimator_checkpoint(model: AttributeEstimator, *, extras: dict | None = None) -> dict:
     """The project-format dict of ``model`` (float32 CPU tensors)."""
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": model.cfg.to_dict(), "state_dict": state,
-            "extras": dict(extras or {})}
+    return module_checkpoint(model, fmt=FORMAT, version=FORMAT_VERSION, meta=extras)
 
 
 def save_estimator(path: str | os.PathLike, model: AttributeEstimator, *, extras: dict | None = None) -> None:
@@ -195,13 +193,8 @@ def save_estimator(path: str | os.PathLike, model: AttributeEstimator, *, extras
     atomic_torch_save(estimator_checkpoint(model, extras=extras), path)
 
 
-def _read(path_or_dict) -> tuple[dict, str]:
-    if isinstance(path_or_dict, dict):
-        return path_or_dict, "estimator dict"
-    if not isinstance(path_or_dict, (str, os.PathLike)):
-        raise ModelFormatError(f"not an attribute estimator: expected a file path or a checkpoint dict, got "
-                               f"{type(path_or_dict).__name__}")
-    path = Path(path_or_dict)
+def _read_file(path: str | os.PathLike) -> tuple[object, str]:
+    path = Path(path)
     what = str(path)
     if not path.is_file():
         raise ModelFormatError(f"{what}: no such estimator file")
@@ -214,29 +207,10 @@ def _read(path_or_dict) -> tuple[dict, str]:
 
 def load_estimator(path_or_dict) -> AttributeEstimator:
     """An estimator (in eval mode) from a project-format file or dict; ModelFormatError says what is wrong."""
-    ckpt, what = _read(path_or_dict)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ModelFormatError(f"{what}: not an attribute estimator (format {found!r}, expected {FORMAT!r})")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{what}: estimator format version {ckpt.get('format_version')!r} is not supported "
-                               f"(this editor reads version {FORMAT_VERSION})")
-    arch = ckpt.get("arch")
-    if not isinstance(arch, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
-    if unknown := sorted(set(arch) - {f.name for f in fields(EstimatorConfig)}):
-        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
-    try:
-        model = AttributeEstimator(EstimatorConfig.from_dict(arch))
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
-    state = ckpt.get("state_dict")
-    if not isinstance(state, dict):
-        raise ModelFormatError(f"{what}: 'state_dict' is missing")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    ckpt, what = read_checkpoint_source(path_or_dict, noun="an attribute estimator", dict_what="estimator dict",
+                                        read_file=_read_file)
+    model = build_from_checkpoint(ckpt, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="an attribute estimator",
+                                  label="estimator", config_cls=EstimatorConfig, module_cls=AttributeEstimator)
     model.extras = dict(ckpt.get("extras") or {})
     return model.eval()
 
