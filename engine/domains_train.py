@@ -28,8 +28,7 @@ import math
 import os
 import shlex
 import sys
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,12 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from .assets import ASSETS_DIR, DEFAULT_DOMAINS
-from .checkpoints import atomic_torch_save, check_training_state, read_training_state
-from .csvlog import CsvLog
+from .checkpoints import check_training_state, read_training_state
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model, held_out
+from .estimator_train import StepTrainer, int_list, lr_at, resume_trainer, step_generator
 from .estimator_train import augment as estimator_augment
-from .estimator_train import lr_at, step_generator
 from .loading import file_sha256, read_model_file
 from .models.domains import (
     FORMAT,
@@ -54,7 +52,6 @@ from .models.domains import (
     load_domains,
     save_domains,
 )
-from .runtime import GracefulStop
 from .synth import DOMAINS, build_scene, sample_params
 from .synth.styles import STYLES, check_domain
 
@@ -63,7 +60,6 @@ STATE_VERSION = 1
 CHECKPOINT_NAME, MODEL_NAME, BEST_NAME = "checkpoint.pt", "domains.pt", "best.pt"
 METRIC_FIELDS = ("step", "images", "loss", "accuracy", "lr", "img_per_s", "elapsed_s")
 EVAL_FIELDS = ("step", "domain", "accuracy", "confidence")
-OVERRIDABLE_ON_RESUME = ("steps", "eval_every", "eval_n", "checkpoint_every", "log_every")
 GENERATOR_DOMAIN = "photo"
 
 
@@ -248,32 +244,24 @@ def format_figures(figures: dict) -> str:
 # ---- trainer --------------------------------------------------------------------------------------------------
 
 
-class DomainTrainer:
+class DomainTrainer(StepTrainer):
     """The network, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps``.
 
     out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much
     training time in one ``train()`` call. model: a starting network (resume); otherwise a fresh one from ``cfg``.
+    best_score: [held-out mean accuracy, -cross-entropy] of ``best.pt``.
     """
+
+    desc, model_name, metric_fields, eval_fields = "train domains", MODEL_NAME, METRIC_FIELDS, EVAL_FIELDS
 
     def __init__(self, cfg: DomainTrainConfig, *, out_dir: str | Path | None = None,
                  model: DomainClassifier | None = None, command_line: str = "", progress: bool = True,
                  max_seconds: float | None = None):
-        self.cfg = cfg
-        self.model = (model or DomainClassifier(domain_config(cfg), seed=cfg.seed)).train()
-        if self.model.cfg != domain_config(cfg):
-            raise ValueError(f"the network {self.model.cfg} is not the one the training config describes")
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.command_line, self.progress, self.max_seconds = command_line, progress, max_seconds
-        self.step, self.elapsed_s = 0, 0.0
-        self.best_score: list[float] | None = None  # [held-out mean accuracy, -cross-entropy]
-        self.last_eval: dict | None = None
-        self.threads = torch.get_num_threads()
-        self._eval_data = None
-
-    @property
-    def images_seen(self) -> int:
-        return self.step * self.cfg.batch_size
+        model = (model or DomainClassifier(domain_config(cfg), seed=cfg.seed)).train()
+        if model.cfg != domain_config(cfg):
+            raise ValueError(f"the network {model.cfg} is not the one the training config describes")
+        super().__init__(cfg, model, out_dir=out_dir, command_line=command_line, progress=progress,
+                         max_seconds=max_seconds, best_score=None)
 
     def train_step(self) -> dict:
         """One optimiser step on the batch of ``self.step``; returns its loss, accuracy and learning rate."""
@@ -315,9 +303,17 @@ class DomainTrainer:
                 "last_eval": self.last_eval, "threads": self.threads, "command_line": self.command_line,
                 "model": domains_checkpoint(self.model, extras=self.extras()), "optimizer": self.opt.state_dict()}
 
-    def _out(self, name: str) -> Path:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        return self.out_dir / name
+    def save_model(self, path: Path) -> None:
+        save_domains(path, self.model, extras=self.extras())
+
+    def _postfix(self, stats: dict) -> dict:
+        post = super()._postfix(stats)
+        if self.last_eval is not None:
+            post["held_out"] = f"{100 * self.last_eval['mean_accuracy']:.1f}%"
+        return post
+
+    def _final_eval_due(self) -> bool:
+        return self.last_eval is None or self.last_eval["step"] != self.step
 
     def _record_eval(self) -> None:
         ev = self.evaluate()
@@ -329,59 +325,7 @@ class DomainTrainer:
         score = [ev["mean_accuracy"], -ev["nll"]]
         if self.best_score is None or score > self.best_score:
             self.best_score = score
-            save_domains(self._out(BEST_NAME), self.model, extras=self.extras())
-
-    def _periodic(self, stats: dict, dt: float) -> None:
-        cfg, s = self.cfg, self.step
-        if self.out_dir is not None and s % cfg.log_every == 0:
-            self._metrics_log.write(dict(step=s, images=self.images_seen, **stats, img_per_s=cfg.batch_size / dt,
-                                         elapsed_s=self.elapsed_s))
-        if s % cfg.eval_every == 0:
-            self._record_eval()
-        if self.out_dir is not None and s % cfg.checkpoint_every == 0:
-            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
-
-    def train(self, *, on_step=None) -> str:
-        """Train to ``cfg.steps``; returns ``"done"``, ``"interrupted"`` (Ctrl-C / SIGTERM: the running step
-        finishes) or ``"time limit"``. The run folder then holds a checkpoint, ``domains.pt`` and the held-out
-        figures of the last step. on_step: optional callback ``on_step(trainer)`` after every step."""
-        from tqdm import tqdm
-
-        cfg = self.cfg
-        if self.out_dir is not None:
-            self._metrics_log = CsvLog(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
-            self._eval_log = CsvLog(self._out("eval.csv"), EVAL_FIELDS, resume_step=self.step)
-            self._out("config.json").write_text(json.dumps(
-                {"config": cfg.to_dict(), "command_line": self.command_line, "threads": self.threads}, indent=2))
-        status, start = "done", time.perf_counter()
-        with GracefulStop() as stop, tqdm(total=cfg.steps * cfg.batch_size, initial=self.images_seen, unit="img",
-                                          unit_scale=True, file=sys.stderr, dynamic_ncols=True,
-                                          disable=not self.progress, desc="train domains") as bar:
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                dt = time.perf_counter() - t0
-                self.elapsed_s += dt
-                bar.update(cfg.batch_size)
-                post = {"step": self.step, "loss": f"{stats['loss']:.4f}"}
-                if self.last_eval is not None:
-                    post["held_out"] = f"{100 * self.last_eval['mean_accuracy']:.1f}%"
-                bar.set_postfix(post, refresh=False)
-                self._periodic(stats, dt)
-                if on_step is not None:
-                    on_step(self)
-                if stop.requested:
-                    status = "interrupted"
-                    break
-                if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
-                    status = "time limit"
-                    break
-        if self.out_dir is not None:
-            if self.last_eval is None or self.last_eval["step"] != self.step:
-                self._record_eval()
-            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
-            save_domains(self._out(MODEL_NAME), self.model, extras=self.extras())
-        return status
+            self.save_model(self._out(BEST_NAME))
 
 
 _STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="domain classifier training checkpoint",
@@ -396,16 +340,9 @@ def read_state(path: str | Path) -> dict:
 def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) -> DomainTrainer:
     """Continue a checkpoint; ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
     check_training_state(state, **_STATE_CHECK)
-    stored = DomainTrainConfig.from_dict(state["config"])
-    overrides = dict(overrides or {})
-    if changed := sorted(k for k, v in overrides.items() if k not in OVERRIDABLE_ON_RESUME and getattr(stored, k) != v):
-        raise ValueError(f"cannot change {', '.join(changed)} when resuming (the checkpoint fixes them)")
-    cfg = replace(stored, **{k: v for k, v in overrides.items() if k in OVERRIDABLE_ON_RESUME})
-    kwargs.setdefault("command_line", state.get("command_line", ""))
-    trainer = DomainTrainer(cfg, model=load_domains(state["model"]), **kwargs)
-    trainer.opt.load_state_dict(state["optimizer"])
-    trainer.step, trainer.elapsed_s = int(state["step"]), float(state["elapsed_s"])
-    trainer.best_score, trainer.last_eval = state.get("best_score"), state.get("last_eval")
+    trainer = resume_trainer(DomainTrainer, DomainTrainConfig, state, load_model=load_domains, overrides=overrides,
+                             **kwargs)
+    trainer.best_score = state.get("best_score")
     return trainer
 
 
@@ -483,13 +420,6 @@ def release_domains(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
 # ---- command line ---------------------------------------------------------------------------------------------
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(c) for c in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 # argparse destination -> DomainTrainConfig field
 _FLAGS = {"steps": "steps", "batch": "batch_size", "size": "size", "seed": "seed", "lr": "lr", "blur": "blur",
           "widths": "widths", "blocks": "blocks", "stem_width": "stem_width", "eval_n": "eval_n",
@@ -512,8 +442,9 @@ def add_domains_commands(sub) -> None:
     p.add_argument("--seed", type=int, help=f"seed of initialisation, faces and augmentation (default {d.seed})")
     p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {d.lr})")
     p.add_argument("--blur", type=float, help=f"largest augmentation blur sigma in pixels (default {d.blur})")
-    p.add_argument("--widths", type=_ints, help=f"channels per stage (default {','.join(map(str, d.widths))})")
-    p.add_argument("--blocks", type=_ints, help=f"residual blocks per stage (default {','.join(map(str, d.blocks))})")
+    p.add_argument("--widths", type=int_list, help=f"channels per stage (default {','.join(map(str, d.widths))})")
+    p.add_argument("--blocks", type=int_list,
+                   help=f"residual blocks per stage (default {','.join(map(str, d.blocks))})")
     p.add_argument("--stem-width", type=int, help=f"channels of the stem (default {d.stem_width})")
     p.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
     p.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")

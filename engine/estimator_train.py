@@ -29,7 +29,13 @@ from .checkpoints import atomic_torch_save
 from .csvlog import CsvLog
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, evaluate, format_table, held_out, photo_score, release
-from .models.estimator import AttributeEstimator, EstimatorConfig, estimator_checkpoint, load_estimator
+from .models.estimator import (
+    AttributeEstimator,
+    EstimatorConfig,
+    estimator_checkpoint,
+    load_estimator,
+    save_estimator,
+)
 from .runtime import GracefulStop
 from .synth import CONDITION_NAMES, DOMAINS, attributes, sample_batch, sample_params
 
@@ -168,24 +174,28 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 EVAL_FIELDS = ("step", "domain", "output", "metric", "value")
 
 
-class EstimatorTrainer:
-    """The network, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps``.
+class StepTrainer:
+    """The skeleton the small synthetic-data trainers share: a network, its Adam optimiser and the step counter;
+    ``train()`` runs to ``cfg.steps`` with metrics / held-out / checkpoint bookkeeping in ``out_dir``.
 
-    out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much
-    training time in this call. model: a starting network (resume); otherwise a fresh one from ``cfg``.
+    Subclasses set ``desc`` (progress bar), ``model_name``, ``metric_fields`` and ``eval_fields`` and implement
+    ``train_step``, ``_record_eval``, ``state_dict``, ``extras``, ``save_model`` and ``_final_eval_due``.
+    out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much training
+    time in one ``train()`` call. cfg needs ``lr``, ``steps``, ``batch_size`` and the ``*_every`` intervals.
     """
 
-    def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None = None, model: AttributeEstimator | None = None,
-                 command_line: str = "", progress: bool = True, max_seconds: float | None = None):
-        self.cfg = cfg
-        self.model = (model or AttributeEstimator(estimator_config(cfg), seed=cfg.seed)).train()
-        if self.model.cfg.input_size != cfg.size:
-            raise ValueError(f"the network reads {self.model.cfg.input_size} px images but --size is {cfg.size}")
-        self.model.to(memory_format=torch.channels_last)
+    desc = "train"
+    model_name = "model.pt"
+    metric_fields: tuple[str, ...] = ()
+    eval_fields: tuple[str, ...] = ()
+
+    def __init__(self, cfg, model: torch.nn.Module, *, out_dir: str | Path | None, command_line: str, progress: bool,
+                 max_seconds: float | None, best_score):
+        self.cfg, self.model = cfg, model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.command_line, self.progress, self.max_seconds = command_line, progress, max_seconds
-        self.step, self.elapsed_s, self.best_score = 0, 0.0, math.inf
+        self.step, self.elapsed_s, self.best_score = 0, 0.0, best_score
         self.last_eval: dict | None = None
         self.threads = torch.get_num_threads()
         self._eval_data = None
@@ -193,6 +203,99 @@ class EstimatorTrainer:
     @property
     def images_seen(self) -> int:
         return self.step * self.cfg.batch_size
+
+    def _out(self, name: str) -> Path:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        return self.out_dir / name
+
+    def _postfix(self, stats: dict) -> dict:
+        """The progress bar's figures after a step."""
+        return {"step": self.step, "loss": f"{stats['loss']:.4f}"}
+
+    def _periodic(self, stats: dict, dt: float) -> None:
+        cfg, s = self.cfg, self.step
+        if self.out_dir is not None and s % cfg.log_every == 0:
+            self._metrics_log.write(dict(step=s, images=self.images_seen, **stats, img_per_s=cfg.batch_size / dt,
+                                         elapsed_s=self.elapsed_s))
+        if s % cfg.eval_every == 0:
+            self._record_eval()
+        if self.out_dir is not None and s % cfg.checkpoint_every == 0:
+            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
+
+    def train(self, *, on_step=None) -> str:
+        """Train to ``cfg.steps``; returns ``"done"``, ``"interrupted"`` (Ctrl-C / SIGTERM: the running step
+        finishes) or ``"time limit"``. The run folder then holds a checkpoint, the latest model and the held-out
+        figures of the last step. on_step: optional callback ``on_step(trainer)`` after every step."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.out_dir is not None:
+            self._metrics_log = CsvLog(self._out("metrics.csv"), self.metric_fields, resume_step=self.step)
+            self._eval_log = CsvLog(self._out("eval.csv"), self.eval_fields, resume_step=self.step)
+            self._out("config.json").write_text(json.dumps(
+                {"config": cfg.to_dict(), "command_line": self.command_line, "threads": self.threads}, indent=2))
+        status, start = "done", time.perf_counter()
+        with GracefulStop() as stop, tqdm(total=cfg.steps * cfg.batch_size, initial=self.images_seen, unit="img",
+                                          unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+                                          disable=not self.progress, desc=self.desc) as bar:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                dt = time.perf_counter() - t0
+                self.elapsed_s += dt
+                bar.update(cfg.batch_size)
+                bar.set_postfix(self._postfix(stats), refresh=False)
+                self._periodic(stats, dt)
+                if on_step is not None:
+                    on_step(self)
+                if stop.requested:
+                    status = "interrupted"
+                    break
+                if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
+                    status = "time limit"
+                    break
+        if self.out_dir is not None:
+            if self._final_eval_due():
+                self._record_eval()
+            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
+            self.save_model(self._out(self.model_name))
+        return status
+
+
+def resume_trainer(trainer_cls, config_cls, state: dict, *, load_model, overrides: dict | None = None, **kwargs):
+    """A ``trainer_cls`` continuing the training ``state`` of a ``StepTrainer`` (config, network through
+    ``load_model``, optimiser, step, time, last held-out figures; the caller restores ``best_score``).
+    ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
+    stored = config_cls.from_dict(state["config"])
+    overrides = dict(overrides or {})
+    if changed := sorted(k for k, v in overrides.items() if k not in OVERRIDABLE_ON_RESUME and getattr(stored, k) != v):
+        raise ValueError(f"cannot change {', '.join(changed)} when resuming (the checkpoint fixes them)")
+    cfg = replace(stored, **{k: v for k, v in overrides.items() if k in OVERRIDABLE_ON_RESUME})
+    kwargs.setdefault("command_line", state.get("command_line", ""))
+    trainer = trainer_cls(cfg, model=load_model(state["model"]), **kwargs)
+    trainer.opt.load_state_dict(state["optimizer"])
+    trainer.step, trainer.elapsed_s = int(state["step"]), float(state["elapsed_s"])
+    trainer.last_eval = state.get("last_eval")
+    return trainer
+
+
+class EstimatorTrainer(StepTrainer):
+    """The estimator, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps``.
+
+    out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much
+    training time in this call. model: a starting network (resume); otherwise a fresh one from ``cfg``.
+    """
+
+    desc, model_name, metric_fields, eval_fields = "train attributes", MODEL_NAME, METRIC_FIELDS, EVAL_FIELDS
+
+    def __init__(self, cfg: TrainConfig, *, out_dir: str | Path | None = None, model: AttributeEstimator | None = None,
+                 command_line: str = "", progress: bool = True, max_seconds: float | None = None):
+        model = (model or AttributeEstimator(estimator_config(cfg), seed=cfg.seed)).train()
+        if model.cfg.input_size != cfg.size:
+            raise ValueError(f"the network reads {model.cfg.input_size} px images but --size is {cfg.size}")
+        model.to(memory_format=torch.channels_last)
+        super().__init__(cfg, model, out_dir=out_dir, command_line=command_line, progress=progress,
+                         max_seconds=max_seconds, best_score=math.inf)
 
     def train_step(self) -> dict:
         """One optimiser step on the batch of ``self.step``; returns its losses and learning rate."""
@@ -229,9 +332,11 @@ class EstimatorTrainer:
                 "held_out": self.last_eval, "train_seconds": self.elapsed_s, "threads": self.threads,
                 "command_line": self.command_line}
 
-    def _out(self, name: str) -> Path:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        return self.out_dir / name
+    def save_model(self, path: Path) -> None:
+        save_estimator(path, self.model, extras=self.extras())
+
+    def _final_eval_due(self) -> bool:
+        return bool(self.step % self.cfg.eval_every)
 
     def _record_eval(self) -> None:
         results = self.evaluate()
@@ -244,56 +349,7 @@ class EstimatorTrainer:
         score = photo_score(self.model, results)
         if score < self.best_score:
             self.best_score = score
-            atomic_torch_save(estimator_checkpoint(self.model, extras=self.extras()), self._out(BEST_NAME))
-
-    def _periodic(self, stats: dict, dt: float) -> None:
-        cfg, s = self.cfg, self.step
-        if self.out_dir is not None and s % cfg.log_every == 0:
-            row = dict(step=s, images=self.images_seen, **stats, img_per_s=cfg.batch_size / dt,
-                       elapsed_s=self.elapsed_s)
-            self._metrics_log.write(row)
-        if s % cfg.eval_every == 0:
-            self._record_eval()
-        if self.out_dir is not None and s % cfg.checkpoint_every == 0:
-            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
-
-    def train(self, *, on_step=None) -> str:
-        """Train to ``cfg.steps``; returns ``"done"``, ``"interrupted"`` (Ctrl-C / SIGTERM) or ``"time limit"``.
-        The run folder then holds a checkpoint, ``estimator.pt`` and the held-out figures of the last step."""
-        from tqdm import tqdm
-
-        cfg = self.cfg
-        if self.out_dir is not None:
-            self._metrics_log = CsvLog(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
-            self._eval_log = CsvLog(self._out("eval.csv"), EVAL_FIELDS, resume_step=self.step)
-            self._out("config.json").write_text(json.dumps(
-                {"config": cfg.to_dict(), "command_line": self.command_line, "threads": self.threads}, indent=2))
-        status, start = "done", time.perf_counter()
-        with GracefulStop() as stop, tqdm(total=cfg.steps * cfg.batch_size, initial=self.images_seen, unit="img",
-                                          unit_scale=True, file=sys.stderr, dynamic_ncols=True,
-                                          disable=not self.progress, desc="train attributes") as bar:
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                stats = self.train_step()
-                dt = time.perf_counter() - t0
-                self.elapsed_s += dt
-                bar.update(cfg.batch_size)
-                bar.set_postfix(step=self.step, loss=f"{stats['loss']:.4f}", refresh=False)
-                self._periodic(stats, dt)
-                if on_step is not None:
-                    on_step(self)
-                if stop.requested:
-                    status = "interrupted"
-                    break
-                if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
-                    status = "time limit"
-                    break
-        if self.out_dir is not None:
-            if self.step % cfg.eval_every:
-                self._record_eval()
-            atomic_torch_save(self.state_dict(), self._out(CHECKPOINT_NAME))
-            atomic_torch_save(estimator_checkpoint(self.model, extras=self.extras()), self._out(MODEL_NAME))
-        return status
+            self.save_model(self._out(BEST_NAME))
 
 
 def read_state(path: str | Path) -> dict:
@@ -309,20 +365,13 @@ def read_state(path: str | Path) -> dict:
 
 def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) -> EstimatorTrainer:
     """Continue a checkpoint; ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
-    stored = TrainConfig.from_dict(state["config"])
-    overrides = dict(overrides or {})
-    if changed := sorted(k for k, v in overrides.items() if k not in OVERRIDABLE_ON_RESUME and getattr(stored, k) != v):
-        raise ValueError(f"cannot change {', '.join(changed)} when resuming (the checkpoint fixes them)")
-    cfg = replace(stored, **{k: v for k, v in overrides.items() if k in OVERRIDABLE_ON_RESUME})
-    kwargs.setdefault("command_line", state.get("command_line", ""))
-    trainer = EstimatorTrainer(cfg, model=load_estimator(state["model"]), **kwargs)
-    trainer.opt.load_state_dict(state["optimizer"])
-    trainer.step, trainer.elapsed_s = int(state["step"]), float(state["elapsed_s"])
-    trainer.best_score, trainer.last_eval = float(state["best_score"]), state.get("last_eval")
+    trainer = resume_trainer(EstimatorTrainer, TrainConfig, state, load_model=load_estimator, overrides=overrides,
+                             **kwargs)
+    trainer.best_score = float(state["best_score"])
     return trainer
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(c) for c in text.split(","))
     except ValueError:
@@ -347,9 +396,9 @@ def add_attributes_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--seed", type=int, help=f"seed of initialisation, data and augmentation (default {d.seed})")
     parser.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {d.lr})")
     parser.add_argument("--photo-fraction", type=float, help=f"share of photos per batch (default {d.photo_fraction})")
-    parser.add_argument("--widths", type=_ints, help="channels per stage (default "
+    parser.add_argument("--widths", type=int_list, help="channels per stage (default "
                         f"{','.join(map(str, d.widths))})")
-    parser.add_argument("--blocks", type=_ints, help=f"residual blocks per stage (default "
+    parser.add_argument("--blocks", type=int_list, help=f"residual blocks per stage (default "
                         f"{','.join(map(str, d.blocks))})")
     parser.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
     parser.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
@@ -419,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["TrainConfig", "EstimatorTrainer", "estimator_config", "target_stats", "domain_counts", "augment",
-           "training_batch", "losses", "lr_at", "read_state", "trainer_from_state", "add_attributes_arguments",
+           "training_batch", "losses", "lr_at", "StepTrainer", "resume_trainer", "int_list", "read_state",
+           "trainer_from_state", "add_attributes_arguments",
            "run_train_attributes", "main", "EVAL_SEED", "BINARY"]
 
 if __name__ == "__main__":
