@@ -80,6 +80,9 @@ def describe_state(state: EditState) -> str:
         lines += [f"  rows {_span(a, b)}: {names[k]}" for a, b, k in _runs(state.rows)]
     else:
         lines.append("Style mixing: none")
+    tr = state.translation
+    if tr is not None:
+        lines.append(f"Translation: {tr.target.label()}, {tr.mode} swap at {tr.depth} px, blend {tr.blend:g}")
     return "\n".join(lines)
 
 

@@ -60,9 +60,10 @@ class FolderBatchMixin:
         return rid
 
     def _folder_progress(self, fraction: float, text: str) -> None:
-        if self._folder_dialog is not None:
-            self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
-            self._folder_dialog.setLabelText(text)
+        dialog = self._folder_dialog  # setValue may run the event loop, and the result may close the dialog there
+        if dialog is not None:
+            dialog.setLabelText(text)
+            dialog.setValue(round(PROGRESS_STEPS * fraction))
 
     def _close_folder_dialog(self) -> None:
         dialog, self._folder_dialog = self._folder_dialog, None

@@ -11,7 +11,7 @@ from editor.canvas import BACKGROUND, Canvas
 from editor.document import Document
 from editor.history import HistoryStrip, describe_state, restore_snapshot, snapshot_label
 from engine.algorithms.flow_edit import AttributeEdit
-from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, Source
+from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, Source, Translation
 
 RED, BLUE, GREEN = (220, 30, 40), (20, 60, 230), (30, 200, 60)
 
@@ -239,6 +239,8 @@ def test_tooltips_describe_every_parameter():
                           photo=PhotoRef("/p/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32))
     assert snapshot_label(photo) == "me.jpg · mixed"
     assert "Face: inverted from the photo me.jpg" in describe_state(photo) and "Seed:" not in describe_state(photo)
+    toon = photo.replace(translation=Translation(ModelRef("/m/toon.pt"), depth=16, blend=1.0))
+    assert "Translation: toon.pt, feature swap at 16 px, blend 1" in describe_state(toon)
 
 
 def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
@@ -249,7 +251,8 @@ def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
                        edits=(AttributeEdit("attribute", "age", 40.0),), flow_fast=False, locks=("glasses",),
                        base=Source.from_latent(np.ones((8, 10), np.float32), name="me.jpg"),
                        noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
-                       photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32))
+                       photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32),
+                       translation=Translation(ModelRef("/toon.pt"), depth=8))
     assert all(getattr(target, f) != getattr(tiny_state, f) for f in target.__dataclass_fields__)
     seen = []
     doc.changed.connect(lambda state, fields: seen.append(fields))
