@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import IO
 
@@ -157,6 +157,16 @@ def check_training_state(state, *, fmt: str, version: int, what: str, wrong: str
     if state.get("format_version") != version:
         raise ValueError(f"{what} version {state.get('format_version')!r} is not supported (this version reads "
                          f"{version})")
+
+
+def resumed_config(config_cls, stored: dict, overrides: dict | None, *, allowed: tuple[str, ...]):
+    """``config_cls.from_dict(stored)`` with the ``allowed`` settings of ``overrides`` replaced (None values keep the
+    stored ones); ValueError for any other setting."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    bad = set(overrides) - set(allowed)
+    if bad:
+        raise ValueError(f"cannot change {sorted(bad)} when resuming")
+    return replace(config_cls.from_dict(stored), **overrides)
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

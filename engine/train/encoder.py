@@ -37,7 +37,7 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..algorithms import similarity
 from ..assets import DEFAULT_ENCODER, DEFAULT_GENERATOR
-from ..checkpoints import atomic_torch_save, check_training_state, read_training_state
+from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
 from ..csvlog import CsvLog
 from ..errors import ModelFormatError
 from ..models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
@@ -448,11 +448,7 @@ def trainer_from_state(state: dict, G: Generator, *, overrides: dict | None = No
     """An EncoderTrainer continuing ``state`` exactly; ``overrides``: ``OVERRIDABLE_ON_RESUME`` settings (None
     keeps the stored ones)."""
     check_state(state)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    bad = set(overrides) - set(OVERRIDABLE_ON_RESUME)
-    if bad:
-        raise ValueError(f"cannot change {sorted(bad)} when resuming")
-    cfg = replace(EncoderTrainConfig.from_dict(state["config"]), **overrides)
+    cfg = resumed_config(EncoderTrainConfig, state["config"], overrides, allowed=OVERRIDABLE_ON_RESUME)
     kwargs.setdefault("command_line", state.get("command_line", ""))
     kwargs.setdefault("generator_path", state["generator"].get("path"))
     trainer = EncoderTrainer(cfg, EncoderConfig.from_dict(state["encoder_arch"]), G, **kwargs)

@@ -34,14 +34,14 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
-from ..checkpoints import atomic_torch_save, check_training_state, read_training_state
+from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
 from ..csvlog import CsvLog
 from ..flow_data import (
     check_flow_data,
@@ -484,11 +484,7 @@ def read_state(path: str | Path) -> dict:
 def trainer_from_state(state: dict, data: dict, *, overrides: dict | None = None, **kwargs) -> FlowTrainer:
     """A FlowTrainer continuing ``state`` exactly; ``overrides``: ``OVERRIDABLE_ON_RESUME`` settings (None keeps)."""
     check_state(state)
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    bad = set(overrides) - set(OVERRIDABLE_ON_RESUME)
-    if bad:
-        raise ValueError(f"cannot change {sorted(bad)} when resuming")
-    cfg = replace(FlowTrainConfig.from_dict(state["config"]), **overrides)
+    cfg = resumed_config(FlowTrainConfig, state["config"], overrides, allowed=OVERRIDABLE_ON_RESUME)
     kwargs.setdefault("data_spec", json.loads(state["data"]["spec"]))
     kwargs.setdefault("command_line", state.get("command_line", ""))
     trainer = FlowTrainer(cfg, FlowConfig.from_dict(state["flow_arch"]), data, **kwargs)
