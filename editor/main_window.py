@@ -102,8 +102,8 @@ class MainWindow(QMainWindow):
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.setContentsMargins(6, 6, 6, 6)
-        for w in widgets:
-            lay.addWidget(w, 0 if scroll else 1)
+        for i, w in enumerate(widgets):
+            lay.addWidget(w, 1 if not scroll and i == len(widgets) - 1 else 0)  # the last one takes the room
         if scroll:
             lay.addStretch(1)
             holder = QScrollArea()

@@ -45,7 +45,9 @@ def _face(state):
 
 
 def _fmt(name: str, value: float) -> str:
-    return f"{value:.0f}{UNITS[name]}" if name in UNITS else f"{value:.2f}"
+    if name in UNITS:
+        return f"{round(value) + 0:.0f}{UNITS[name]}"  # + 0: no "-0"
+    return f"{round(value, 2) + 0.0:.2f}"
 
 
 class AttributesPanel(QWidget):

@@ -252,7 +252,10 @@ class PhotoPanel(QWidget):
         for w in (self.stop_button, self.cancel_button, self.progress):
             w.setVisible(on)
         has_photo = self._doc.state.photo is not None
-        self.thumbs.setVisible(on or has_photo or self._scan is not None)
+        shown = on or has_photo or self._scan is not None  # before a photo: just the button, room for the rest
+        for w in (self.thumbs, self.method, self.steps, self.invert_button, self.refine_button, self.quality,
+                  self.in_photo, self.export_button):
+            w.setVisible(shown)
         self.invert_button.setEnabled(not on and self._scan is not None and self.transform is not None)
         self.refine_button.setEnabled(not on and has_photo)
         self.choose_button.setEnabled(not on and self._scan is not None)
