@@ -146,6 +146,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from .domains_train import add_domains_commands
 
     add_domains_commands(trainers)
+    from .tunit_train import add_tunit_commands
+
+    add_tunit_commands(trainers)
     from .bicyclegan_train import add_bicyclegan_commands
 
     add_bicyclegan_commands(trainers)
