@@ -380,11 +380,13 @@ def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) 
 
 
 def release_bicyclegan(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval_n: int = 256,
-                       samples: int = 10, grid_rows: int = 8, command_line: str = "") -> dict:
+                       samples: int = 10, grid_rows: int = 8, half: bool = True, command_line: str = "") -> dict:
     """Release ``source`` (``RUN/bicyclegan.pt`` or ``RUN/checkpoint.pt`` of ``train bicyclegan``) as
     ``out_dir/bicyclegan.pt`` (G and E, project format) with the manifest ``out_dir/bicyclegan.json`` (sha256,
     training and release commands, time, hardware, held-out figures on ``eval_n`` faces with ``samples`` random
-    codes each) and the sample grid ``out_dir/bicyclegan_samples.png`` (``grid_rows`` held-out inputs). -> manifest"""
+    codes each) and the sample grid ``out_dir/bicyclegan_samples.png`` (``grid_rows`` held-out inputs). half: store
+    the weights as float16 (they load into float32 networks); the figures are those of the stored weights. -> manifest
+    """
     source, out_dir = Path(source), Path(out_dir)
     if eval_n < 1 or samples < 2 or grid_rows < 1:
         raise ValueError(f"need eval_n >= 1, samples >= 2 and grid_rows >= 1, got {eval_n}, {samples}, {grid_rows}")
@@ -399,21 +401,28 @@ def release_bicyclegan(source: str | os.PathLike, out_dir: str | os.PathLike, *,
     if "train_config" not in extras:
         raise ModelFormatError(f"{source} holds no training metadata: release a file written by 'train bicyclegan'")
     tc = BicycleGANTrainConfig.from_dict(extras["train_config"])
-    nets = load_bicyclegan(obj)
+    trained = load_bicyclegan(obj)
+    released = bicyclegan_checkpoint({"G": trained["G"], "E": trained["E"]})
+    if half:
+        for entry in released["networks"].values():
+            sd = entry["state_dict"]
+            entry["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    nets = load_bicyclegan(released)
     G, E = nets["G"], nets["E"]
     a, b = held_out_pairs(n=max(eval_n, grid_rows), size=tc.size, source=tc.source, target=tc.target)
     figs = figures(G, E, a[:eval_n], b[:eval_n], samples=samples)
     grid = sample_grid(G, E, a[:grid_rows], b[:grid_rows], samples=4)
-    extras.update(held_out_release=figs, released_from=source.name)
+    extras.update(held_out_release=figs, released_from=source.name, weights_dtype="float16" if half else "float32")
+    released["extras"] = extras
     out_path = out_dir / DEFAULT_BICYCLEGAN
-    atomic_torch_save(bicyclegan_checkpoint({"G": G, "E": E}, extras=extras), out_path)
+    atomic_torch_save(released, out_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_png(out_dir / GRID_NAME, grid, parameters={"model": DEFAULT_BICYCLEGAN, "sha256": file_sha256(out_path)})
     manifest = {
         "file": DEFAULT_BICYCLEGAN, "sha256": file_sha256(out_path), "bytes": out_path.stat().st_size,
-        "format": FORMAT, "networks": {k: {"arch": n.cfg.to_dict(), "parameters": sum(p.numel() for p in
-                                                                                    n.parameters())}
-                                       for k, n in (("G", G), ("E", E))},
+        "format": FORMAT, "weights_dtype": extras["weights_dtype"],
+        "networks": {k: {"arch": n.cfg.to_dict(), "parameters": sum(p.numel() for p in n.parameters())}
+                     for k, n in (("G", G), ("E", E))},
         "domains": {"A": tc.source, "B": tc.target},
         "input": f"A: RGB [B, 3, {tc.size}, {tc.size}] in [-1, 1] ({tc.source}); z [B, {tc.nz}] ~ N(0, I); "
                  f"E reads B images ({tc.target}) of the same size",
@@ -480,6 +489,7 @@ def add_bicyclegan_commands(sub) -> None:
     p.add_argument("--out", default=str(ASSETS_DIR), help="output folder (default: this checkout's assets/)")
     p.add_argument("--eval-n", type=int, default=256, help="held-out faces (default 256)")
     p.add_argument("--samples", type=int, default=10, help="random codes per face for diversity (default 10)")
+    p.add_argument("--float32", action="store_true", help="store float32 weights (default: float16, half the size)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.set_defaults(func=run_release_bicyclegan)
 
@@ -527,7 +537,7 @@ def run_train_bicyclegan(args: argparse.Namespace) -> int:
 def run_release_bicyclegan(args: argparse.Namespace) -> int:
     """``train release-bicyclegan SOURCE``: write ``bicyclegan.pt``, ``bicyclegan.json`` and the grid into --out."""
     _set_threads(args.threads)
-    m = release_bicyclegan(args.source, args.out, eval_n=args.eval_n, samples=args.samples,
+    m = release_bicyclegan(args.source, args.out, eval_n=args.eval_n, samples=args.samples, half=not args.float32,
                            command_line=shlex.join(sys.argv))
     print(f"released {Path(args.out) / DEFAULT_BICYCLEGAN} (sha256 {m['sha256'][:12]}..., step {m['steps']}): "
           f"{_format(m['figures'])}; grid {Path(args.out) / GRID_NAME}", file=sys.stderr)

@@ -107,7 +107,12 @@ def test_release_writes_a_verified_loadable_model(tmp_path):
     assert set(nets) == {"G", "E"}
     for k in ("G", "E"):
         sd = t.model[k].state_dict()
-        assert all(torch.equal(v, sd[n]) for n, v in nets[k].state_dict().items())
+        assert all(torch.equal(v, sd[n].half().float()) for n, v in nets[k].state_dict().items())
+    assert m["weights_dtype"] == "float16"
+    full = release_bicyclegan(tmp_path / "run" / "bicyclegan.pt", tmp_path / "full", eval_n=4, samples=3,
+                              grid_rows=1, half=False)
+    assert full["bytes"] > 1.5 * m["bytes"] and full["figures"]["recon_l1"] == pytest.approx(
+        m["figures"]["recon_l1"], abs=1e-3)
     a, b = held_out_pairs(n=4, size=32, source="edges", target="photo")
     again = figures(nets["G"], nets["E"], a, b, samples=3)
     assert again["recon_l1"] == pytest.approx(m["figures"]["recon_l1"])
@@ -122,3 +127,4 @@ def test_release_writes_a_verified_loadable_model(tmp_path):
     torch.save({"weight": torch.zeros(2)}, other)
     with pytest.raises(ModelFormatError, match="not a file written by"):
         release_bicyclegan(other, tmp_path / "x")
+
