@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from engine.assets import verified_asset
+from engine.assets import manifest, verified_asset
 from engine.bicyclegan_train import (
     DEFAULT_BICYCLEGAN,
     GRID_NAME,
@@ -24,7 +24,7 @@ from engine.bicyclegan_train import (
 from engine.convert.bicyclegan import load_bicyclegan
 from engine.errors import ModelFormatError
 from engine.loading import file_sha256
-from engine.models.bicyclegan import sample_codes, translate
+from engine.models.bicyclegan import encode, sample_codes, translate
 
 TINY = dict(size=32, batch_size=4, ngf=4, nef=4, ndf=4, nz=4, d_layers=1, eval_n=4, eval_samples=3,
             eval_every=2, checkpoint_every=2, log_every=1)
@@ -128,3 +128,19 @@ def test_release_writes_a_verified_loadable_model(tmp_path):
     with pytest.raises(ModelFormatError, match="not a file written by"):
         release_bicyclegan(other, tmp_path / "x")
 
+
+def test_shipped_bicyclegan_loads_and_translates():
+    path = verified_asset(DEFAULT_BICYCLEGAN, what="embedded BicycleGAN")
+    info = manifest(DEFAULT_BICYCLEGAN)
+    assert (path.parent / info["grid"]["file"]).is_file()
+    nets = load_bicyclegan(path)
+    G, E = nets["G"], nets["E"]
+    size = info["train_config"]["size"]
+    a, b = held_out_pairs(n=4, size=size, source=info["domains"]["A"], target=info["domains"]["B"])
+    y = translate(G, a[0], sample_codes(2, G.cfg.nz, seed=0))
+    assert y.shape == (2, 3, size, size) and y.abs().max() <= 1
+    assert (y[0] - y[1]).abs().mean() > 1e-3
+    mu = encode(E, b)
+    assert mu.shape == (4, G.cfg.nz)
+    rec = (translate(G, a, mu) - b).abs().mean() / 2
+    assert rec < (a - b).abs().mean() / 2 and rec == pytest.approx(info["figures"]["recon_l1"], abs=0.05)
