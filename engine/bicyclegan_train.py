@@ -54,7 +54,7 @@ from .convert.bicyclegan import load_bicyclegan
 from .domains_train import render_domains
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model
-from .estimator_train import StepTrainer, resume_trainer, step_generator
+from .estimator_train import StepTrainer, given_fields, resume_trainer, start_run, step_generator
 from .imageio import save_png, to_uint8
 from .loading import file_sha256, read_model_file
 from .models.bicyclegan import (
@@ -70,6 +70,7 @@ from .models.bicyclegan import (
     encode,
     sample_codes,
 )
+from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
 
@@ -324,19 +325,14 @@ class BicycleGANTrainer(StepTrainer):
 
     def extras(self) -> dict:
         """Metadata stored in exported models."""
-        return {"train_config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
-                "data_seed": self.cfg.seed, "eval_seed": EVAL_SEED, "held_out": self.last_eval,
-                "train_seconds": self.elapsed_s, "threads": self.threads, "command_line": self.command_line,
-                "source_domain": self.cfg.source, "target_domain": self.cfg.target}
+        return {**self.run_extras(), "source_domain": self.cfg.source, "target_domain": self.cfg.target}
 
     def checkpoint(self) -> dict:
         return bicyclegan_checkpoint(dict(self.model.items()), extras=self.extras())
 
     def state_dict(self) -> dict:
         """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {"format": STATE_FORMAT, "format_version": STATE_VERSION, "config": self.cfg.to_dict(),
-                "step": self.step, "elapsed_s": self.elapsed_s, "last_eval": self.last_eval,
-                "threads": self.threads, "command_line": self.command_line, "model": self.checkpoint(),
+        return {**self.run_state(STATE_FORMAT, STATE_VERSION), "model": self.checkpoint(),
                 "optimizer": self.opt.state_dict()}
 
     def save_model(self, path: Path) -> None:
@@ -494,13 +490,6 @@ def add_bicyclegan_commands(sub) -> None:
     p.set_defaults(func=run_release_bicyclegan)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
 def _format(ev: dict) -> str:
     return (f"reconstruction L1 {ev['recon_l1']:.4f}, random-sample L1 {ev['random_l1']:.4f}, diversity "
             f"{ev['diversity']:.4f} ({ev['n']} faces x {ev['samples']} codes, [0, 1] pixels)")
@@ -508,22 +497,12 @@ def _format(ev: dict) -> str:
 
 def run_train_bicyclegan(args: argparse.Namespace) -> int:
     """``train bicyclegan``: train (or resume); 0 when done (or stopped by --max-minutes), 130 when interrupted."""
-    from .train.cli import resume_path
-
-    _set_threads(args.threads)
+    set_threads(args.threads)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = {f: getattr(args, a) for a, f in _FLAGS.items() if getattr(args, a, None) is not None}
-    common = dict(out_dir=args.out, progress=not args.quiet,
-                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="BicycleGAN training checkpoint")
-    if resume is not None:
-        trainer = trainer_from_state(read_state(resume), overrides=given, **common)
-        log(f"resuming {resume} at step {trainer.step}")
-    else:
-        if (Path(args.out) / CHECKPOINT_NAME).exists():
-            raise ValueError(f"{args.out} already holds a BicycleGAN run: continue it with --resume auto or choose "
-                             "another --out")
-        trainer = BicycleGANTrainer(BicycleGANTrainConfig(**given), command_line=shlex.join(sys.argv), **common)
+    given = given_fields(args, _FLAGS)
+    trainer = start_run(args, given, kind="BicycleGAN", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
+                        from_state=trainer_from_state, log=log,
+                        fresh=lambda **kw: BicycleGANTrainer(BicycleGANTrainConfig(**given), **kw))
     c = trainer.cfg
     n = {k: sum(p.numel() for p in net.parameters()) for k, net in trainer.model.items()}
     log(f"training BicycleGAN {c.source} -> {c.target} at {c.size} px (G {n['G'] / 1e6:.2f} M, E "
@@ -536,7 +515,7 @@ def run_train_bicyclegan(args: argparse.Namespace) -> int:
 
 def run_release_bicyclegan(args: argparse.Namespace) -> int:
     """``train release-bicyclegan SOURCE``: write ``bicyclegan.pt``, ``bicyclegan.json`` and the grid into --out."""
-    _set_threads(args.threads)
+    set_threads(args.threads)
     m = release_bicyclegan(args.source, args.out, eval_n=args.eval_n, samples=args.samples, half=not args.float32,
                            command_line=shlex.join(sys.argv))
     print(f"released {Path(args.out) / DEFAULT_BICYCLEGAN} (sha256 {m['sha256'][:12]}..., step {m['steps']}): "

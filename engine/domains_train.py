@@ -40,7 +40,7 @@ from .assets import ASSETS_DIR, DEFAULT_DOMAINS
 from .checkpoints import check_training_state, read_training_state
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model, held_out
-from .estimator_train import StepTrainer, int_list, lr_at, resume_trainer, step_generator
+from .estimator_train import StepTrainer, given_fields, int_list, lr_at, resume_trainer, start_run, step_generator
 from .estimator_train import augment as estimator_augment
 from .loading import file_sha256, read_model_file
 from .models.domains import (
@@ -52,6 +52,7 @@ from .models.domains import (
     load_domains,
     save_domains,
 )
+from .runtime import set_threads
 from .synth import DOMAINS, build_scene, sample_params
 from .synth.styles import STYLES, check_domain
 
@@ -292,15 +293,11 @@ class DomainTrainer(StepTrainer):
 
     def extras(self) -> dict:
         """Metadata stored in exported models."""
-        return {"train_config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
-                "data_seed": self.cfg.seed, "eval_seed": EVAL_SEED, "held_out": self.last_eval,
-                "train_seconds": self.elapsed_s, "threads": self.threads, "command_line": self.command_line}
+        return self.run_extras()
 
     def state_dict(self) -> dict:
         """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {"format": STATE_FORMAT, "format_version": STATE_VERSION, "config": self.cfg.to_dict(),
-                "step": self.step, "elapsed_s": self.elapsed_s, "best_score": self.best_score,
-                "last_eval": self.last_eval, "threads": self.threads, "command_line": self.command_line,
+        return {**self.run_state(STATE_FORMAT, STATE_VERSION),
                 "model": domains_checkpoint(self.model, extras=self.extras()), "optimizer": self.opt.state_dict()}
 
     def save_model(self, path: Path) -> None:
@@ -466,32 +463,15 @@ def add_domains_commands(sub) -> None:
     p.set_defaults(func=run_release_domains)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
 def run_train_domains(args: argparse.Namespace) -> int:
     """``train domains``: train (or resume) the classifier; 0 when done (or stopped by --max-minutes), 130 when
     interrupted. User errors raise ValueError / FileNotFoundError / ModelFormatError (one line from main.py)."""
-    from .train.cli import resume_path
-
-    _set_threads(args.threads)
+    set_threads(args.threads)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = {f: getattr(args, a) for a, f in _FLAGS.items() if getattr(args, a, None) is not None}
-    common = dict(out_dir=args.out, progress=not args.quiet,
-                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="domain classifier training checkpoint")
-    if resume is not None:
-        trainer = trainer_from_state(read_state(resume), overrides=given, **common)
-        log(f"resuming {resume} at step {trainer.step}")
-    else:
-        if (Path(args.out) / CHECKPOINT_NAME).exists():
-            raise ValueError(f"{args.out} already holds a domain classifier run: continue it with --resume auto or "
-                             "choose another --out")
-        trainer = DomainTrainer(DomainTrainConfig(**given), command_line=shlex.join(sys.argv), **common)
+    given = given_fields(args, _FLAGS)
+    trainer = start_run(args, given, kind="domain classifier", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
+                        from_state=trainer_from_state, log=log,
+                        fresh=lambda **kw: DomainTrainer(DomainTrainConfig(**given), **kw))
     c = trainer.cfg
     n_params = sum(p.numel() for p in trainer.model.parameters())
     log(f"training the domain classifier ({n_params / 1e3:.0f} k parameters, widths {list(c.widths)}) on {c.size} px "
@@ -505,7 +485,7 @@ def run_train_domains(args: argparse.Namespace) -> int:
 
 def run_release_domains(args: argparse.Namespace) -> int:
     """``train release-domains SOURCE``: write ``domains.pt`` and ``domains.json`` into ``--out``."""
-    _set_threads(args.threads)
+    set_threads(args.threads)
     if args.eval_n < 1 or args.generator_n < 1:
         raise ValueError(f"--eval-n and --generator-n must be at least 1, got {args.eval_n} and {args.generator_n}")
     m = release_domains(args.source, args.out, eval_n=args.eval_n, generator=args.generator,

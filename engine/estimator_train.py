@@ -179,7 +179,8 @@ class StepTrainer:
     ``train()`` runs to ``cfg.steps`` with metrics / held-out / checkpoint bookkeeping in ``out_dir``.
 
     Subclasses set ``desc`` (progress bar), ``model_name``, ``metric_fields`` and ``eval_fields`` and implement
-    ``train_step``, ``_record_eval``, ``state_dict``, ``extras``, ``save_model`` and ``_final_eval_due``.
+    ``train_step``, ``_record_eval``, ``state_dict``, ``extras``, ``save_model`` and ``_final_eval_due``
+    (``run_state`` and ``run_extras`` hold what every run records).
     out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much training
     time in one ``train()`` call. cfg needs ``lr``, ``steps``, ``batch_size`` and the ``*_every`` intervals.
     """
@@ -207,6 +208,18 @@ class StepTrainer:
     def _out(self, name: str) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         return self.out_dir / name
+
+    def run_extras(self) -> dict:
+        """What an exported model records about its run (subclasses add their own keys)."""
+        return {"train_config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
+                "data_seed": self.cfg.seed, "eval_seed": EVAL_SEED, "held_out": self.last_eval,
+                "train_seconds": self.elapsed_s, "threads": self.threads, "command_line": self.command_line}
+
+    def run_state(self, fmt: str, version: int) -> dict:
+        """The bookkeeping part of a training state; subclasses add their networks and optimiser state."""
+        return {"format": fmt, "format_version": version, "config": self.cfg.to_dict(), "step": self.step,
+                "elapsed_s": self.elapsed_s, "best_score": self.best_score, "last_eval": self.last_eval,
+                "threads": self.threads, "command_line": self.command_line}
 
     def _postfix(self, stats: dict) -> dict:
         """The progress bar's figures after a step."""
@@ -279,6 +292,31 @@ def resume_trainer(trainer_cls, config_cls, state: dict, *, load_model, override
     return trainer
 
 
+def start_run(args: argparse.Namespace, given: dict, *, kind: str, checkpoint_name: str, fresh, from_state,
+              read_state, log) -> StepTrainer:
+    """The trainer a ``train ...`` command runs: ``--resume`` continues a checkpoint (``from_state(state,
+    overrides=given, ...)``); otherwise ``fresh(command_line=..., ...)`` starts one in ``--out``, which must not
+    hold a run of this ``kind`` already. ``given``: the config fields set on the command line."""
+    from .train.cli import resume_path
+
+    common = dict(out_dir=args.out, progress=not args.quiet,
+                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    resume = resume_path(args.resume, args.out, name=checkpoint_name, what=f"{kind} training checkpoint")
+    if resume is not None:
+        trainer = from_state(read_state(resume), overrides=given, **common)
+        log(f"resuming {resume} at step {trainer.step}")
+        return trainer
+    if (Path(args.out) / checkpoint_name).exists():
+        raise ValueError(f"{args.out} already holds a {kind} run: continue it with --resume auto or choose "
+                         "another --out")
+    return fresh(command_line=shlex.join(sys.argv), **common)
+
+
+def given_fields(args: argparse.Namespace, flags: dict[str, str]) -> dict:
+    """The config fields a command line set: ``flags`` maps argument names to config field names."""
+    return {f: getattr(args, a) for a, f in flags.items() if getattr(args, a, None) is not None}
+
+
 class EstimatorTrainer(StepTrainer):
     """The estimator, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps``.
 
@@ -320,10 +358,8 @@ class EstimatorTrainer(StepTrainer):
         return self.last_eval
 
     def state_dict(self) -> dict:
-        return {"format": TRAIN_FORMAT, "format_version": 1, "config": self.cfg.to_dict(), "step": self.step,
-                "elapsed_s": self.elapsed_s, "best_score": self.best_score, "last_eval": self.last_eval,
-                "threads": self.threads, "command_line": self.command_line,
-                "model": estimator_checkpoint(self.model), "optimizer": self.opt.state_dict()}
+        return {**self.run_state(TRAIN_FORMAT, 1), "model": estimator_checkpoint(self.model),
+                "optimizer": self.opt.state_dict()}
 
     def extras(self) -> dict:
         """Metadata stored in exported models."""

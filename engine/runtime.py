@@ -66,3 +66,14 @@ class GracefulStop:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
+
+
+def set_threads(threads: int | None) -> None:
+    """``--threads``: torch's CPU thread count (None: leave torch's choice); below 1 is a user error."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+

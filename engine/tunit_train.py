@@ -57,7 +57,7 @@ from .convert.tunit import load_tunit
 from .domains_train import render_domains
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model, held_out
-from .estimator_train import StepTrainer, resume_trainer, step_generator
+from .estimator_train import StepTrainer, given_fields, resume_trainer, start_run, step_generator
 from .loading import file_sha256, read_model_file
 from .models.domains import classify, load_domains
 from .models.tunit import (
@@ -72,6 +72,7 @@ from .models.tunit import (
     translate,
     tunit_checkpoint,
 )
+from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
 
@@ -402,15 +403,11 @@ class TunitTrainer(StepTrainer):
 
     def extras(self) -> dict:
         """Metadata stored in exported models."""
-        return {"train_config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen,
-                "data_seed": self.cfg.seed, "eval_seed": EVAL_SEED, "held_out": self.last_eval,
-                "train_seconds": self.elapsed_s, "threads": self.threads, "command_line": self.command_line}
+        return self.run_extras()
 
     def state_dict(self) -> dict:
         """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {"format": STATE_FORMAT, "format_version": STATE_VERSION, "config": self.cfg.to_dict(),
-                "step": self.step, "elapsed_s": self.elapsed_s, "best_score": self.best_score,
-                "last_eval": self.last_eval, "threads": self.threads, "command_line": self.command_line,
+        return {**self.run_state(STATE_FORMAT, STATE_VERSION),
                 "model": tunit_checkpoint(dict(self.model.items()), extras=self.extras()),
                 "optimizer": self.opt.state_dict(), "queue": self.queue.clone()}
 
@@ -622,33 +619,16 @@ def add_tunit_commands(sub) -> None:
     p.set_defaults(func=run_release_tunit)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
 def run_train_tunit(args: argparse.Namespace) -> int:
     """``train tunit``: train (or resume); 0 when done (or stopped by --max-minutes), 130 when interrupted."""
-    from .train.cli import resume_path
-
-    _set_threads(args.threads)
+    set_threads(args.threads)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = {f: getattr(args, a) for a, f in _FLAGS.items() if getattr(args, a, None) is not None}
+    given = given_fields(args, _FLAGS)
     if args.domains is not None:
         given["domains"] = args.domains
-    common = dict(out_dir=args.out, progress=not args.quiet,
-                  max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
-    resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="TUNIT training checkpoint")
-    if resume is not None:
-        trainer = trainer_from_state(read_state(resume), overrides=given, **common)
-        log(f"resuming {resume} at step {trainer.step}")
-    else:
-        if (Path(args.out) / CHECKPOINT_NAME).exists():
-            raise ValueError(f"{args.out} already holds a TUNIT run: continue it with --resume auto or choose "
-                             "another --out")
-        trainer = TunitTrainer(TunitTrainConfig(**given), command_line=shlex.join(sys.argv), **common)
+    trainer = start_run(args, given, kind="TUNIT", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
+                        from_state=trainer_from_state, log=log,
+                        fresh=lambda **kw: TunitTrainer(TunitTrainConfig(**given), **kw))
     c = trainer.cfg
     n_params = {k: sum(p.numel() for p in trainer.model[k].parameters()) for k in ("C", "G", "D")}
     log(f"training TUNIT (C {n_params['C'] / 1e3:.0f} k, G {n_params['G'] / 1e3:.0f} k, D {n_params['D'] / 1e3:.0f} k "
@@ -662,7 +642,7 @@ def run_train_tunit(args: argparse.Namespace) -> int:
 
 def run_release_tunit(args: argparse.Namespace) -> int:
     """``train release-tunit SOURCE``: write ``tunit.pt``, ``tunit.json`` and ``tunit-grid.png`` into ``--out``."""
-    _set_threads(args.threads)
+    set_threads(args.threads)
     if args.eval_n < 1:
         raise ValueError(f"--eval-n must be at least 1, got {args.eval_n}")
     m = release_tunit(args.source, args.out, eval_n=args.eval_n, classifier=args.classifier,
