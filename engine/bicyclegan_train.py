@@ -54,7 +54,14 @@ from .convert.bicyclegan import load_bicyclegan
 from .domains_train import render_domains
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model
-from .estimator_train import StepTrainer, given_fields, resume_trainer, start_run, step_generator
+from .estimator_train import (
+    StepTrainer,
+    add_schedule_arguments,
+    given_fields,
+    resume_trainer,
+    start_run,
+    step_generator,
+)
 from .imageio import save_png, to_uint8
 from .loading import file_sha256, read_model_file
 from .models.bicyclegan import (
@@ -471,12 +478,7 @@ def add_bicyclegan_commands(sub) -> None:
     p.add_argument("--nef", type=int, help=f"encoder width (default {d.nef})")
     p.add_argument("--ndf", type=int, help=f"discriminator width (default {d.ndf})")
     p.add_argument("--eval-n", type=int, help=f"held-out faces (default {d.eval_n})")
-    p.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
-    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint interval (default {d.checkpoint_every})")
-    p.add_argument("--log-every", type=int, help=f"metrics.csv row interval (default {d.log_every})")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_schedule_arguments(p, d)
     p.set_defaults(func=run_train_bicyclegan)
 
     p = sub.add_parser("release-bicyclegan", help="release a trained BicycleGAN as assets/bicyclegan.pt with its "

@@ -40,7 +40,16 @@ from .assets import ASSETS_DIR, DEFAULT_DOMAINS
 from .checkpoints import check_training_state, read_training_state
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model, held_out
-from .estimator_train import StepTrainer, given_fields, int_list, lr_at, resume_trainer, start_run, step_generator
+from .estimator_train import (
+    StepTrainer,
+    add_schedule_arguments,
+    given_fields,
+    int_list,
+    lr_at,
+    resume_trainer,
+    start_run,
+    step_generator,
+)
 from .estimator_train import augment as estimator_augment
 from .loading import file_sha256, read_model_file
 from .models.domains import (
@@ -444,12 +453,7 @@ def add_domains_commands(sub) -> None:
                    help=f"residual blocks per stage (default {','.join(map(str, d.blocks))})")
     p.add_argument("--stem-width", type=int, help=f"channels of the stem (default {d.stem_width})")
     p.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
-    p.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
-    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint interval (default {d.checkpoint_every})")
-    p.add_argument("--log-every", type=int, help=f"metrics.csv row interval (default {d.log_every})")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_schedule_arguments(p, d)
     p.set_defaults(func=run_train_domains)
 
     p = sub.add_parser("release-domains", help="release a trained domain classifier as assets/domains.pt with its "

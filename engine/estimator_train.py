@@ -420,6 +420,17 @@ _FLAGS = {"steps": "steps", "batch": "batch_size", "size": "size", "seed": "seed
           "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every"}
 
 
+def add_schedule_arguments(p: argparse.ArgumentParser, d) -> None:
+    """The options every ``StepTrainer`` command shares: evaluation / checkpoint / log intervals (defaults from the
+    config ``d``), threads, a time limit and quiet."""
+    p.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
+    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint interval (default {d.checkpoint_every})")
+    p.add_argument("--log-every", type=int, help=f"metrics.csv row interval (default {d.log_every})")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
 def add_attributes_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``train attributes`` flags; unset flags keep ``TrainConfig``'s defaults (or the checkpoint's)."""
     d = TrainConfig()
@@ -437,14 +448,9 @@ def add_attributes_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--blocks", type=int_list, help=f"residual blocks per stage (default "
                         f"{','.join(map(str, d.blocks))})")
     parser.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
-    parser.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
-    parser.add_argument("--checkpoint-every", type=int, help=f"checkpoint interval (default {d.checkpoint_every})")
-    parser.add_argument("--log-every", type=int, help=f"metrics.csv row interval (default {d.log_every})")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training")
+    add_schedule_arguments(parser, d)
     parser.add_argument("--export", metavar="PATH", help="at the end, release OUT/best.pt to PATH with a manifest "
                         "PATH.json (sha256, command, seeds, hardware, held-out figures)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
 

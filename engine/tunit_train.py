@@ -57,7 +57,14 @@ from .convert.tunit import load_tunit
 from .domains_train import render_domains
 from .errors import ModelFormatError
 from .estimator_eval import EVAL_SEED, cpu_model, held_out
-from .estimator_train import StepTrainer, given_fields, resume_trainer, start_run, step_generator
+from .estimator_train import (
+    StepTrainer,
+    add_schedule_arguments,
+    given_fields,
+    resume_trainer,
+    start_run,
+    step_generator,
+)
 from .loading import file_sha256, read_model_file
 from .models.domains import classify, load_domains
 from .models.tunit import (
@@ -601,12 +608,7 @@ def add_tunit_commands(sub) -> None:
     p.add_argument("--g-downs", type=int, help=f"generator down-samplings (default {d.g_downs})")
     p.add_argument("--d-dim", type=int, help=f"discriminator base width (default {d.d_dim})")
     p.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
-    p.add_argument("--eval-every", type=int, help=f"held-out evaluation interval (default {d.eval_every})")
-    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint interval (default {d.checkpoint_every})")
-    p.add_argument("--log-every", type=int, help=f"metrics.csv row interval (default {d.log_every})")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much training")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_schedule_arguments(p, d)
     p.set_defaults(func=run_train_tunit)
 
     p = sub.add_parser("release-tunit", help="release a trained TUNIT as assets/tunit.pt with its manifest and grid",
