@@ -45,6 +45,7 @@ ICONS: dict[str, tuple[str, dict]] = {
     "reference_image": ("mdi6.image-search-outline", {}),
     "export_samples": ("mdi6.image-multiple", {}),
     "translate_folder": ("mdi6.folder-multiple-image", {}),
+    "compare_methods": ("mdi6.view-comfy-outline", {}),
 }
 
 

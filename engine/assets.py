@@ -18,6 +18,8 @@ DEFAULT_ESTIMATOR = "estimator.pt"
 DEFAULT_FLOW = "flow.pt"
 DEFAULT_ENCODER = "encoder.pt"
 DEFAULT_DOMAINS = "domains.pt"
+DEFAULT_BICYCLEGAN = "bicyclegan.pt"
+DEFAULT_TUNIT = "tunit.pt"
 
 _verified: dict[tuple[str, int, int], str] = {}
 

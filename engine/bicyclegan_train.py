@@ -48,7 +48,7 @@ from .algorithms.bicyclegan_losses import (
     discriminator_losses,
     generator_encoder_losses,
 )
-from .assets import ASSETS_DIR
+from .assets import ASSETS_DIR, DEFAULT_BICYCLEGAN
 from .checkpoints import atomic_torch_save, check_training_state, read_training_state
 from .convert.bicyclegan import load_bicyclegan
 from .domains_train import render_domains
@@ -84,7 +84,6 @@ from .synth.styles import check_domain
 STATE_FORMAT = "face-editor/train-bicyclegan"
 STATE_VERSION = 1
 CHECKPOINT_NAME, MODEL_NAME = "checkpoint.pt", "bicyclegan.pt"
-DEFAULT_BICYCLEGAN = "bicyclegan.pt"
 GRID_NAME = "bicyclegan_samples.png"
 METRIC_FIELDS = ("step", "images", "loss", "G_GAN", "G_GAN2", "G_L1", "kl", "z_L1", "D", "D2", "lr", "img_per_s",
                  "elapsed_s")

@@ -25,12 +25,13 @@ def image_format(path: str | os.PathLike) -> str:
 
 
 def save_image(path: str | os.PathLike, image: np.ndarray, *, state: EditState | None = None,
-               quality: int = 95) -> Path:
-    """Write uint8 [H, W, 3] at full resolution; PNG keeps the project (state) in a ``face-editor`` text chunk."""
+               extras: dict | None = None, quality: int = 95) -> Path:
+    """Write uint8 [H, W, 3] at full resolution; PNG keeps the project (state, with ``extras``) in a
+    ``face-editor`` text chunk."""
     path = Path(path)
     fmt = image_format(path)
     if fmt == "PNG":
-        return save_png(path, image, parameters=None if state is None else project_dict(state))
+        return save_png(path, image, parameters=None if state is None else project_dict(state, extras=extras))
     to_pil(image).save(path, format=fmt, quality=quality)
     return path
 

@@ -51,7 +51,7 @@ from .algorithms.tunit_losses import (
     pseudo_labels,
     update_queue,
 )
-from .assets import ASSETS_DIR, default_domains_path
+from .assets import ASSETS_DIR, DEFAULT_TUNIT, default_domains_path
 from .checkpoints import atomic_torch_save, check_training_state, read_training_state
 from .convert.tunit import load_tunit
 from .domains_train import render_domains
@@ -86,7 +86,7 @@ from .synth.styles import check_domain
 STATE_FORMAT = "face-editor/train-tunit"
 STATE_VERSION = 1
 CHECKPOINT_NAME, MODEL_NAME, BEST_NAME = "checkpoint.pt", "tunit.pt", "best.pt"
-DEFAULT_TUNIT, GRID_NAME = "tunit.pt", "tunit-grid.png"
+GRID_NAME = "tunit-grid.png"
 METRIC_FIELDS = ("step", "images", "phase", "c_loss", "iic", "moco", "d_loss", "d_gp", "g_loss", "g_adv", "g_rec",
                  "g_style", "img_per_s", "elapsed_s")
 EVAL_FIELDS = ("step", "cluster", "domain", "images", "majority_share", "accuracy")

@@ -17,6 +17,30 @@ FOLDER_SLOT = "translate-folder"
 PROGRESS_STEPS = 1000
 
 
+def batch_dialog(parent, text: str, cancel) -> QProgressDialog:
+    """The window-modal progress dialog of a folder batch; its Cancel calls ``cancel()``."""
+    dialog = QProgressDialog(text, "Cancel", 0, PROGRESS_STEPS, parent)
+    dialog.setWindowTitle("Translate a folder")
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setAutoReset(False)
+    dialog.setAutoClose(False)
+    dialog.setMinimumDuration(0)
+    dialog.setValue(0)
+    dialog.canceled.connect(cancel)
+    return dialog
+
+
+def summary_lines(summary: FolderSummary, out, noun: str) -> list[str]:
+    """What a folder batch did, for the status bar and its message box (``noun``: what was written per photo)."""
+    n = len(summary.written)
+    lines = [f"Wrote {n} {noun}{'s' if n != 1 else ''} into {out} in {summary.seconds:.0f} s."]
+    if summary.no_face:
+        lines.append(f"{len(summary.no_face)} without a face: {', '.join(summary.no_face)}")
+    if summary.failed:
+        lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{n} ({why})" for n, why in summary.failed))
+    return lines
+
+
 class FolderBatchMixin:
     """``TranslatePanel``'s folder batch: ``translate_folder`` starts it, the dialog follows its progress, and
     ``last_folder`` / ``summary_box`` hold its outcome."""
@@ -48,15 +72,8 @@ class FolderBatchMixin:
             out = folder / "translated"  # never next to (or over) the photos themselves
         self._last_dir, self._folder_out = str(folder), out
         rid = self._submit(TranslateFolderJob(st, str(folder), str(out), self.inversion_settings()), FOLDER_SLOT)
-        dialog = QProgressDialog(f"Translating the photos of {folder.name}…", "Cancel", 0, PROGRESS_STEPS, self)
-        dialog.setWindowTitle("Translate a folder")
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
-        dialog.setAutoReset(False)
-        dialog.setAutoClose(False)
-        dialog.setMinimumDuration(0)
-        dialog.setValue(0)
-        dialog.canceled.connect(lambda: self._bridge.cancel(rid))
-        self._folder_dialog = dialog
+        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…",
+                                           lambda: self._bridge.cancel(rid))
         return rid
 
     def _folder_progress(self, fraction: float, text: str) -> None:
@@ -75,13 +92,7 @@ class FolderBatchMixin:
     def _folder_done(self, summary: FolderSummary) -> None:
         self._close_folder_dialog()
         self.last_folder = summary
-        lines = [f"Translated {len(summary.written)} photo{'s' if len(summary.written) != 1 else ''} into "
-                 f"{self._folder_out} in {summary.seconds:.0f} s."]
-        if summary.no_face:
-            lines.append(f"{len(summary.no_face)} without a face: {', '.join(summary.no_face)}")
-        if summary.failed:
-            lines.append(f"{len(summary.failed)} unreadable: " + "; ".join(f"{n} ({why})" for n, why in
-                                                                           summary.failed))
+        lines = summary_lines(summary, self._folder_out, "translated photo")
         self.message.emit(" ".join(lines))
         self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
                                        QMessageBox.StandardButton.Ok, self)

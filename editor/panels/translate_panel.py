@@ -46,6 +46,7 @@ from engine.translate_jobs import (
 )
 
 from ..icons import icon
+from .compare_window import CompareWindow
 from .model_panel import MODEL_FILTER
 from .translate_folder import FOLDER_SLOT, FolderBatchMixin
 from .translate_grid import GRID_N as GRID_N
@@ -157,6 +158,10 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
                                          "translation next to each other (V)", None)
         self.compare_button.setCheckable(True)
         self._build_folder()
+        self.methods_button = self._tool("compare_methods", "", "Compare translation methods: the layer swap, "
+                                         "BicycleGAN and TUNIT on the same input, N samples each (Ctrl+T)",
+                                         self.compare_methods)
+        self.compare_window: CompareWindow | None = None
 
         appearance = QHBoxLayout()
         for b in (self.own_button, self.sample_button, self.reference_button):
@@ -192,6 +197,7 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         top = QHBoxLayout()
         top.addWidget(self._label("Target", self.target.toolTip()))
         top.addWidget(self.target, 1)
+        top.addWidget(self.methods_button)
         lay.addLayout(top)
         lay.addWidget(self.hint)
         lay.addWidget(self.body)
@@ -204,6 +210,8 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         self.toggle_shortcut.activated.connect(self.toggle)
         self.samples_shortcut = QShortcut(QKeySequence("Shift+T"), self, context=Qt.ShortcutContext.WindowShortcut)
         self.samples_shortcut.activated.connect(lambda: self.set_grid_shown(not self._grid_on))
+        self.methods_shortcut = QShortcut(QKeySequence("Ctrl+T"), self, context=Qt.ShortcutContext.WindowShortcut)
+        self.methods_shortcut.activated.connect(self.compare_methods)
         self._source_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
         self._source_timer.timeout.connect(self.request_source)
         self._grid_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
@@ -329,6 +337,17 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
     def _full(self) -> int | None:
         s = self._doc.summary
         return s.resolution if s is not None else None
+
+    def compare_methods(self) -> CompareWindow:
+        """Open (or raise) the window comparing the layer swap, BicycleGAN and TUNIT on the same input (Ctrl+T)."""
+        if self.compare_window is None:
+            self.compare_window = CompareWindow(self._doc, self._bridge, targets=self._shipped, parent=self.window())
+            self.compare_window.message.connect(self.message)
+            self.compare_window.failed.connect(self.failed)
+        self.compare_window.show()
+        self.compare_window.raise_()
+        self.compare_window.activateWindow()
+        return self.compare_window
 
     # ----- appearance
 

@@ -221,7 +221,8 @@ def test_a_folder_is_translated_with_progress_and_a_photo_without_a_face_is_repo
     summary = panel.last_folder
     assert [Path(p).name for p in summary.written] == ["astronaut.png"]
     assert Path(summary.written[0]).parent == photos / "translated" and summary.no_face == ("wall.png",)
-    assert "Translated 1 photo" in panel.summary_box.text() and "1 without a face: wall.png" in panel.summary_box.text()
+    text = panel.summary_box.text()
+    assert "Wrote 1 translated photo into" in text and "1 without a face: wall.png" in text
     assert panel._folder_dialog is None
     panel.summary_box.close()
 
