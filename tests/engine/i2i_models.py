@@ -1,0 +1,68 @@
+"""Tiny random BicycleGAN and TUNIT model files for the image-to-image job and window tests, in the project's
+format (with the extras the trainers write) and in the released layouts (state-dict files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from engine.models.bicyclegan import Encoder, EncoderConfig, GeneratorConfig, UnetGenerator, bicyclegan_checkpoint
+from engine.models.tunit import Generator as TunitG
+from engine.models.tunit import GeneratorConfig as TunitGConfig
+from engine.models.tunit import GuidingConfig, GuidingNetwork, tunit_checkpoint
+
+SIZE = 32  # both tiny models take 32 px inputs
+
+
+def tiny_bicyclegan() -> dict:
+    """G (nz 4, 5 U-Net levels: 32 px multiples) and a ResNet E designed for 32 px."""
+    G = UnetGenerator(GeneratorConfig(nz=4, ngf=4, num_downs=5), seed=1).eval()
+    E = Encoder(EncoderConfig(nz=4, nef=4, n_layers=2), seed=2).eval()
+    return {"G": G, "E": E}
+
+
+def tiny_tunit() -> dict:
+    """G_EMA (32 px nominal), C and C_EMA with 3 clusters."""
+    g_cfg = TunitGConfig(nf=4, n_downs=1, n_res=1, sty_dim=8, nf_mlp=16)
+    c_cfg = GuidingConfig(features=(4, "M", 8, "M"), sty_dim=8, output_k=3)
+    return {"G_EMA": TunitG(g_cfg, seed=3).eval(), "C": GuidingNetwork(c_cfg, seed=4).eval(),
+            "C_EMA": GuidingNetwork(c_cfg, seed=5).eval()}
+
+
+def save_bicyclegan(path: Path, nets: dict) -> Path:
+    """Project format, with the extras ``release-bicyclegan`` writes (size, domains, data seed)."""
+    extras = {"train_config": {"size": SIZE}, "source_domain": "edges", "target_domain": "photo", "data_seed": 0}
+    torch.save(bicyclegan_checkpoint(nets, extras=extras), path)
+    return path
+
+
+def save_bicyclegan_released(folder: Path, nets: dict, *, encoder: bool = True) -> Path:
+    """The released layout: ``latest_net_G.pth`` (and ``latest_net_E.pth``) state dicts in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(nets["G"].state_dict(), folder / "latest_net_G.pth")
+    if encoder:
+        torch.save(nets["E"].state_dict(), folder / "latest_net_E.pth")
+    return folder
+
+
+def tunit_styles(nets: dict) -> dict[int, torch.Tensor]:
+    """Two made-up cluster mean styles (cluster 1 empty)."""
+    g = torch.Generator().manual_seed(9)
+    dim = nets["G_EMA"].cfg.sty_dim
+    return {0: torch.randn(dim, generator=g), 2: torch.randn(dim, generator=g)}
+
+
+def save_tunit(path: Path, nets: dict) -> Path:
+    """Project format with cluster styles and the cluster -> domain map, as ``release-tunit`` writes them."""
+    extras = {"train_config": {"size": SIZE}, "data_seed": 0,
+              "cluster_styles": {str(k): v.tolist() for k, v in tunit_styles(nets).items()},
+              "cluster_domain": {"0": "photo", "2": "sketch"}}
+    torch.save(tunit_checkpoint(nets, extras=extras), path)
+    return path
+
+
+def save_tunit_released(path: Path, nets: dict) -> Path:
+    """A ``model_<epoch>.ckpt`` as TUNIT's training writes it (no cluster styles)."""
+    torch.save({"G_EMA_state_dict": nets["G_EMA"].state_dict(), "C_state_dict": nets["C"].state_dict(),
+                "C_EMA_state_dict": nets["C_EMA"].state_dict(), "epoch": 7}, path)
+    return path
