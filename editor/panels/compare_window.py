@@ -161,6 +161,8 @@ class CompareWindow(QDialog):
         self.summary_box: QMessageBox | None = None
 
         self.input = QComboBox(toolTip=INPUT_TIP)
+        self.input.setMinimumContentsLength(16)
+        self.input.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.input.addItem("The face", "face")
         self.input.addItem("The photo", "photo")
         self.input.addItem("Image file…", "file")
@@ -358,13 +360,20 @@ class CompareWindow(QDialog):
             if not path:
                 self.input.setCurrentIndex(self.input.findData("face"))
             else:
-                self._last_dir = str(Path(path).parent)
-                self._input_file = path
-                self.input.setItemText(index, Path(path).name)
-                self.input.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+                self.set_input_file(path)
         elif self.input.itemData(index) == "photo" and self._state().photo is None:
             self.message.emit("This face was not made from a photo: open one first (Ctrl+Shift+P)")
             self.input.setCurrentIndex(self.input.findData("face"))
+        self.schedule()
+
+    def set_input_file(self, path: str | Path) -> None:
+        """Translate the image at ``path`` (instead of the face)."""
+        index = self.input.findData("file")
+        self._last_dir = str(Path(path).parent)
+        self._input_file = str(path)
+        self.input.setItemText(index, Path(path).name)
+        self.input.setItemData(index, str(path), Qt.ItemDataRole.ToolTipRole)
+        self.input.setCurrentIndex(index)
         self.schedule()
 
     def _model_chosen(self, key: str) -> None:
@@ -601,7 +610,7 @@ class CompareWindow(QDialog):
             row.input_view.setPixmap(_pixmap(strip.input_image, THUMB))
             what = ", ".join(strip.labels[:1] + (f"… ({len(strip.labels)} samples)",) if len(strip.labels) > 2
                              else strip.labels)
-            row.status.setText(f"{strip.request.input.label().capitalize()}: {what} · {strip.ms:.0f} ms")
+            row.status.setText(f"Input: {strip.request.input.label()} · {what} · {strip.ms:.0f} ms")
         notices = [s.notice for s in self.strips.values() if isinstance(s, I2IStrip) and s.notice]
         self.notice.setText(notices[0] if notices else "")
         self.notice.setVisible(bool(notices))
