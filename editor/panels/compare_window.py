@@ -49,7 +49,7 @@ from engine.translate_jobs import SamplesExportJob, StyleGrid, StyleGridJob, shi
 
 from ..icons import icon
 from .generation_panel import SEED_MAX
-from .translate_folder import PROGRESS_STEPS, batch_dialog, summary_lines
+from .translate_folder import PROGRESS_STEPS, BatchDialogMixin, summary_lines
 from .translate_grid import _pixmap
 
 THUMB, PREVIEW = 88, 256
@@ -131,7 +131,7 @@ class MethodRow(QGroupBox):
         lay.addWidget(self.status)
 
 
-class CompareWindow(QDialog):
+class CompareWindow(BatchDialogMixin, QDialog):
     """The three translation methods side by side (see the module docstring). ``message(str)`` for the status
     bar, ``failed(str)`` for errors the user must see."""
 
@@ -502,29 +502,26 @@ class CompareWindow(QDialog):
         strip = self.strips.get(key)
         if strip is None:
             return None
-        if not folder:
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the samples", self._start_dir())
-            if not folder:
-                return None
-        self._last_dir = str(folder)
         if isinstance(strip, StyleGrid):
-            job = SamplesExportJob(strip.state, strip.seeds, str(folder))
-        else:
-            job = I2IExportJob(strip.state, strip.request, str(folder))
-        self._rids[EXPORT_SLOT] = rid = self._bridge.submit(job, slot=EXPORT_SLOT)
-        return rid
+            return self._export("Folder for the samples", folder,
+                                lambda f: SamplesExportJob(strip.state, strip.seeds, f))
+        return self._export("Folder for the samples", folder, lambda f: I2IExportJob(strip.state, strip.request, f))
 
     def export_sweep(self, folder: str | Path | None = None) -> int | None:
         """Write the z sweep as ``SWEEP_FRAMES`` frames into ``folder`` (a dialog asks without it)."""
         req = self.sweep_request(tuple(i / (SWEEP_FRAMES - 1) for i in range(SWEEP_FRAMES)))
         if req is None:
             return None
+        return self._export("Folder for the sweep's frames", folder, lambda f: I2IExportJob(self._state(), req, f))
+
+    def _export(self, title: str, folder: str | Path | None, make_job) -> int | None:
+        """Submit ``make_job(folder)`` once there is a folder (a dialog titled ``title`` asks without one)."""
         if not folder:
-            folder = QFileDialog.getExistingDirectory(self, "Folder for the sweep's frames", self._start_dir())
+            folder = QFileDialog.getExistingDirectory(self, title, self._start_dir())
             if not folder:
                 return None
-        self._rids[EXPORT_SLOT] = rid = self._bridge.submit(I2IExportJob(self._state(), req, str(folder)),
-                                                            slot=EXPORT_SLOT)
+        self._last_dir = str(folder)
+        self._rids[EXPORT_SLOT] = rid = self._bridge.submit(make_job(str(folder)), slot=EXPORT_SLOT)
         return rid
 
     def translate_folder(self, key: str, folder: str | Path | None = None, out: str | Path | None = None):
@@ -532,30 +529,11 @@ class CompareWindow(QDialog):
         req = self.request(key)
         if req is None or self._folder_dialog is not None:
             return None
-        if not folder:
-            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", self._start_dir())
-            if not folder:
-                return None
-        if not out:
-            out = QFileDialog.getExistingDirectory(self, "Folder for the translations", str(folder))
-            if not out:
-                return None
-        folder, out = Path(folder), Path(out)
-        if out.resolve() == folder.resolve():
-            out = folder / "translated"
-        self._folder_out = out
-        rid = self._bridge.submit(I2IFolderJob(req, str(folder), str(out)), slot=FOLDER_SLOT)
-        self._rids[FOLDER_SLOT] = rid
-        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…",
-                                           lambda: self._bridge.cancel(rid))
-        return rid
+        return self._start_batch(folder, out, lambda f, o: self._submit_folder(I2IFolderJob(req, f, o)))
 
-    def _close_folder_dialog(self) -> None:
-        dialog, self._folder_dialog = self._folder_dialog, None
-        if dialog is not None:
-            dialog.canceled.disconnect()
-            dialog.close()
-            dialog.deleteLater()
+    def _submit_folder(self, job) -> int:
+        self._rids[FOLDER_SLOT] = rid = self._bridge.submit(job, slot=FOLDER_SLOT)
+        return rid
 
     # ----- engine events
 

@@ -30,6 +30,21 @@ def batch_dialog(parent, text: str, cancel) -> QProgressDialog:
     return dialog
 
 
+def ask_folders(parent, start: str, folder, out) -> tuple[Path, Path] | None:
+    """The photos' folder and the output folder of a batch (dialogs ask for those not given); an output equal to
+    the photos' folder becomes its ``translated`` subfolder, never next to (or over) the photos themselves."""
+    if not folder:
+        folder = QFileDialog.getExistingDirectory(parent, "Photos to translate", start)
+        if not folder:
+            return None
+    if not out:
+        out = QFileDialog.getExistingDirectory(parent, "Folder for the translated images", str(folder))
+        if not out:
+            return None
+    folder, out = Path(folder), Path(out)
+    return folder, (folder / "translated" if out.resolve() == folder.resolve() else out)
+
+
 def summary_lines(summary: FolderSummary, out, noun: str) -> list[str]:
     """What a folder batch did, for the status bar and its message box (``noun``: what was written per photo)."""
     n = len(summary.written)
@@ -41,7 +56,31 @@ def summary_lines(summary: FolderSummary, out, noun: str) -> list[str]:
     return lines
 
 
-class FolderBatchMixin:
+class BatchDialogMixin:
+    """Starting a folder batch and closing its progress dialog, for a widget with ``_bridge``, ``_start_dir()``,
+    ``_folder_dialog``, ``_folder_out`` and ``_last_dir``."""
+
+    def _start_batch(self, folder, out, submit) -> int | None:
+        """Ask for the folders not given, then ``submit(folder, out) -> request id`` and show the progress."""
+        chosen = ask_folders(self, self._start_dir(), folder, out)
+        if chosen is None:
+            return None
+        folder, out = chosen
+        self._last_dir, self._folder_out = str(folder), out
+        rid = submit(str(folder), str(out))
+        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…",
+                                           lambda: self._bridge.cancel(rid))
+        return rid
+
+    def _close_folder_dialog(self) -> None:
+        dialog, self._folder_dialog = self._folder_dialog, None
+        if dialog is not None:
+            dialog.canceled.disconnect()
+            dialog.close()
+            dialog.deleteLater()
+
+
+class FolderBatchMixin(BatchDialogMixin):
     """``TranslatePanel``'s folder batch: ``translate_folder`` starts it, the dialog follows its progress, and
     ``last_folder`` / ``summary_box`` hold its outcome."""
 
@@ -59,35 +98,14 @@ class FolderBatchMixin:
         st = self._doc.state
         if st.translation is None or self._folder_dialog is not None:
             return None
-        if not folder:
-            folder = QFileDialog.getExistingDirectory(self, "Photos to translate", self._start_dir())
-            if not folder:
-                return None
-        if not out:
-            out = QFileDialog.getExistingDirectory(self, "Folder for the translated images", str(folder))
-            if not out:
-                return None
-        folder, out = Path(folder), Path(out)
-        if out.resolve() == folder.resolve():
-            out = folder / "translated"  # never next to (or over) the photos themselves
-        self._last_dir, self._folder_out = str(folder), out
-        rid = self._submit(TranslateFolderJob(st, str(folder), str(out), self.inversion_settings()), FOLDER_SLOT)
-        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…",
-                                           lambda: self._bridge.cancel(rid))
-        return rid
+        return self._start_batch(folder, out, lambda f, o: self._submit(
+            TranslateFolderJob(st, f, o, self.inversion_settings()), FOLDER_SLOT))
 
     def _folder_progress(self, fraction: float, text: str) -> None:
         dialog = self._folder_dialog  # setValue may run the event loop, and the result may close the dialog there
         if dialog is not None:
             dialog.setLabelText(text)
             dialog.setValue(round(PROGRESS_STEPS * fraction))
-
-    def _close_folder_dialog(self) -> None:
-        dialog, self._folder_dialog = self._folder_dialog, None
-        if dialog is not None:
-            dialog.canceled.disconnect()
-            dialog.close()
-            dialog.deleteLater()
 
     def _folder_done(self, summary: FolderSummary) -> None:
         self._close_folder_dialog()

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from engine.checkpoints import save_generator
-from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.models.stylegan2 import Generator
 from engine.project import EditState, ModelRef
+from tests.fakes import TINY_CFG
 
-TINY = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+TINY = TINY_CFG
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,12 @@ from engine.checkpoints import save_generator
 from engine.i2i_jobs import I2IJob, I2IRequest, ShippedI2I, pin
 from engine.imageio import read_png_parameters
 from engine.loading import file_sha256, load_generator
-from engine.models.stylegan2 import Generator
 from engine.project import ModelRef
 from engine.render import load_model, summarize
 from engine.translate_jobs import ShippedTarget
 from engine.worker import InlineContext
 from tests.engine.i2i_models import SIZE, save_bicyclegan, save_tunit, tiny_bicyclegan, tiny_tunit
+from tests.fakes import fake_finetune
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "data" / "astronaut_face.png"
 
@@ -30,12 +30,7 @@ ASTRONAUT = Path(__file__).resolve().parents[1] / "data" / "astronaut_face.png"
 def models(tiny_model_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare")
     G = load_generator(tiny_model_path)
-    T = Generator(G.cfg, seed=0)
-    T.load_state_dict(G.state_dict())
-    with torch.no_grad():
-        for name, p in T.named_parameters():
-            if not name.startswith("mapping."):
-                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    T = fake_finetune(G)
     save_generator(folder / "toon.pt", T)
     return {"toon": folder / "toon.pt", "bicyclegan": save_bicyclegan(folder / "b.pt", tiny_bicyclegan()),
             "tunit": save_tunit(folder / "t.pt", tiny_tunit())}

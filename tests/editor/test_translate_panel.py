@@ -23,6 +23,7 @@ from engine.project import EditState, ModelRef, Source, Translation
 from engine.render import load_model, render_in_worker, render_state, summarize
 from engine.translate_jobs import ShippedTarget
 from engine.worker import InlineContext
+from tests.fakes import fake_finetune
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "data" / "astronaut_face.png"
 
@@ -31,12 +32,7 @@ ASTRONAUT = Path(__file__).resolve().parents[1] / "data" / "astronaut_face.png"
 def target_path(tiny_model_path, tmp_path_factory):
     """A "fine-tuned" copy of the tiny generator: its synthesis weights moved, its mapping kept (FreezeFC)."""
     G = load_generator(tiny_model_path)
-    T = Generator(G.cfg, seed=0)
-    T.load_state_dict(G.state_dict())
-    with torch.no_grad():
-        for name, p in T.named_parameters():
-            if not name.startswith("mapping."):
-                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    T = fake_finetune(G)
     path = tmp_path_factory.mktemp("targets") / "toon.pt"
     save_generator(path, T)
     return path

@@ -29,9 +29,10 @@ from engine.i2i_jobs import (
 )
 from engine.imageio import read_png_parameters
 from engine.models import bicyclegan, tunit
-from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.models.stylegan2 import Generator
 from engine.project import EditState, ModelRef, ProjectError
 from engine.worker import InlineContext
+from tests.fakes import TINY_CFG
 
 from .i2i_models import (
     SIZE,
@@ -44,7 +45,7 @@ from .i2i_models import (
     tunit_styles,
 )
 
-CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+CFG = TINY_CFG
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 

@@ -17,7 +17,7 @@ from engine.algorithms.projection import InversionSettings
 from engine.checkpoints import save_generator
 from engine.imageio import read_png_parameters
 from engine.loading import file_sha256
-from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.models.stylegan2 import Generator
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
 from engine.render import load_model, render_in_worker, render_state
 from engine.translate_jobs import (
@@ -30,8 +30,9 @@ from engine.translate_jobs import (
     shipped_targets,
 )
 from engine.worker import Cancelled, InlineContext
+from tests.fakes import TINY_CFG, fake_finetune
 
-CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+CFG = TINY_CFG
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -42,12 +43,7 @@ def models(tmp_path_factory):
     G = Generator(CFG, seed=4).eval()
     base = folder / "base.pt"
     save_generator(base, G)
-    T = Generator(CFG, seed=4)
-    T.load_state_dict(G.state_dict())
-    with torch.no_grad():
-        for name, p in T.named_parameters():
-            if not name.startswith("mapping."):
-                p.add_(0.2 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    T = fake_finetune(G)
     target = folder / "toon.pt"
     save_generator(target, T)
     copy = folder / "copy.pt"

@@ -1,0 +1,19 @@
+"""Stand-ins shared by the engine and editor tests."""
+from __future__ import annotations
+
+import torch
+
+from engine.models.stylegan2 import Generator, GeneratorConfig
+
+TINY_CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+
+
+def fake_finetune(G: Generator, *, seed: int = 0, scale: float = 0.2) -> Generator:
+    """A "fine-tuned" copy of ``G`` as FreezeFC leaves it: the synthesis weights moved, the mapping kept."""
+    T = Generator(G.cfg, seed=seed)
+    T.load_state_dict(G.state_dict())
+    with torch.no_grad():
+        for name, p in T.named_parameters():
+            if not name.startswith("mapping."):
+                p.add_(scale * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return T.eval()
