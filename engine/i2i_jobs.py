@@ -284,7 +284,9 @@ def sample_extras(request: I2IRequest, spec: SampleSpec, method: str) -> dict:
     ref = None
     if spec.reference is not None:
         ref = {"path": spec.reference, "sha256": file_sha256(spec.reference)}
-    return {"i2i": {"method": method, "model": {"path": request.model.path, "sha256": request.model.sha256},
+    path = Path(request.model.path)
+    sha = request.model.sha256 or (file_sha256(path) if path.is_file() else None)
+    return {"i2i": {"method": method, "model": {"path": str(path), "sha256": sha},
                     "input": request.input.to_dict(), "lines": request.lines,
                     "sample": dataclasses.asdict(spec) | {"reference": ref}}}
 

@@ -41,7 +41,6 @@ from engine.i2i_jobs import (
     I2IRequest,
     I2IStrip,
     SaveImageJob,
-    pin,
     shipped_i2i,
 )
 from engine.project import ModelRef, Source, Translation
@@ -390,7 +389,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
 
     def open_model(self, key: str, path: str | Path) -> None:
         """Offer the model at ``path`` in ``key``'s row and use it."""
-        ref = pin(ModelRef(path=str(path)))
+        ref = ModelRef(path=str(Path(path).resolve()))  # hashed on the worker when a sample is exported
         self._last_dir = str(Path(path).parent)
         if ref not in self._opened[key]:
             self._opened[key].append(ref)
