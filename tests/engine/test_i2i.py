@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from engine import i2i
+from engine.align import align_image, whole_image_transform
 from engine.checkpoints import save_generator
 from engine.errors import ModelFormatError
 from engine.i2i_jobs import (
@@ -30,7 +31,8 @@ from engine.i2i_jobs import (
 from engine.imageio import read_png_parameters
 from engine.models import bicyclegan, tunit
 from engine.models.stylegan2 import Generator
-from engine.project import EditState, ModelRef, ProjectError
+from engine.photo import load_photo
+from engine.project import EditState, ModelRef, PhotoRef, ProjectError
 from engine.worker import InlineContext
 from tests.fakes import TINY_CFG
 
@@ -241,6 +243,16 @@ def test_inputs_photo_and_file(ctx, state, files, tmp_path):
     changed = dataclasses.replace(state, seed=4)
     assert not np.array_equal(I2IJob(changed, I2IRequest(ref(files["tunit"])))(ctx).input_image,
                               I2IJob(state, I2IRequest(ref(files["tunit"])))(ctx).input_image)
+
+
+def test_the_photo_input_is_the_aligned_crop_of_the_photo(ctx, state, files):
+    photo = load_photo(DATA / "astronaut_face.png")
+    t = whole_image_transform(*photo.size, size=48)
+    with_photo = state.replace(photo=PhotoRef(str(DATA / "astronaut_face.png"), photo.sha256, t.quad, t.size))
+    strip = I2IJob(with_photo, I2IRequest(ref(files["tunit"]), I2IInput("photo")))(ctx)
+    assert "48×48" in strip.notice
+    np.testing.assert_array_equal(strip.input_image, i2i.to_uint8(i2i.fit_input(align_image(photo.pixels, t),
+                                                                                SIZE)[0])[0])
 
 
 def test_a_changed_model_file_is_refused(ctx, state, files, tmp_path):
