@@ -297,7 +297,15 @@ class CompareWindow(BatchDialogMixin, QDialog):
         """The state the layer-swap row renders: the document's translation, else the first shipped target at
         the Translate panel's default depth (None when there is no target at all)."""
         st, tr = self._state(), self._state().translation
-        if tr is None:
+        combo = self.rows[SWAP].model
+        combo.setEnabled(tr is None)  # a translation on: the row shows the Translate panel's target
+        if tr is not None:
+            index = next((i for i in range(combo.count()) if combo.itemData(i) == tr.target), -1)
+            if index < 0:
+                combo.addItem(icon("translate"), tr.target.label(), tr.target)
+                index = combo.count() - 1
+            combo.setCurrentIndex(index)
+        else:
             ref = self.rows[SWAP].model.currentData()
             if ref is None:
                 return None

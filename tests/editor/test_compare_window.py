@@ -16,7 +16,7 @@ from engine.checkpoints import save_generator
 from engine.i2i_jobs import I2IJob, I2IRequest, ShippedI2I, pin
 from engine.imageio import read_png_parameters
 from engine.loading import file_sha256, load_generator
-from engine.project import ModelRef
+from engine.project import ModelRef, Translation
 from engine.render import load_model, summarize
 from engine.translate_jobs import ShippedTarget
 from engine.worker import InlineContext
@@ -66,6 +66,17 @@ def test_three_methods_side_by_side_on_the_same_face(window, tiny_state):
     again = I2IJob(tiny_state, w.strips[cw.BICYCLE].request)(ctx)
     assert all(np.array_equal(a, b) for a, b in zip(again.images, w.strips[cw.BICYCLE].images))
     assert not w.notice.isVisibleTo(w)  # the tiny generator's 32 px faces fit the 32 px models
+
+
+def test_the_layer_swap_row_follows_the_documents_translation(qtbot, window, tmp_path, models):
+    w = window
+    assert w.rows[cw.SWAP].model.isEnabled()
+    other = tmp_path / "other.pt"
+    other.write_bytes(models["toon"].read_bytes())
+    w._doc.edit("Translate", translation=Translation(ModelRef(str(other)), depth=8))
+    qtbot.waitUntil(lambda: w.strips[cw.SWAP].state.translation.target.path == str(other), timeout=30000)
+    assert not w.rows[cw.SWAP].model.isEnabled() and w.rows[cw.SWAP].model.currentText() == "other.pt"
+    assert "depth 8 px" in w.rows[cw.SWAP].status.text()
 
 
 def test_n_seed_and_face_changes_ask_again(qtbot, window):
