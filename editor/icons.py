@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import qtawesome as qta
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QToolButton
 
 ICONS: dict[str, tuple[str, dict]] = {
     "open_model": ("mdi6.folder-open-outline", {}),
@@ -55,3 +57,14 @@ def icon(name: str) -> QIcon:
         raise KeyError(f"no icon registered as {name!r}")
     qta_id, options = ICONS[name]
     return qta.icon(qta_id, **options)
+
+
+def tool_button(name: str, tip: str, slot=None, *, text: str = "") -> QToolButton:
+    """A tool button with the icon ``name``: flat without ``text``, icon and text beside each other with it;
+    a click calls ``slot()``."""
+    b = QToolButton(icon=icon(name), text=text, toolTip=tip, autoRaise=not text)
+    if text:
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    if slot is not None:
+        b.clicked.connect(lambda _=False: slot())
+    return b

@@ -39,7 +39,7 @@ from .loading import file_sha256
 from .photo_jobs import cached_photo
 from .project import EditState, ModelRef, ProjectError
 from .render import render_in_worker
-from .translate_jobs import PHOTO_SUFFIXES, FolderSummary, folder_photos
+from .translate_jobs import FolderSummary, batch_photos
 
 INPUTS = ("face", "photo", "file")
 MAX_SAMPLES = 64
@@ -349,21 +349,15 @@ class I2IFolderJob:
 
     def __call__(self, ctx) -> FolderSummary:
         t0 = time.perf_counter()
-        photos = folder_photos(self.folder)
-        if not photos:
-            raise ProjectError(f"there are no photos ({', '.join(PHOTO_SUFFIXES)}) in {self.folder}")
-        out = Path(self.out)
-        if out.resolve() == Path(self.folder).resolve():
-            raise ProjectError("write the translations into another folder than the photos")
-        out.mkdir(parents=True, exist_ok=True)
+        named, out = batch_photos(self.folder, self.out)
         model = cached_i2i(ctx, self.request.model)
         specs = self.request.specs(model)
         codes = sample_codes(ctx, model, specs) if specs else None
         written, no_face, failed = [], [], []
-        for i, path in enumerate(photos):
+        for i, (path, stem) in enumerate(named):
             ctx.check()
-            head = f"{i + 1} of {len(photos)}: {path.name}"
-            ctx.progress(i / len(photos), head)
+            head = f"{i + 1} of {len(named)}: {path.name}"
+            ctx.progress(i / len(named), head)
             try:
                 photo = cached_photo(ctx, str(path))
             except PhotoError as e:
@@ -380,10 +374,9 @@ class I2IFolderJob:
             x, _ = _prepared(ctx, model, align_image(photo.pixels, transform), self.request.lines)
             with torch.no_grad():
                 images = to_uint8(translate(model, x, codes))
-            stem = path.stem if [p.stem for p in photos].count(path.stem) == 1 else f"{path.stem}-{path.suffix[1:]}"
             for spec, image in zip(specs, images):
                 written.append(str(save_image(out / f"{stem}-{model.method}-{spec.stem()}.png", image)))
-        ctx.progress(1.0, f"{len(photos)} photos")
+        ctx.progress(1.0, f"{len(named)} photos")
         return FolderSummary(tuple(written), tuple(no_face), tuple(failed), time.perf_counter() - t0)
 
 

@@ -254,6 +254,21 @@ def folder_photos(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
 
 
+def batch_photos(folder: str | Path, out: str | Path) -> tuple[list[tuple[Path, str]], Path]:
+    """The photos of a folder batch, each with the stem its outputs are named by (photo.jpg and photo.png both in
+    the folder: photo-jpg, photo-png), and the output folder, created. Refuses a folder without photos and writing
+    into the photos' own folder."""
+    photos = folder_photos(folder)
+    if not photos:
+        raise ProjectError(f"there are no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    out = Path(out)
+    if out.resolve() == Path(folder).resolve():
+        raise ProjectError("write the translations into another folder than the photos (they could overwrite them)")
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [p.stem for p in photos]
+    return [(p, p.stem if stems.count(p.stem) == 1 else f"{p.stem}-{p.suffix[1:].lower()}") for p in photos], out
+
+
 @dataclass(frozen=True)
 class TranslateFolderJob:
     """Every photo in ``folder``: detect its best face, align it, invert it into the face's model (encoder guess
@@ -273,20 +288,12 @@ class TranslateFolderJob:
         t0 = time.perf_counter()
         if self.state.translation is None:
             raise ProjectError("no translation is set: choose a target model first")
-        photos = folder_photos(self.folder)
-        if not photos:
-            raise ProjectError(f"there are no photos ({', '.join(PHOTO_SUFFIXES)}) in {self.folder}")
-        out = Path(self.out)
-        if out.resolve() == Path(self.folder).resolve():
-            raise ProjectError("write the translations into another folder than the photos (they could overwrite "
-                               "them)")
-        out.mkdir(parents=True, exist_ok=True)
-        stems = [p.stem for p in photos]
-        names = [f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.stem}-{p.suffix[1:].lower()}.png"
-                 for p in photos]  # photo.jpg and photo.png both in the folder: photo-jpg.png, photo-png.png
+        named, out = batch_photos(self.folder, self.out)
+        photos = [path for path, _ in named]
         base = self.state.replace(base=None, noise_maps=None, photo=None)
         written, no_face, failed = [], [], []
-        for i, (path, name) in enumerate(zip(photos, names)):
+        for i, (path, stem) in enumerate(named):
+            name = f"{stem}.png"
             ctx.check()
             lo, hi = i / len(photos), (i + 1) / len(photos)
             head = f"{i + 1} of {len(photos)}: {path.name}"

@@ -46,7 +46,7 @@ from engine.i2i_jobs import (
 from engine.project import ModelRef, Source, Translation
 from engine.translate_jobs import SamplesExportJob, StyleGrid, StyleGridJob, shipped_targets, with_style
 
-from ..icons import icon
+from ..icons import icon, tool_button
 from .generation_panel import SEED_MAX
 from .translate_folder import PROGRESS_STEPS, BatchDialogMixin, summary_lines
 from .translate_grid import _pixmap
@@ -196,7 +196,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
                              toolTip="z sweep: from the chosen sample's code (0) to the code of 'sweep to seed' "
                                      "(1), along the sphere (slerp); shown large")
         self.sweep.setMinimumWidth(90)
-        self.sweep_export = self._tool("export_samples", f"Export the sweep: {SWEEP_FRAMES} frames from 0 to 1",
+        self.sweep_export = tool_button("export_samples", f"Export the sweep: {SWEEP_FRAMES} frames from 0 to 1",
                                        lambda: self.export_sweep())
         self.rows[BICYCLE].options.addWidget(self.lines)
         sweep_label = QLabel("z sweep", toolTip=self.sweep.toolTip())
@@ -204,16 +204,16 @@ class CompareWindow(BatchDialogMixin, QDialog):
             self.rows[BICYCLE].extra.addWidget(w, 1 if w is self.sweep else 0)
         for key in (BICYCLE, TUNIT):
             row = self.rows[key]
-            ref = self._tool("reference_image", "Reference image: its encoded code (BicycleGAN) or style (TUNIT) "
+            ref = tool_button("reference_image", "Reference image: its encoded code (BicycleGAN) or style (TUNIT) "
                              "is added as the first sample", lambda k=key: self.choose_reference(k))
-            clear = self._tool("remove", "No reference image", lambda k=key: self.set_reference(k, None))
+            clear = tool_button("remove", "No reference image", lambda k=key: self.set_reference(k, None))
             row.options.addWidget(ref)
             row.options.addWidget(clear)
         for key, row in self.rows.items():
-            row.options.addWidget(self._tool("export_samples", "Export this row's samples at full resolution into "
+            row.options.addWidget(tool_button("export_samples", "Export this row's samples at full resolution into "
                                              "a folder", lambda k=key: self.export_row(k)))
             if key != SWAP:
-                row.options.addWidget(self._tool("translate_folder", "Translate a folder of photos with this row's "
+                row.options.addWidget(tool_button("translate_folder", "Translate a folder of photos with this row's "
                                                  "settings (faces found and cut out), every sample one PNG",
                                                  lambda k=key: self.translate_folder(k)))
             row.strip.chosen.connect(lambda i, k=key: self.select(k, i))
@@ -225,7 +225,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
         self.caption = QLabel("Click a sample to see it here", wordWrap=True,
                               alignment=Qt.AlignmentFlag.AlignHCenter)
         self.caption.setFixedWidth(PREVIEW)
-        self.save_button = self._tool("export_image", "Export the sample shown (Ctrl+E)",
+        self.save_button = tool_button("export_image", "Export the sample shown (Ctrl+E)",
                                       lambda: self.export_selected(), text="Export…")
         side = QVBoxLayout()
         side.addWidget(self.preview)
@@ -263,13 +263,6 @@ class CompareWindow(BatchDialogMixin, QDialog):
         self._update_lines_default()
 
     # ----- builders
-
-    def _tool(self, name: str, tip: str, slot, *, text: str = "") -> QToolButton:
-        b = QToolButton(icon=icon(name), text=text, toolTip=tip, autoRaise=not text)
-        if text:
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        b.clicked.connect(lambda _=False: slot())
-        return b
 
     def _fill_models(self) -> None:
         swap = self.rows[SWAP].model

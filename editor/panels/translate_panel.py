@@ -45,7 +45,7 @@ from engine.translate_jobs import (
     shipped_targets,
 )
 
-from ..icons import icon
+from ..icons import icon, tool_button
 from .compare_window import CompareWindow
 from .model_panel import MODEL_FILTER
 from .translate_folder import FOLDER_SLOT, FolderBatchMixin
@@ -240,12 +240,7 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
     # ----- small builders
 
     def _tool(self, name: str, text: str, tip: str, slot) -> QToolButton:
-        b = QToolButton(icon=icon(name), text=text, toolTip=tip, autoRaise=not text)
-        if text:
-            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        if slot is not None:
-            b.clicked.connect(lambda _=False: slot())
-        return b
+        return tool_button(name, tip, slot, text=text)
 
     @staticmethod
     def _label(text: str, tip: str) -> QLabel:
