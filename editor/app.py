@@ -6,6 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from engine.devices import resolve_device
+from engine.errors import DeviceError
+from engine.logs import setup_logging
 from engine.project import EditState, ModelRef
 from engine.runtime import tune_allocator
 
@@ -25,6 +28,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """Run the editor until its window closes; returns the exit status."""
     started = time.perf_counter()
+    if args.device:
+        try:
+            resolve_device(args.device)
+        except DeviceError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif sys.platform.startswith("linux") and not any(
@@ -42,11 +51,17 @@ def run(args) -> int:
     from .settings import Settings
 
     tune_allocator()
+    setup_logging(Path(args.settings).resolve().parent / "logs" if args.settings else None)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Face Editor")
     app.setOrganizationName("face-editor")
     settings = Settings(args.settings)
-    bridge = EngineBridge(device=args.device or settings.device, cpu_threads=gui_cpu_threads()).start()
+    device = args.device or settings.device
+    try:
+        bridge = EngineBridge(device=device, cpu_threads=gui_cpu_threads()).start()
+    except DeviceError as e:  # only a stored preference gets here (--device was checked above): fall back
+        print(f"warning: {e} Using auto instead; change it in Edit ▸ Preferences.", file=sys.stderr)
+        bridge = EngineBridge(device="auto", cpu_threads=gui_cpu_threads()).start()
     model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
     document = Document(EditState(model=model))
     autosave = Path(args.settings).with_suffix(".autosave.fproj") if args.settings else None

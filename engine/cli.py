@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -14,13 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import worker
 from .algorithms.latents import make_noise, parse_seeds, seed_to_z
-from .errors import ModelFormatError
+from .devices import resolve_device
+from .errors import ErrorReport, ModelFormatError
 from .imageio import save_png, to_uint8
 from .loading import inspect_model, load_generator
+from .logs import log_path, setup_logging
 from .models.stylegan2 import NOISE_MODES
 from .runtime import tune_allocator
+
+log = logging.getLogger(__name__)
 
 
 class UserError(Exception):
@@ -28,16 +32,9 @@ class UserError(Exception):
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA, then Apple MPS, then CPU (as the editor's worker picks); otherwise the named device."""
-    if name == "auto":
-        return worker.pick_device("auto")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available")
-    return dev
+    """``--device``: ``auto`` -> CUDA, then Apple MPS, then CPU (as the editor's worker picks); otherwise the named
+    device, checked (``DeviceError``, a user error, names the choices)."""
+    return resolve_device(name)
 
 
 def setup_compute(args) -> torch.device:
@@ -167,17 +164,41 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _end_progress_bars() -> None:
+    """Close every open tqdm bar, so that what is printed next starts its own line (a bar left mid-line would
+    have the ``error:`` line appended to it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; user errors become one line on stderr and exit status 2
-    (set FACE_EDITOR_DEBUG=1 to see the traceback instead)."""
+    """Run a parsed subcommand. User errors become one ``error:`` line on stderr and exit status 2; anything else
+    one sentence, exit status 1, with the traceback in the log file (set FACE_EDITOR_DEBUG=1 to see tracebacks
+    on the terminal instead)."""
     tune_allocator()
+    setup_logging()
+    log.info("command: %s", " ".join(sys.argv[1:]) or args.command)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ModelFormatError, ValueError, FileNotFoundError, PermissionError) as e:
+    except (UserError, ModelFormatError, ValueError, OSError) as e:
+        _end_progress_bars()
         if os.environ.get("FACE_EDITOR_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        report = ErrorReport.from_exception(e)
+        log.warning("refused: %s", report.message, exc_info=e)
+        print(f"error: {report.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        _end_progress_bars()
+        if os.environ.get("FACE_EDITOR_DEBUG"):
+            raise
+        report = ErrorReport.from_exception(e)
+        log.error("failed: %s", report.message, exc_info=e)
+        print(f"error: {report.message} ({log_path()})", file=sys.stderr)
+        return 1

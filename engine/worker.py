@@ -10,14 +10,19 @@ No Qt here: callbacks run on the worker thread and the editor's adapter turns th
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from .devices import resolve_device
+from .errors import ErrorReport
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -26,24 +31,13 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """What the worker reports: ``kind`` is 'result', 'partial', 'progress', 'error' or 'cancelled'."""
+    """What the worker reports: ``kind`` is 'result', 'partial', 'progress', 'error' (payload: an ``ErrorReport``)
+    or 'cancelled'."""
 
     kind: str
     request_id: int
     slot: str
     payload: Any = None
-
-
-def pick_device(preference: str = "auto") -> torch.device:
-    """The worker's device: ``auto`` takes CUDA, then Apple MPS, then the CPU; anything else is used as named."""
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(preference)
 
 
 class ModelCache:
@@ -152,11 +146,17 @@ class Worker:
         self._running: tuple[int, str] | None = None
         self._stop = False
         self._ready = threading.Event()
+        self._start_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> "Worker":
+        """Start the thread and wait until it has opened its device; a device that cannot be used raises
+        ``DeviceError`` here (the thread has then ended), it never leaves the caller waiting."""
         self._thread.start()
         self._ready.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            raise self._start_error
         return self
 
     def submit(self, job: Job, *, slot: str = "render") -> int:
@@ -211,12 +211,19 @@ class Worker:
         try:
             self._listener(event)
         except Exception:  # a faulty listener must not kill the worker
-            traceback.print_exc()
+            log.exception("the listener failed on a %s event", event.kind)
 
     def _run(self) -> None:
-        self.device = pick_device(self._device_preference)
+        try:
+            self.device = resolve_device(self._device_preference)
+            torch.zeros(1, device=self.device)  # a device that parses but cannot run fails here, not in a job
+        except Exception as e:  # reported by start() on the caller's thread
+            self._start_error = e
+            self._ready.set()
+            return
         if self.device.type == "cpu" and self._cpu_threads is not None:
             torch.set_num_threads(self._cpu_threads)  # process-wide: the worker is the one that computes
+        log.info("engine worker started on %s", self.device)
         self._ready.set()
         while True:
             with self._lock:
@@ -232,7 +239,8 @@ class Worker:
             except Cancelled:
                 self._emit(Event("cancelled", rid, slot))
             except Exception as e:
-                self._emit(Event("error", rid, slot, f"{type(e).__name__}: {e}"))
+                log.error("job %d in slot %r failed", rid, slot, exc_info=e)
+                self._emit(Event("error", rid, slot, ErrorReport.from_exception(e)))
             else:
                 if ctx.cancelled():
                     self._emit(Event("cancelled", rid, slot))

@@ -1,10 +1,13 @@
 """Shared pytest configuration: offscreen Qt, paths to the shared reference fixtures."""
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Log files of the editor and the command lines the tests start go to a scratch folder, never the user's.
+os.environ.setdefault("FACE_EDITOR_LOG_DIR", tempfile.mkdtemp(prefix="face-editor-test-logs-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

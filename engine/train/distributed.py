@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .. import devices
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -36,20 +38,11 @@ class DistContext:
 
 
 def resolve_device(name: str, *, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:local_rank`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:local_rank``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("CUDA was asked for, but no CUDA GPU is available")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank)
-    elif dev.type != "cpu":
-        raise ValueError(f"training runs on cpu or cuda, not {dev.type}")
+    """``auto`` -> ``cuda:local_rank`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:local_rank``. Training
+    runs on the CPU or CUDA only; any other name is refused (``DeviceError``) with the choices."""
+    dev = devices.resolve_device(name, kinds=("cpu", "cuda"))
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
     return dev
 
 

@@ -25,3 +25,31 @@ def test_no_display_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr("sys.platform", "linux")
     assert main.main([]) == 2
     assert "no display" in capsys.readouterr().err
+
+
+def test_a_device_torch_cannot_open_exits_2_with_one_error_line_naming_the_choices(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    for name in ("cdua", "cuda:3"):
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "main.py", "--device", name, "--settings", str(tmp_path / "s.ini")],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert time.monotonic() - t0 < 30
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("error: ") and repr(name) in lines[0] and "auto, cpu" in lines[0]
+
+
+def test_a_stored_device_that_no_longer_exists_falls_back_to_auto(qtbot, tmp_path, capsys):
+    from editor.settings import Settings
+
+    ini = tmp_path / "s.ini"
+    Settings(str(ini)).device = "cdua"
+    out = tmp_path / "shot.png"
+    assert main.main(["--screenshot", str(out), "--settings", str(ini)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: The device 'cdua'" in err and "Using auto instead" in err and out.exists()

@@ -7,7 +7,8 @@ import threading
 import pytest
 import torch
 
-from engine.worker import Event, ModelCache, Worker, pick_device
+from engine.devices import resolve_device
+from engine.worker import Event, ModelCache, Worker
 
 
 class Recorder:
@@ -111,9 +112,26 @@ def test_errors_are_reported_and_worker_keeps_serving(worker):
     r2 = w.submit(lambda ctx: 42)
     rec.wait_for(lambda ev: any(e.kind == "result" for e in ev))
     err = rec.kinds("error")[0]
-    assert err.request_id == r1 and "wrong shape" in err.payload and "ValueError" in err.payload
+    assert err.request_id == r1 and str(err.payload) == "The latent has the wrong shape."
+    assert "ValueError" not in err.payload.message and err.payload.kind == "ValueError"
+    assert "Traceback" in err.payload.details and "def bad" not in err.payload.message
     assert rec.kinds("result")[0].request_id == r2 and rec.kinds("result")[0].payload == 42
     assert w.alive
+
+
+def test_a_device_that_cannot_be_opened_is_refused_at_start_not_hung():
+    import time
+
+    from engine.errors import DeviceError
+
+    for name in ("cdua", "cuda:7" if not torch.cuda.is_available() else "cuda:99", "xla"):
+        w = Worker(Recorder(), device=name)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError) as e:
+            w.start()
+        assert time.monotonic() - t0 < 5 and not w.alive
+        message = str(e.value)
+        assert repr(name) in message and "auto, cpu" in message
 
 
 def test_cancel_pending_request(worker):
@@ -130,7 +148,7 @@ def test_cancel_pending_request(worker):
 
 def test_device_and_model_cache(worker):
     w, rec = worker
-    assert w.device == torch.device("cpu") and pick_device("auto").type in ("cpu", "cuda", "mps")
+    assert w.device == torch.device("cpu") and resolve_device("auto").type in ("cpu", "cuda", "mps")
     loads = []
 
     def job(ctx):
