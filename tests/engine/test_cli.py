@@ -1,6 +1,7 @@
 """The headless CLI: generate writes reproducible PNGs + W+ latents; info describes a file; errors are one line."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -63,6 +64,34 @@ def test_info_and_errors(model_file, tmp_path):
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
+
+
+def test_an_error_after_a_progress_bar_starts_its_own_line(tmp_path):
+    from tests.conftest import REPO as repo
+
+    data = tmp_path / "face.jpg"
+    with Image.open(repo / "tests" / "data" / "astronaut_face.png") as im:
+        im.convert("RGB").save(data, quality=90)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    r = _main("invert", truncated, "--out", tmp_path / "out")
+    assert r.returncode == 2 and "invert:" in r.stderr  # the bar was drawn before the photo was refused
+    error_lines = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and error_lines[0].startswith("error: truncated.jpg is truncated"), r.stderr
+
+
+def test_an_unexpected_failure_is_one_sentence_with_the_log_path_and_the_traceback_in_the_log(tmp_path):
+    env_log = tmp_path / "logs"
+    r = subprocess.run([sys.executable, "-c", "import main, engine.cli as c; "
+                        "c.cmd_info = lambda a: 1 / 0; "
+                        "import sys; sys.exit(main.main(['info', 'x.pt']))"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "FACE_EDITOR_LOG_DIR": str(env_log)})
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "ZeroDivisionError" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Something went wrong inside the engine")
+    log_text = (env_log / "face-editor.log").read_text()
+    assert "ZeroDivisionError" in log_text and "Traceback" in log_text
 
 
 def test_synth_command_writes_a_labelled_dataset(tmp_path):
