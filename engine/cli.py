@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .algorithms.flow_layout import FLOW_LAYOUT_HELP
 from .algorithms.latents import make_noise, parse_seeds, seed_to_z
 from .devices import resolve_device
 from .errors import ErrorReport, ModelFormatError
@@ -22,6 +23,7 @@ from .imageio import save_png, to_uint8
 from .loading import inspect_model, load_generator
 from .logs import log_path, setup_logging
 from .models.stylegan2 import NOISE_MODES
+from .paths import names_only
 from .runtime import tune_allocator
 
 log = logging.getLogger(__name__)
@@ -81,7 +83,7 @@ def cmd_generate(args) -> int:
                 save_png(stem.with_suffix(".png"), arr, parameters=dict(params, seed=seed))
                 np.save(stem.with_suffix(".npy"), w.astype(np.float32))  # W+ [num_ws, w_dim]
             bar.update(len(chunk))
-    (out / "generate.json").write_text(json.dumps(dict(params, seeds=seeds), indent=2))
+    (out / "generate.json").write_text(json.dumps(names_only(dict(params, seeds=seeds)), indent=2))
     if not args.quiet:
         print(f"wrote {len(seeds)} images and their W+ latents to {out} in "
               f"{time.perf_counter() - start:.1f} s on {device}")
@@ -89,7 +91,18 @@ def cmd_generate(args) -> int:
 
 
 def cmd_info(args) -> int:
-    info = inspect_model(args.model)
+    from .flow_info import flow_file_info, flow_info_lines
+
+    try:
+        info = inspect_model(args.model)
+    except ModelFormatError:
+        flow = flow_file_info(args.model, layout_text=args.flow_layout)
+        if flow is None:
+            raise
+        print(json.dumps(flow, indent=2) if args.json else "\n".join(flow_info_lines(flow)))
+        return 0
+    if args.flow_layout:
+        raise UserError("--flow-layout describes an attribute flow's condition, and this file is a generator")
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -158,9 +171,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     add_translate_commands(sub)
 
-    p = sub.add_parser("info", help="print the detected format and architecture of a model file")
-    p.add_argument("model", help="model file")
+    p = sub.add_parser("info", help="print the detected format and architecture of a model file (for an attribute "
+                                    "flow: its condition layout)")
+    p.add_argument("model", help="model file: a generator or an attribute flow")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--flow-layout", metavar="LAYOUT", help=FLOW_LAYOUT_HELP)
     p.set_defaults(func=cmd_info)
 
 

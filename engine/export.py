@@ -1,6 +1,7 @@
 """Exports: images (PNG with parameters, JPEG, WebP), latents (.npy / .pt) and batch export of a seed range."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 
 from .imageio import save_png, to_pil
-from .project import EditState, ProjectError, project_dict
+from .loading import file_sha256
+from .project import EditState, ModelRef, ProjectError, project_dict
 from .render import render_in_worker
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -24,14 +26,30 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_FORMATS[suffix]
 
 
+def _pinned(ref: ModelRef) -> ModelRef:
+    """``ref`` with its sha256 filled in when it names an existing file without one."""
+    if ref.path is None or ref.sha256 is not None or not Path(ref.path).is_file():
+        return ref
+    return dataclasses.replace(ref, sha256=file_sha256(ref.path))
+
+
+def pinned_state(state: EditState) -> EditState:
+    """``state`` with the sha256 of every model file it names (generator, flow, translation target), so that an
+    export, which keeps only file names, still says exactly which files made it."""
+    tr = state.translation
+    return state.replace(model=_pinned(state.model), flow=_pinned(state.flow),
+                         translation=None if tr is None else dataclasses.replace(tr, target=_pinned(tr.target)))
+
+
 def save_image(path: str | os.PathLike, image: np.ndarray, *, state: EditState | None = None,
                extras: dict | None = None, quality: int = 95) -> Path:
     """Write uint8 [H, W, 3] at full resolution; PNG keeps the project (state, with ``extras``) in a
-    ``face-editor`` text chunk."""
+    ``face-editor`` text chunk, naming files by name and sha256 only."""
     path = Path(path)
     fmt = image_format(path)
     if fmt == "PNG":
-        return save_png(path, image, parameters=None if state is None else project_dict(state, extras=extras))
+        return save_png(path, image,
+                        parameters=None if state is None else project_dict(pinned_state(state), extras=extras))
     to_pil(image).save(path, format=fmt, quality=quality)
     return path
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from .paths import names_only
+
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """Raw images [B, C, H, W] (nominal range [-1, 1]) -> uint8 [B, H, W, C], as NVIDIA's scripts convert them:
@@ -27,11 +29,12 @@ def to_pil(arr: np.ndarray) -> Image.Image:
 
 
 def save_png(path: str | os.PathLike, arr: np.ndarray, *, parameters: dict | None = None) -> Path:
-    """Write a PNG; ``parameters`` (JSON-serialisable) go into a ``face-editor`` text chunk."""
+    """Write a PNG; ``parameters`` (JSON-serialisable) go into a ``face-editor`` text chunk, with every absolute
+    path in them reduced to its file name (an image that is shared must not tell the user's folder names)."""
     path = Path(path)
     info = PngImagePlugin.PngInfo()
     if parameters is not None:
-        info.add_text("face-editor", json.dumps(parameters, sort_keys=True))
+        info.add_text("face-editor", json.dumps(names_only(parameters), sort_keys=True))
     to_pil(arr).save(path, format="PNG", pnginfo=info)
     return path
 

@@ -42,12 +42,25 @@ class ModelInfo:
     training_data: str | None = None  # what our own checkpoints record they were trained on, e.g. "synth:photo"
 
 
+_SHA_MEMO: dict[tuple, str] = {}
+_SHA_MEMO_SIZE = 64
+
+
 def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 (hex). Remembered per file identity (path, inode, size, modification time), so asking
+    again for an unchanged file (every export names its model's) costs a ``stat``; any change hashes anew."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    if len(_SHA_MEMO) >= _SHA_MEMO_SIZE:
+        _SHA_MEMO.pop(next(iter(_SHA_MEMO)))
+    _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
 
 
 def _torch_load(path: Path):

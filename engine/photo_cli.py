@@ -77,7 +77,8 @@ def cmd_invert(args) -> int:
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.photo).stem
-    summary = {"photo": str(Path(args.photo).resolve()), "faces_found": len(scan.faces), "recipe": scan.recipe,
+    summary = {"photo": Path(args.photo).name, "photo_sha256": out.state.photo.sha256,
+               "faces_found": len(scan.faces), "recipe": scan.recipe,
                "psnr": round(out.psnr, 3), "ssim": round(out.ssim, 4), "steps": out.steps,
                "encoder": out.encoder, "seconds": round(out.seconds, 2), "settings": settings.to_dict()}
     save_png(folder / f"{stem}-aligned.png", out.aligned)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms.flow_edit import ATTRIBUTES, AttributeEdit, attribute_name
+from .algorithms.flow_edit import AttributeEdit
+from .algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
 from .checkpoints import atomic_write
 from .models.stylegan2 import NOISE_MODES
+from .paths import relative_to, resolve_from
 
 PROJECT_FORMAT = "face-editor/project"
 PROJECT_VERSION = 1
@@ -229,10 +231,11 @@ class EditState:
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
     empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows). ``edits`` are StyleFlow
     attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
-    default's flow); ``flow_fast`` picks the fast solver for them; ``locks`` are attributes held at their value
-    while the others are edited (``apply_edits``). ``base`` replaces the seed by a latent (an inverted photo, from
-    ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's optimised maps);
-    ``translation`` renders the edited face through a fine-tuned model."""
+    default's flow); ``flow_layout`` is what that flow's condition holds when the user gave it (None: the layout the
+    flow file states or implies, ``load_flow``); ``flow_fast`` picks the fast solver for them; ``locks`` are
+    attributes held at their value while the others are edited (``apply_edits``). ``base`` replaces the seed by a
+    latent (an inverted photo, from ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's
+    optimised maps); ``translation`` renders the edited face through a fine-tuned model."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -243,6 +246,7 @@ class EditState:
     sources: tuple[Source, ...] = ()
     rows: tuple[int, ...] = ()
     flow: ModelRef = field(default_factory=ModelRef)
+    flow_layout: ConditionLayout | None = None
     edits: tuple[AttributeEdit, ...] = ()
     flow_fast: bool = True
     locks: tuple[str, ...] = ()
@@ -264,13 +268,29 @@ class EditState:
             raise ProjectError(f"noise mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
         if any(not 0 <= r <= len(self.sources) for r in self.rows):
             raise ProjectError(f"mixing rows {list(self.rows)} name sources beyond the {len(self.sources)} given")
-        try:
-            locks = tuple(sorted({attribute_name(a) for a in self.locks}, key=ATTRIBUTES.index))
-        except (TypeError, ValueError) as e:
-            raise ProjectError(f"cannot lock {list(self.locks)}: {e}") from e
-        object.__setattr__(self, "locks", locks)
+        object.__setattr__(self, "locks", self._canonical_locks())
         if self.base is not None and self.base.latent is None:
             raise ProjectError("a base latent must be a latent, not a seed (the seed field is for seeds)")
+
+    def _canonical_locks(self) -> tuple[str, ...]:
+        """The locks as a sorted set of the layout's names, checked with the edits against the layout when it is
+        known here: the user's, or StyleFlow's for the embedded default flow (whose file states it); a user's flow
+        file is checked when it loads."""
+        if self.flow_layout is not None and not isinstance(self.flow_layout, ConditionLayout):
+            raise ProjectError(f"the flow layout must be a condition layout, got {self.flow_layout!r}")
+        layout = self.flow_layout or (STYLEFLOW if self.flow.is_default else None)
+        if any(not isinstance(a, str) or not a for a in self.locks):
+            raise ProjectError(f"cannot lock {list(self.locks)}: locks are attribute names")
+        try:
+            names = {layout.canonical(a) if layout is not None else ALIASES.get(a, a) for a in self.locks}
+            if layout is not None:
+                for e in self.edits:
+                    if e.kind == "attribute":
+                        layout.canonical(e.key)
+        except LayoutError as e:
+            raise ProjectError(f"the attribute edits do not fit the flow layout: {e}") from e
+        order = (layout or STYLEFLOW).names
+        return tuple(sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n)))
 
     def replace(self, **changes) -> "EditState":
         return dataclasses.replace(self, **changes)
@@ -285,6 +305,7 @@ class EditState:
             "noise_mode": self.noise_mode, "noise_seed": self.noise_seed,
             "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
             "flow": {"path": self.flow.path, "sha256": self.flow.sha256},
+            "flow_layout": None if self.flow_layout is None else self.flow_layout.to_dict(),
             "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast, "locks": list(self.locks),
             "base": None if self.base is None else self.base.to_dict(),
             "noise_maps": None if self.noise_maps is None else self.noise_maps.to_dict(),
@@ -298,6 +319,10 @@ class EditState:
             model = d.get("model") or {}
             flow = d.get("flow") or {}
             cutoff = d.get("cutoff")
+            try:
+                layout = None if d.get("flow_layout") is None else ConditionLayout.from_dict(d["flow_layout"])
+            except LayoutError as e:
+                raise ProjectError(f"the project's flow layout is unusable: {e}") from e
             return cls(
                 model=ModelRef(path=model.get("path"), sha256=model.get("sha256")),
                 seed=_int(d["seed"], "seed"), psi=float(d["psi"]),
@@ -305,7 +330,7 @@ class EditState:
                 noise_mode=str(d.get("noise_mode", "const")), noise_seed=_int(d.get("noise_seed", 0), "noise seed"),
                 sources=tuple(Source.from_dict(s) for s in d.get("sources", [])),
                 rows=tuple(_int(r, "mixing row") for r in d.get("rows", [])),
-                flow=ModelRef(path=flow.get("path"), sha256=flow.get("sha256")),
+                flow=ModelRef(path=flow.get("path"), sha256=flow.get("sha256")), flow_layout=layout,
                 edits=tuple(AttributeEdit.from_dict(e) for e in d.get("edits", [])),
                 flow_fast=bool(d.get("flow_fast", True)),
                 locks=tuple(d.get("locks", ())),
@@ -331,14 +356,31 @@ def project_dict(state: EditState, *, extras: dict | None = None) -> dict:
             "extras": dict(extras or {})}
 
 
+def _is_path_key(key) -> bool:
+    return isinstance(key, str) and (key == "path" or key.endswith("_path"))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (``checkpoints.atomic_write``)."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None) -> Path:
-    """Save ``state`` as a project file (atomic: a crash never leaves a half-written project)."""
-    return write_text_atomic(path, json.dumps(project_dict(state, extras=extras), indent=1) + "\n")
+    """Save ``state`` as a project file (atomic: a crash never leaves a half-written project). Paths of the files
+    it names (model, flow, photo, translation target) are stored relative to the project's folder."""
+    folder = Path(path).absolute().parent
+    return write_text_atomic(path, json.dumps(relative_to(project_dict(state, extras=extras), folder), indent=1)
+                             + "\n")
+
+
+def _resolve_paths(obj, folder: Path):
+    """``obj`` with every ``path`` / ``*_path`` entry read relative to ``folder`` (see ``engine.paths``)."""
+    if isinstance(obj, dict):
+        return {k: resolve_from(v, folder) if _is_path_key(k) and isinstance(v, str) else _resolve_paths(v, folder)
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_resolve_paths(v, folder) for v in obj]
+    return obj
 
 
 def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
@@ -356,4 +398,11 @@ def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
     if d.get("format_version") != PROJECT_VERSION:
         raise ProjectError(f"{path.name} has project format version {d.get('format_version')!r}; this editor reads "
                            f"version {PROJECT_VERSION}")
-    return EditState.from_dict(d.get("state") or {}), dict(d.get("extras") or {})
+    state = d.get("state") or {}
+    if not isinstance(state, dict):
+        raise ProjectError(f"{path.name} holds no edit state")
+    folder = path.absolute().parent
+    extras = d.get("extras") or {}
+    if not isinstance(extras, dict):
+        raise ProjectError(f"{path.name} has malformed extras")
+    return EditState.from_dict(_resolve_paths(state, folder)), _resolve_paths(extras, folder)

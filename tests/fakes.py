@@ -17,3 +17,25 @@ def fake_finetune(G: Generator, *, seed: int = 0, scale: float = 0.2) -> Generat
             if not name.startswith("mapping."):
                 p.add_(scale * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     return T.eval()
+
+
+def as_exported(state):
+    """What an exported PNG's project says of ``state``: every file by its name, each model with its sha256 (read
+    here from the file itself), nothing else changed."""
+    import dataclasses
+    import hashlib
+    from pathlib import Path
+
+    from engine.project import ModelRef
+
+    def ref(r: ModelRef) -> ModelRef:
+        if r.path is None:
+            return r
+        sha = r.sha256 or hashlib.sha256(Path(r.path).read_bytes()).hexdigest()
+        return ModelRef(path=Path(r.path).name, sha256=sha)
+
+    tr = state.translation
+    return state.replace(
+        model=ref(state.model), flow=ref(state.flow),
+        photo=None if state.photo is None else dataclasses.replace(state.photo, path=Path(state.photo.path).name),
+        translation=None if tr is None else dataclasses.replace(tr, target=ref(tr.target)))

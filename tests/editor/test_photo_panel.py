@@ -91,6 +91,7 @@ def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_pat
     from editor.exporting import ExportController
     from engine.imageio import read_png_parameters
     from engine.project import EditState
+    from tests.fakes import as_exported
 
     doc = panel._doc
     ctrl = ExportController(doc, panel._bridge, None, current_image=lambda: None)
@@ -104,4 +105,4 @@ def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_pat
     qtbot.waitUntil(lambda: messages and messages[-1].startswith("Exported the photo"), timeout=30000)
     with Image.open(out) as im, Image.open(ASTRONAUT) as original:
         assert im.size == original.size
-    assert EditState.from_dict(read_png_parameters(out)["state"]) == doc.state
+    assert EditState.from_dict(read_png_parameters(out)["state"]) == as_exported(doc.state)

@@ -19,6 +19,7 @@ from engine.imageio import read_png_parameters
 from engine.loading import file_sha256
 from engine.project import PROJECT_FORMAT, EditState, ModelRef, Source, read_project
 from engine.render import RenderResult, load_model, render_state, state_ws, summarize
+from tests.fakes import as_exported
 
 WAIT_MS = 30000
 
@@ -94,7 +95,8 @@ def test_save_then_open_reproduces_the_image_bit_for_bit(qtbot, tmp_path, tiny_s
     assert ctrl.path == path.resolve() and title.args == ["face.fproj[*] — Face Editor"]
     assert doc.undo_stack.isClean()
     saved = json.loads(path.read_text())["state"]["model"]
-    assert saved == {"path": str(tiny_model_path.resolve()), "sha256": file_sha256(tiny_model_path)}
+    assert saved == {"path": os.path.relpath(tiny_model_path.resolve(), tmp_path.resolve()),  # relative to the project
+                     "sha256": file_sha256(tiny_model_path)}
 
     doc2 = Document()
     ctrl2 = ProjectController(doc2, None, autosave_path=tmp_path / "auto2.fproj")
@@ -236,7 +238,7 @@ def test_export_image_writes_full_resolution_files(qtbot, tmp_path, tiny_state, 
         pixels = np.asarray(im.convert("RGB"))
     if suffix == ".png":
         assert np.array_equal(pixels, render(state))
-        assert EditState.from_dict(read_png_parameters(path)["state"]) == doc.state
+        assert EditState.from_dict(read_png_parameters(path)["state"]) == as_exported(doc.state)
     assert not ctrl.busy
 
 

@@ -30,7 +30,7 @@ from engine.translate_jobs import (
     shipped_targets,
 )
 from engine.worker import Cancelled, InlineContext
-from tests.fakes import TINY_CFG, fake_finetune
+from tests.fakes import TINY_CFG, as_exported, fake_finetune
 
 CFG = TINY_CFG
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -156,9 +156,11 @@ def test_a_folder_is_translated_photo_by_photo_and_a_photo_without_a_face_is_rep
     assert not [e for e in events if e.kind == "partial"]  # the inversions' previews stay inside the job
     # the written PNG is the inverted face rendered through the translation, reproducible from its project
     saved = EditState.from_dict(read_png_parameters(summary.written[0])["state"])
-    assert saved.translation == st.translation and saved.base is not None and saved.photo.name == "astronaut.png"
+    assert saved.translation == as_exported(st).translation and saved.base is not None
+    assert saved.photo.path == "astronaut.png"  # names only: no folder of the user's in a shared image
+    here = saved.replace(model=st.model, translation=st.translation)  # the files found again by name + sha256
     np.testing.assert_array_equal(np.asarray(Image.open(summary.written[0]).convert("RGB")),
-                                  render_in_worker(ctx, saved))
+                                  render_in_worker(ctx, here))
 
     class Stop(InlineContext):
         def cancelled(self):
