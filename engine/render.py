@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .algorithms.flow_edit import FastSteps, apply_edits
+from .algorithms.flow_edit import LIGHTING_PRESETS, FastSteps, apply_edits, flow_layout_of
+from .algorithms.flow_layout import STYLEFLOW, ConditionLayout
 from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
 from .algorithms.layer_swap import layer_swap, multimodal_styles
 from .assets import default_estimator_path, default_flow_path, default_generator_path
-from .flow_data import label_images
 from .imageio import to_uint8
 from .loading import file_sha256, load_generator
 from .models.estimator import load_estimator
@@ -108,41 +108,67 @@ def mixed_ws(G: Generator, state: EditState) -> torch.Tensor:
     return mix_styles(torch.stack(stack), [index[r] for r in state.rows])  # [1, num_ws, w_dim]
 
 
+def measured(estimator, layout: ConditionLayout) -> tuple[bool, ...]:
+    """Which condition entries of ``layout`` the attribute estimator reads (``ConditionLayout.match``)."""
+    return tuple(c is not None for c in layout.match(estimator.cfg.output_names))
+
+
 @torch.no_grad()
-def read_condition(estimator, image: np.ndarray) -> torch.Tensor:
-    """The estimator's reading of a uint8 image [H, W, 3] as a flow condition [1, 17] (raw units, flow order)."""
+def read_condition(estimator, image: np.ndarray, *, layout: ConditionLayout = STYLEFLOW) -> torch.Tensor:
+    """The estimator's reading of a uint8 image [H, W, 3] as a flow condition [1, C] in ``layout``'s order (raw
+    units). Entries the estimator does not read (``measured``) take ``layout.neutral()``: lighting 0, an attribute
+    the middle of its range."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
-    return label_images(estimator, x.to(next(estimator.parameters()).device)).float()
+    values = estimator.to_units(estimator(x.to(next(estimator.parameters()).device)))  # [1, K], estimator order
+    columns = layout.match(estimator.cfg.output_names)
+    if all(c is not None for c in columns):
+        return values[:, list(columns)].float()
+    out = torch.tensor(layout.neutral(), dtype=torch.float32, device=values.device).expand(len(values), -1).clone()
+    read = [i for i, c in enumerate(columns) if c is not None]
+    out[:, read] = values[:, [columns[i] for i in read]].float()
+    return out  # [1, C]
 
 
 @dataclass(frozen=True)
 class FlowTools:
-    """What attribute edits need besides the generator: the flow, the estimator, the lighting presets [J, 9]."""
+    """What attribute edits need besides the generator: the flow, the estimator, the lighting presets [J, L], the
+    flow's condition layout, which of its entries the estimator reads, and a name per preset."""
 
     flow: torch.nn.Module
     estimator: torch.nn.Module
     presets: torch.Tensor | None
+    layout: ConditionLayout
+    measured: tuple[bool, ...]
+    preset_names: tuple[str, ...] = ()
+
+    def check_locks(self, locks) -> None:
+        """ProjectError for a lock on an attribute the estimator cannot read: it could not be held."""
+        blind = [a for a in locks if not self.measured[self.layout.index(a)]]
+        if blind:
+            raise ProjectError(f"cannot hold {', '.join(blind)}: the attribute estimator does not read "
+                               f"{'it' if len(blind) == 1 else 'them'}, so a drift could not be measured")
 
 
 def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
              cond0: torch.Tensor | None = None) -> torch.Tensor:
     """The W+ latent [1, num_ws, w_dim] the state describes: mixing, then the attribute edits replayed with the
-    flow, starting from ``cond0`` [1, 17] (the estimator's reading of the unedited face; measured when None)."""
+    flow, starting from ``cond0`` [1, C] (the estimator's reading of the unedited face; measured when None)."""
     ws = mixed_ws(G, state)
     if not state.edits:
         return ws
     if tools is None:
         raise ProjectError("this image has attribute edits: they need the attribute flow and estimator")
+    tools.check_locks(state.locks)
     if cond0 is None:
-        cond0 = read_condition(tools.estimator, render_ws(G, ws, state))
+        cond0 = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
     w, _ = apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
-                       presets=tools.presets, locks=state.locks, measure=reader(G, state, tools))
+                       presets=tools.presets, locks=state.locks, measure=reader(G, state, tools), layout=tools.layout)
     return w
 
 
 def reader(G: Generator, state: EditState, tools: FlowTools):
-    """``measure(w) -> [1, 17]`` for locked attributes: the estimator's reading of ``w`` rendered like ``state``."""
-    return lambda w: read_condition(tools.estimator, render_ws(G, w, state))
+    """``measure(w) -> [1, C]`` for locked attributes: the estimator's reading of ``w`` rendered like ``state``."""
+    return lambda w: read_condition(tools.estimator, render_ws(G, w, state), layout=tools.layout)
 
 
 def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
@@ -174,42 +200,70 @@ def render_state(G: Generator, state: EditState, *, max_resolution: int | None =
     return render_ws(G, state_ws(G, state, tools=tools, cond0=cond0), state, max_resolution=max_resolution)
 
 
-def load_flow_tools(ref: ModelRef, *, device: torch.device | str = "cpu") -> FlowTools:
-    """The flow ``ref`` names (path None: the embedded default's), the embedded estimator, and the flow file's
-    lighting presets (``extras['lighting_presets']`` [J, 9], if it has them)."""
+def preset_names(extras: dict, count: int) -> tuple[str, ...]:
+    """A name per lighting preset: the file's (``lighting_preset_names``), StyleFlow's six, or 'preset k'."""
+    names = extras.get("lighting_preset_names")
+    if isinstance(names, (list, tuple)) and len(names) == count and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    if count == len(LIGHTING_PRESETS):
+        return tuple(LIGHTING_PRESETS)
+    return tuple(f"preset {k + 1}" for k in range(count))
+
+
+def load_flow_tools(ref: ModelRef, *, layout: ConditionLayout | None = None,
+                    device: torch.device | str = "cpu") -> FlowTools:
+    """The flow ``ref`` names (path None: the embedded default's) with its condition layout (``layout``: the user's,
+    for a file that does not state one; ``load_flow``), the embedded estimator, and the flow file's lighting presets
+    (``extras['lighting_presets']`` [J, L], if it has them). A flow whose layout is unknown is refused (LayoutError,
+    saying what to pass)."""
     path = default_flow_path() if ref.is_default else Path(ref.path)
+    if not path.is_file():
+        raise ProjectError(f"the attribute flow file {path} does not exist (moved or deleted?)")
     if ref.sha256 is not None and file_sha256(path) != ref.sha256:
         raise ProjectError(f"{path.name} is not the flow file this project was made with (sha256 differs)")
-    flow = load_flow(path).to(device)
+    flow = load_flow(path, layout=layout).to(device)
+    layout = flow_layout_of(flow)
     presets = flow.extras.get("lighting_presets")
+    if presets is not None:
+        presets = torch.as_tensor(presets, dtype=torch.float32)
+        if presets.ndim != 2 or presets.shape[1] != layout.num_light:
+            raise ProjectError(f"{path.name}: its lighting presets have shape {tuple(presets.shape)}, but its layout "
+                               f"has {layout.num_light} lighting coefficients")
     if "fast_steps" in flow.extras:  # chosen at release for this flow's dynamics
         flow = FastSteps(flow, flow.extras["fast_steps"])
     estimator = load_estimator(default_estimator_path()).to(device).eval()
-    return FlowTools(flow, estimator, None if presets is None else torch.as_tensor(presets, dtype=torch.float32))
+    names = () if presets is None else preset_names(flow.extras, len(presets))
+    return FlowTools(flow, estimator, presets, layout, measured(estimator, layout), names)
 
 
-def cached_tools(ctx, ref: ModelRef) -> FlowTools:
-    return ctx.models.get(("flow", ref.path, ref.sha256), lambda: load_flow_tools(ref, device=ctx.device))
+def cached_tools(ctx, state: EditState) -> FlowTools:
+    """The flow tools of ``state.flow`` with ``state.flow_layout``, from the worker's model cache."""
+    ref, layout = state.flow, state.flow_layout
+    return ctx.models.get(("flow", ref.path, ref.sha256, layout),
+                          lambda: load_flow_tools(ref, layout=layout, device=ctx.device))
 
 
 def cached_condition(ctx, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
-    """The estimator's reading [1, 17] of the state's face before attribute edits, memoised per face."""
+    """The estimator's reading [1, C] of the state's face before attribute edits, memoised per face."""
     base = state.replace(edits=(), locks=())
-    return ctx.memo.get(("cond0", base), lambda: read_condition(tools.estimator, render_state(G, base)))
+    return ctx.memo.get(("cond0", base),
+                        lambda: read_condition(tools.estimator, render_state(G, base), layout=tools.layout))
 
 
 def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they reach [1, 17], using
+    """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they reach [1, C], using
     the worker's caches. Edited latents are memoised per state: the frame, its attribute reading and a latent
     export of the same state share one flow solve."""
     if not state.edits:
         return mixed_ws(G, state), None
-    tools = cached_tools(ctx, state.flow)
+    tools = cached_tools(ctx, state)
+    tools.check_locks(state.locks)
 
     def solve():
         cond0 = cached_condition(ctx, G, state, tools)
         return apply_edits(tools.flow, mixed_ws(G, state), cond0, state.edits, fast=state.flow_fast,
-                           presets=tools.presets, locks=state.locks, measure=reader(G, state, tools))
+                           presets=tools.presets, locks=state.locks, measure=reader(G, state, tools),
+                           layout=tools.layout)
 
     return ctx.memo.get(("edited", state), solve)
 
@@ -340,12 +394,17 @@ class LatentJob:
 
 @dataclass(frozen=True)
 class AttributeReading:
-    """What the attributes panel shows, each a condition [17] in flow order (9 SH, then the 8 attributes)."""
+    """What the attributes panel shows, each a condition [C] in the flow's ``layout`` order (lighting, then the
+    attributes); ``measured`` says which entries the estimator reads (the others hold the layout's neutral value);
+    ``preset_names`` names the flow's lighting presets (none: the flow has no presets)."""
 
     state: EditState
     base: np.ndarray  # the estimator's reading of the face before attribute edits
     target: np.ndarray  # the condition the edits asked for
     current: np.ndarray  # the estimator's reading of the edited face
+    layout: ConditionLayout = STYLEFLOW
+    measured: tuple[bool, ...] = ()
+    preset_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -356,10 +415,11 @@ class AttributeReadJob:
 
     def __call__(self, ctx) -> AttributeReading:
         G = cached_model(ctx, self.state.model)
-        tools = cached_tools(ctx, self.state.flow)
+        tools = cached_tools(ctx, self.state)
         cond0 = cached_condition(ctx, G, self.state, tools)
         target = current = cond0
         if self.state.edits:
             w, target = worker_ws(ctx, G, self.state)
-            current = read_condition(tools.estimator, render_ws(G, w, self.state))
-        return AttributeReading(self.state, *(c[0].cpu().numpy() for c in (cond0, target, current)))
+            current = read_condition(tools.estimator, render_ws(G, w, self.state), layout=tools.layout)
+        return AttributeReading(self.state, *(c[0].cpu().numpy() for c in (cond0, target, current)),
+                                layout=tools.layout, measured=tools.measured, preset_names=tools.preset_names)

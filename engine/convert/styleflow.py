@@ -5,6 +5,12 @@ StyleFlow saves ``prior.state_dict()`` as it is: keys ``chain.<i>.…`` with mov
 ``odefunc._num_evals``, ``odefunc.diffeq.layers.<j>.{_layer, _hyper_bias, _hyper_gate}.…``). The architecture
 (input size, hidden widths, condition size, number of blocks, batch norm or not) is read off the shapes; the
 solver settings are the builder's fixed ones (``FlowConfig`` defaults).
+
+The condition layout (``flow_layout``): a project-format file states it in ``extras["condition_layout"]``. A file
+that does not is read as StyleFlow's layout only where nothing else is possible: StyleFlow's state dict with a
+condition of 17 (the released ``modellarge10k.pt`` and its retrainings), and the project's own files written before
+layouts were stored, which were all trained on StyleFlow's 17-value condition (``train flow``; when such a file
+records its condition names, they must be StyleFlow's). Any other size has no layout until the user gives one.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from collections import defaultdict
 
 import torch
 
+from ..algorithms.flow_layout import STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
 from ..errors import ModelFormatError
 from ..models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF, FlowConfig
 from .common import require, short_list
@@ -22,6 +29,7 @@ _LAYER_KEY = re.compile(r"odefunc\.diffeq\.layers\.(\d+)\.(_layer\.weight|_layer
                         r"_hyper_gate\.weight|_hyper_gate\.bias)")
 _BN_KEYS = {"weight", "bias", "step", "running_mean", "running_var"}
 _COUNTERS = ("step", "odefunc._num_evals")  # bookkeeping buffers; absent ones start at zero
+STATED = "stated in the file"
 
 
 def _describe(obj) -> str:
@@ -125,6 +133,13 @@ def _own_parts(obj: dict, label: str) -> tuple[FlowConfig, dict]:
         raise ModelFormatError(f"{label}: invalid flow architecture: {e}") from None
 
 
+def is_flow_content(obj) -> bool:
+    """Whether a loaded file's content is a flow: the project's flow format or StyleFlow's ``chain.…`` state dict."""
+    if not isinstance(obj, dict) or not obj:
+        return False
+    return obj.get("format") == FORMAT or all(isinstance(k, str) and k.startswith("chain.") for k in obj)
+
+
 def flow_parts(obj, *, label: str) -> tuple[FlowConfig, dict, list[str], str, str]:
     """(config, state dict, notes, format id, description) of a loaded flow file's content."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
@@ -142,6 +157,28 @@ def flow_parts(obj, *, label: str) -> tuple[FlowConfig, dict, list[str], str, st
                    f"{cfg.cond_dim}, {cfg.num_blocks} block{'s' if cfg.num_blocks > 1 else ''}"
                    f"{'' if cfg.batch_norm else ', no batch norm'}")
     return cfg, state, [], fmt, description
+
+
+def flow_layout(obj, cfg: FlowConfig, *, label: str) -> tuple[ConditionLayout | None, str]:
+    """(layout, where it comes from in words) of a flow file's content; (None, what to pass) when it has none."""
+    extras = obj.get("extras") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
+    if isinstance(extras, dict) and "condition_layout" in extras:
+        try:
+            layout = ConditionLayout.from_dict(extras["condition_layout"])
+            layout.check_size(cfg.cond_dim)
+        except LayoutError as e:
+            raise ModelFormatError(f"{label}: the condition layout it states is unusable: {e}") from None
+        return layout, STATED
+    if cfg.cond_dim == STYLEFLOW.cond_dim:
+        if extras is None:
+            return STYLEFLOW, "StyleFlow's released layout (a StyleFlow state dict with a condition of 17)"
+        names = extras.get("cond_names")
+        if names is None or list(names) == list(STYLEFLOW.condition_names):
+            return STYLEFLOW, ("StyleFlow's layout (a face-editor flow file from before layouts were stored, "
+                               "trained on StyleFlow's condition)")
+        return None, (missing_layout_message(label, cfg.cond_dim) + f" (The file names its condition values "
+                      f"{', '.join(map(str, names))}: not StyleFlow's, and without their W+ rows.)")
+    return None, missing_layout_message(label, cfg.cond_dim)
 
 
 def load_strict(flow: ConditionalCNF, state: dict, *, label: str) -> list[str]:

@@ -17,6 +17,10 @@ Project file layout (a ``torch.save`` of plain containers, loadable with ``weigh
 
     {"format": "face-editor/styleflow", "format_version": 1,
      "arch": FlowConfig as a dict, "state_dict": {...}, "extras": {...}}    # extras: free-form metadata
+
+What the condition values mean (``flow_layout.ConditionLayout``) is stored as ``extras["condition_layout"]``
+(``ConditionLayout.to_dict()``); ``save_flow`` writes the flow's layout there. ``load_flow`` sets ``flow.layout``
+from the file, from the caller, or, only where it cannot be anything else, StyleFlow's (``convert.styleflow``).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from ..algorithms.flow_layout import ConditionLayout, LayoutError
 from ..checkpoints import atomic_torch_save
 from ..errors import ModelFormatError
 
@@ -353,23 +358,35 @@ class ConditionalCNF(nn.Module):
         return {f"chain.{i}": int(m.odefunc._num_evals) for i, m in enumerate(self.chain) if isinstance(m, CNF)}
 
 
-def flow_checkpoint(flow: ConditionalCNF, *, extras: dict | None = None) -> dict:
-    """The project-format dict of ``flow`` (float32 CPU copies of every tensor)."""
+def flow_checkpoint(flow: ConditionalCNF, *, extras: dict | None = None,
+                    layout: ConditionLayout | None = None) -> dict:
+    """The project-format dict of ``flow`` (float32 CPU copies of every tensor). ``layout`` (default: the flow's
+    ``layout`` attribute, if it has one) is stored as ``extras["condition_layout"]``; it must fit the condition."""
     state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in flow.state_dict().items()}
+    extras = dict(extras or {})
+    layout = layout if layout is not None else getattr(flow, "layout", None)
+    if layout is not None:
+        layout.check_size(flow.cfg.cond_dim)
+        extras["condition_layout"] = layout.to_dict()
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": flow.cfg.to_dict(), "state_dict": state,
-            "extras": dict(extras or {})}
+            "extras": extras}
 
 
-def save_flow(path: str | os.PathLike, flow: ConditionalCNF, *, extras: dict | None = None) -> None:
-    """Write ``flow`` in the project's format, atomically."""
-    atomic_torch_save(flow_checkpoint(flow, extras=extras), path)
+def save_flow(path: str | os.PathLike, flow: ConditionalCNF, *, extras: dict | None = None,
+              layout: ConditionLayout | None = None) -> None:
+    """Write ``flow`` in the project's format (with its condition layout, see ``flow_checkpoint``), atomically."""
+    atomic_torch_save(flow_checkpoint(flow, extras=extras, layout=layout), path)
 
 
-def load_flow(source) -> ConditionalCNF:
+def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCNF:
     """A flow from a path or a loaded dict: StyleFlow's released state-dict layout (``modellarge10k.pt``, the
     architecture inferred from the weights) or the project's format. Returns an eval-mode CPU module with
-    ``flow.info`` (format, description, notes, sha256, path) and ``flow.extras`` (the project format's extras, else
-    empty). Anything else raises ``ModelFormatError``."""
+    ``flow.info`` (format, description, notes, sha256, path), ``flow.extras`` (the project format's extras, else
+    empty), ``flow.layout`` (what its condition holds; None when neither the file nor ``layout`` says it and it
+    cannot be told from the shapes: edits then refuse the flow, saying what to pass) and ``flow.layout_source`` (where
+    the layout came from, in words). ``layout``: the caller's (the user's) layout, for a file that does not state
+    one; it must fit the condition size, and a file that states another one is refused. Anything else raises
+    ``ModelFormatError``."""
     from ..convert import styleflow
     from ..loading import ModelInfo, file_sha256, read_model_file
 
@@ -384,10 +401,21 @@ def load_flow(source) -> ConditionalCNF:
     else:
         raise ModelFormatError(f"cannot load a flow from a {type(source).__name__}: pass a path or a state dict")
     cfg, state, notes, fmt, description = styleflow.flow_parts(obj, label=label)
+    stated, source_text = styleflow.flow_layout(obj, cfg, label=label)
+    if layout is not None:
+        try:
+            layout.check_size(cfg.cond_dim, what=label)
+        except LayoutError as e:
+            raise ModelFormatError(str(e)) from None
+        if stated is not None and source_text == styleflow.STATED and layout != stated:
+            raise ModelFormatError(f"{label} states its own condition layout ({stated.describe()}), and the layout "
+                                   "given differs from it: leave the layout out to use the file's")
+        stated, source_text = layout, "given by the user"
     flow = ConditionalCNF(cfg)
     notes += styleflow.load_strict(flow, state, label=label)
     flow.eval()
     flow.info = ModelInfo(format=fmt, description=description, notes=tuple(notes), sha256=sha, path=path)
     extras = obj.get("extras") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
     flow.extras = dict(extras) if isinstance(extras, dict) else {}  # e.g. lighting presets written by `train flow`
+    flow.layout, flow.layout_source = stated, source_text
     return flow

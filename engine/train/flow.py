@@ -21,9 +21,9 @@ The step counter is therefore the complete random state, and a resumed run repea
 bit (on the CPU, with the same thread count).
 
 Files under ``out_dir``: ``checkpoint.pt`` (training state, atomic, every ``checkpoint_every`` steps and on
-Ctrl-C / SIGTERM), ``flow.pt`` (``save_flow`` with extras: lighting presets, condition statistics, the generator
-it belongs to, training figures), ``metrics.csv`` (training loss, NFE, end time: means over ``log_every`` steps),
-``eval.csv`` (held-out NLL), ``flow_data.npz`` / ``flow_data.json``, ``config.json``.
+Ctrl-C / SIGTERM), ``flow.pt`` (``save_flow`` with extras: the condition layout, lighting presets, condition
+statistics, the generator it belongs to, training figures), ``metrics.csv`` (training loss, NFE, end time: means over
+``log_every`` steps), ``eval.csv`` (held-out NLL), ``flow_data.npz`` / ``flow_data.json``, ``config.json``.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
+from ..algorithms.flow_layout import STYLEFLOW
 from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
 from ..csvlog import CsvLog
 from ..flow_data import (
@@ -379,7 +380,8 @@ class FlowTrainer:
         else:
             presets, source = lighting_presets(light), "data rows at quantiles of SH coefficients " + json.dumps(
                 QUANTILE_PRESETS)
-        extras = {"lighting_presets": presets.tolist(), "lighting_preset_names": list(LIGHTING_PRESETS),
+        extras = {"condition_layout": STYLEFLOW.to_dict(),  # the data's condition is StyleFlow's 17 values
+                  "lighting_presets": presets.tolist(), "lighting_preset_names": list(LIGHTING_PRESETS),
                   "lighting_presets_source": source, **condition_stats(self.all_cond),
                   "num_ws": int(self.w_train.shape[1]), "w_dim": int(self.w_train.shape[2]),
                   "training_steps": self.step, "training_time_s": round(self.elapsed_s, 1),

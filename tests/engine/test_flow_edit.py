@@ -267,7 +267,7 @@ def test_merge_edit_replaces_a_drag_of_the_same_quantity():
     assert merge_edit(light, AttributeEdit("lighting", 3, 0.7))[-2:] == (light[-1], AttributeEdit("lighting", 3, 0.7))
     assert AttributeEdit("attribute", "smile", 1).key == "expression"
     assert AttributeEdit.from_dict(age1.to_dict()) == age1
-    for bad in (("attribute", "hat", 1.0), ("attribute", 3, 1.0), ("lighting", "left", 1.0), ("lighting", -1, 1.0),
+    for bad in (("attribute", "", 1.0), ("attribute", 3, 1.0), ("lighting", "left", 1.0), ("lighting", -1, 1.0),
                 ("pose", "yaw", 1.0), ("attribute", "age", float("nan"))):
         with pytest.raises(ValueError):
             AttributeEdit(*bad)
