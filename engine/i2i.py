@@ -2,9 +2,10 @@
 of a reference image or of a discovered cluster), behind one loader and one input preparation.
 
 ``load_i2i(path)`` reads any file or folder the two converters read (released ``latest_net_G.pth`` /
-``latest_net_E.pth`` folders, TUNIT ``model_<epoch>.ckpt`` or training folders, the project's own files) and tells
-which method it is. ``fit_input`` brings an image to the size the model takes (centre square, resampled) and says
-so when it had to; ``line_drawing`` turns a face into dark lines on white (XDoG) for a model whose inputs are line
+``latest_net_E.pth`` folders or a lone ``latest_net_G.pth``, with the ``opt.txt`` their training wrote beside them;
+TUNIT ``model_<epoch>.ckpt`` or training folders; the project's own files) and tells which method it is.
+``fit_input`` brings an image to the size the model takes (centre square, resampled) and says so when it had to;
+``line_drawing`` turns a face into dark lines on white (XDoG) for a model whose inputs are line
 drawings (the embedded BicycleGAN translates ``edges`` -> ``photo``). Sampling is seeded: sample ``i`` of a strip
 that starts at seed ``s`` uses ``code_for_seed(nz, s + i)``, so any sample is reproduced from its seed alone.
 """
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .convert.bicyclegan import FORMAT as BICYCLEGAN_FORMAT
-from .convert.bicyclegan import RELEASED_FILES, load_bicyclegan
+from .convert.bicyclegan import RELEASED_FILES, load_bicyclegan, load_bicyclegan_generator, options_beside
 from .convert.i2i_common import read_source
 from .convert.tunit import CHECKPOINT_LIST, NETWORK_KEYS, load_tunit
 from .errors import ModelFormatError
@@ -127,8 +128,8 @@ def load_i2i(path: str | os.PathLike) -> I2IModel:
             nets = load_bicyclegan(path)
         elif isinstance(obj, dict) and "format" in obj:
             nets = load_bicyclegan(obj)
-        else:  # a lone latest_net_G.pth: codes from seeds only
-            nets = load_bicyclegan({"G": obj})
+        else:  # a lone latest_net_G.pth (with the training's opt.txt beside it): codes from seeds only
+            nets = {"G": load_bicyclegan_generator(obj, options=options_beside(path), what=path.name)}
         nets = {k: v.float().eval() for k, v in nets.items() if k in ("G", "E")}
         size = int(config.get("size") or 0) or _bicyclegan_size(nets)
         return I2IModel("bicyclegan", nets, size, path.name, extras.get("source_domain"),

@@ -1,5 +1,6 @@
 """Tiny random BicycleGAN and TUNIT model files for the image-to-image job and window tests, in the project's
-format (with the extras the trainers write) and in the released layouts (state-dict files)."""
+format (with the extras the trainers write) and in the released layouts (state-dict files, with the options file
+BicycleGAN's training writes beside them)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,12 +37,55 @@ def save_bicyclegan(path: Path, nets: dict) -> Path:
     return path
 
 
+# BicycleGAN's option defaults (options/base_options.py), for the "[default: ...]" column of its options file
+BICYCLEGAN_DEFAULTS = {"batch_size": 2, "checkpoints_dir": "./checkpoints", "conditional_D": False,
+                       "crop_size": 256, "dataroot": None, "direction": "AtoB", "gpu_ids": "0", "input_nc": 3,
+                       "isTrain": None, "load_size": 286, "name": "", "ndf": 64, "nef": 64, "netD": "basic_256_multi",
+                       "netD2": "basic_256_multi", "netE": "resnet_256", "netG": "unet_256", "ngf": 64, "nl": "relu",
+                       "norm": "instance", "num_Ds": 2, "nz": 8, "output_nc": 3, "suffix": "", "upsample": "basic",
+                       "use_dropout": False, "where_add": "all"}
+
+
+def training_options_text(options: dict) -> str:
+    """An options file as BicycleGAN's ``print_options`` writes it: header, one padded line per option (sorted),
+    the ``[default: ...]`` column where a value differs from ``BICYCLEGAN_DEFAULTS``, footer."""
+    lines = ["----------------- Options ---------------"]
+    for k, v in sorted(options.items()):
+        comment = f"\t[default: {BICYCLEGAN_DEFAULTS[k]}]" if k in BICYCLEGAN_DEFAULTS and \
+            BICYCLEGAN_DEFAULTS[k] != v else ""
+        lines.append("{:>25}: {:<30}{}".format(str(k), str(v), comment))
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines) + "\n"
+
+
+def bicyclegan_options(G, E=None, **more) -> dict:
+    """The options a BicycleGAN training of ``G`` (and ``E``) would write, with a few unrelated ones as the real
+    file has them (an empty ``suffix`` included); ``more`` adds or replaces options."""
+    c = G.cfg
+    opts = {"dataroot": "./datasets/edges2shoes", "name": "tiny", "gpu_ids": "-1", "isTrain": True, "suffix": "",
+            "batch_size": 2, "input_nc": c.input_nc, "output_nc": c.output_nc, "nz": c.nz, "ngf": c.ngf,
+            "netG": f"unet_{2 ** c.num_downs}", "norm": c.norm, "nl": c.nl, "upsample": c.upsample,
+            "where_add": c.where_add, "use_dropout": c.use_dropout}
+    if E is not None:
+        opts.update(nef=E.cfg.nef, netE=f"{E.cfg.kind}_{E.cfg.image_size}")
+    return {**opts, **more}
+
+
+def write_training_options(folder: Path, options: dict, *, name: str = "opt.txt") -> Path:
+    """``folder/name`` holding ``options`` in the trainers' format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(training_options_text(options))
+    return folder / name
+
+
 def save_bicyclegan_released(folder: Path, nets: dict, *, encoder: bool = True) -> Path:
-    """The released layout: ``latest_net_G.pth`` (and ``latest_net_E.pth``) state dicts in ``folder``."""
+    """The released layout: ``latest_net_G.pth`` (and ``latest_net_E.pth``) state dicts in ``folder``, with the
+    ``opt.txt`` their training writes."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(nets["G"].state_dict(), folder / "latest_net_G.pth")
     if encoder:
         torch.save(nets["E"].state_dict(), folder / "latest_net_E.pth")
+    write_training_options(folder, bicyclegan_options(nets["G"], nets["E"] if encoder else None))
     return folder
 
 

@@ -1,6 +1,7 @@
 """BicycleGAN: every case of the shared fixture through the public loaders (the fixture's state dicts written to
-disk as the released ``latest_net_*.pth`` files), the full-size released layouts, other configurations inferred
-from their weights, strict refusals, input-size errors and the inference helpers."""
+disk as the released ``latest_net_*.pth`` files, beside the ``opt.txt`` of its config), the full-size released
+layouts, other configurations inferred from their weights (with the choices the weights cannot show passed), strict
+refusals, input-size errors and the inference helpers."""
 from __future__ import annotations
 
 import pytest
@@ -36,6 +37,7 @@ from engine.models.bicyclegan import (
 )
 
 from .i2i_helpers import LOSS_TOL, TOL, fixture_case, load_fixture, load_manifests, manifest_entry, zeros
+from .i2i_models import write_training_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -47,10 +49,11 @@ def fx(reference_dir):
 
 @pytest.fixture(scope="module")
 def released(fx, tmp_path_factory):
-    """The fixture's checkpoint as a folder of released files."""
+    """The fixture's checkpoint as a folder of released files with the opt.txt of its training options."""
     folder = tmp_path_factory.mktemp("bicyclegan")
     for name, filename in fx["checkpoint_files"].items():
         torch.save(fx["checkpoint"][name], folder / filename)
+    write_training_options(folder, fx["config"])
     return folder
 
 
@@ -142,7 +145,7 @@ def test_latent_regression_reaches_G_only(fx):
     i, _ = fixture_case(fx, "train_step_losses")
     grads = {}
     for lambda_z in (0.5, 0.0):
-        nets = load_bicyclegan(fx["checkpoint"])
+        nets = load_bicyclegan(fx["checkpoint"], options=fx["config"])
         w = BicycleGANWeights(lambda_z=lambda_z)
         fwd = bicyclegan_forward(nets["G"], nets["E"], i["real_A"], i["real_B"], eps=i["eps"],
                                  z_random=i["z_random"], weights=w)
@@ -169,7 +172,7 @@ def _assert_layout(model, entry):
 @pytest.mark.parametrize("input_nc", [1, 3])
 def test_released_generator_layouts(manifests, input_nc):
     entry = manifest_entry(manifests, f"G_unet_256_add_all_input_nc{input_nc}")
-    G = load_bicyclegan_generator(zeros(entry["keys"]))
+    G = load_bicyclegan_generator(zeros(entry["keys"]), nl="relu", norm="instance", use_dropout=False)
     assert G.cfg == GeneratorConfig(input_nc=input_nc, output_nc=3, nz=8, ngf=64, num_downs=8)
     _assert_layout(G, entry)
 
@@ -192,7 +195,7 @@ def _roundtrip_generator(cfg, tmp_path, **given):
     G = UnetGenerator(cfg, seed=3).eval()
     path = tmp_path / "latest_net_G.pth"
     torch.save(G.state_dict(), path)
-    G2 = load_bicyclegan_generator(path, **given)
+    G2 = load_bicyclegan_generator(path, **{"nl": cfg.nl, "use_dropout": cfg.use_dropout, **given})
     assert G2.cfg == cfg
     x = torch.rand(2, cfg.input_nc, cfg.size_multiple, cfg.size_multiple) * 2 - 1
     z = torch.randn(2, cfg.nz) if cfg.nz else None
@@ -269,7 +272,7 @@ def test_dropout_acts_in_train_mode_only():
 
 def test_module_prefix_and_legacy_instance_norm_keys(fx):
     sd = dict(fx["checkpoint"]["G"])
-    G = load_bicyclegan_generator(sd)
+    G = load_bicyclegan_generator(sd, options=fx["config"])
     norms = [name for name, m in G.named_modules() if isinstance(m, torch.nn.InstanceNorm2d)]
     assert norms
     legacy = {f"module.{k}": v for k, v in sd.items()}
@@ -277,12 +280,12 @@ def test_module_prefix_and_legacy_instance_norm_keys(fx):
         c = dict(G.named_modules())[name].num_features
         legacy[f"module.{name}.running_mean"] = torch.zeros(c)
         legacy[f"module.{name}.running_var"] = torch.ones(c)
-    G2 = load_bicyclegan_generator(legacy)
+    G2 = load_bicyclegan_generator(legacy, options=fx["config"])
     i, e = fixture_case(fx, "G_forward_eval")
     with torch.no_grad():
         torch.testing.assert_close(G2(i["A"], i["z"]), e["out"], **TOL)
     with pytest.raises(ModelFormatError, match="unexpected keys"):  # with no norm the stats belong nowhere
-        load_bicyclegan_generator(legacy, norm="none")
+        load_bicyclegan_generator(legacy, nl="relu", norm="none", use_dropout=False)
 
 
 def test_mismatched_files_are_refused(fx, released):
@@ -293,19 +296,19 @@ def test_mismatched_files_are_refused(fx, released):
     sd = dict(fx["checkpoint"]["G"])
     del sd["model.submodule.up.1.bias"]
     with pytest.raises(ModelFormatError, match=r"missing keys 'model\.submodule\.up\.1\.bias'"):
-        load_bicyclegan_generator(sd)
+        load_bicyclegan_generator(sd, options=fx["config"])
     sd = dict(fx["checkpoint"]["E"])
     sd["conv.2.conv.2.weight"] = torch.zeros(16, 16, 1, 1)
     with pytest.raises(ModelFormatError, match="wrong shapes 'conv.2.conv.2.weight"):
         load_bicyclegan_encoder(sd)
     with pytest.raises(ModelFormatError, match="pass nz="):
         load_bicyclegan_generator(UnetGenerator(GeneratorConfig(num_downs=5, ngf=2, where_add="input"),
-                                                seed=0).state_dict())
+                                                seed=0).state_dict(), nl="relu", use_dropout=False)
     with pytest.raises(ModelFormatError, match="unknown architecture arguments"):
         load_bicyclegan_generator(fx["checkpoint"]["G"], depth=3)
     other_E = Encoder(EncoderConfig(nz=4, nef=4, n_layers=4), seed=0).state_dict()
     with pytest.raises(ModelFormatError, match="different models"):
-        load_bicyclegan({"G": fx["checkpoint"]["G"], "E": other_E})
+        load_bicyclegan({"G": fx["checkpoint"]["G"], "E": other_E}, nl="relu", norm="instance", use_dropout=False)
 
 
 def test_unreadable_and_missing_files(tmp_path):
