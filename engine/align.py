@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import describe
 from .faces import Face
 
 __all__ = ["AlignTransform", "RECIPES", "face_transform", "box_transform", "whole_image_transform", "align_image",
@@ -83,7 +84,7 @@ class AlignTransform:
     def from_dict(cls, d: dict) -> AlignTransform:
         """The inverse of ``to_dict``; ValueError naming what is wrong."""
         if not isinstance(d, dict):
-            raise ValueError(f"an alignment transform must be a dict, got {type(d).__name__}")
+            raise ValueError(f"an alignment transform must be a dictionary, got {describe(d)}")
         missing = {"quad", "size"} - set(d)
         if missing:
             raise ValueError(f"an alignment transform needs {', '.join(sorted(missing))} (got keys {sorted(d)})")

@@ -107,6 +107,29 @@ def _sentence(exc: BaseException) -> str:
     return "Something went wrong inside the engine" + (f": {text}" if text else ".") + " The details are in the log."
 
 
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """Why ``torch.load`` or an unpickler could not read a file, as a clause: 'it asks for the Python object
+    x.Y, which weights never need', 'the file is truncated', … (never torch's advice to drop ``weights_only``)."""
+    text = str(exc)
+    found = _UNSUPPORTED_GLOBAL.search(text)
+    if found:
+        return f"it asks for the Python object {found.group(1)}, which a file of weights never needs"
+    lowered = text.lower()
+    if isinstance(exc, EOFError) or "truncated" in lowered or "ran out of input" in lowered:
+        return "the file is truncated (it ends too early)"
+    if "central directory" in lowered or "zip archive" in lowered or "hasrecord" in lowered:
+        return "its ZIP archive is damaged (truncated, or changed after it was written)"
+    if "invalid load key" in lowered or "opcode" in lowered:
+        return "its pickle data is damaged"
+    if "weights only load failed" in lowered:
+        return "it holds Python objects other than weights, which are never loaded"
+    first = plain_text(text.split("\n", 1)[0], capital=False).rstrip(".")
+    return f"the file is damaged or truncated ({first})" if first else "the file is damaged or truncated"
+
+
 @dataclass(frozen=True)
 class ErrorReport:
     """What a failed job tells the user: ``message`` (one or two sentences), ``details`` (the traceback, for the

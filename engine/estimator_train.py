@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .checkpoints import atomic_torch_save
 from .csvlog import CsvLog
-from .errors import ModelFormatError
+from .errors import ModelFormatError, unreadable_reason
 from .estimator_eval import EVAL_SEED, evaluate, format_table, held_out, photo_score, release
 from .models.estimator import (
     AttributeEstimator,
@@ -393,7 +393,7 @@ def read_state(path: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a format problem for the user
-        raise ModelFormatError(f"{path}: not a readable torch file ({type(e).__name__}: {e})") from None
+        raise ModelFormatError(f"{path} cannot be read: {unreadable_reason(e)}") from None
     if not isinstance(state, dict) or state.get("format") != TRAIN_FORMAT or state.get("format_version") != 1:
         raise ModelFormatError(f"{path}: not an attribute-estimator training checkpoint")
     return state

@@ -20,7 +20,7 @@ import torch
 from . import checkpoints
 from .convert import nvlabs, pickles, rosinality, tf_legacy
 from .convert.common import short_list
-from .errors import ModelFormatError
+from .errors import ModelFormatError, describe, show_bytes, unreadable_reason
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 W_AVG_SAMPLES = 4096
@@ -68,11 +68,9 @@ def _torch_load(path: Path):
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelFormatError(f"refusing to load {path.name}: it holds Python objects other than weights "
-                               f"({first})") from None
+        raise ModelFormatError(f"refusing to load {path.name}: {unreadable_reason(e)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ModelFormatError(f"cannot read {path.name}: the file is truncated or corrupt ({e})") from None
+        raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
 
 
 def read_model_file(path: str | os.PathLike):
@@ -92,14 +90,7 @@ def read_model_file(path: str | os.PathLike):
     if head[:1] == b"\x80":
         return pickles.read_pickle(path)
     raise ModelFormatError(f"{path.name} is not a model file the editor knows (neither a PyTorch checkpoint nor "
-                           f"a pickle; it starts with {head[:8]!r})")
-
-
-def _describe_dict(obj) -> str:
-    if not isinstance(obj, dict):
-        return f"a {type(obj).__name__}"
-    keys = list(obj)[:6]
-    return f"a dict with keys {keys}{' ...' if len(obj) > 6 else ''}"
+                           f"a pickle; its first bytes are {show_bytes(head[:8])})")
 
 
 def _nvlabs_g_kwargs(obj: dict):
@@ -163,7 +154,7 @@ def _generator_parts(kind: str, obj, label: str) -> tuple[GeneratorConfig, dict,
         if nvlabs.is_generator_state_dict(obj):
             cfg, sd, notes = nvlabs.generator_from_nvlabs(obj, None, what=label)
             return cfg, sd, notes, "nvlabs-state-dict", "NVIDIA generator state dict"
-    raise ModelFormatError(f"{label}: no StyleGAN2 generator found in {_describe_dict(obj)}")
+    raise ModelFormatError(f"{label}: no StyleGAN2 generator found in {describe(obj)}")
 
 
 def _discriminator_parts(kind: str, obj, label: str) -> tuple[DiscriminatorConfig, dict, list[str], str, str]:
@@ -199,7 +190,7 @@ def _discriminator_parts(kind: str, obj, label: str) -> tuple[DiscriminatorConfi
             return cfg, sd, notes, "nvlabs-state-dict", "NVIDIA discriminator state dict"
         if rosinality.is_checkpoint(obj) or nvlabs.is_generator_state_dict(obj.get("G_ema")):
             raise ModelFormatError(f"{label}: the checkpoint holds a generator but no discriminator")
-    raise ModelFormatError(f"{label}: no StyleGAN2 discriminator found in {_describe_dict(obj)}")
+    raise ModelFormatError(f"{label}: no StyleGAN2 discriminator found in {describe(obj)}")
 
 
 def _tf_networks(obj, label: str):

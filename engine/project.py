@@ -19,6 +19,7 @@ import numpy as np
 from .algorithms.flow_edit import AttributeEdit
 from .algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
 from .checkpoints import atomic_write
+from .errors import plain_text
 from .models.stylegan2 import NOISE_MODES
 from .paths import relative_to, resolve_from
 
@@ -342,7 +343,8 @@ class EditState:
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             if isinstance(e, ProjectError):
                 raise
-            raise ProjectError(f"the edit state is incomplete or malformed ({type(e).__name__}: {e})") from e
+            why = plain_text(str(e), capital=False)
+            raise ProjectError(f"the edit state is incomplete or malformed ({why})") from e
 
 
 def _int(value, what: str) -> int:

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe, unreadable_reason
 
 try:
     from numpy._core import multiarray as _np_multiarray
@@ -117,7 +117,7 @@ class _TFNetworkStub:
 def _reconstruct_persistent_obj(meta):
     """Stand-in for NVIDIA's reconstruct function: keeps class name and state, ignores (never runs) the source."""
     if not isinstance(meta, dict):
-        raise _Refusal(f"a persistent network object has metadata of type {type(meta).__name__}, not a dict")
+        raise _Refusal(f"a persistent network object has {describe(meta)} as metadata, not a dictionary")
     if meta.get("type") != "class":
         raise _Refusal(f"a persistent object of type {meta.get('type')!r} (only 'class' objects are known)")
     class_name, state = meta.get("class_name"), meta.get("state")
@@ -130,30 +130,21 @@ def _reconstruct_persistent_obj(meta):
 def _load_storage_from_bytes(blob):
     """Stand-in for ``torch.storage._load_from_bytes``: the blob is a legacy ``torch.save``, read weights-only."""
     if not isinstance(blob, (bytes, bytearray)):
-        raise _Refusal(f"a tensor storage is serialised as {type(blob).__name__}, not bytes")
+        raise _Refusal(f"a tensor storage is serialised as {describe(blob)}, not raw bytes")
     try:
         storage = torch.load(io.BytesIO(bytes(blob)), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise _Refusal(f"a tensor storage inside the pickle cannot be read safely ({_torch_load_reason(e)})") from None
+        raise _Refusal(f"a tensor storage inside the pickle cannot be read safely ({unreadable_reason(e)})") from None
     if not isinstance(storage, torch.storage.TypedStorage):
-        raise _Refusal(f"a tensor storage decodes to a {type(storage).__name__}, not a storage")
+        raise _Refusal(f"a tensor storage decodes to {describe(storage)}, not a storage")
     return storage
-
-
-def _torch_load_reason(e: Exception) -> str:
-    """The informative line of a ``torch.load`` error (weights-only refusals bury it under advice)."""
-    for line in str(e).splitlines():
-        _, found, reason = line.partition("WeightsUnpickler error:")
-        if found:
-            return reason.strip().split(". ")[0][:200]
-    return _first_line(e)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                     metadata=None):
     """``torch._utils._rebuild_tensor_v2`` without its side channels: hooks and metadata are dropped."""
     if not isinstance(storage, torch.storage.TypedStorage):
-        raise _Refusal(f"a tensor is built from a {type(storage).__name__}, not a tensor storage")
+        raise _Refusal(f"a tensor is built from {describe(storage)}, not a tensor storage")
     tensor = torch.empty((0,), dtype=storage.dtype)
     return tensor.set_(storage._untyped_storage, int(storage_offset), tuple(size), tuple(stride))
 
@@ -161,7 +152,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
     """``torch._utils._rebuild_parameter[_with_state]`` reduced to the plain data tensor."""
     if not isinstance(data, torch.Tensor):
-        raise _Refusal(f"a parameter wraps a {type(data).__name__}, not a tensor")
+        raise _Refusal(f"a parameter wraps {describe(data)}, not a tensor")
     return data
 
 
@@ -219,12 +210,6 @@ class RestrictedUnpickler(pickle.Unpickler):
                        "model pickles are self-contained")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    line = text.splitlines()[0] if text else type(e).__name__
-    return line[:200]
-
-
 def _unpickle(source) -> tuple[object, str]:
     """Unpickle ``source`` (path, bytes or binary file) through the restricted unpickler; returns (object, label)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -237,7 +222,7 @@ def _unpickle(source) -> tuple[object, str]:
         name = getattr(source, "name", None)
         label = Path(name).name if isinstance(name, (str, os.PathLike)) else "the pickle stream"
         return _unpickle_stream(source, label), label
-    raise TypeError(f"cannot read a pickle from a {type(source).__name__}: pass a path, bytes or a binary file")
+    raise TypeError(f"cannot read a pickle from {describe(source)}: pass a path, bytes or a binary file")
 
 
 def _unpickle_stream(f, label: str):
@@ -254,8 +239,7 @@ def _unpickle_stream(f, label: str):
     except _Refusal as e:
         raise ModelFormatError(f"refusing to load {label}: {e}") from None
     except Exception as e:
-        raise ModelFormatError(f"{label} is truncated or corrupt: it cannot be unpickled "
-                               f"({type(e).__name__}: {_first_line(e)})") from None
+        raise ModelFormatError(f"{label} cannot be read: {unreadable_reason(e)}") from None
 
 
 def _docstring_line(src: str, cache: dict[str, str]) -> str:
@@ -293,21 +277,21 @@ def _flatten(obj: _PersistentObject, prefix: str, out: dict, classes: dict, *, p
     for group in ("_parameters", "_buffers"):
         entries = state.get(group) or {}
         if not isinstance(entries, dict):
-            raise _Refusal(f"{group} of network {path or obj.class_name!r} is a {type(entries).__name__}")
+            raise _Refusal(f"{group} of network {path or obj.class_name!r} is {describe(entries)}")
         for name, tensor in entries.items():
             if tensor is None or (group == "_buffers" and name in non_persistent):
                 continue
             if not isinstance(tensor, torch.Tensor):
-                raise _Refusal(f"network entry {prefix + name!r} is a {type(tensor).__name__}, not a tensor")
+                raise _Refusal(f"network entry {prefix + name!r} is {describe(tensor)}, not a tensor")
             out[prefix + name] = tensor
     modules = state.get("_modules") or {}
     if not isinstance(modules, dict):
-        raise _Refusal(f"_modules of network {path or obj.class_name!r} is a {type(modules).__name__}")
+        raise _Refusal(f"_modules of network {path or obj.class_name!r} is {describe(modules)}")
     for name, sub in modules.items():
         if sub is None:
             continue
         if not isinstance(sub, _PersistentObject):
-            raise _Refusal(f"submodule {prefix + name!r} of {obj.class_name} is a {type(sub).__name__}, "
+            raise _Refusal(f"submodule {prefix + name!r} of {obj.class_name} is {describe(sub)}, "
                            "not a network object")
         _flatten(sub, f"{prefix}{name}.", out, classes, path=f"{prefix}{name}")
 
@@ -319,8 +303,8 @@ def _network_record(obj: _PersistentObject, doc_cache: dict[str, str]) -> Networ
     kwargs = obj.state.get("_init_kwargs") or {}
     args = obj.state.get("_init_args") or ()
     if not isinstance(kwargs, dict) or not isinstance(args, (tuple, list)):
-        raise _Refusal(f"network {obj.class_name} has constructor arguments of types "
-                       f"{type(args).__name__}/{type(kwargs).__name__} instead of tuple/dict")
+        raise _Refusal(f"network {obj.class_name} has constructor arguments {describe(args)} and "
+                       f"{describe(kwargs)} instead of a tuple and a dictionary")
     return NetworkRecord(
         class_name=obj.class_name,
         module_name_hint=_docstring_line(obj.module_src, doc_cache),
@@ -344,14 +328,7 @@ def _describe(obj) -> str:
         return "None"
     if isinstance(obj, _PersistentObject):
         return f"a single network object of class {obj.class_name!r} instead of a dict of networks"
-    if isinstance(obj, dict):
-        keys = list(obj)[:6]
-        return f"a dict with keys {keys}{' ...' if len(obj) > 6 else ''}"
-    if isinstance(obj, (tuple, list)):
-        kinds = [type(v).__name__ for v in obj[:6]]
-        return f"a {type(obj).__name__} of {len(obj)} items ({', '.join(kinds)}{', ...' if len(obj) > 6 else ''})"
-    name = type(obj).__name__
-    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+    return describe(obj)
 
 
 def _neither(label: str, obj) -> ModelFormatError:
@@ -367,7 +344,7 @@ def _nvlabs_content(obj: dict) -> dict[str, NetworkRecord | object]:
 def _tf_record(stub: _TFNetworkStub, *, where: str) -> TFNetwork:
     state = stub.state
     if not isinstance(state, dict):
-        raise _Refusal(f"TensorFlow network {where} has no state dict (found {type(state).__name__})")
+        raise _Refusal(f"TensorFlow network {where} has no state dict (found {describe(state)})")
     name, version = state.get("name", ""), state.get("version", 0)
     variables = state.get("variables", [])
     components = state.get("components") or {}
@@ -379,8 +356,8 @@ def _tf_record(stub: _TFNetworkStub, *, where: str) -> TFNetwork:
     arrays: dict[str, np.ndarray] = {}
     for var_name, value in variables:
         if not isinstance(value, (np.ndarray, np.generic)):
-            raise _Refusal(f"TensorFlow variable {var_name!r} of {name or where!r} is a "
-                           f"{type(value).__name__}, not a numpy array")
+            raise _Refusal(f"TensorFlow variable {var_name!r} of {name or where!r} is {describe(value)}, "
+                           "not a numpy array")
         arrays[var_name] = np.asarray(value)
     return TFNetwork(
         name=str(name),

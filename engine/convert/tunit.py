@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 from ..models.tunit import (
     FORMAT,
     FORMAT_VERSION,
@@ -156,7 +156,7 @@ def network_from_state_dict(name: str, sd: dict, *, what: str | None = None, not
         raise ValueError(f"name must be one of {list(KINDS)}, got {name!r}")
     what = what or f"TUNIT {name}"
     if not is_state_dict(sd):
-        raise ModelFormatError(f"{what}: expected a state dict, found {type(sd).__name__}")
+        raise ModelFormatError(f"{what}: expected a state dict, found {describe(sd)}")
     sd = strip_module_prefix(sd, what=what)
     sd, renamed = _rename_old_resblocks(sd)
     if renamed and notes is not None:
@@ -195,7 +195,7 @@ def load_tunit(source, **arch) -> TunitModel:
         epoch = (obj.get("extras") or {}).get("epoch")
         return TunitModel(nets, epoch=epoch if isinstance(epoch, int) else None, source=what)
     if not isinstance(obj, dict):
-        raise ModelFormatError(f"{what}: not a TUNIT checkpoint (found a {type(obj).__name__})")
+        raise ModelFormatError(f"{what}: not a TUNIT checkpoint (found {describe(obj)})")
     present = [k for k in NETWORK_KEYS if k in obj]
     if not present:
         raise ModelFormatError(f"{what}: not a TUNIT checkpoint: none of {list(NETWORK_KEYS)} among its keys "

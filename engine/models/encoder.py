@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 from ..ops import LRELU_SLOPE, SQRT2
 from .stylegan2 import GeneratorConfig, channels_from_base
 
@@ -244,7 +244,7 @@ def load_encoder(source) -> Encoder:
         raise ModelFormatError(f"{what}: the weights hold non-finite values or a non-positive w_scale")
     info = obj.get("info")
     if info is not None and not isinstance(info, dict):
-        raise ModelFormatError(f"{what}: 'info' must be a dict, got {type(info).__name__}")
+        raise ModelFormatError(f"{what}: 'info' must be a dictionary, got {describe(info)}")
     encoder.info = dict(info or {})
     return encoder.eval()
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, unreadable_reason
 
 FORMAT = "face-editor/estimator"
 FORMAT_VERSION = 1
@@ -201,7 +201,7 @@ def _read_file(path: str | os.PathLike) -> tuple[object, str]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a format problem for the user
-        raise ModelFormatError(f"{what}: not a readable torch file ({type(e).__name__}: {e})") from None
+        raise ModelFormatError(f"{what} cannot be read: {unreadable_reason(e)}") from None
     return obj, what
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 from ..loading import read_model_file
 
 # VGG16 ("configuration D"): convs per stage; a 2x2 max pool precedes every stage but the first.
@@ -100,7 +100,7 @@ def _read(path: Path, what: str) -> dict:
         raise ModelFormatError(f"{path.name} is not a {what} (expected a PyTorch state dict)")
     for k, v in obj.items():
         if not isinstance(v, torch.Tensor):
-            raise ModelFormatError(f"{path.name} is not a {what}: entry {k!r} is a {type(v).__name__}")
+            raise ModelFormatError(f"{path.name} is not a {what}: entry {k!r} is {describe(v)}")
     return obj
 
 

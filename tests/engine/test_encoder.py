@@ -106,7 +106,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path, generator_file):
     cases = {
         tmp_path / "missing.pt": "no such file",
         tmp_path / "junk.pt": "not a model file",
-        tmp_path / "cut.pt": "truncated or corrupt",
+        tmp_path / "cut.pt": "truncated|damaged",
         generator_file: "not an encoder",
         str(tmp_path / "obj.pt"): "refusing to load",
         "version": "format version 99",

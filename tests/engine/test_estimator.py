@@ -113,7 +113,7 @@ def test_bad_files_are_refused(tiny, tmp_path):
     garbage.write_bytes(b"not a torch file")
     cases = {
         "no such estimator file": tmp_path / "missing.pt",
-        "not a readable torch file": garbage,
+        "cannot be read": garbage,
         "not an attribute estimator": {**good, "format": "face-editor/stylegan2"},
         "version 2 is not supported": {**good, "format_version": 2},
         "unknown architecture fields": {**good, "arch": {**good["arch"], "depth": 3}},

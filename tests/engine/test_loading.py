@@ -231,7 +231,7 @@ def test_bad_files_give_clear_errors(ros_fx, tmp_path):
     torch.save(ros_fx["checkpoint"], full)
     data = full.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-    cases["truncated.pt"] = "truncated or corrupt"
+    cases["truncated.pt"] = "damaged (truncated"
     (tmp_path / "text.pkl").write_text("hello")
     cases["text.pkl"] = "not a model file"
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
@@ -262,3 +262,35 @@ def test_inspect_reports_format_and_architecture(ros_fx, tmp_path):
     info = inspect_model(tmp_path / "ck.pt")
     assert info["format"] == "rosinality" and info["num_ws"] == 8
     assert info["generator"]["img_resolution"] == 32 and info["discriminator"]["img_resolution"] == 32
+
+
+def test_refusals_are_sentences_without_python_class_names_or_byte_reprs(tmp_path):
+    """What a user reads when a model file cannot be opened (the worker's ErrorReport): plain words only."""
+    import io
+    import pickle
+
+    from engine.errors import ErrorReport
+
+    def saved(obj) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    files = {
+        "page.pkl": b"<html><body>404</body></html>",
+        "cut.pkl": pickle.dumps({"G_ema": 1})[:10],
+        "badop.pkl": b"\x80\x04\xff\xff\xff",
+        "list.pt": saved([1, 2, 3]),
+        "text.pt": saved("hello"),
+        "object.pt": saved({"a": __import__("fractions").Fraction(1, 2)}),
+        "zip.pt": saved({"w": torch.zeros(4)})[:200],
+        "eval.pkl": b"\x80\x02cbuiltins\neval\nq\x00X\x03\x00\x00\x001+1q\x01\x85q\x02Rq\x03.",
+    }
+    python = re.compile(r"\b[A-Z]\w*(Error|Exception)\b|\bb'|\bb\"|\[Errno|<class|Traceback|object at 0x|\bstr\b")
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ModelFormatError) as info:
+            load_generator(tmp_path / name)
+        message = ErrorReport.from_exception(info.value).message
+        assert not python.search(message), message
+        assert name in message and message.endswith((".", ")"))

@@ -141,7 +141,7 @@ def test_readers_refuse_the_other_kind_and_foreign_pickles(written, marker):
         pickles.read_nvlabs_pickle(written("tf"))
     with pytest.raises(ModelFormatError, match="NVIDIA PyTorch network pickle"):
         pickles.read_tf_pickle(written("nvlabs"))
-    with pytest.raises(ModelFormatError, match=r"neither .* top-level object is a dict with keys \['a', 'b'\]"):
+    with pytest.raises(ModelFormatError, match=r"neither .* top-level object is a dictionary with keys a, b$"):
         pickles.read_pickle(pickle.dumps({"a": 1, "b": [1, 2]}))
     with pytest.raises(ModelFormatError, match="top-level object is a list of 2 items"):
         pickles.read_pickle(pickle.dumps([1, 2.0]))
@@ -235,7 +235,7 @@ def test_persistent_ids_are_refused():
 def test_truncated_pickles_are_reported(written, marker, cut):
     raw = written("nvlabs")
     end = int(len(raw) * cut) if isinstance(cut, float) else (cut if cut > 0 else len(raw) + cut)
-    with pytest.raises(ModelFormatError, match="truncated or corrupt"):
+    with pytest.raises(ModelFormatError, match="cannot be read: the file is truncated"):
         pickles.read_nvlabs_pickle(raw[:end])
     assert not marker.exists()
 
