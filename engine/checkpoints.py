@@ -18,7 +18,7 @@ from typing import IO
 
 import torch
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, describe
 from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 FORMAT = "face-editor/stylegan2"
@@ -52,7 +52,7 @@ def read_checkpoint_source(source, *, noun: str, dict_what: str,
     if isinstance(source, dict):
         return source, dict_what
     if not isinstance(source, (str, os.PathLike)):
-        raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {type(source).__name__}")
+        raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {describe(source)}")
     if read_file is not None:
         return read_file(source)
     from .loading import read_model_file  # loading imports this module
@@ -71,14 +71,14 @@ def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str,
     encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor of the state
     dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        found = ckpt.get("format") if isinstance(ckpt, dict) else describe(ckpt)
         raise ModelFormatError(f"{what}: not {noun} (format {found!r}, expected {fmt!r})")
     if ckpt.get("format_version") != version:
         raise ModelFormatError(f"{what}: {label} format version {ckpt.get('format_version')!r} is not supported "
                                f"(this editor reads version {version})")
     arch = ckpt.get("arch")
     if not isinstance(arch, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(arch).__name__}")
+        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(arch)}")
     if unknown := sorted(set(arch) - {f.name for f in fields(config_cls)}):
         raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
     try:
@@ -182,7 +182,7 @@ def save_generator(path: str | os.PathLike, G: Generator, *, D: Discriminator | 
 
 def _config(cls, d, *, what: str):
     if not isinstance(d, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dict, got {type(d).__name__}")
+        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(d)}")
     unknown = set(d) - set(cls.__dataclass_fields__)
     if unknown:
         raise ModelFormatError(f"{what}: unknown architecture fields {sorted(unknown)} (written by a newer "

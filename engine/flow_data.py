@@ -26,6 +26,7 @@ import torch
 from .algorithms.flow_edit import ALIASES, ATTRIBUTES, COND_DIM, CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
 from .checkpoints import atomic_write
 from .convert.pickles import RestrictedUnpickler
+from .errors import describe, unreadable_reason
 from .train.release import quantised
 
 STYLEFLOW_FILES = {"latents": "sg2latents.pickle", "attributes": "attributes.npy", "light": "light.npy"}
@@ -155,7 +156,8 @@ def _load_npy(path: Path) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise FlowDataError(f"{path}: not a readable .npy array ({e})") from None
     if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
-        raise FlowDataError(f"{path}: expected a floating-point array, got {getattr(a, 'dtype', type(a).__name__)}")
+        found = a.dtype if hasattr(a, "dtype") else describe(a)
+        raise FlowDataError(f"{path}: expected a floating-point array, got {found}")
     return a
 
 
@@ -195,7 +197,7 @@ def _unpickle_arrays(path: Path):
     except _Refused as e:
         raise FlowDataError(f"refusing to load {path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - anything else means the file is damaged or not a pickle
-        raise FlowDataError(f"{path}: cannot be unpickled ({type(e).__name__}: {str(e)[:200]})") from None
+        raise FlowDataError(f"{path} cannot be read: {unreadable_reason(e)}") from None
 
 
 def read_styleflow_latents(path: str | os.PathLike) -> np.ndarray:
@@ -212,7 +214,7 @@ def read_styleflow_latents(path: str | os.PathLike) -> np.ndarray:
     else:
         obj = _unpickle_arrays(path)
         if not isinstance(obj, dict) or "Latent" not in obj:
-            found = f"a dict with keys {list(obj)[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+            found = describe(obj)
             raise FlowDataError(f"{path}: expected a dict with key 'Latent' (StyleFlow's sg2latents.pickle), found "
                                 f"{found}")
         entries = obj["Latent"]

@@ -208,14 +208,14 @@ def _source(source) -> tuple[str, object, str, str | None, str | None]:
         return kind, content, path.name, file_sha256(path), str(path)
     if isinstance(source, dict):
         return "torch", source, "checkpoint dict", None, None
-    raise ModelFormatError(f"cannot load a model from a {type(source).__name__}: pass a path or a checkpoint dict")
+    raise ModelFormatError(f"cannot load a model from {describe(source)}: pass a path or a checkpoint dict")
 
 
 def _to_float32(sd: dict, label: str) -> dict:
     out = {}
     for k, v in sd.items():
         if not isinstance(v, torch.Tensor):
-            raise ModelFormatError(f"{label}: entry {k!r} is a {type(v).__name__}, not a tensor")
+            raise ModelFormatError(f"{label}: entry {k!r} is {describe(v)}, not a tensor")
         out[k] = v.detach().to("cpu", torch.float32)
     return out
 

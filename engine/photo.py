@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .errors import PhotoError
+from .errors import PhotoError, plain_text
 
 __all__ = ["Photo", "PhotoError", "load_photo", "photo_from_array", "MAX_FILE_PIXELS"]
 
@@ -148,7 +148,7 @@ def _decode(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, tuple[
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return plain_text(str(exc), capital=False).rstrip(".") or "the decoder gave no reason"
 
 
 def _too_large(name: str, size: str) -> str:

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 from ..models.bicyclegan import (
     FORMAT,
     FORMAT_VERSION,
@@ -385,12 +385,12 @@ def _training_options(options, source) -> TrainingOptions | None:
         return TrainingOptions.from_mapping(options)
     if isinstance(options, (str, os.PathLike)):
         return options_beside(options) if Path(options).is_dir() else read_training_options(options)
-    raise TypeError(f"options must be a mapping, the path of an options file or None, got {type(options).__name__}")
+    raise TypeError(f"options must be a mapping, the path of an options file or None, got {describe(options)}")
 
 
 def _state_dict(obj, *, what: str) -> dict:
     if not is_state_dict(obj) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        found = f"a dict with keys {short_list(obj, 4)}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+        found = describe(obj, keys=4)
         raise ModelFormatError(f"{what}: expected a state dict of tensors (a latest_net_*.pth file), found {found}")
     return strip_module_prefix(obj, what=what)
 
