@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.algorithms.flow_layout import FLOW_LAYOUT_HELP, LayoutError, parse_layout
 from engine.devices import resolve_device
 from engine.errors import DeviceError
 from engine.logs import setup_logging
@@ -16,6 +17,9 @@ from engine.runtime import tune_allocator
 def add_arguments(parser) -> None:
     parser.add_argument("--model", metavar="FILE", help="open this generator instead of the embedded default")
     parser.add_argument("--project", metavar="FILE", help="open this project file")
+    parser.add_argument("--flow", metavar="FILE", help="use this attribute flow (StyleFlow's released state dict or "
+                                                        "this editor's own file) instead of the embedded default's")
+    parser.add_argument("--flow-layout", metavar="LAYOUT", help=FLOW_LAYOUT_HELP + " (with --flow)")
     parser.add_argument("--photo", metavar="FILE", help="open this photo, find its face and invert it to edit it "
                                                           "(with --screenshot: shown side by side with the photo)")
     parser.add_argument("--device", help="engine device: auto (default: CUDA, then MPS, then CPU), cpu, cuda:0, …")
@@ -25,9 +29,27 @@ def add_arguments(parser) -> None:
                              "settings: portable use, tests")
 
 
+def initial_state(args) -> EditState:
+    """The state the editor opens with: ``--model``, ``--flow`` and ``--flow-layout``. ValueError (a sentence) when
+    the flow file is missing, or the layout cannot be read or is given without a flow."""
+    model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
+    if args.flow_layout and not args.flow:
+        raise LayoutError("--flow-layout describes the condition of a flow given with --flow (the embedded default "
+                          "flow states its own)")
+    flow = ModelRef(path=str(Path(args.flow).resolve())) if args.flow else ModelRef()
+    if args.flow and not Path(args.flow).is_file():
+        raise ValueError(f"--flow {args.flow}: no such file")
+    return EditState(model=model, flow=flow, flow_layout=parse_layout(args.flow_layout) if args.flow_layout else None)
+
+
 def run(args) -> int:
     """Run the editor until its window closes; returns the exit status."""
     started = time.perf_counter()
+    try:
+        state = initial_state(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.device:
         try:
             resolve_device(args.device)
@@ -62,8 +84,7 @@ def run(args) -> int:
     except DeviceError as e:  # only a stored preference gets here (--device was checked above): fall back
         print(f"warning: {e} Using auto instead; change it in Edit ▸ Preferences.", file=sys.stderr)
         bridge = EngineBridge(device="auto", cpu_threads=gui_cpu_threads()).start()
-    model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
-    document = Document(EditState(model=model))
+    document = Document(state)
     autosave = Path(args.settings).with_suffix(".autosave.fproj") if args.settings else None
     window = MainWindow(document, bridge, settings, autosave_path=autosave)
     window.preview.frame.connect(lambda _r: _report_start(started), type=Qt.ConnectionType.SingleShotConnection)

@@ -138,6 +138,10 @@ class MainWindow(QMainWindow):
                                            shortcut=QKeySequence("Ctrl+O"), tip="Open a generator file (Ctrl+O)")
         self.act_open_project = self._action("Open &project…", "open_project", self._open_project,
                                              shortcut=QKeySequence("Ctrl+Shift+O"), tip="Open a saved project")
+        self.act_open_flow = self._action("Open attribute &flow…", "open_model",
+                                          self.attributes_panel.open_flow_dialog,
+                                          tip="Use another attribute flow file; asks for its condition layout when "
+                                              "the file does not say it")
         self.act_open_photo = self._action("Open p&hoto…", "open_photo", self.photo_panel.open_dialog,
                                            shortcut=QKeySequence("Ctrl+Shift+P"),
                                            tip="Load a photo, find its face and invert it, to edit it (Ctrl+Shift+P)")
@@ -198,9 +202,9 @@ class MainWindow(QMainWindow):
                                             shortcut=QKeySequence("Ctrl+1"), tip="One image pixel per screen pixel")
 
         menus = {
-            "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, None, self.act_save,
-                      self.act_save_as, None, self.act_export, self.act_export_photo, self.act_export_latent,
-                      self.act_batch, None, self.act_quit],
+            "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, self.act_open_flow, None,
+                      self.act_save, self.act_save_as, None, self.act_export, self.act_export_photo,
+                      self.act_export_latent, self.act_batch, None, self.act_quit],
             "&Photo": [self.act_open_photo, self.act_invert, None, self.act_in_photo, self.act_export_photo],
             "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot, None, self.act_preferences],
             "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
@@ -233,6 +237,7 @@ class MainWindow(QMainWindow):
         self.preview.failed.connect(lambda m: self.statusBar().showMessage(f"Render failed: {m}", 8000))
         self.generation_panel.dragging.connect(self.preview.set_dragging)
         self.attributes_panel.dragging.connect(self.preview.set_dragging)
+        self.attributes_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.model_panel.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
         self.model_panel.failed.connect(self._error)
         self.exports.message.connect(lambda m: self.statusBar().showMessage(m, 8000))

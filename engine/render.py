@@ -18,6 +18,7 @@ from .algorithms.flow_layout import STYLEFLOW, ConditionLayout
 from .algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
 from .algorithms.layer_swap import layer_swap, multimodal_styles
 from .assets import default_estimator_path, default_flow_path, default_generator_path
+from .convert.styleflow import STATED
 from .imageio import to_uint8
 from .loading import file_sha256, load_generator
 from .models.estimator import load_estimator
@@ -229,11 +230,37 @@ def load_flow_tools(ref: ModelRef, *, layout: ConditionLayout | None = None,
         if presets.ndim != 2 or presets.shape[1] != layout.num_light:
             raise ProjectError(f"{path.name}: its lighting presets have shape {tuple(presets.shape)}, but its layout "
                                f"has {layout.num_light} lighting coefficients")
+    names = () if presets is None else preset_names(flow.extras, len(presets))
     if "fast_steps" in flow.extras:  # chosen at release for this flow's dynamics
         flow = FastSteps(flow, flow.extras["fast_steps"])
     estimator = load_estimator(default_estimator_path()).to(device).eval()
-    names = () if presets is None else preset_names(flow.extras, len(presets))
     return FlowTools(flow, estimator, presets, layout, measured(estimator, layout), names)
+
+
+@dataclass(frozen=True)
+class FlowProbe:
+    """What opening a flow file found: its pinned reference, condition size, the layout the file states or implies
+    (None: the user must give one) and, in words, where that layout comes from."""
+
+    ref: ModelRef
+    cond_dim: int
+    layout: ConditionLayout | None
+    stated: bool  # the file itself states the layout (no need to ask)
+    layout_source: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FlowProbeJob:
+    """Load a flow file on the worker (hash, architecture, layout) before the editor switches to it."""
+
+    ref: ModelRef
+
+    def __call__(self, ctx) -> FlowProbe:
+        ref = pinned(self.ref)
+        flow = load_flow(default_flow_path() if ref.is_default else Path(ref.path))
+        return FlowProbe(ref, flow.cfg.cond_dim, flow.layout, flow.layout_source == STATED, flow.layout_source,
+                         flow.info.description)
 
 
 def cached_tools(ctx, state: EditState) -> FlowTools:

@@ -1,41 +1,65 @@
-"""Attributes panel: one StyleFlow slider per attribute, showing the face's measured value and the target.
+"""Attributes panel: one StyleFlow slider per attribute of the flow's condition layout, showing the face's measured
+value and the target, and the flow's lighting presets.
 
 Moving a slider sets the attribute's target through StyleFlow's rule (``original + degree * (value - original)``)
 as one edit in the state's edit list; a drag is one undo step and one edit. The estimator's readings arrive from
-the engine (``AttributeReadJob``) after each change; a reset removes that attribute's edits; a lock holds an
-attribute at its value while the others are edited (``apply_edits``' ``locks``).
+the engine (``AttributeReadJob``) after each change, with the flow's layout: the sliders (names, count, ranges) and
+the lighting presets are built from it, so a flow with another condition gets its own sliders. An attribute the
+estimator cannot read starts at the middle of its range and shows "n/a"; it cannot be locked. A reset removes that
+attribute's edits; a lock holds an attribute at its value while the others are edited (``apply_edits``' ``locks``).
+"Open flow…" loads another flow file on the worker (``FlowProbeJob``) and, when the file does not state its
+layout, asks for it (``FlowLayoutDialog``).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QLabeledDoubleSlider
 
 from engine.algorithms.flow_edit import (
-    ATTRIBUTES,
     LIGHTING_PRESETS,
-    NUM_LIGHT,
-    SLIDER_RANGES,
+    SLIDER_STEPS,
+    STYLEFLOW,
     AttributeEdit,
+    ConditionLayout,
     merge_edit,
     slider_from_target,
     slider_target,
 )
-from engine.render import AttributeReading, AttributeReadJob
+from engine.algorithms.flow_layout import LayoutError, rows_text
+from engine.project import ModelRef
+from engine.render import AttributeReading, AttributeReadJob, FlowProbe, FlowProbeJob
 
+from ..flow_layout_dialog import FlowLayoutDialog
 from ..icons import icon
 
 SLOT = "attributes"
+PROBE_SLOT = "flow-open"
+FLOW_FILTER = "Attribute flows (*.pt *.pth *.ckpt);;All files (*)"
 UNITS = {"yaw": "°", "pitch": "°", "age": " y"}
 TIPS = {
-    "gender": "Towards 0 a more feminine face, towards 1 a more masculine one (rows 0–7: shape and coarse features)",
-    "glasses": "Adds (1) or removes (0) glasses (rows 2–3)",
-    "yaw": "Turns the head left or right, in degrees (the coarse rows 0–3)",
-    "pitch": "Tilts the head up or down, in degrees (the coarse rows 0–3)",
-    "baldness": "Recedes the hairline towards a bald head (rows 0–5)",
-    "beard": "Grows (1) or shaves (0) a beard (rows 5–9)",
-    "age": "The apparent age in years (rows 4–7)",
-    "expression": "From a neutral face (0) to a broad smile (1) (rows 4–5)",
+    "gender": "Towards 0 a more feminine face, towards 1 a more masculine one",
+    "glasses": "Adds (1) or removes (0) glasses",
+    "yaw": "Turns the head left or right, in degrees",
+    "pitch": "Tilts the head up or down, in degrees",
+    "baldness": "Recedes the hairline towards a bald head",
+    "beard": "Grows (1) or shaves (0) a beard",
+    "age": "The apparent age in years",
+    "expression": "From a neutral face (0) to a broad smile (1)",
+    "smile": "From a neutral face (0) to a broad smile (1)",
 }
 
 
@@ -50,8 +74,13 @@ def _fmt(name: str, value: float) -> str:
     return f"{round(value, 2) + 0.0:.2f}"
 
 
+def _title(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
 class AttributesPanel(QWidget):
-    """StyleFlow attribute sliders bound to the document's edit list. ``dragging(bool)`` while a slider is held."""
+    """Attribute sliders of the flow's layout bound to the document's edit list. ``dragging(bool)`` while a slider
+    is held; ``message(str)`` for the status bar."""
 
     dragging = Signal(bool)
     message = Signal(str)
@@ -62,93 +91,200 @@ class AttributesPanel(QWidget):
         self._bridge = bridge
         self._reading: AttributeReading | None = None
         self._rid = None
+        self._probe_rid = None
+        self._ask = False
+        self._built: tuple | None = None  # (layout, preset names, measured) the rows were built for
         self.sliders: dict[str, QLabeledDoubleSlider] = {}
         self.readings: dict[str, QLabel] = {}
         self.resets: dict[str, QToolButton] = {}
         self.locks: dict[str, QToolButton] = {}
-
-        box = QGroupBox("Attributes (StyleFlow)")
-        grid = QGridLayout(box)
-        grid.setColumnStretch(1, 1)
-        for row, name in enumerate(ATTRIBUTES):
-            lo, hi = SLIDER_RANGES[name]
-            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setRange(lo, hi)
-            slider.setDecimals(1 if name in UNITS else 2)  # same label width for every row
-            slider.setSingleStep((hi - lo) / 80)
-            slider.setToolTip(TIPS[name])
-            reading = QLabel("–")
-            reading.setMinimumWidth(44)
-            reading.setStyleSheet("color: palette(mid)")
-            reading.setToolTip("What the attribute estimator reads on the face now")
-            reset = QToolButton(icon=icon("reset"), autoRaise=True, toolTip=f"Undo every {name} edit on this face")
-            lock = QToolButton(icon=icon("lock"), autoRaise=True, checkable=True,
-                               toolTip=f"Hold {name} where it is while other attributes are edited (each edit "
-                                       "then costs one more solve)")
-            label = QLabel(name.capitalize())
-            label.setToolTip(TIPS[name])
-            grid.addWidget(label, row, 0)
-            grid.addWidget(slider, row, 1)
-            grid.addWidget(reading, row, 2)
-            grid.addWidget(reset, row, 3)
-            grid.addWidget(lock, row, 4)
-            slider.valueChanged.connect(lambda v, n=name: self._slider_moved(n, v))
-            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
-            slider.sliderReleased.connect(self._released)
-            reset.clicked.connect(lambda _=False, n=name: self.reset_attribute(n))
-            lock.toggled.connect(lambda on, n=name: self.set_locked(n, on))
-            self.sliders[name], self.readings[name], self.resets[name], self.locks[name] = slider, reading, reset, lock
         self.lights: list[QLabeledDoubleSlider] = []
-        light_header = QLabel("Lighting")
-        light_header.setToolTip("Blend the face's lighting towards presets (W+ rows 7–11: shading and colour)")
-        grid.addWidget(light_header, len(ATTRIBUTES), 0, 1, 5)
-        for j, key in enumerate(LIGHTING_PRESETS):
-            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-            slider.setRange(0.0, 1.0)
-            slider.setDecimals(2)
-            slider.setSingleStep(1 / 80)
-            text = key.replace("_", " ").replace(" to ", " → ").capitalize()
-            slider.setToolTip(f"0: the face's own lighting; 1: the '{text}' preset's lighting")
-            label = QLabel(text)
-            label.setToolTip(slider.toolTip())
-            row = len(ATTRIBUTES) + 1 + j
-            grid.addWidget(label, row, 0)
-            grid.addWidget(slider, row, 1, 1, 4)
-            slider.valueChanged.connect(lambda v, k=j: self._light_moved(k, v))
-            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
-            slider.sliderReleased.connect(self._released)
-            self.lights.append(slider)
-        bottom = len(ATTRIBUTES) + 1 + len(LIGHTING_PRESETS)
+
+        self.flow_label = QLabel()
+        self.flow_label.setWordWrap(True)
+        self.flow_label.setStyleSheet("color: palette(mid)")
+        self.open_button = QPushButton(icon("open_model"), "Open flow…")
+        self.open_button.setToolTip("Use another attribute flow file: StyleFlow's released state dict or this "
+                                    "editor's own files (asks for the condition layout when the file does not say it)")
+        self.layout_button = QToolButton(text="Layout…", toolTip="Show or change what the flow's condition values "
+                                         "are (its lighting coefficients, attributes and their W+ rows)")
+        self.default_button = QToolButton(icon=icon("reset"), autoRaise=True, toolTip="Back to the embedded "
+                                          "default's attribute flow")
+        top = QHBoxLayout()
+        top.addWidget(self.open_button, 1)
+        top.addWidget(self.layout_button)
+        top.addWidget(self.default_button)
+
+        self._rows_box = QWidget()
         self.fast = QToolButton(text="Fast", checkable=True, toolTip="Fast solver for the edits (within a few "
                                 "thousandths of the faithful one); off: StyleFlow's adaptive solver, slower")
         self.reset_all = QToolButton(text="Reset all", toolTip="Remove every attribute edit from this face")
-        grid.addWidget(self.fast, bottom, 1, Qt.AlignmentFlag.AlignLeft)
-        grid.addWidget(self.reset_all, bottom, 1, 1, 4, Qt.AlignmentFlag.AlignRight)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.fast)
+        bottom.addStretch(1)
+        bottom.addWidget(self.reset_all)
         self.status = QLabel("Measuring the face…")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(mid)")
-        grid.addWidget(self.status, bottom + 1, 0, 1, 5)
+        box = QGroupBox("Attributes (StyleFlow)")
+        self._box_layout = QVBoxLayout(box)
+        self._box_layout.addLayout(top)
+        self._box_layout.addWidget(self.flow_label)
+        self._box_layout.addWidget(self._rows_box)
+        self._box_layout.addLayout(bottom)
+        self._box_layout.addWidget(self.status)
+        self._box_layout.addStretch(1)  # extra height goes below the rows, not between them
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
+        self._build(STYLEFLOW, tuple(LIGHTING_PRESETS), (True,) * STYLEFLOW.cond_dim)
 
         self.fast.toggled.connect(lambda on: self._doc.edit("Fast attribute solver", flow_fast=on))
         self.reset_all.clicked.connect(lambda: self._doc.edit("Reset attributes", edits=()))
+        self.open_button.clicked.connect(self.open_flow_dialog)
+        self.layout_button.clicked.connect(lambda: self.open_flow(self._doc.state.flow, ask=True))
+        self.default_button.clicked.connect(self.use_default_flow)
         self._timer = QTimer(self, singleShot=True, interval=120)
         self._timer.timeout.connect(self.request_reading)
         bridge.result.connect(self._on_result)
         bridge.failed.connect(self._on_failed)
         document.changed.connect(self._on_changed)
         self._set_enabled(False)
+        self._show_flow()
         self.refresh()
+
+    # ----- the rows, built from the flow's layout
+
+    def _build(self, layout: ConditionLayout, preset_names: tuple[str, ...], measured: tuple[bool, ...]) -> None:
+        """(Re)build one slider row per attribute and one per lighting preset."""
+        self._built = (layout, preset_names, measured)
+        old, self._rows_box = self._rows_box, QWidget()
+        self._box_layout.replaceWidget(old, self._rows_box)
+        old.deleteLater()
+        grid = QGridLayout(self._rows_box)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setColumnStretch(1, 1)
+        self.sliders, self.readings, self.resets, self.locks, self.lights = {}, {}, {}, {}, []
+        for row, spec in enumerate(layout.attributes):
+            name, (lo, hi) = spec.name, spec.range
+            read = measured[layout.index(name)]
+            tip = f"{TIPS.get(name, _title(name))} (W+ rows {rows_text(spec.rows)}; range {lo:g} to {hi:g})"
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(lo, hi)
+            slider.setDecimals(1 if name in UNITS else 2)  # same label width for every row
+            slider.setSingleStep((hi - lo) / SLIDER_STEPS)
+            slider.setToolTip(tip)
+            reading = QLabel("–" if read else "n/a")
+            reading.setMinimumWidth(44)
+            reading.setStyleSheet("color: palette(mid)")
+            reading.setToolTip("What the attribute estimator reads on the face now" if read else
+                               "The attribute estimator does not read this attribute: the slider starts at the "
+                               "middle of its range, and it cannot be locked")
+            reset = QToolButton(icon=icon("reset"), autoRaise=True, toolTip=f"Undo every {name} edit on this face")
+            lock = QToolButton(icon=icon("lock"), autoRaise=True, checkable=True,
+                               toolTip=f"Hold {name} where it is while other attributes are edited (each edit "
+                                       "then costs one more solve)" if read else
+                               f"{_title(name)} cannot be held: the attribute estimator does not read it")
+            label = QLabel(_title(name))
+            label.setToolTip(tip)
+            for col, w in enumerate((label, slider, reading, reset, lock)):
+                grid.addWidget(w, row, col)
+            slider.valueChanged.connect(lambda v, n=name: self._slider_moved(n, v))
+            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
+            slider.sliderReleased.connect(self._released)
+            reset.clicked.connect(lambda _=False, n=name: self.reset_attribute(n))
+            lock.toggled.connect(lambda on, n=name: self.set_locked(n, on))
+            self.sliders[name], self.readings[name], self.resets[name], self.locks[name] = slider, reading, reset, lock
+        first = len(layout.attributes)
+        self.light_header = None
+        if layout.num_light:
+            rows = rows_text(layout.lighting_rows)
+            header = QLabel("Lighting" if preset_names else "Lighting: this flow has no presets to blend towards")
+            header.setToolTip(f"Blend the face's lighting towards presets (W+ rows {rows}: shading and colour)")
+            grid.addWidget(header, first, 0, 1, 5)
+            self.light_header = header
+        for j, key in enumerate(preset_names):
+            slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+            slider.setRange(0.0, 1.0)
+            slider.setDecimals(2)
+            slider.setSingleStep(1 / SLIDER_STEPS)
+            text = key.replace("_", " ").replace(" to ", " → ").capitalize()
+            slider.setToolTip(f"0: the face's own lighting; 1: the '{text}' preset's lighting")
+            label = QLabel(text)
+            label.setToolTip(slider.toolTip())
+            grid.addWidget(label, first + 1 + j, 0)
+            grid.addWidget(slider, first + 1 + j, 1, 1, 4)
+            slider.valueChanged.connect(lambda v, k=j: self._light_moved(k, v))
+            slider.sliderPressed.connect(lambda: self.dragging.emit(True))
+            slider.sliderReleased.connect(self._released)
+            self.lights.append(slider)
+
+    def _show_flow(self) -> None:
+        st = self._doc.state
+        r = self._reading
+        current = r is not None and (r.state.flow, r.state.flow_layout) == (st.flow, st.flow_layout)
+        layout = r.layout if current else st.flow_layout
+        where = "embedded default" if st.flow.is_default else Path(st.flow.path).name
+        given = " (layout given by you)" if st.flow_layout is not None else ""
+        what = (f"{layout.num_light} lighting values, {len(layout.attributes)} attributes{given}" if layout is not None
+                else "loading…")
+        self.flow_label.setText(f"Flow: {where} · {what}")
+        self.flow_label.setToolTip("" if layout is None else layout.describe())
+        self.layout_button.setEnabled(not st.flow.is_default)
+        self.default_button.setEnabled(not st.flow.is_default)
+
+    # ----- opening another flow
+
+    def open_flow_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an attribute flow", "", FLOW_FILTER)
+        if path:
+            self.open_flow(ModelRef(path=str(Path(path).resolve())))
+
+    def open_flow(self, ref: ModelRef, *, ask: bool = False) -> None:
+        """Load ``ref`` on the worker, then switch to it (asking for its layout when the file does not state it, or
+        always with ``ask``)."""
+        self._ask = ask
+        self.status.setText(f"Opening {ref.label()}…")
+        self._probe_rid = self._bridge.submit(FlowProbeJob(ref), slot=PROBE_SLOT)
+
+    def ask_layout(self, probe: FlowProbe, initial: ConditionLayout | None) -> ConditionLayout | None:
+        """The user's layout for ``probe``'s flow from the layout dialog; None when cancelled."""
+        reason = "" if probe.layout is None else f"Without your layout, it would be read as {probe.layout_source}."
+        dialog = FlowLayoutDialog(probe.cond_dim, name=probe.ref.label(), initial=initial, reason=reason, parent=self)
+        return dialog.layout() if dialog.exec() == QDialog.DialogCode.Accepted else None
+
+    def _on_probe(self, probe: FlowProbe) -> None:
+        st = self._doc.state
+        layout = None
+        if probe.stated and self._ask:
+            self.status.setText(f"{probe.ref.label()} states its own condition layout: {probe.layout.describe()}")
+            return
+        if not probe.stated:
+            mine = st.flow_layout if st.flow.path == probe.ref.path else None
+            layout = self.ask_layout(probe, mine or probe.layout)
+            if layout is None:
+                self.status.setText(f"{probe.ref.label()} was not opened: it needs its condition layout")
+                return
+        self._doc.edit(f"Open attribute flow {probe.ref.label()}", flow=probe.ref, flow_layout=layout, edits=(),
+                       locks=())
+        self.message.emit(f"Attribute flow {probe.ref.label()}: {probe.description}")
+
+    def use_default_flow(self) -> None:
+        self._doc.edit("Embedded default flow", flow=ModelRef(), flow_layout=None, edits=(), locks=())
+
+    # ----- edits
 
     def _set_enabled(self, on: bool) -> None:
         for w in (*self.sliders.values(), *self.resets.values(), *self.locks.values(), *self.lights, self.fast,
                   self.reset_all):
             w.setEnabled(on)
         if on:
-            for name in self._doc.state.locks:
-                self.sliders[name].setEnabled(False)
+            layout, _, measured = self._built
+            for name, lock in self.locks.items():
+                lock.setEnabled(measured[layout.index(name)])
+            for key in self._doc.state.locks:
+                if self._name(key) in self.sliders:
+                    self.sliders[self._name(key)].setEnabled(False)
 
     def _released(self) -> None:
         self._doc.end_merge()
@@ -159,15 +295,14 @@ class AttributesPanel(QWidget):
         r = self._reading
         if r is None or _face(r.state) != _face(self._doc.state):
             return None
-        return float(r.base[NUM_LIGHT + ATTRIBUTES.index(name)])
+        return float(r.base[r.layout.index(name)])
 
     def _slider_moved(self, name: str, value: float) -> None:
         original = self._original(name)
         if original is None:
             return
-        edit = AttributeEdit("attribute", name, slider_target(name, value, original))
-        self._doc.edit(f"{name.capitalize()}", merge=f"attribute-{name}",
-                       edits=merge_edit(self._doc.state.edits, edit))
+        edit = AttributeEdit("attribute", name, slider_target(name, value, original, layout=self._built[0]))
+        self._doc.edit(f"{_title(name)}", merge=f"attribute-{name}", edits=merge_edit(self._doc.state.edits, edit))
 
     def _light_moved(self, index: int, weight: float) -> None:
         if self._reading is None or _face(self._reading.state) != _face(self._doc.state):
@@ -175,37 +310,71 @@ class AttributesPanel(QWidget):
         edit = AttributeEdit("lighting", index, weight)
         self._doc.edit("Lighting", merge=f"lighting-{index}", edits=merge_edit(self._doc.state.edits, edit))
 
+    def _name(self, key: str) -> str | None:
+        """The built layout's name for an edit's or lock's attribute key (None: not one of this flow's)."""
+        try:
+            return self._built[0].canonical(key)
+        except LayoutError:
+            return None
+
     def reset_attribute(self, name: str) -> None:
-        kept = tuple(e for e in self._doc.state.edits if not (e.kind == "attribute" and e.key == name))
+        kept = tuple(e for e in self._doc.state.edits if not (e.kind == "attribute" and self._name(e.key) == name))
         self._doc.edit(f"Reset {name}", edits=kept)
 
     def set_locked(self, name: str, on: bool) -> None:
-        locks = set(self._doc.state.locks)
+        locks = {self._name(a) or a for a in self._doc.state.locks}
         if (name in locks) != on:
             self._doc.edit(f"{'Lock' if on else 'Unlock'} {name}", locks=tuple(locks ^ {name}))
+
+    # ----- readings from the engine
 
     def request_reading(self) -> None:
         self._rid = self._bridge.submit(AttributeReadJob(self._doc.state), slot=SLOT)
 
     def _on_changed(self, state, fields) -> None:
+        if fields & {"flow", "flow_layout"}:
+            self._reading = None
+            self._set_enabled(False)
+            self.status.setText("Loading the attribute flow…")
+        self._show_flow()
         self.refresh()
         self._timer.start()
 
-    def _on_result(self, slot: str, rid: int, reading: AttributeReading) -> None:
+    def _on_result(self, slot: str, rid: int, payload) -> None:
+        if slot == PROBE_SLOT and rid == self._probe_rid:
+            self._on_probe(payload)
+            return
         if slot != SLOT or rid != self._rid:
             return
+        reading: AttributeReading = payload
+        built = (reading.layout, reading.preset_names, reading.measured)
+        if built != self._built:
+            self._build(*built)
+        self._rows_box.setVisible(True)
         self._reading = reading
+        self._show_flow()
         self._set_enabled(True)
         edited = {e.key for e in reading.state.edits if e.kind == "attribute"}
-        self.status.setText(f"{len(reading.state.edits)} edit(s) on this face" if edited else
-                            "Drag a slider to edit; the grey numbers are what the estimator reads now")
+        blind = [n for n in reading.layout.names if not reading.measured[reading.layout.index(n)]]
+        note = (f" The estimator cannot read {', '.join(blind)}: {'it starts' if len(blind) == 1 else 'they start'} "
+                "at the middle of the range." if blind else "")
+        self.status.setText((f"{len(reading.state.edits)} edit(s) on this face" if edited else
+                             "Drag a slider to edit; the grey numbers are what the estimator reads now.") + note)
         self.refresh()
 
     def _on_failed(self, slot: str, rid: int, text: str) -> None:
+        if slot == PROBE_SLOT and rid == self._probe_rid:
+            self.status.setText(f"Could not open the flow: {text}")
+            self.message.emit(f"Could not open the flow: {text}")
+            return
         if slot != SLOT or rid != self._rid:
             return
         self._reading = None
         self._set_enabled(False)
+        self._rows_box.setVisible(False)  # the sliders of another layout would mislead
+        st = self._doc.state
+        where = "embedded default" if st.flow.is_default else Path(st.flow.path).name
+        self.flow_label.setText(f"Flow: {where} · not usable")
         self.status.setText(f"Attribute sliders unavailable: {text}")
 
     def refresh(self) -> None:
@@ -214,20 +383,25 @@ class AttributesPanel(QWidget):
         with QSignalBlocker(self.fast):
             self.fast.setChecked(st.flow_fast)
         usable = self.fast.isEnabled()
-        targets = {e.key: e.value for e in st.edits if e.kind == "attribute"}
-        for i, name in enumerate(ATTRIBUTES):
+        layout, _, measured = self._built
+        targets = {self._name(e.key): e.value for e in st.edits if e.kind == "attribute"}
+        locks = {self._name(a) for a in st.locks}
+        for name in layout.names:
             original = self._original(name)
             slider = self.sliders[name]
+            read = measured[layout.index(name)]
             if original is not None:
                 target = targets.get(name, original)
                 with QSignalBlocker(slider):
-                    slider.setValue(slider_from_target(name, target, original))
-                now = self._reading.current[NUM_LIGHT + i] if self._reading.state == st else None
-                self.readings[name].setText("–" if now is None else _fmt(name, float(now)))
-            locked = name in st.locks
+                    slider.setValue(slider_from_target(name, target, original, layout=layout))
+                now = self._reading.current[layout.index(name)] if self._reading.state == st else None
+                if read:
+                    self.readings[name].setText("–" if now is None else _fmt(name, float(now)))
+            locked = name in locks
             with QSignalBlocker(self.locks[name]):
                 self.locks[name].setChecked(locked)
             self.sliders[name].setEnabled(usable and not locked)
+            self.locks[name].setEnabled(usable and read)
             self.resets[name].setEnabled(usable and name in targets)
         weights = {e.key: e.value for e in st.edits if e.kind == "lighting"}
         for j, slider in enumerate(self.lights):

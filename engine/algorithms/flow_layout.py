@@ -254,17 +254,17 @@ class ConditionLayout:
 
     def to_text(self) -> str:
         """The one-line form (``parse_layout`` reads it back to an equal layout)."""
-        light = f"light={self.num_light}" + (f"@{_rows_text(self.lighting_rows)}" if self.num_light else "")
+        light = f"light={self.num_light}" + (f"@{rows_text(self.lighting_rows)}" if self.num_light else "")
         parts = [light] + ([f"ws={self.num_ws}"] if self.num_ws is not None else [])
-        parts += [f"{a.name}@{_rows_text(a.rows)}={a.range[0]:g}..{a.range[1]:g}*{a.degree:g}"
+        parts += [f"{a.name}@{rows_text(a.rows)}={a.range[0]:g}..{a.range[1]:g}*{a.degree:g}"
                   for a in self.attributes]
         return "; ".join(parts)
 
     def describe(self) -> str:
         """One line for people: 'light 9 (rows 7-11), then gender (rows 0-7), …'."""
         head = f"{self.num_light} lighting coefficients" + (
-            f" (rows {_rows_text(self.lighting_rows)})" if self.num_light else "")
-        body = ", ".join(f"{a.name} (rows {_rows_text(a.rows)})" for a in self.attributes)
+            f" (rows {rows_text(self.lighting_rows)})" if self.num_light else "")
+        body = ", ".join(f"{a.name} (rows {rows_text(a.rows)})" for a in self.attributes)
         return f"{head}, then {body}" if body else head
 
 
@@ -274,7 +274,7 @@ def _listed(rows, what) -> list:
     return list(rows)
 
 
-def _rows_text(rows: tuple[int, ...]) -> str:
+def rows_text(rows: tuple[int, ...]) -> str:
     """(0, 1, 2, 3, 8) -> '0-3,8'."""
     runs, start = [], None
     for i, r in enumerate(rows):
@@ -384,10 +384,10 @@ def missing_layout_message(label: str, cond_dim: int) -> str:
             f"(how many lighting coefficients come first, then which attributes in which order, and the W+ rows "
             f"each one edits), and it is not StyleFlow's layout of {STYLEFLOW.cond_dim}. Give the layout: with "
             f"--flow-layout, as a JSON file or as text of the form {TEXT_FORM} whose lighting coefficients and "
-            f"attributes add up to {cond_dim} (e.g. '{example}'); in the editor, in the layout dialog of File > "
-            f"Open attribute flow…")
+            f"attributes add up to {cond_dim} (e.g. '{example}'); in the editor, in the layout dialog (File > "
+            f"Open attribute flow…, or Layout… in the Attributes panel).")
 
 
 __all__ = ["ALIASES", "DEFAULT_RANGE", "DEFAULT_DEGREE", "SH_COEFFICIENTS", "TEXT_FORM", "FLOW_LAYOUT_HELP",
            "LayoutError", "AttributeSpec", "ConditionLayout", "STYLEFLOW", "parse_rows", "parse_text", "parse_layout",
-           "missing_layout_message"]
+           "rows_text", "missing_layout_message"]

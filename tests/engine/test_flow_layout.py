@@ -12,6 +12,7 @@ import torch
 from engine.algorithms.flow_edit import (
     CHANGED_ROWS,
     DEGREES,
+    LIGHTING_PRESETS,
     LIGHTING_ROWS,
     SLIDER_RANGES,
     AttributeEdit,
@@ -178,6 +179,8 @@ def test_the_layout_comes_from_the_file_the_user_or_styleflows_size(tmp_path, fi
     unknown = load_flow(raw)
     assert unknown.layout is None and "c0, c1" in unknown.layout_source
     assert load_flow(default_flow_path()).layout == STYLEFLOW  # the embedded default
+    tools = load_flow_tools(ModelRef())  # (its file has fast steps and named presets)
+    assert tools.layout == STYLEFLOW and all(tools.measured) and tools.preset_names == tuple(LIGHTING_PRESETS)
 
 
 def test_a_file_stating_a_broken_layout_is_refused(tmp_path):
