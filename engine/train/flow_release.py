@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..algorithms.flow_edit import AttributeEdit, FastSteps, apply_edits
+from ..algorithms.flow_edit import AttributeEdit, FastSteps, apply_edits, flow_layout_of
 from ..assets import DEFAULT_FLOW, DEFAULT_GENERATOR, default_estimator_path
 from ..errors import ModelFormatError
 from ..estimator_eval import cpu_model
@@ -46,13 +46,15 @@ def edit_figures(flow, G, estimator, *, runs: int = 10, faces: int = 4) -> dict:
     """Choose the fast mode's RK4 step count for this flow and measure it: for an age edit of +20 years on seeds
     0..faces-1, the smallest ``FAST_STEP_CHOICES`` whose edited latents stay within ``FAST_TOLERANCE`` of the
     faithful ones (and the 8-bit pixel difference that leaves), then the latency (ms, median / p95) of one edit,
-    both solves, on seed 0, faithful and fast."""
+    both solves, on seed 0, faithful and fast. The flow's condition layout must have an age attribute."""
+    layout = flow_layout_of(flow)
+    age = layout.index("age")
     cases = []
     for seed in range(faces):
         state = EditState(seed=seed)
         w = mixed_ws(G, state)  # [1, num_ws, w_dim]
-        cond0 = read_condition(estimator, render_ws(G, w, state))
-        edit = (AttributeEdit("attribute", "age", float(cond0[0, 9 + 6]) + 20.0),)
+        cond0 = read_condition(estimator, render_ws(G, w, state), layout=layout)
+        edit = (AttributeEdit("attribute", "age", float(cond0[0, age]) + 20.0),)
         cases.append((state, w, cond0, edit, apply_edits(flow, w, cond0, edit, fast=False)[0]))
     chosen = None
     for steps in FAST_STEP_CHOICES:

@@ -112,6 +112,8 @@ def test_cli_run_trains_and_writes_a_flow_that_loads_and_inverts(models, tmp_pat
     assert presets.shape == (6, 9) and extras["lighting_preset_names"] == list(LIGHTING_PRESETS)
     assert all((np.abs(data["cond"][:, :9] - p).max(1) < 1e-6).any() for p in presets)  # rows of the data
     assert extras["cond_names"] == list(CONDITION_NAMES)
+    assert flow.layout_source == "stated in the file" and flow.layout.to_dict() == extras["condition_layout"]
+    assert flow.layout.condition_names == CONDITION_NAMES  # the trainer states StyleFlow's layout
     assert np.allclose(extras["cond_mean"], data["cond"].mean(0), atol=1e-5)
     assert np.allclose(extras["cond_max"], data["cond"].max(0))
 
