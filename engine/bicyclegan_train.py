@@ -77,6 +77,7 @@ from .models.bicyclegan import (
     encode,
     sample_codes,
 )
+from .paths import write_json
 from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
@@ -443,8 +444,7 @@ def release_bicyclegan(source: str | os.PathLike, out_dir: str | os.PathLike, *,
         "grid": {"file": GRID_NAME, "rows": grid_rows, "columns": ["A", "B (ground truth)", "encoded",
                                                                   "random 1", "random 2", "random 3", "random 4"]},
     }
-    (out_dir / f"{Path(DEFAULT_BICYCLEGAN).stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return write_json(out_dir / f"{Path(DEFAULT_BICYCLEGAN).stem}.json", manifest)
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

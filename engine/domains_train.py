@@ -61,6 +61,7 @@ from .models.domains import (
     load_domains,
     save_domains,
 )
+from .paths import write_json
 from .runtime import set_threads
 from .synth import DOMAINS, build_scene, sample_params
 from .synth.styles import STYLES, check_domain
@@ -419,8 +420,7 @@ def release_domains(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
         "held_out": figures, "held_out_blurred": figures_blurred, "generator_check": gen_check,
         "held_out_curve": _eval_curve(run_dir, int(extras.get("step") or 0)),
     }
-    (out_dir / f"{Path(DEFAULT_DOMAINS).stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return write_json(out_dir / f"{Path(DEFAULT_DOMAINS).stem}.json", manifest)
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

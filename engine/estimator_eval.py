@@ -7,7 +7,6 @@ at 0.5 (gender: female 0 .. male 1; glasses 0/1).
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 
 from .loading import file_sha256
 from .models.estimator import AttributeEstimator, load_estimator, save_estimator
+from .paths import write_json
 from .synth import DOMAINS, sample_batch
 
 EVAL_SEED = 2**31 - 1
@@ -106,8 +106,7 @@ def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 
         "metrics": {name: "accuracy" if name in model.cfg.binary else "mae" for name in model.cfg.output_names},
         "held_out": results,
     }
-    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return write_json(out.with_suffix(".json"), manifest)
 
 
 __all__ = ["EVAL_SEED", "held_out", "evaluate", "photo_score", "format_table", "cpu_model",

@@ -7,13 +7,20 @@ export's extras, an inversion summary) is covered, not only the fields known tod
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+_OPTION = re.compile(r"\s-")
+
 
 def is_absolute_path(text: str) -> bool:
-    """Whether ``text`` reads as an absolute file path on POSIX (``/x/y``) or Windows (``C:\\x``, ``\\\\host\\x``)."""
+    """Whether ``text`` reads as an absolute file path on POSIX (``/x/y``) or Windows (``C:\\x``, ``\\\\host\\x``).
+    A command line (a space before an option, or several lines) is not a path."""
+    if "\n" in text or _OPTION.search(text):
+        return False
     return PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
 
 
@@ -58,3 +65,11 @@ def resolve_from(path: str | None, folder: str | os.PathLike) -> str | None:
     if path is None or is_absolute_path(path):
         return path
     return os.path.normpath(os.path.join(os.path.abspath(folder), path))
+
+
+def write_json(path: str | os.PathLike, obj) -> dict:
+    """Write the JSON-like ``obj`` (a release manifest, a summary) indented, with absolute paths reduced to file
+    names; returns what the file now holds, as read back."""
+    text = json.dumps(names_only(obj), indent=2) + "\n"
+    Path(path).write_text(text, encoding="utf-8")
+    return json.loads(text)

@@ -79,6 +79,7 @@ from .models.tunit import (
     translate,
     tunit_checkpoint,
 )
+from .paths import write_json
 from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
@@ -560,8 +561,7 @@ def release_tunit(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval
         "purity": figures["purity"], "translation_accuracy": figures["mean_accuracy"],
         "cluster_domain": figures["cluster_domain"], "held_out": figures, "grid": grid_path.name,
     }
-    (out_dir / f"{Path(DEFAULT_TUNIT).stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return write_json(out_dir / f"{Path(DEFAULT_TUNIT).stem}.json", manifest)
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from ..csvlog import CsvLog
 from ..errors import ModelFormatError
 from ..models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from ..models.stylegan2 import Generator
+from ..paths import write_json
 from ..runtime import GracefulStop
 from .stylegan2 import step_generator
 
@@ -567,8 +568,7 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
                            if row["step"] <= info.get("training_steps", math.inf)],
         "inference_ms": latency, "release_command": command_line,
     }
-    (out_dir / f"{Path(DEFAULT_ENCODER).stem}.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return write_json(out_dir / f"{Path(DEFAULT_ENCODER).stem}.json", manifest)
 
 
 # ---- command line ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ latent spaces) or whose architecture differs, and a base other than the one the 
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -31,6 +30,7 @@ from ..errors import ModelFormatError
 from ..estimator_eval import cpu_model
 from ..imageio import save_png
 from ..loading import file_sha256, load_generator, read_model_file
+from ..paths import write_json
 from .release import option_value, run_config, training_facts
 from .stylegan2 import image_grid
 
@@ -106,9 +106,7 @@ def release_finetune(snapshot: str | os.PathLike, out_dir: str | os.PathLike, *,
                                       "latents and noise; by_swap_depth: the layer-swapped hybrid vs the base"},
         "comparison_grid": grid_file,
     }
-    text = json.dumps(manifest, indent=2) + "\n"
-    (out_dir / f"{name}.json").write_text(text)
-    return json.loads(text)
+    return write_json(out_dir / f"{name}.json", manifest)
 
 
 

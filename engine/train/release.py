@@ -37,6 +37,7 @@ from ..imageio import save_png, to_uint8
 from ..loading import file_sha256, load_generator, read_model_file
 from ..models.estimator import AttributeEstimator, load_estimator
 from ..models.stylegan2 import Generator
+from ..paths import write_json
 from ..synth import sample_batch
 from .stylegan2 import MODEL_NAME, image_grid
 
@@ -178,9 +179,7 @@ def release_generator(snapshot: str | os.PathLike, out_dir: str | os.PathLike, *
         "release_command": command_line, "release_threads": torch.get_num_threads(),
         "frechet": figures, "samples": samples,
     }
-    text = json.dumps(manifest, indent=2) + "\n"
-    (out_dir / f"{out.stem}.json").write_text(text)
-    return json.loads(text)
+    return write_json(out_dir / f"{out.stem}.json", manifest)
 
 
 __all__ = ["DOMAIN", "GRID_PSIS", "grid_name", "run_config", "training_facts", "option_value", "quantised",

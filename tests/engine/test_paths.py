@@ -30,6 +30,7 @@ def _strings(obj):
 def test_absolute_paths_are_recognised_on_both_systems_and_reduced_to_names():
     assert is_absolute_path("/home/ann/Photos/me.jpg") and is_absolute_path("C:\\Users\\ann\\me.jpg")
     assert not is_absolute_path("me.jpg") and not is_absolute_path("../models/g.pkl") and not is_absolute_path("")
+    assert is_absolute_path("/home/ann/My Photos/me.jpg") and not is_absolute_path("/usr/bin/python main.py --x 1")
     assert file_name("C:\\Users\\ann\\me.jpg") == "me.jpg" and file_name("/a/b/g.pkl") == "g.pkl"
     d = {"model": {"path": "/home/ann/m.pkl", "sha256": "ab"}, "list": ["/x/y.png", "keep"], "n": 3, "t": None}
     assert names_only(d) == {"model": {"path": "m.pkl", "sha256": "ab"}, "list": ["y.png", "keep"], "n": 3,
