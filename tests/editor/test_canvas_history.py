@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QApplication
 from editor.canvas import BACKGROUND, Canvas
 from editor.document import Document
 from editor.history import HistoryStrip, describe_state, restore_snapshot, snapshot_label
-from engine.algorithms.flow_edit import AttributeEdit
+from engine.algorithms.flow_edit import STYLEFLOW, AttributeEdit
 from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, Source, Translation
 
 RED, BLUE, GREEN = (220, 30, 40), (20, 60, 230), (30, 200, 60)
@@ -247,7 +247,7 @@ def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
     doc = Document(tiny_state)
     target = EditState(model=ModelRef(path=str(tiny_model_path), sha256="0" * 64), seed=99, psi=-0.5, cutoff=3,
                        noise_mode="random", noise_seed=4, sources=(Source(seed=8),),
-                       rows=(0, 1, 0, 1, 0, 1, 0, 1), flow=ModelRef(path="/f.pt"),
+                       rows=(0, 1, 0, 1, 0, 1, 0, 1), flow=ModelRef(path="/f.pt"), flow_layout=STYLEFLOW,
                        edits=(AttributeEdit("attribute", "age", 40.0),), flow_fast=False, locks=("glasses",),
                        base=Source.from_latent(np.ones((8, 10), np.float32), name="me.jpg"),
                        noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
