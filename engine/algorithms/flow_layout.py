@@ -35,6 +35,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import describe
+
 ALIASES: dict[str, str] = {"smile": "expression"}  # the attribute estimator calls expression 'smile'
 DEFAULT_RANGE = (0.0, 1.0)
 DEFAULT_DEGREE = 1.0
@@ -229,7 +231,7 @@ class ConditionLayout:
     @classmethod
     def from_dict(cls, d) -> ConditionLayout:
         if not isinstance(d, dict):
-            raise LayoutError(f"a layout must be a JSON object, got {type(d).__name__}")
+            raise LayoutError(f"a layout must be a JSON object, got {describe(d)}")
         unknown = set(d) - {"num_light", "lighting_rows", "num_ws", "attributes"}
         if unknown:
             raise LayoutError(f"unknown layout fields: {', '.join(sorted(map(str, unknown)))} (known: num_light, "

@@ -20,7 +20,7 @@ from collections import defaultdict
 import torch
 
 from ..algorithms.flow_layout import STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 from ..models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF, FlowConfig
 from .common import require, short_list
 
@@ -30,13 +30,6 @@ _LAYER_KEY = re.compile(r"odefunc\.diffeq\.layers\.(\d+)\.(_layer\.weight|_layer
 _BN_KEYS = {"weight", "bias", "step", "running_mean", "running_var"}
 _COUNTERS = ("step", "odefunc._num_evals")  # bookkeeping buffers; absent ones start at zero
 STATED = "stated in the file"
-
-
-def _describe(obj) -> str:
-    if not isinstance(obj, dict):
-        return f"a {type(obj).__name__}"
-    keys = list(obj)[:5]
-    return f"a dict with keys {keys}{' ...' if len(obj) > 5 else ''}"
 
 
 def _shape(sd: dict, key: str, label: str) -> tuple[int, ...]:
@@ -125,8 +118,8 @@ def _own_parts(obj: dict, label: str) -> tuple[FlowConfig, dict]:
     require(version == FORMAT_VERSION, f"{label}: format version {version!r} is not supported (this editor reads "
             f"version {FORMAT_VERSION})")
     arch, state = obj.get("arch"), obj.get("state_dict")
-    require(isinstance(arch, dict), f"{label}: 'arch' must be a dict, got {type(arch).__name__}")
-    require(isinstance(state, dict), f"{label}: 'state_dict' must be a dict, got {type(state).__name__}")
+    require(isinstance(arch, dict), f"{label}: 'arch' must be a dictionary, got {describe(arch)}")
+    require(isinstance(state, dict), f"{label}: 'state_dict' must be a dictionary, got {describe(state)}")
     try:
         return FlowConfig.from_dict(arch), state
     except (TypeError, ValueError) as e:
@@ -152,7 +145,7 @@ def flow_parts(obj, *, label: str) -> tuple[FlowConfig, dict, list[str], str, st
         raise ModelFormatError(f"{label} is a {obj['format']!r} file, not a StyleFlow flow")
     else:
         raise ModelFormatError(f"{label} is not a StyleFlow flow: expected StyleFlow's state dict (keys 'chain.0.…') "
-                               f"or a face-editor flow file, found {_describe(obj)}")
+                               f"or a face-editor flow file, found {describe(obj, keys=5)}")
     description = (f"{what}: {cfg.input_dim}-dim, hidden {'-'.join(map(str, cfg.hidden_dims))}, condition "
                    f"{cfg.cond_dim}, {cfg.num_blocks} block{'s' if cfg.num_blocks > 1 else ''}"
                    f"{'' if cfg.batch_norm else ', no batch norm'}")

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import DetectorUnavailable, ModelFormatError
+from ..errors import DetectorUnavailable, ModelFormatError, describe
 
 PACKAGE = "facenet-pytorch"
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
@@ -171,7 +171,7 @@ def load_mtcnn(files: dict[str, Path] | None = None) -> MTCNN:
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported the same way
             raise ModelFormatError(f"{name}: cannot read {files[name]}: {exc}") from exc
         if not isinstance(sd, dict):
-            raise ModelFormatError(f"{name}: {files[name]} holds a {type(sd).__name__}, expected a state dict")
+            raise ModelFormatError(f"{name}: {files[name]} holds {describe(sd)}, expected a state dict")
         nets[name] = _build(name, sd)
     return MTCNN(**nets)
 

@@ -34,7 +34,7 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from ..algorithms.flow_layout import ConditionLayout, LayoutError
 from ..checkpoints import atomic_torch_save
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, describe
 
 FORMAT = "face-editor/styleflow"
 FORMAT_VERSION = 1
@@ -399,7 +399,7 @@ def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCN
     elif isinstance(source, dict):
         obj, label, sha = source, "flow checkpoint dict", None
     else:
-        raise ModelFormatError(f"cannot load a flow from a {type(source).__name__}: pass a path or a state dict")
+        raise ModelFormatError(f"cannot load a flow from {describe(source)}: pass a path or a state dict")
     cfg, state, notes, fmt, description = styleflow.flow_parts(obj, label=label)
     stated, source_text = styleflow.flow_layout(obj, cfg, label=label)
     if layout is not None:
