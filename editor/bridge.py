@@ -9,6 +9,7 @@ import os
 
 from PySide6.QtCore import QObject, Qt, Signal
 
+from engine.errors import ErrorReport, plain_text
 from engine.worker import Event, Job, Worker
 
 
@@ -24,7 +25,7 @@ class EngineBridge(QObject):
     result = Signal(str, int, object)  # slot, request id, payload
     partial = Signal(str, int, object)
     progress = Signal(str, int, float, str)  # slot, request id, fraction, message
-    failed = Signal(str, int, str)  # slot, request id, message
+    failed = Signal(str, int, object)  # slot, request id, ErrorReport (str() is its sentence)
     cancelled = Signal(str, int)
     _event = Signal(object)  # emitted on the worker thread, delivered on the GUI thread
 
@@ -73,6 +74,9 @@ class EngineBridge(QObject):
             fraction, message = event.payload
             self.progress.emit(event.slot, event.request_id, fraction, message)
         elif event.kind == "error":
-            self.failed.emit(event.slot, event.request_id, str(event.payload))
+            report = event.payload
+            if not isinstance(report, ErrorReport):
+                report = ErrorReport(plain_text(str(report)))
+            self.failed.emit(event.slot, event.request_id, report)
         elif event.kind == "cancelled":
             self.cancelled.emit(event.slot, event.request_id)

@@ -29,10 +29,13 @@ from PySide6.QtWidgets import (
 )
 
 from engine.algorithms.latents import parse_seeds
+from engine.errors import ErrorReport
 from engine.export import LATENT_FORMATS, BatchExportJob, image_format, save_image, save_latent
 from engine.photo_jobs import PasteJob
 from engine.project import EditState, ProjectError
 from engine.render import LatentJob, RenderJob, RenderResult
+
+from .error_box import show_error
 
 EXPORT_SLOT = "export"
 BATCH_SLOT = "batch"
@@ -276,15 +279,16 @@ class ExportController(QObject):
             self.message.emit(f"Batch export cancelled: wrote {batch.written} of {batch.total} images to "
                               f"{batch.folder}")
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, report: ErrorReport) -> None:
         if slot == EXPORT_SLOT and rid in self._pending:
             self._pending.pop(rid)
-            QMessageBox.critical(self._parent, "Export failed", f"Nothing was exported:\n{text}")
+            show_error(self._parent, "Export failed", report.prefixed("Nothing was exported"),
+                       icon=QMessageBox.Icon.Critical)
         elif slot == BATCH_SLOT and self._batch is not None and rid == self._batch.rid:
             batch = self._finish_batch()
-            QMessageBox.critical(self._parent, "Batch export failed",
-                                 f"The batch export stopped after {batch.written} of {batch.total} images "
-                                 f"in {batch.folder}:\n{text}")
+            show_error(self._parent, "Batch export failed",
+                       report.prefixed(f"The batch export stopped after {batch.written} of {batch.total} images in "
+                                       f"{batch.folder}"), icon=QMessageBox.Icon.Critical)
 
     # -- dialogs --------------------------------------------------------------------------------------------------
     def _ask_save_path(self, title: str, name: str, filters: dict[str, str]) -> Path | None:

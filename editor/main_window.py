@@ -13,17 +13,18 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QScrollArea,
     QToolBar,
     QVBoxLayout,
     QWidget,
 )
 
+from engine.errors import ErrorReport
 from engine.render import RenderResult
 
 from .canvas import Canvas
 from .document import Document
+from .error_box import as_report, show_error
 from .exporting import ExportController
 from .history import HistoryStrip, restore_snapshot
 from .icons import icon
@@ -349,11 +350,14 @@ class MainWindow(QMainWindow):
     def _open_project(self) -> None:
         self.projects.open()
 
-    def _error(self, message: str) -> None:
-        self.statusBar().showMessage(message, 10000)
+    def _error(self, error: ErrorReport | str) -> None:
+        """Tell the user about a failure: its sentence in the status bar (and on an empty canvas) and a message
+        box whose details hold the traceback."""
+        report = as_report(error)
+        self.statusBar().showMessage(report.message, 10000)
         if not self.canvas.has_image():
-            self.canvas.set_placeholder(message)
-        QMessageBox.warning(self, APP_NAME, message)
+            self.canvas.set_placeholder(report.message)
+        show_error(self, APP_NAME, report)
 
     # ----- drag and drop, geometry, closing
 

@@ -66,6 +66,6 @@ class LivePreview(QObject):
             del self.latencies_ms[:-200]
         self.frame.emit(result)
 
-    def _on_failed(self, slot: str, rid: int, message: str) -> None:
+    def _on_failed(self, slot: str, rid: int, report) -> None:
         if slot == SLOT:
-            self.failed.emit(message)
+            self.failed.emit(str(report))  # the status bar shows the sentence; the traceback is in the log

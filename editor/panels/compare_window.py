@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.errors import ErrorReport
 from engine.i2i_jobs import (
     I2IExportJob,
     I2IFolderJob,
@@ -132,10 +133,10 @@ class MethodRow(QGroupBox):
 
 class CompareWindow(BatchDialogMixin, QDialog):
     """The three translation methods side by side (see the module docstring). ``message(str)`` for the status
-    bar, ``failed(str)`` for errors the user must see."""
+    bar, ``failed(ErrorReport)`` for errors the user must see."""
 
     message = Signal(str)
-    failed = Signal(str)
+    failed = Signal(object)  # ErrorReport
 
     def __init__(self, document, bridge, *, targets: list | None = None, i2i: list | None = None,
                  parent: QWidget | None = None):
@@ -600,7 +601,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
             self._folder_dialog.setLabelText(text)
             self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
         key = self._slot_key(slot, rid)
         if key is None:
             return
@@ -611,7 +612,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
             self.rows[key].status.setText(f"Cannot translate: {text}")
         elif key == FOLDER_SLOT:
             self._close_folder_dialog()
-            self.failed.emit(f"Translating the folder stopped: {text}")
+            self.failed.emit(text.prefixed("Translating the folder stopped"))
         else:
             self.failed.emit(text)
 

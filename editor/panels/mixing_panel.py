@@ -33,6 +33,7 @@ from engine.export import load_latent
 from engine.project import EditState, ProjectError, Source
 from engine.render import ThumbnailJob, ThumbnailResult
 
+from ..error_box import show_error
 from ..icons import icon
 from ..images import to_qimage
 from .generation_panel import SEED_MAX
@@ -230,7 +231,7 @@ class MixingPanel(QWidget):
             self._check_latent(latent, path.name)
             source = Source.from_latent(latent, name=path.stem)
         except ProjectError as e:
-            QMessageBox.critical(self, "Cannot use this latent", str(e))
+            show_error(self, "Cannot use this latent", str(e), icon=QMessageBox.Icon.Critical)
             return False
         self._doc.edit(f"Mix add latent {path.stem}", sources=self._doc.state.sources + (source,))
         return True
@@ -420,11 +421,11 @@ class MixingPanel(QWidget):
             self._cache[(key, src)] = QPixmap.fromImage(scaled)
         self._show_thumbnails()
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, report) -> None:
         if slot != SLOT or rid not in self._pending:
             return
         self._pending.pop(rid)
-        self._thumb_error = text
+        self._thumb_error = text = str(report)
         self._show_thumbnails()
         self.message.emit(f"Could not render the mixing thumbnails: {text}")
 

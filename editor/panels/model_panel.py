@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.errors import ErrorReport
 from engine.project import ModelRef
 from engine.render import ModelJob, ModelSummary
 
@@ -45,10 +46,11 @@ def describe(summary: ModelSummary) -> str:
 
 
 class ModelPanel(QWidget):
-    """Open / recent / info. ``message(str)`` for the status bar; ``failed(str)`` when a model cannot be loaded."""
+    """Open / recent / info. ``message(str)`` for the status bar; ``failed(ErrorReport)`` when a model cannot be
+    loaded."""
 
     message = Signal(str)
-    failed = Signal(str)
+    failed = Signal(object)  # ErrorReport
 
     def __init__(self, document, bridge, settings, parent: QWidget | None = None):
         super().__init__(parent)
@@ -98,7 +100,7 @@ class ModelPanel(QWidget):
     def open_path(self, path: str | Path) -> None:
         path = Path(path)
         if not path.is_file():
-            self.failed.emit(f"{path} is not a file")
+            self.failed.emit(ErrorReport(f"Could not load the model: {path} is not a file."))
             return
         self.open_ref(ModelRef(path=str(path.resolve())), user=True)
 
@@ -140,13 +142,13 @@ class ModelPanel(QWidget):
         self.info.setText(describe(summary))
         self.message.emit(f"Loaded {summary.ref.label()}")
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, report: ErrorReport) -> None:
         if slot != SLOT or rid not in self._pending:
             return
         self._pending.pop(rid)
         summary = self._doc.summary
         self.info.setText(describe(summary) if summary is not None else "No model loaded")
-        self.failed.emit(f"Could not load the model: {text}")
+        self.failed.emit(report.prefixed("Could not load the model"))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from engine.algorithms.projection import InversionSettings
 from engine.align import AlignTransform, box_transform, face_transform
+from engine.errors import ErrorReport
 from engine.photo_jobs import InversionOutcome, InversionStep, InvertJob, PasteJob, PasteResult, PhotoScan, ScanJob
 
 from ..face_picker import FacePicker
@@ -67,7 +68,7 @@ class PhotoPanel(QWidget):
     with the photo's face as the model sees it (the "before" of the side-by-side view)."""
 
     message = Signal(str)
-    failed = Signal(str)
+    failed = Signal(object)  # ErrorReport
     pasted = Signal(object)
     aligned = Signal(object)
 
@@ -357,14 +358,14 @@ class PhotoPanel(QWidget):
             self.progress.setValue(round(100 * fraction))
             self.progress.setFormat(text or "%p%")
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
         if slot == SCAN_SLOT and rid == self._scan_rid:
             self.info.setText("Could not open the photo.")
-            self.failed.emit(f"Could not open the photo: {text}")
+            self.failed.emit(text.prefixed("Could not open the photo"))
         elif slot == INVERT_SLOT and rid == self._invert_rid:
             self._job = None
             self._set_running(False)
-            self.failed.emit(f"Inversion failed: {text}")
+            self.failed.emit(text.prefixed("The inversion failed"))
         elif slot == PASTE_SLOT and rid == self._paste_rid:
             self.message.emit(f"Cannot paste back into the photo: {text}")
             self.pasted.emit(None)

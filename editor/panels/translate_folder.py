@@ -11,6 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
+from engine.errors import ErrorReport
 from engine.translate_jobs import FolderSummary, TranslateFolderJob
 
 FOLDER_SLOT = "translate-folder"
@@ -116,9 +117,9 @@ class FolderBatchMixin(BatchDialogMixin):
                                        QMessageBox.StandardButton.Ok, self)
         self.summary_box.open()
 
-    def _folder_failed(self, text: str) -> None:
+    def _folder_failed(self, text: ErrorReport) -> None:
         self._close_folder_dialog()
-        self.failed.emit(f"Translating the folder stopped: {text}")
+        self.failed.emit(text.prefixed("Translating the folder stopped"))
 
     def _folder_cancelled(self) -> None:
         self._close_folder_dialog()

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from engine.algorithms.projection import InversionSettings
+from engine.errors import ErrorReport
 from engine.project import EditState, ModelRef, Translation
 from engine.translate_jobs import (
     DISTANCE_LATENTS,
@@ -90,11 +91,12 @@ def _double_slider(lo: float, hi: float, *, decimals: int, step: float, tip: str
 class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWidget):
     """Target, depth, blend, mode and appearance of the document's translation, with the jobs around them.
 
-    ``message(str)`` for the status bar, ``failed(str)`` for errors the user must see, ``dragging(bool)`` while a
-    slider is held, ``source(image or None)``: the untranslated face while a translation is on (the "before")."""
+    ``message(str)`` for the status bar, ``failed(ErrorReport)`` for errors the user must see, ``dragging(bool)``
+    while a slider is held, ``source(image or None)``: the untranslated face while a translation is on (the
+    "before")."""
 
     message = Signal(str)
-    failed = Signal(str)
+    failed = Signal(object)  # ErrorReport
     dragging = Signal(bool)
     source = Signal(object)
 
@@ -501,13 +503,13 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         elif slot == SAMPLES_SLOT:
             self.message.emit(f"Style samples: {text}")
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
+    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
         if not self._mine(slot, rid):
             return
         if slot == TARGET_SLOT:
             self.refresh()
             self.distance.setText("")
-            self.failed.emit(f"Cannot translate into this model: {text}")
+            self.failed.emit(text.prefixed("Cannot translate into this model"))
         elif slot == DISTANCE_SLOT:
             self.distance.setText(f"Distance not measured: {text}")
         elif slot in (REF_SCAN_SLOT, REF_INVERT_SLOT):

@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog, QProgressBar
 
 from engine.align import box_transform, face_transform
+from engine.errors import ErrorReport
 from engine.photo_jobs import InversionOutcome, InvertJob, PhotoScan, ScanJob
 from engine.project import EditState, ModelRef
 
@@ -113,10 +114,10 @@ class ReferenceImageMixin:
         self._doc.edit(f"Appearance from {name}", translation=dataclasses.replace(tr, style=outcome.state.base))
         self.message.emit(f"Appearance from {name} (inverted in {tr.target.label()}: PSNR {outcome.psnr:.1f} dB)")
 
-    def _reference_failed(self, text: str) -> None:
+    def _reference_failed(self, text: ErrorReport) -> None:
         self._set_reference_running(False)
         self.refresh()
-        self.failed.emit(f"Cannot use the reference image: {text}")
+        self.failed.emit(text.prefixed("Cannot use the reference image"))
 
     def _reference_cancelled(self) -> None:
         self._set_reference_running(False)

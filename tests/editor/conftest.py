@@ -1,4 +1,5 @@
-"""Editor test fixtures: offscreen Qt (set by tests/conftest.py), a tiny saved generator, a started engine bridge."""
+"""Editor test fixtures: offscreen Qt (set by tests/conftest.py), a tiny saved generator, a started engine bridge,
+the main window at 1280×720."""
 from __future__ import annotations
 
 import pytest
@@ -51,3 +52,28 @@ def tiny_flow_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("flows") / "flow.pt"
     save_flow(path, flow.eval())
     return path
+
+
+@pytest.fixture
+def main_window(qtbot, tmp_path):
+    """The main window on the embedded default model at 1280×720 (a small laptop screen), first frame shown."""
+    from editor.bridge import EngineBridge
+    from editor.document import Document
+    from editor.main_window import MainWindow
+    from editor.settings import Settings
+    from engine.assets import ASSETS_DIR
+
+    if not (ASSETS_DIR / "generator.pt").exists():
+        pytest.fail("assets/generator.pt is missing from the checkout")
+    bridge = EngineBridge(device="cpu").start()
+    win = MainWindow(Document(EditState()), bridge, Settings(tmp_path / "s.ini"),
+                     autosave_path=tmp_path / "autosave.fproj")
+    win.resize(1280, 720)
+    win.show()
+    qtbot.waitUntil(lambda: win.current_full_image() is not None and win.document.summary is not None,
+                    timeout=60000)
+    yield win
+    win.document.undo_stack.setClean()
+    assert win.close()
+    bridge.shutdown()
+    win.deleteLater()

@@ -116,7 +116,7 @@ def test_model_panel_reports_a_broken_file_and_keeps_the_model(qtbot, tmp_path, 
         panel.load_current()
     with qtbot.waitSignal(panel.failed, timeout=20000) as blocker:
         panel.open_path(bad)
-    assert "Could not load the model" in blocker.args[0]
+    assert blocker.args[0].message.startswith("Could not load the model.")
     assert doc.state == tiny_state and doc.undo_stack.count() == 0
     with qtbot.waitSignal(panel.failed, timeout=5000):
         panel.open_path(tmp_path / "missing.pt")
@@ -150,7 +150,7 @@ class _Bridge(QObject):
     """The bridge's signals without a worker."""
 
     result, partial = Signal(str, int, object), Signal(str, int, object)
-    progress, failed, cancelled = Signal(str, int, float, str), Signal(str, int, str), Signal(str, int)
+    progress, failed, cancelled = Signal(str, int, float, str), Signal(str, int, object), Signal(str, int)
 
 
 def test_every_registered_icon_resolves(qtbot):

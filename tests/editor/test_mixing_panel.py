@@ -108,7 +108,7 @@ def test_thumbnails_arrive_at_the_requested_size(qtbot, bridge, tiny_state):
 def test_bad_latent_shows_an_error_and_changes_nothing(qtbot, bridge, tiny_state, tmp_path, monkeypatch):
     doc, panel = _panel(qtbot, bridge, tiny_state)
     errors = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda parent, title, text, *a, **k: errors.append(text))
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: errors.append(box.text()) or 0)
     garbage = tmp_path / "broken.npy"
     garbage.write_bytes(b"not a numpy file")
     wrong_width = tmp_path / "wide.npy"

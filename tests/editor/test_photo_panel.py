@@ -84,7 +84,7 @@ def test_a_broken_photo_is_reported(qtbot, panel, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     with qtbot.waitSignal(panel.failed, timeout=30000) as got:
         panel.open_path(str(bad))
-    assert "broken.jpg" in got.args[0] and panel._doc.state.photo is None
+    assert "broken.jpg" in got.args[0].message and panel._doc.state.photo is None
 
 
 def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_path):

@@ -46,6 +46,9 @@ def dialogs(monkeypatch) -> Dialogs:
     d = Dialogs()
     for kind in ("critical", "warning", "information", "question"):
         monkeypatch.setattr(QMessageBox, kind, d.record(kind))
+    kinds = {QMessageBox.Icon.Critical: "critical", QMessageBox.Icon.Warning: "warning"}
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: d.record(kinds.get(box.icon(), "information"))(
+        box.parent(), box.windowTitle(), box.text()) and 0)  # the error boxes with details (editor.error_box)
 
     def no_file_dialog(*_args):
         raise AssertionError("a file dialog was opened that the test did not expect")

@@ -158,7 +158,7 @@ def test_another_architecture_is_refused_and_any_file_can_be_opened(qtbot, panel
     monkeypatch.setattr(tp.QFileDialog, "getOpenFileName", lambda *a, **k: (str(other), ""))
     with qtbot.waitSignal(panel.failed, timeout=30000) as got:
         panel.target.setCurrentIndex(panel.target.count() - 1)  # "Open target model…"
-    assert "architecture" in got.args[0] and doc.state.translation is None and panel.target.currentIndex() == 0
+    assert "architecture" in got.args[0].message and doc.state.translation is None and panel.target.currentIndex() == 0
 
     copy = tmp_path / "mine.pt"
     copy.write_bytes(target_path.read_bytes())
