@@ -1,7 +1,13 @@
 """Preferences dialog: the engine device, the resolution rendered while a slider is being dragged, and the LPIPS
-weights a photo inversion may use."""
+weights a photo inversion may use.
+
+The device list is what this machine accepts (``engine.devices.device_choices``); any other torch device name can be
+typed, and is checked with ``resolve_device`` on OK: a device this machine cannot open is refused with a sentence
+naming the choices, and the dialog stays open with the stored device unchanged.
+"""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -15,8 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEVICES = (("auto", "Automatic (CUDA, then Apple MPS, then CPU)"), ("cpu", "CPU"), ("cuda", "CUDA GPU"),
-           ("mps", "Apple GPU (MPS)"))
+from engine.devices import device_choices, resolve_device
+from engine.errors import DeviceError
+
+from .error_box import show_error
+
+DEVICE_TIPS = {"auto": "CUDA if there is a GPU, then Apple's Metal (MPS), then the CPU", "cpu": "The CPU",
+               "cuda": "The current CUDA GPU", "mps": "Apple's GPU (Metal)"}
 PREVIEW_LIMITS = (64, 128, 256, 512, 1024)
 
 
@@ -27,15 +38,14 @@ class PreferencesDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Preferences")
         self._settings = settings
-        self.device = QComboBox()
-        for key, text in DEVICES:
-            self.device.addItem(text, key)
-        index = self.device.findData(settings.device)
-        if index < 0:  # a device typed on the command line or in the ini file, e.g. cuda:1
-            self.device.addItem(settings.device, settings.device)
-            index = self.device.count() - 1
-        self.device.setCurrentIndex(index)
-        self.device.setToolTip("Where the models run. Takes effect the next time the editor starts.")
+        self.device = QComboBox(editable=True, insertPolicy=QComboBox.InsertPolicy.NoInsert)
+        for name in device_choices():
+            self.device.addItem(name)
+            tip = DEVICE_TIPS.get(name, f"CUDA GPU number {name.partition(':')[2]}")
+            self.device.setItemData(self.device.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.device.setCurrentText(settings.device)  # a stored name this machine lacks is shown, and checked on OK
+        self.device.setToolTip("Where the models run: one of the listed devices of this machine, or a torch device "
+                               "name such as cuda:1. Takes effect the next time the editor starts.")
         self.preview = QComboBox()
         for px in PREVIEW_LIMITS:
             self.preview.addItem(f"{px} px", px)
@@ -69,10 +79,24 @@ class PreferencesDialog(QDialog):
         if path:
             self.lpips.setText(path)
 
+    def device_name(self) -> str:
+        """The device typed or chosen ('' counts as auto)."""
+        return self.device.currentText().strip() or "auto"
+
+    def accept(self) -> None:
+        """Close with OK, unless the device cannot be opened here: then say why and stay open."""
+        try:
+            resolve_device(self.device_name())
+        except DeviceError as e:
+            show_error(self, "Preferences", str(e))
+            self.device.setFocus()
+            return
+        super().accept()
+
     def apply(self) -> int:
         """Store the choices; returns the preview limit for the running editor."""
         self._settings.lpips_path = self.lpips.text().strip()
-        self._settings.device = self.device.currentData()
+        self._settings.device = self.device_name()
         self._settings.preview_limit = self.preview.currentData()
         self._settings.sync()
         return self._settings.preview_limit

@@ -128,7 +128,7 @@ def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
     settings = Settings(tmp_path / "p.ini")
     dialog = PreferencesDialog(settings)
     qtbot.addWidget(dialog)
-    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.device.setCurrentIndex(dialog.device.findText("cpu"))
     dialog.preview.setCurrentIndex(dialog.preview.findData(128))
     dialog.lpips.setText(" /weights/vgg16-397923af.pth ")
     assert dialog.apply() == 128
@@ -145,6 +145,30 @@ def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
     again.lpips_path = ""
     assert panel.settings().loss == "ms-ssim"
 
+
+
+def test_preferences_refuse_a_device_this_machine_cannot_open_and_keep_the_old_one(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QDialog, QMessageBox
+
+    from editor.preferences import PreferencesDialog
+
+    Settings(tmp_path / "p.ini").device = "cpu"
+    settings = Settings(tmp_path / "p.ini")
+    dialog = PreferencesDialog(settings)
+    qtbot.addWidget(dialog)
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append(box.text()) or 0)
+    dialog.show()
+    dialog.device.setEditText("cdua")  # typed: any torch device name can be given, and is checked
+    dialog.accept()
+    assert dialog.isVisible() and dialog.result() != QDialog.DialogCode.Accepted
+    assert len(shown) == 1 and "'cdua'" in shown[0] and "auto, cpu" in shown[0] and "Error" not in shown[0]
+    assert Settings(tmp_path / "p.ini").device == "cpu"
+    dialog.device.setEditText("cpu")
+    dialog.accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted and len(shown) == 1
+    dialog.apply()
+    assert Settings(tmp_path / "p.ini").device == "cpu"
 
 class _Bridge(QObject):
     """The bridge's signals without a worker."""
