@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-TOL = dict(rtol=1e-5, atol=1e-5)
-LOSS_TOL = dict(rtol=1e-4, atol=1e-4)
+# The README's tiers: about 1e-5 for a float32 re-implementation, 1e-4 for losses; spread: docs/FIXTURE_SPREAD.md.
+TOL = dict(rtol=1e-5, atol=3e-5)  # 2x the max output spread over native/avx2/default x 1/2 threads (1.4e-5, G, default)
+LOSS_TOL = dict(rtol=1e-4, atol=1e-4)  # the README's loss tier; max spread measured 1.9e-6 (50x margin)
 
 
 def load_fixture(reference_dir: Path, name: str) -> dict:

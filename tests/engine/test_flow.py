@@ -14,8 +14,11 @@ from engine.errors import ModelFormatError
 from engine.models.flow import CNF, FAST_STEPS, ConditionalCNF, FlowConfig, MovingBatchNorm, load_flow, save_flow
 
 DEGREE = (1.5, 2.5, 1.0, 1.0, 2.0, 1.7, 0.93, 1.0)  # StyleFlow UI: attribute k moves degree_k x the slider change
-X_TOL = {"atol": 2e-5, "rtol": 1e-5}  # the fixture README's faithful-port tolerances
-LOGP_TOL = {"atol": 2e-4, "rtol": 1e-5}
+# Faithful port vs the float32 expectations: bit-exact only on the CPU kernels that made the fixture. Measured across
+# native/avx2/default kernels x 1/2 threads (docs/FIXTURE_SPREAD.md); the README's "any other solver" tier is 2e-3/1e-2.
+X_TOL = {"atol": 1.2e-4, "rtol": 1e-5}  # 2x the max x spread (6.0e-5, roundtrip_same_b1 w_rec, default kernels)
+LOGP_TOL = {"atol": 1.1e-3, "rtol": 1e-5}  # 2x the max logp spread (5.3e-4, the same case's logp_rec)
+NFE_SLACK = 6  # one dopri5 step (6 evaluations) per block: measured under default kernels, exact on native and avx2
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +88,8 @@ def replay(flow: ConditionalCNF, case: dict, *, offset: int, seeded: bool = Fals
     return out, nfes
 
 
-def check_case(flow, case, expected, nfe, *, offset, seeded=False, x_tol=X_TOL, logp_tol=LOGP_TOL):
+def check_case(flow, case, expected, nfe, *, offset, seeded=False, x_tol=X_TOL, logp_tol=LOGP_TOL,
+               nfe_slack=NFE_SLACK):
     out, nfes = replay(flow, case, offset=offset, seeded=seeded)
     assert set(out) == set(expected), case["name"]
     for key, want in expected.items():
@@ -96,7 +100,8 @@ def check_case(flow, case, expected, nfe, *, offset, seeded=False, x_tol=X_TOL, 
             torch.testing.assert_close(out[key], want.to(out[key].dtype), **tol,
                                        msg=lambda m: f"{case['name']} {key}: {m}")
     if nfe is not None:
-        assert nfes == nfe, case["name"]
+        assert len(nfes) == len(nfe) and all(set(g) == set(w) for g, w in zip(nfes, nfe)), case["name"]
+        assert all(abs(g[k] - w[k]) <= nfe_slack for g, w in zip(nfes, nfe) for k in w), (case["name"], nfes, nfe)
     for a, b in case["kwargs"].get("keep_rows", []):  # rows the edit keeps come back bit-identical
         assert torch.equal(out["w_new"][:, a:b], case["inputs"]["w"][:, a:b])
     return out
@@ -126,7 +131,7 @@ def test_tolerances_and_dtype_follow_the_config(fixture, fixture_flow):
     for case in cases:
         check_case(tight, case, case["expected_tol1e10_f64"], case["nfe_tol1e10_f64"],
                    offset=fixture["config"]["attribute_offset_in_condition"],
-                   x_tol={"atol": 1e-9, "rtol": 0}, logp_tol={"atol": 1e-8, "rtol": 0})
+                   x_tol={"atol": 1e-9, "rtol": 0}, logp_tol={"atol": 1e-8, "rtol": 0}, nfe_slack=0)  # float64
 
 
 def test_exact_divergence_matches_the_exact_trace(fixture, fixture_flow):

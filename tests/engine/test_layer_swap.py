@@ -13,8 +13,7 @@ from engine import Generator, GeneratorConfig, load_generator
 from engine.algorithms import layer_swap as ls
 from engine.algorithms.latents import truncate
 
-TOL = dict(rtol=1e-5, atol=1e-5)  # the fixture README's float32 agreement
-
+from .i2i_helpers import TOL  # the i2i README's float32 agreement and the measured spread (FIXTURE_SPREAD.md)
 
 # ---------------------------------------------------------------------------------------------------- fixture cases
 
