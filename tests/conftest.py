@@ -1,4 +1,4 @@
-"""Shared pytest configuration: offscreen Qt, paths to the shared reference fixtures."""
+"""Shared pytest configuration: offscreen Qt, paths to the shared reference fixtures, the ``fixture`` marker."""
 import os
 import tempfile
 from pathlib import Path
@@ -23,3 +23,11 @@ def reference_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return REFERENCE
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that reads the shared reference fixtures (through ``reference_dir``) is marked ``fixture``: the CI
+    runs those again under other CPU kernels, and the selection follows the fixture use, so it cannot go stale."""
+    for item in items:
+        if "reference_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.fixture)
