@@ -4,7 +4,10 @@ the edited face back into the photo at full resolution.
 An inversion starts from the encoder's guess when one fits the generator (``assets/encoder.pt`` for the embedded
 default), refines it with the optimiser (``engine.algorithms.projection``), hands out a preview every few steps,
 and ends in a new ``EditState`` whose base is the inverted latent, with the optimised noise maps and the photo's
-alignment, so every other panel then works on the photo.
+alignment, so every other panel then works on the photo. Refining optimises that base latent further and keeps
+whatever was edited on top of it (style mixing, attribute edits, locks), and never ends below the PSNR it started
+from. ``ReconstructionJob`` measures any state's photo latent against its photo (the readout after an undo or
+when a project is reopened).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from .models.encoder import load_encoder
 from .models.stylegan2 import Generator
 from .photo import Photo, load_photo
 from .project import EditState, NoiseMaps, PhotoRef, ProjectError, Source
-from .render import cached_model, render_in_worker
+from .render import cached_model, render_in_worker, source_ws, state_noise
 
 PREVIEW_EVERY = 10
 
@@ -61,6 +64,29 @@ def encoder_for(ctx, G: Generator):
 def to_target(image: np.ndarray, device) -> torch.Tensor:
     """uint8 [R, R, 3] -> float [1, 3, R, R] in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1
+
+
+def photo_latent(state: EditState) -> EditState:
+    """What a reconstruction readout depends on: the model, the photo's latent and noise maps, and the photo; not
+    what is edited on top of them (seed, truncation, mixing, attribute edits, translation)."""
+    return EditState(model=state.model, base=state.base, noise_maps=state.noise_maps, photo=state.photo)
+
+
+@torch.no_grad()
+def reconstruct(G: Generator, state: EditState, target: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """The rendering [1, 3, R, R] (clamped) of the state's photo latent with its noise maps (else the model's
+    constant noise), and its PSNR (dB) and SSIM against ``target`` [1, 3, R, R]: the numbers the editor shows."""
+    key = photo_latent(state)
+    ws = source_ws(G, key.base, psi=key.psi, cutoff=key.cutoff)  # a latent is used as is: [1, num_ws, w_dim]
+    image = G.synthesis(ws, noise_mode="const", noise=state_noise(G, key)).clamp(-1, 1)
+    return image, float(psnr(image, target)[0]), float(ssim(image, target)[0])
+
+
+def photo_of(ctx, ref: PhotoRef) -> Photo:
+    """The photo a face was inverted from, through the worker's cache; a missing or changed file is an error."""
+    if not Path(ref.path).is_file():
+        raise ProjectError(f"the photo {ref.name} is no longer at {ref.path}")
+    return cached_photo(ctx, ref.path, ref.sha256)
 
 
 @dataclass(frozen=True)
@@ -108,7 +134,12 @@ class InversionStep:
 
 @dataclass(frozen=True)
 class InversionOutcome:
-    """The document's new state (base = the inverted latent), the aligned photo and the reconstruction."""
+    """The document's new state (base = the inverted latent), the aligned photo and the reconstruction.
+
+    ``psnr``/``ssim``: the kept code's (``reconstruct``); ``start_psnr``: the starting code's; ``steps``: optimiser
+    steps run; ``kept_step``: the step whose code was kept (``steps`` for the final code, 0 when a refine found
+    nothing better than its start and kept the state's base as it was); ``refine``: it refined ``state``'s base.
+    """
 
     state: EditState
     aligned: np.ndarray = field(repr=False)  # uint8 [R, R, 3]
@@ -119,6 +150,9 @@ class InversionOutcome:
     seconds: float
     encoder: bool
     stopped: bool
+    start_psnr: float
+    kept_step: int
+    refine: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +161,9 @@ class InvertJob:
 
     ``use_encoder``: start from the encoder's guess when one fits the model; ``optimise`` False keeps that guess
     as it is (encoder only);
-    ``refine``: start from ``state``'s own inverted latent and noise instead (more steps on the same photo).
+    ``refine``: start from ``state``'s own inverted latent and noise instead (more steps on the same photo), keep
+    the best step (by PSNR, the start included), and keep the state's mixing, attribute edits and locks, which
+    apply on top of the refined latent; a fresh inversion starts the face over without them.
     ``stop`` ends the optimisation early and keeps its result; cancelling the request discards it.
     """
 
@@ -151,11 +187,12 @@ class InvertJob:
         target = to_target(aligned, G.w_avg.device)
         init_ws, init_noise, encoded = self._start(ctx, G, target)
         total = self.settings.steps if self.optimise else 0
-        with torch.no_grad():
-            first = G.synthesis(G.w_avg.expand(1, G.num_ws, -1) if init_ws is None else init_ws,
-                                noise_mode="const", noise=init_noise)
-        ctx.partial(InversionStep(0, total, float(psnr(first, target)), float(ssim(first, target)),
-                                  to_uint8(first)[0], aligned))
+        start_ws = G.w_avg.expand(1, G.num_ws, -1) if init_ws is None else init_ws  # [1, num_ws, w_dim]
+        start = self.state.replace(base=Source.from_latent(start_ws.detach().cpu().numpy(), name="start"),
+                                   noise_maps=None if init_noise is None else NoiseMaps.from_arrays(
+                                       [n.detach().cpu()[0, 0].numpy() for n in init_noise]))
+        first, start_psnr, start_ssim = reconstruct(G, start, target)
+        ctx.partial(InversionStep(0, total, start_psnr, start_ssim, to_uint8(first)[0], aligned))
 
         def progress(step, total_steps, metrics, preview):
             ctx.progress(step / max(total_steps, 1), f"step {step}/{total_steps}")
@@ -166,26 +203,22 @@ class InvertJob:
         if total > 0:
             result = invert(G, target, settings=self.settings, init_ws=init_ws, init_noise=init_noise,
                             progress=progress, should_stop=lambda: self.stop.is_set() or ctx.cancelled(),
-                            preview_every=PREVIEW_EVERY)
+                            preview_every=PREVIEW_EVERY, keep_best=self.refine)
             ctx.check()
-            ws, noise, image, steps = result.ws, result.noise, result.image, result.steps
+            ws, noise, steps, kept = result.ws, result.noise, result.steps, result.kept_step
         else:
-            noise = init_noise
-            with torch.no_grad():
-                image = G.synthesis(init_ws, noise_mode="const", noise=noise)
-            ws, steps = init_ws, 0
-        recon = to_uint8(image)[0]
-        quality_psnr = float(psnr(image, target))
-        quality_ssim = float(ssim(image, target))
-        state = self.state.replace(
-            base=Source.from_latent(ws.detach().cpu().numpy(), name=Path(self.photo_path).name),
-            noise_maps=NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy() for n in noise])
-            if noise and self._own_noise() else None,
-            photo=PhotoRef(str(Path(self.photo_path).resolve()), photo.sha256, self.transform.quad,
-                           self.transform.size),
-            rows=(), edits=(), locks=())
-        return InversionOutcome(state, aligned, recon, quality_psnr, quality_ssim, steps,
-                                time.perf_counter() - t0, encoded, self.stop.is_set())
+            ws, noise, steps, kept = start_ws, init_noise, 0, 0
+        ref = PhotoRef(str(Path(self.photo_path).resolve()), photo.sha256, self.transform.quad, self.transform.size)
+        fitted = dict(base=Source.from_latent(ws.detach().cpu().numpy(), name=Path(self.photo_path).name),
+                      noise_maps=NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy() for n in noise])
+                      if noise and self._own_noise() else None, photo=ref)
+        state = self.state.replace(**fitted) if self.refine else self.state.replace(**fitted, rows=(), edits=(),
+                                                                                    locks=())
+        image, quality_psnr, quality_ssim = reconstruct(G, state, target)
+        if self.refine and (kept == 0 or quality_psnr < start_psnr):  # nothing better: the start as it was
+            state, image, quality_psnr, quality_ssim, kept = self.state, first, start_psnr, start_ssim, 0
+        return InversionOutcome(state, aligned, to_uint8(image)[0], quality_psnr, quality_ssim, steps,
+                                time.perf_counter() - t0, encoded, self.stop.is_set(), start_psnr, kept, self.refine)
 
     def _own_noise(self) -> bool:
         """Whether the result has noise maps of its own (else it renders with the model's constant noise)."""
@@ -229,12 +262,42 @@ class PasteJob:
         ref = self.state.photo
         if ref is None:
             raise ProjectError("this face does not come from a photo")
-        if not Path(ref.path).is_file():
-            raise ProjectError(f"the photo {ref.name} is no longer at {ref.path}")
-        photo = cached_photo(ctx, ref.path, ref.sha256)
+        photo = photo_of(ctx, ref)
         transform = AlignTransform(quad=ref.quad, size=ref.size)
         face = render_in_worker(ctx, self.state)
         ctx.check()
         aligned = align_image(photo.pixels, transform)
         pasted = paste_back(photo.pixels, face, transform)
         return PasteResult(self.state, aligned, pasted, (time.perf_counter() - t0) * 1e3)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """How closely a state's photo latent renders its photo: ``key`` (``photo_latent`` of the state measured), the
+    photo's aligned face, the latent's rendering (uint8 [R, R, 3] each), PSNR (dB) and SSIM between them."""
+
+    key: EditState
+    aligned: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class ReconstructionJob:
+    """Measure ``state``'s photo latent against its photo (the same numbers an inversion reports)."""
+
+    state: EditState
+
+    def __call__(self, ctx) -> Reconstruction:
+        key = photo_latent(self.state)
+        ref = key.photo
+        if ref is None or key.base is None:
+            raise ProjectError("this face does not come from a photo")
+        photo = photo_of(ctx, ref)
+        G = cached_model(ctx, key.model)
+        if ref.size != G.img_resolution:
+            raise ProjectError(f"the face was aligned to {ref.size} px; this model makes {G.img_resolution} px images")
+        aligned = align_image(photo.pixels, AlignTransform(quad=ref.quad, size=ref.size))  # uint8 [R, R, 3]
+        image, quality_psnr, quality_ssim = reconstruct(G, key, to_target(aligned, G.w_avg.device))
+        return Reconstruction(key, aligned, to_uint8(image)[0], quality_psnr, quality_ssim)

@@ -1,13 +1,16 @@
 """Photo panel: open a photo, choose its face, invert it into the generator, refine, and paste the edit back.
 
 The steps run in the engine worker: ``ScanJob`` (read + detect), ``InvertJob`` (encoder guess, then the optimiser,
-with a preview every few steps, stoppable and cancellable) and ``PasteJob`` (the current face blended back into the
-photo at full resolution). A finished inversion is one undoable edit: the document's base becomes the photo's
-latent, so every other panel then edits the photo.
+with a preview every few steps, stoppable and cancellable), ``ReconstructionJob`` (the PSNR / SSIM readout of the
+document's photo latent, after an undo or when a project is reopened) and ``PasteJob`` (the current face blended
+back into the photo at full resolution). A finished inversion is one undoable edit: the document's base becomes the
+photo's latent, so every other panel then edits the photo. A refine is one too: it fits that latent further and keeps
+the edits made on top of it. While an inversion runs, no other photo is opened or inverted.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +35,28 @@ from PySide6.QtWidgets import (
 from engine.algorithms.projection import InversionSettings
 from engine.align import AlignTransform, box_transform, face_transform
 from engine.errors import ErrorReport
-from engine.photo_jobs import InversionOutcome, InversionStep, InvertJob, PasteJob, PasteResult, PhotoScan, ScanJob
+from engine.photo_jobs import (
+    InversionOutcome,
+    InversionStep,
+    InvertJob,
+    PasteJob,
+    PasteResult,
+    PhotoScan,
+    Reconstruction,
+    ReconstructionJob,
+    ScanJob,
+    photo_latent,
+)
+from engine.project import EditState, PhotoRef
 
 from ..face_picker import FacePicker
 from ..icons import icon
 from ..images import HeldImage
 
-SCAN_SLOT, INVERT_SLOT, PASTE_SLOT = "photo-scan", "photo-invert", "photo-paste"
+SCAN_SLOT, INVERT_SLOT, PASTE_SLOT, QUALITY_SLOT = "photo-scan", "photo-invert", "photo-paste", "photo-quality"
+NO_PHOTO = "No photo: the face is generated from its seed."
+INFO_STYLE, WARNING_STYLE = "color: palette(mid)", "color: #cb4b16"
+READOUTS_KEPT = 16  # photo latents whose readout is remembered (undo / redo shows them without a new measure)
 PHOTO_FILTER = "Photos (*.jpg *.jpeg *.png *.webp *.bmp *.tif *.tiff);;All files (*)"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 THUMB = 112
@@ -63,21 +81,51 @@ def _thumb(label: QLabel, image: np.ndarray | None, text: str) -> None:
                               Qt.TransformationMode.SmoothTransformation))
 
 
+def _quality_text(psnr: float, ssim: float) -> str:
+    return f"PSNR {psnr:.1f} dB · SSIM {ssim:.3f}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def kept_edits_text(state: EditState) -> str:
+    """What a refine kept on top of the refined latent, e.g. "your 2 attribute edits and style mixing are kept"
+    ("" when nothing was edited)."""
+    attributes = sum(e.kind == "attribute" for e in state.edits)
+    lighting = len(state.edits) - attributes
+    parts = ([_plural(attributes, "attribute edit")] if attributes else []) + \
+            ([_plural(lighting, "lighting edit")] if lighting else []) + \
+            (["style mixing"] if state.mixed() else []) + (["translation"] if state.translation else [])
+    if not parts:
+        return ""
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    single = len(parts) == 1 and len(state.edits) <= 1
+    return f"your {text} {'is' if single else 'are'} kept"
+
+
 class PhotoPanel(QWidget):
     """``message(text)`` for the status bar, ``pasted(image or None)`` with the photo view, ``aligned(image)``
-    with the photo's face as the model sees it (the "before" of the side-by-side view)."""
+    with the photo's face as the model sees it (the "before" of the side-by-side view), ``runningChanged(bool)``
+    when an inversion starts or ends."""
 
     message = Signal(str)
     failed = Signal(object)  # ErrorReport
     pasted = Signal(object)
     aligned = Signal(object)
+    runningChanged = Signal(bool)
 
     def __init__(self, document, bridge, settings=None, parent: QWidget | None = None):
         super().__init__(parent)
         self._doc, self._bridge, self._settings = document, bridge, settings
         self._scan: PhotoScan | None = None
-        self._scan_rid = self._invert_rid = self._paste_rid = None
+        self._scan_rid = self._invert_rid = self._paste_rid = self._quality_rid = None
         self._job: InvertJob | None = None
+        self._running = False
+        self._pick_after_scan = False  # the scan was asked for by "Choose face…": open the picker, invert nothing
+        # photo latent (``photo_latent``) -> (readout text, reconstruction, aligned photo), newest last
+        self._readouts: OrderedDict[EditState, tuple[str, np.ndarray, np.ndarray]] = OrderedDict()
+        self._photos: dict[PhotoRef, str] = {}  # photos measured or inverted: "" readable, else why not
         self._aligned: np.ndarray | None = None
         self.last_outcome: InversionOutcome | None = None
         self.last_paste: PasteResult | None = None
@@ -87,9 +135,9 @@ class PhotoPanel(QWidget):
         self.open_button = QPushButton(icon("open_photo"), "Open photo…")
         self.open_button.setToolTip("Load a photo and edit its face (Ctrl+Shift+P); you can also drop one on the "
                                     "window")
-        self.info = QLabel("No photo: the face is generated from its seed.")
+        self.info = QLabel(NO_PHOTO)
         self.info.setWordWrap(True)
-        self.info.setStyleSheet("color: palette(mid)")
+        self.info.setStyleSheet(INFO_STYLE)
         self.choose_button = QToolButton(text="Choose face…", toolTip="Pick another face of the photo, or place a "
                                                                       "crop box by hand")
         self.target_view, self.recon_view = QLabel(), QLabel()
@@ -182,13 +230,34 @@ class PhotoPanel(QWidget):
         if path:
             self.open_path(path)
 
-    def open_path(self, path: str) -> None:
-        """Read ``path`` and find its faces in the worker; the face choice and the inversion follow."""
+    def open_path(self, path: str, *, pick: bool = False) -> None:
+        """Read ``path`` and find its faces in the worker; the face choice and the inversion follow (``pick``: the
+        face picker opens whatever was found). Refused while an inversion runs."""
+        if self._refused(f"open {Path(path).name}"):
+            return
+        self._pick_after_scan = pick
+        self.info.setStyleSheet(INFO_STYLE)
         self.info.setText(f"Reading {Path(path).name}…")
         self._scan_rid = self._bridge.submit(ScanJob(str(path), self._doc.state), slot=SCAN_SLOT)
 
+    def _refused(self, what: str) -> bool:
+        """While an inversion runs nothing else starts: say so and return True."""
+        if self.running():
+            self.message.emit(f"An inversion is running: stop it or cancel it (Esc) before you {what}")
+        return self.running()
+
+    def _scan_is_the_photo(self) -> bool:
+        """The last scan is of the document's photo (or the document has none): "Choose face…" may use it."""
+        ref = self._doc.state.photo
+        return self._scan is not None and (ref is None or Path(self._scan.photo.path).resolve() == Path(ref.path))
+
     def choose_face(self) -> None:
-        """Open the face picker (window-modal): the chosen face or crop box is aligned and inverted."""
+        """Open the face picker (window-modal): the chosen face or crop box is aligned and inverted. The document's
+        photo when the panel has not read it yet (a reopened project) is read first."""
+        ref = self._doc.state.photo
+        if not self._scan_is_the_photo() and ref is not None and self._photos.get(ref) == "":
+            self.open_path(ref.path, pick=True)
+            return
         scan = self._scan
         if scan is None:
             return
@@ -207,7 +276,7 @@ class PhotoPanel(QWidget):
             self.transform = face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe)
         else:
             self.transform = box_transform(tuple(float(v) for v in value), size=scan.size)
-        self.start_inversion()
+        self.start_inversion(source=(scan.photo.path, self.transform))
 
     # ----- inversion
 
@@ -217,19 +286,33 @@ class PhotoPanel(QWidget):
         extra = dict(loss="lpips", lpips_path=lpips) if lpips else {}
         return dataclasses.replace(InversionSettings(), steps=self.steps.value(), **extra)
 
-    def start_inversion(self, *, refine: bool = False) -> None:
+    def _invert_source(self) -> tuple[str, AlignTransform] | None:
+        """What Invert inverts: the document's photo (from its stored alignment) once it is known to be readable,
+        else the face chosen in the last photo opened; None when there is nothing (or the photo is missing)."""
+        ref = self._doc.state.photo
+        if ref is not None:
+            return (ref.path, AlignTransform(quad=ref.quad, size=ref.size)) if self._photos.get(ref) == "" else None
+        if self._scan is not None and self.transform is not None:
+            return self._scan.photo.path, self.transform
+        return None
+
+    def start_inversion(self, *, refine: bool = False, source: tuple[str, AlignTransform] | None = None) -> None:
+        """Invert ``source`` (photo path, alignment; default ``_invert_source``), or refine the document's photo
+        latent. Refused while an inversion runs."""
+        if self._refused("start another"):
+            return
         st = self._doc.state
         if refine:
             if st.photo is None:
                 self.message.emit("Nothing to refine: invert a photo first")
                 return
-            path = st.photo.path
-            transform = AlignTransform(quad=st.photo.quad, size=st.photo.size)
-        else:
-            if self._scan is None or self.transform is None:
-                self.message.emit("Open a photo first (Ctrl+Shift+P)")
-                return
-            path, transform = self._scan.photo.path, self.transform
+            source = st.photo.path, AlignTransform(quad=st.photo.quad, size=st.photo.size)
+        source = source or self._invert_source()
+        if source is None:
+            error = self._photos.get(st.photo) if st.photo is not None else None
+            self.message.emit(error or "Open a photo first (Ctrl+Shift+P)")
+            return
+        path, transform = source
         use_encoder, optimise = METHODS[self.method.currentText()]
         self._job = InvertJob(st, path, transform, self.settings(), use_encoder=use_encoder and not refine,
                               optimise=optimise or refine, refine=refine)
@@ -237,6 +320,9 @@ class PhotoPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self._set_running(True)
+        what = f"Refining {Path(path).name}" if refine else f"Inverting {Path(path).name}"
+        self.message.emit(f"{what}… Stop keeps the result so far, Esc cancels it; no other photo can be opened "
+                          f"until it ends")
 
     def stop(self) -> None:
         if self._job is not None:
@@ -252,17 +338,23 @@ class PhotoPanel(QWidget):
     def _set_running(self, on: bool) -> None:
         for w in (self.stop_button, self.cancel_button, self.progress):
             w.setVisible(on)
-        has_photo = self._doc.state.photo is not None
+        ref = self._doc.state.photo
+        has_photo = ref is not None
+        readable = has_photo and self._photos.get(ref) == ""
+        usable = has_photo and self._photos.get(ref, "") == ""  # not known to be missing
         shown = on or has_photo or self._scan is not None  # before a photo: just the button, room for the rest
         for w in (self.thumbs, self.method, self.steps, self.invert_button, self.refine_button, self.quality,
                   self.in_photo, self.export_button):
             w.setVisible(shown)
-        self.invert_button.setEnabled(not on and self._scan is not None and self.transform is not None)
-        self.refine_button.setEnabled(not on and has_photo)
-        self.choose_button.setEnabled(not on and self._scan is not None)
+        self.invert_button.setEnabled(not on and self._invert_source() is not None)
+        self.refine_button.setEnabled(not on and readable)
+        self.choose_button.setEnabled(not on and (self._scan_is_the_photo() or readable))
         self.open_button.setEnabled(not on)
-        self.in_photo.setEnabled(has_photo)
-        self.export_button.setEnabled(has_photo)
+        self.in_photo.setEnabled(usable)
+        self.export_button.setEnabled(usable)
+        if on != self._running:
+            self._running = on
+            self.runningChanged.emit(on)
 
     # ----- paste back
 
@@ -273,8 +365,69 @@ class PhotoPanel(QWidget):
             self.pasted.emit(None)
 
     def request_paste(self) -> None:
-        if self._doc.state.photo is not None:
+        ref = self._doc.state.photo
+        if ref is not None and self._photos.get(ref, "") == "":  # not for a photo known to be missing
             self._paste_rid = self._bridge.submit(PasteJob(self._doc.state), slot=PASTE_SLOT)
+
+    # ----- the readout: always the current photo latent's
+
+    def _remember(self, key: EditState, text: str, image: np.ndarray, aligned: np.ndarray) -> None:
+        self._readouts[key] = (text, image, aligned)
+        self._readouts.move_to_end(key)
+        while len(self._readouts) > READOUTS_KEPT:
+            self._readouts.popitem(last=False)
+
+    def _show_readout(self) -> None:
+        """Show the PSNR / SSIM and the reconstruction of the document's photo latent: remembered, or measured on
+        the worker (a reopened project, a photo not read yet); nothing when there is no photo or it is missing.
+        While an inversion runs its steps are shown instead."""
+        if self.running():
+            return
+        st = self._doc.state
+        if st.photo is None:
+            if self.info.styleSheet() == WARNING_STYLE:  # the missing photo is no longer the document's
+                self.info.setStyleSheet(INFO_STYLE)
+                self.info.setText(NO_PHOTO)
+            self.quality.setText("")
+            _thumb(self.recon_view, None, "inverted")
+            return
+        error = self._photos.get(st.photo)
+        self.info.setStyleSheet(WARNING_STYLE if error else INFO_STYLE)
+        if error:
+            self.quality.setText("")
+            self.info.setText(error)
+            _thumb(self.target_view, None, "photo missing")
+            _thumb(self.recon_view, None, "inverted")
+            return
+        self.info.setText(f"{st.photo.name} · face {st.photo.size} px")
+        remembered = self._readouts.get(photo_latent(st))
+        if remembered is not None:
+            text, image, aligned = remembered
+            self.quality.setText(text)
+            _thumb(self.recon_view, image, "inverted")
+            _thumb(self.target_view, aligned, "photo")
+            return
+        self.quality.setText("Measuring the reconstruction…")
+        _thumb(self.recon_view, None, "…")
+        self._quality_rid = self._bridge.submit(ReconstructionJob(st), slot=QUALITY_SLOT)
+
+    def _measured(self, rec: Reconstruction) -> None:
+        self._photos[rec.key.photo] = ""
+        self._remember(rec.key, _quality_text(rec.psnr, rec.ssim), rec.image, rec.aligned)
+        if self._aligned is None and self._doc.state.photo == rec.key.photo:
+            self._aligned = rec.aligned
+            self.aligned.emit(rec.aligned)
+        self._show_readout()
+        self._set_running(self.running())
+
+    def _measure_failed(self, report) -> None:
+        ref = self._doc.state.photo
+        if ref is None:
+            return
+        self._photos[ref] = (f"{str(report).rstrip('.')}. The face still renders from its latent; Invert, Refine "
+                             f"and Show in photo need the photo file.")
+        self._show_readout()
+        self._set_running(self.running())
 
     def current_paste(self) -> PasteResult | None:
         r = self.last_paste
@@ -290,22 +443,22 @@ class PhotoPanel(QWidget):
             if "photo" in fields:
                 self._aligned = None
                 self.aligned.emit(None)
-                self.quality.setText("")
-                _thumb(self.recon_view, None, "inverted")
-        else:
-            self.info.setText(f"{state.photo.name} · face {state.photo.size} px")
-            if "photo" in fields or self._aligned is None:
-                self._paste_timer.start(0)  # also brings the aligned face (the "before") back after an undo
-            elif self.in_photo.isChecked():
-                self._paste_timer.start()
-        self._set_running(self._job is not None)
+        elif "photo" in fields or self._aligned is None:
+            self._paste_timer.start(0)  # also brings the aligned face (the "before") back after an undo
+        elif self.in_photo.isChecked():
+            self._paste_timer.start()
+        if fields & {"photo", "base", "noise_maps", "model"}:
+            self._show_readout()
+        self._set_running(self.running())
 
     def _on_result(self, slot: str, rid: int, payload) -> None:
         if slot == SCAN_SLOT and rid == self._scan_rid:
             self._scanned(payload)
         elif slot == INVERT_SLOT and rid == self._invert_rid:
-            self._job = None
-            self._inverted(payload)
+            job, self._job = self._job, None
+            self._inverted(payload, job)
+        elif slot == QUALITY_SLOT and rid == self._quality_rid:
+            self._measured(payload)
         elif slot == PASTE_SLOT and rid == self._paste_rid:
             self.last_paste = payload
             self._aligned = payload.aligned
@@ -324,26 +477,54 @@ class PhotoPanel(QWidget):
                           + (f"{n} face{'s' if n != 1 else ''} found" if n else "no face found"))
         self.transform = None
         self._set_running(False)
-        if n == 1:
+        pick, self._pick_after_scan = self._pick_after_scan, False
+        if n == 1 and not pick:
             self.use_choice(("face", 0))
         else:
             self.choose_face()
 
-    def _inverted(self, outcome: InversionOutcome) -> None:
+    def _inverted(self, outcome: InversionOutcome, job: InvertJob | None) -> None:
         self.last_outcome = outcome
+        ref = outcome.state.photo
+        self._photos[ref] = ""
+        stopped = " (stopped)" if outcome.stopped else ""
+        if outcome.refine:
+            best = f", best at step {outcome.kept_step}" if 0 < outcome.kept_step < outcome.steps else ""
+            how = f"refined +{outcome.steps} steps{best}"
+        else:
+            how = ("encoder only" if outcome.steps == 0 else
+                   f"{outcome.steps} steps" + (" from the encoder's guess" if outcome.encoder else ""))
+        if not (outcome.refine and outcome.kept_step == 0):  # a refine that kept its start keeps its readout
+            self._remember(photo_latent(outcome.state), f"{_quality_text(outcome.psnr, outcome.ssim)} · {how} · "
+                           f"{outcome.seconds:.1f} s{stopped}", outcome.image, outcome.aligned)
         self._set_running(False)
         self._aligned = outcome.aligned
-        _thumb(self.target_view, outcome.aligned, "photo")
-        _thumb(self.recon_view, outcome.image, "inverted")
         self.aligned.emit(outcome.aligned)
-        how = ("encoder only" if outcome.steps == 0 else
-               f"{outcome.steps} steps" + (" from the encoder's guess" if outcome.encoder else ""))
-        self.quality.setText(f"PSNR {outcome.psnr:.1f} dB · SSIM {outcome.ssim:.3f} · {how} · "
-                             f"{outcome.seconds:.1f} s" + (" (stopped)" if outcome.stopped else ""))
-        name = outcome.state.photo.name
-        self._doc.edit(f"Invert {name}", model=outcome.state.model, base=outcome.state.base,
-                       noise_maps=outcome.state.noise_maps, photo=outcome.state.photo, rows=(), edits=(), locks=())
-        self.message.emit(f"{name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
+        if outcome.refine:
+            self._refined(outcome, job)
+        else:
+            self._doc.edit(f"Invert {ref.name}", model=outcome.state.model, base=outcome.state.base,
+                           noise_maps=outcome.state.noise_maps, photo=ref, rows=(), edits=(), locks=())
+            self.message.emit(f"{ref.name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
+        self._show_readout()
+        self._set_running(False)
+
+    def _refined(self, outcome: InversionOutcome, job: InvertJob | None) -> None:
+        """Apply a refine: only the photo latent (and its noise maps) changes; every edit on top of it stays."""
+        st, name = self._doc.state, outcome.state.photo.name
+        if job is None or photo_latent(st) != photo_latent(job.state):
+            self.message.emit(f"The face changed while {name} was refined: the refinement was not used")
+            return
+        kept = kept_edits_text(st)
+        kept = f"; {kept}" if kept else ""
+        if outcome.kept_step == 0:
+            self.message.emit(f"Refine found no better fit in {outcome.steps} steps: {name} is kept as it was "
+                              f"(PSNR {outcome.start_psnr:.1f} dB){kept}")
+            return
+        self._doc.edit(f"Refine {name}", base=outcome.state.base, noise_maps=outcome.state.noise_maps)
+        best = f" (best at step {outcome.kept_step})" if outcome.kept_step < outcome.steps else ""
+        self.message.emit(f"Refined {name} {outcome.steps} more steps: PSNR {outcome.start_psnr:.1f} → "
+                          f"{outcome.psnr:.1f} dB{best}{kept}")
 
     def _on_partial(self, slot: str, rid: int, step: InversionStep) -> None:
         if slot != INVERT_SLOT or rid != self._invert_rid:
@@ -360,11 +541,15 @@ class PhotoPanel(QWidget):
 
     def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
         if slot == SCAN_SLOT and rid == self._scan_rid:
+            self._pick_after_scan = False
             self.info.setText("Could not open the photo.")
             self.failed.emit(text.prefixed("Could not open the photo"))
+        elif slot == QUALITY_SLOT and rid == self._quality_rid:
+            self._measure_failed(text)
         elif slot == INVERT_SLOT and rid == self._invert_rid:
             self._job = None
             self._set_running(False)
+            self._show_readout()
             self.failed.emit(text.prefixed("The inversion failed"))
         elif slot == PASTE_SLOT and rid == self._paste_rid:
             self.message.emit(f"Cannot paste back into the photo: {text}")
@@ -374,4 +559,5 @@ class PhotoPanel(QWidget):
         if slot == INVERT_SLOT and rid == self._invert_rid:
             self._job = None
             self._set_running(False)
-            self.quality.setText("Inversion cancelled: the face is unchanged")
+            self._show_readout()  # the kept result's numbers, not the cancelled run's last step
+            self.message.emit("Inversion cancelled: the face is unchanged")

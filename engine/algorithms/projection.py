@@ -19,7 +19,8 @@ reference learning-rate schedule (linear warm-up over the first 5 %, cosine ramp
 The reference loss is LPIPS-VGG, whose VGG16 weights cannot be downloaded here; the default loss instead is pixel
 MSE plus (1 - MS-SSIM) with as many scales as the image size allows (``loss="ms-ssim"``). A user with the LPIPS
 files on disk sets ``loss="lpips"`` and ``lpips_path``. ``InversionSettings.ui2i`` gives the reference's settings.
-The result holds the **final** code, not the reference's step-100 snapshot (§4.4).
+The result holds the **final** code, not the reference's step-100 snapshot (§4.4); with ``keep_best`` (how the
+editor refines an inversion) it holds the step whose rendering had the best PSNR, the start included.
 """
 from __future__ import annotations
 
@@ -133,7 +134,9 @@ class InversionResult:
 
     ws [1, num_ws, w_dim]; noise: the optimised maps [1, 1, r, r] in ``G.synthesis`` order (render with
     ``G.synthesis(ws, noise=noise)`` to reproduce ``image``; empty for generators without noise);
-    image [1, 3, H, W] clamped to [-1, 1]; psnr (dB) and ssim against the target; steps run; wall seconds.
+    image [1, 3, H, W] clamped to [-1, 1]; psnr (dB) and ssim against the target; steps run; wall seconds;
+    kept_step: how many optimiser steps the returned code had taken (``steps`` for the final code; with
+    ``keep_best`` an earlier, better one, 0 being the start itself).
     """
 
     ws: torch.Tensor
@@ -143,6 +146,7 @@ class InversionResult:
     ssim: float
     steps: int
     seconds: float
+    kept_step: int
 
 
 def lr_at(step: int, total: int, *, lr: float, rampup: float, rampdown: float) -> float:
@@ -259,7 +263,7 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
            init_ws: torch.Tensor | None = None, init_noise: list[torch.Tensor] | None = None,
            progress: Callable[[int, int, dict, torch.Tensor | None], None] | None = None,
            should_stop: Callable[[], bool] | None = None, preview_every: int = 10,
-           lpips_model=None) -> InversionResult:
+           lpips_model=None, keep_best: bool = False) -> InversionResult:
     """Invert ``target`` [1, 3, H, W] in [-1, 1] (H = W = G's resolution) into G; see the module docstring.
 
     init_ws: a starting latent (W [1, w_dim] or W+ [1, num_ws, w_dim], e.g. from an encoder); W+ rows are
@@ -270,7 +274,10 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
     rendered; preview: that image [1, 3, H, W] clamped, every ``preview_every`` steps and at the last, else None).
     should_stop() is asked before every step; when it says True the run ends and the current code is returned
     (``result.steps`` tells how many steps ran). lpips_model: an already loaded ``LPIPS`` to reuse (else loaded
-    from ``settings.lpips_path`` when the loss needs it). G is not modified (its parameters' ``requires_grad``
+    from ``settings.lpips_path`` when the loss needs it). keep_best: return the code (and noise) whose rendering had
+    the highest PSNR against the target among every step's, the start's and the final one's, instead of the final
+    code, so the result is never worse than the start (refining an already fitted code, where the restarted
+    learning-rate schedule can knock it off its optimum). G is not modified (its parameters' ``requires_grad``
     flags are restored).
     """
     _check_target(G, target)
@@ -307,6 +314,7 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
 
     flags = [(p, p.requires_grad) for p in G.parameters()]
     steps_run = 0
+    best = None  # with keep_best: (psnr, steps taken, latent, noise maps, its clamped image)
     try:
         for p, _ in flags:
             p.requires_grad_(False)
@@ -317,7 +325,11 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
                 for group in opt.param_groups:
                     group["lr"] = lr_at(step, s.steps, lr=s.lr, rampup=s.rampup, rampdown=s.rampdown)
                 ws = to_ws(latent)  # [1, num_ws, w_dim]
-                img = G.synthesis(ws, noise=noises or None)  # [1, 3, H, W]
+                img = G.synthesis(ws, noise=noises or None)  # [1, 3, H, W], the code after `step` steps
+                shown = img.detach().clamp(-1, 1)
+                quality = float(psnr(shown, target)[0]) if progress is not None or keep_best else None
+                if keep_best and (best is None or quality > best[0]):
+                    best = (quality, step, latent.detach().clone(), [n.detach().clone() for n in noises], shown)
                 loss = loss_fn(img, target)
                 if s.method == "w+" and s.w_plus_regularize:
                     loss = loss + s.w_plus_regularize * (ws - ws.mean(1, keepdim=True)).square().sum(2).mean()
@@ -333,9 +345,7 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
                 steps_run = step + 1
                 if progress is not None:
                     with torch.no_grad():
-                        shown = img.detach().clamp(-1, 1)
-                        metrics = {"psnr": float(psnr(shown, target)[0]), "ssim": float(ssim(shown, target)[0]),
-                                   "loss": float(loss)}
+                        metrics = {"psnr": quality, "ssim": float(ssim(shown, target)[0]), "loss": float(loss)}
                     last = steps_run == s.steps
                     progress(steps_run, s.steps, metrics,
                              shown.cpu() if steps_run % preview_every == 0 or last else None)
@@ -343,12 +353,17 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
             ws = to_ws(latent.detach()).contiguous()
             final_noise = [n.detach().clone() for n in noises]
             image = G.synthesis(ws, noise=final_noise or None).clamp(-1, 1)
-            quality = float(psnr(image, target)[0]), float(ssim(image, target)[0])
+            final_psnr, kept_step = float(psnr(image, target)[0]), steps_run
+            if best is not None and best[0] > final_psnr:  # an earlier step rendered closer than the final code
+                final_psnr, kept_step, kept, final_noise, image = best
+                ws = to_ws(kept).contiguous()
+            quality = final_psnr, float(ssim(image, target)[0])
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
     return InversionResult(ws=ws.cpu(), noise=[n.cpu() for n in final_noise], image=image.cpu(),
-                           psnr=quality[0], ssim=quality[1], steps=steps_run, seconds=time.perf_counter() - start)
+                           psnr=quality[0], ssim=quality[1], steps=steps_run, seconds=time.perf_counter() - start,
+                           kept_step=kept_step)
 
 
 __all__ = ["METHODS", "LOSSES", "InversionSettings", "InversionResult", "lr_at", "noise_regularize", "invert"]

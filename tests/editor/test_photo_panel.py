@@ -1,14 +1,22 @@
-"""Photo panel: open → detect → invert is one undo step; pick a crop box; stop, cancel, refine; show in photo."""
+"""Photo panel: open → detect → invert is one undo step; pick a crop box; stop, cancel, refine (keeping the edits);
+the PSNR/SSIM readout after undo, cancel and reopening; nothing else starts while an inversion runs; show in photo."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from editor.document import Document
 from editor.panels.photo_panel import PhotoPanel
+from editor.projects import ProjectController
+from engine.algorithms.flow_edit import AttributeEdit
+from engine.photo_jobs import ReconstructionJob
+from engine.project import ModelRef, Source, save_project
+from engine.worker import InlineContext
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 ASTRONAUT = DATA / "astronaut_face.png"
@@ -74,9 +82,119 @@ def test_stop_keeps_the_result_and_cancel_discards_it(qtbot, panel):
     kept = doc.state
     panel.start_inversion(refine=True)
     qtbot.waitUntil(lambda: panel.quality.text().startswith("step "), timeout=60000)
-    panel.cancel_button.click()
-    qtbot.waitUntil(lambda: "cancelled" in panel.quality.text(), timeout=30000)
+    with qtbot.waitSignal(panel.message, timeout=30000, check_params_cb=lambda m: "cancelled" in m):
+        panel.cancel_button.click()
     assert doc.state == kept and doc.undo_stack.count() == 1 and panel.refine_button.isEnabled()
+    assert readout(kept) in panel.quality.text()  # the kept result's numbers again, not the cancelled run's
+
+
+def readout(state) -> str:
+    """The PSNR / SSIM of ``state``'s photo latent, measured by the engine, as the panel writes them."""
+    rec = ReconstructionJob(state)(InlineContext(device=torch.device("cpu")))
+    return f"PSNR {rec.psnr:.1f} dB · SSIM {rec.ssim:.3f}"
+
+
+def invert_photo(qtbot, panel, path=ASTRONAUT):
+    panel.open_path(str(path))
+    qtbot.waitUntil(lambda: panel._doc.state.photo is not None and not panel.running(), timeout=60000)
+
+
+def test_refine_keeps_the_edits_never_ends_worse_and_says_what_it_did(qtbot, panel, tiny_flow_path):
+    doc = panel._doc
+    invert_photo(qtbot, panel)
+    start = panel.last_outcome.psnr
+    doc.edit("Mix", sources=(Source(seed=5),), rows=(0,) * 4 + (1,) * 4)
+    doc.edit("Age", flow=ModelRef(str(tiny_flow_path)), edits=(AttributeEdit("attribute", "age", 1.5),))
+    edited = doc.state
+    panel.steps.setValue(10)
+    with qtbot.waitSignal(panel.message, timeout=60000, check_params_cb=lambda m: "efine" in m) as got:
+        panel.refine_button.click()
+    out, st = panel.last_outcome, doc.state
+    assert out.refine and out.psnr >= start
+    assert (st.sources, st.rows, st.edits, st.flow, st.photo) == (edited.sources, edited.rows, edited.edits,
+                                                                 edited.flow, edited.photo)
+    text = got.args[0]
+    assert f"{start:.1f}" in text and "1 attribute edit" in text and "style mixing" in text and "kept" in text
+    if out.kept_step > 0:
+        assert f"→ {out.psnr:.1f} dB" in text and doc.undo_stack.undoText().startswith("Refine")
+        assert st.base != edited.base
+    else:
+        assert "no better" in text and st == edited
+    assert readout(st) in panel.quality.text()
+
+
+def test_the_readout_always_describes_the_current_photo_latent(qtbot, panel):
+    doc = panel._doc
+    invert_photo(qtbot, panel)
+    first = doc.state
+    assert readout(first) in panel.quality.text()
+    panel.steps.setValue(40)
+    panel.refine_button.click()
+    qtbot.waitUntil(lambda: not panel.running(), timeout=60000)
+    second = doc.state
+    assert second.base != first.base and readout(second) != readout(first)
+    assert readout(second) in panel.quality.text()
+    doc.undo_stack.undo()  # back to the first inversion
+    qtbot.waitUntil(lambda: readout(first) in panel.quality.text(), timeout=30000)
+    doc.undo_stack.undo()  # no photo
+    assert panel.quality.text() == ""
+    doc.undo_stack.redo()
+    qtbot.waitUntil(lambda: readout(first) in panel.quality.text(), timeout=30000)
+    doc.undo_stack.redo()
+    qtbot.waitUntil(lambda: readout(second) in panel.quality.text(), timeout=30000)
+
+
+def test_a_reopened_project_shows_its_photo_and_a_missing_photo_says_so(qtbot, panel, tiny_state, bridge, tmp_path):
+    photo = tmp_path / "me.png"
+    shutil.copy(ASTRONAUT, photo)
+    invert_photo(qtbot, panel, photo)
+    saved, outcome = panel._doc.state, panel.last_outcome
+    project = save_project(tmp_path / "me.fproj", saved)
+
+    def reopen():
+        doc = Document(tiny_state)
+        p = PhotoPanel(doc, bridge)
+        qtbot.addWidget(p)
+        p.method.setCurrentText("Optimiser only")
+        p.steps.setValue(10)
+        assert ProjectController(doc, None, autosave_path=tmp_path / "auto.fproj").open_file(project, confirm=False)
+        return doc, p
+
+    doc, again = reopen()
+    qtbot.waitUntil(lambda: "PSNR" in again.quality.text(), timeout=30000)
+    assert f"PSNR {outcome.psnr:.1f} dB · SSIM {outcome.ssim:.3f}" in again.quality.text()
+    assert not again.recon_view.pixmap().isNull() and not again.target_view.pixmap().isNull()
+    assert again.invert_button.isEnabled() and again.refine_button.isEnabled() and "me.png" in again.info.text()
+    again.invert_button.click()  # inverts the project's photo again, from its stored alignment
+    qtbot.waitUntil(lambda: doc.undo_stack.count() == 1 and not again.running(), timeout=60000)
+    assert doc.state.photo == saved.photo and doc.state.base != saved.base
+
+    photo.unlink()
+    doc, missing = reopen()
+    qtbot.waitUntil(lambda: "no longer at" in missing.info.text(), timeout=30000)
+    assert "me.png" in missing.info.text() and "PSNR" not in missing.quality.text()
+    assert not missing.invert_button.isEnabled() and not missing.refine_button.isEnabled()
+
+
+def test_nothing_else_starts_while_an_inversion_runs(qtbot, panel, tmp_path):
+    messages = []
+    panel.message.connect(messages.append)
+    panel.steps.setValue(3000)
+    running = []
+    panel.runningChanged.connect(running.append)
+    panel.open_path(str(ASTRONAUT))
+    qtbot.waitUntil(lambda: "/3000 ·" in panel.quality.text(), timeout=60000)
+    assert running == [True] and "Esc" in messages[-1]  # the status bar says how to cancel
+    rids = panel._scan_rid, panel._invert_rid
+    other = tmp_path / "other.png"
+    shutil.copy(ASTRONAUT, other)
+    panel.open_path(str(other))
+    assert "inversion is running" in messages[-1]
+    panel.start_inversion()
+    assert "inversion is running" in messages[-1] and (panel._scan_rid, panel._invert_rid) == rids
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.running(), timeout=30000)
+    assert running == [True, False] and panel._doc.state.photo is None
 
 
 def test_a_broken_photo_is_reported(qtbot, panel, tmp_path):

@@ -1,6 +1,7 @@
 """Photo jobs without Qt: scan (read + detect), invert with previews / stop / refine, paste back, the recipe."""
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -9,13 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.projection import InversionSettings
 from engine.align import box_transform
 from engine.checkpoints import save_generator
 from engine.imageio import to_uint8
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.photo_jobs import InvertJob, PasteJob, ScanJob, alignment_recipe
-from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
+from engine.photo_jobs import InvertJob, PasteJob, ReconstructionJob, ScanJob, alignment_recipe, photo_latent
+from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
 from engine.render import load_model, render_state
 from engine.worker import ModelCache
 
@@ -119,6 +121,53 @@ def test_invert_previews_improves_and_becomes_a_reproducible_state(model_path, p
     np.testing.assert_array_equal(render_state(G, own.state), own.image)  # rendered with its fitted maps
     again = InvertJob(own.state, str(photo_path), box_transform(BOX, size=32), settings, refine=True)(Ctx())
     assert again.state.noise_maps is not None and again.psnr > own.psnr - 0.05
+
+
+def with_edits(state: EditState) -> EditState:
+    """``state`` with style mixing, an attribute edit and a lock on top of its photo latent."""
+    return state.replace(sources=(Source(seed=9),), rows=(0,) * 4 + (1,) * (CFG.num_ws - 4),
+                         edits=(AttributeEdit("attribute", "age", 1.5),), locks=("gender",))
+
+
+def test_refine_keeps_the_edits_and_never_ends_worse_than_its_start(model_path, photo_path):
+    transform = box_transform(BOX, size=32)
+    out = InvertJob(EditState(model=ModelRef(str(model_path))), str(photo_path), transform,
+                    InversionSettings(steps=60))(Ctx())
+    edited = with_edits(out.state)
+    ctx = Ctx()
+    # a large step from a fitted code: the plain optimiser ends lower than it started
+    refined = InvertJob(edited, str(photo_path), transform, InversionSettings(steps=10, lr=0.5), refine=True)(ctx)
+    assert refined.refine and refined.steps == 10
+    assert refined.start_psnr == pytest.approx(out.psnr, abs=1e-4) == pytest.approx(ctx.partials[0].psnr, abs=1e-4)
+    assert refined.psnr >= refined.start_psnr
+    st = refined.state
+    assert (st.sources, st.rows, st.edits, st.locks) == (edited.sources, edited.rows, edited.edits, edited.locks)
+    assert st.photo == edited.photo and st.seed == edited.seed
+    if refined.kept_step == 0:
+        assert st.base == edited.base  # no step was better: the start is kept as it was
+    assert ReconstructionJob(st)(Ctx()).psnr == pytest.approx(refined.psnr, abs=1e-4)
+
+    better = InvertJob(edited, str(photo_path), transform, InversionSettings(steps=40), refine=True)(Ctx())
+    assert better.psnr > out.psnr and better.kept_step > 0 and better.state.base != edited.base
+    assert better.state.edits == edited.edits and better.state.rows == edited.rows
+
+
+def test_reconstruction_measures_the_photo_latent_and_reports_a_missing_photo(model_path, photo_path, tmp_path):
+    copy = tmp_path / "copy.png"
+    shutil.copy(photo_path, copy)
+    out = InvertJob(EditState(model=ModelRef(str(model_path))), str(copy), box_transform(BOX, size=32),
+                    InversionSettings(steps=20))(Ctx())
+    edited = with_edits(out.state).replace(seed=4, psi=0.3)  # what is edited on top does not change the reading
+    rec = ReconstructionJob(edited)(Ctx())
+    assert rec.key == photo_latent(out.state) == photo_latent(edited) != photo_latent(out.state.replace(base=None))
+    assert rec.psnr == pytest.approx(out.psnr, abs=1e-4) and rec.ssim == pytest.approx(out.ssim, abs=1e-5)
+    np.testing.assert_array_equal(rec.image, out.image)
+    np.testing.assert_array_equal(rec.aligned, out.aligned)
+    copy.unlink()
+    with pytest.raises(ProjectError, match="the photo copy.png is no longer at"):
+        ReconstructionJob(out.state)(Ctx())
+    with pytest.raises(ProjectError, match="not come from a photo"):
+        ReconstructionJob(EditState())(Ctx())
 
 
 def test_stop_keeps_the_result_so_far(model_path, photo_path):

@@ -240,3 +240,30 @@ def test_lpips_loss_path(tiny, tmp_path):
     assert r.steps == 15 and seen[-1] < seen[0]
     with pytest.raises(Exception, match="no such"):
         invert(G, target, settings=InversionSettings(steps=1, loss="lpips", lpips_path=str(tmp_path / "nope")))
+
+
+def test_keep_best_never_ends_worse_than_its_start(tiny):
+    """Refining a good code with a large step can only make it worse: ``keep_best`` then keeps the start."""
+    G, ws_true, target = tiny
+    s = InversionSettings(method="w+", steps=10, lr=0.5)
+    with torch.no_grad():
+        start = float(psnr(G.synthesis(ws_true).clamp(-1, 1), target)[0])
+    assert invert(G, target, settings=s, init_ws=ws_true).psnr < start - 1  # what the plain run does
+    kept = invert(G, target, settings=s, init_ws=ws_true, keep_best=True)
+    assert kept.steps == 10 and kept.kept_step == 0 and kept.psnr == pytest.approx(start, abs=1e-4)
+    torch.testing.assert_close(kept.ws, ws_true, rtol=0, atol=0)
+
+
+def test_keep_best_returns_the_best_rendered_step(tiny):
+    G, _, target = tiny
+    seen = []
+    s = InversionSettings(method="w+", steps=30, lr=0.3)
+    r = invert(G, target, settings=s, keep_best=True, progress=lambda *a: seen.append(a[2]["psnr"]))
+    # seen[k]: the code after k optimiser steps; the final code (after all 30) is rendered after the loop
+    assert r.psnr >= max(seen) - 1e-4 and r.psnr >= seen[0]
+    if r.kept_step < s.steps:
+        assert r.psnr == pytest.approx(seen[r.kept_step], abs=1e-4)
+    with torch.no_grad():
+        again = G.synthesis(r.ws, noise=r.noise).clamp(-1, 1)
+    assert float(psnr(again, target)[0]) == pytest.approx(r.psnr, abs=1e-4)
+    assert invert(G, target, settings=s).kept_step == s.steps  # without keep_best: the final code
