@@ -2,7 +2,9 @@
 (.npy / .pt) and a batch of seeds with the current settings, each run on the engine worker.
 
 Renders and file writes happen in worker jobs (slot ``export`` for one image or latent, ``batch`` for a seed range), so
-the window stays responsive; a batch shows a progress dialog whose Cancel stops it after the image being written.
+the window stays responsive; a batch shows a progress dialog whose Cancel stops it after the image being written. A
+batch always writes each seed's own face with the document's other settings and edits: a face from a photo (or a
+latent) is not part of it, and the batch dialog says so.
 Failures come back as message boxes, completions as ``message(str)`` for the status bar.
 """
 from __future__ import annotations
@@ -89,6 +91,15 @@ class _Batch:
     total: int
     dialog: QProgressDialog
     written: int = 0
+    source: str | None = None  # what the document's face comes from, which the batch leaves out
+
+
+def face_source(state: EditState) -> str | None:
+    """What the document's face comes from when it is not its seed ("the photo me.png", "the latent w.npy"), else
+    None: a batch export renders seeds, so it leaves that out."""
+    if state.photo is not None:
+        return f"the photo {state.photo.name}"
+    return None if state.base is None else f"the latent {state.base.label()}"
 
 
 class ExportController(QObject):
@@ -209,9 +220,10 @@ class ExportController(QObject):
         if self._batch is not None:
             self.message.emit("A batch export is still running")
             return None
+        source = face_source(self._doc.state)
         if not folder or seeds is None:
             dialog = BatchExportDialog(self._parent, seeds=seeds if isinstance(seeds, str) else _seed_text(seeds),
-                                       folder=folder or self._folder or _pictures_folder(), ext=ext)
+                                       folder=folder or self._folder or _pictures_folder(), ext=ext, source=source)
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None
             seeds, folder, ext = dialog.values()
@@ -241,7 +253,7 @@ class ExportController(QObject):
         dialog.setMinimumDuration(0)
         dialog.setValue(0)
         dialog.canceled.connect(lambda: self._bridge.cancel(rid))
-        self._batch = _Batch(rid, folder, len(seeds), dialog)
+        self._batch = _Batch(rid, folder, len(seeds), dialog, source=source)
         self.message.emit(f"Exporting {len(seeds)} images to {folder}…")
         return rid
 
@@ -268,7 +280,9 @@ class ExportController(QObject):
             self._pending.pop(rid)(payload)
         elif slot == BATCH_SLOT and self._batch is not None and rid == self._batch.rid:
             batch = self._finish_batch()
-            self.message.emit(f"Batch export: wrote {len(payload)} images to {batch.folder}")
+            left_out = "" if batch.source is None else \
+                f" (each seed's own face with this document's edits, not {batch.source})"
+            self.message.emit(f"Batch export: wrote {len(payload)} images to {batch.folder}{left_out}")
 
     def _on_cancelled(self, slot: str, rid: int) -> None:
         if slot == EXPORT_SLOT and rid in self._pending:
@@ -305,14 +319,25 @@ class ExportController(QObject):
 
 
 class BatchExportDialog(QDialog):
-    """Asks for the seeds, the folder and the file format of a batch export; refuses unreadable seed lists."""
+    """Asks for the seeds, the folder and the file format of a batch export; refuses unreadable seed lists.
+    ``source`` (``face_source``): what the current face comes from instead of a seed; a note says the batch
+    writes the seeds' own faces, not it."""
 
-    def __init__(self, parent: QWidget | None = None, *, seeds: str = "", folder: str | Path = "", ext: str = ".png"):
+    def __init__(self, parent: QWidget | None = None, *, seeds: str = "", folder: str | Path = "", ext: str = ".png",
+                 source: str | None = None):
         super().__init__(parent)
         self.setWindowTitle("Batch export")
+        self.source_note = QLabel(
+            f"The current face comes from {source}. The batch writes each seed's own face with this document's "
+            f"truncation, style mixing, attribute edits and translation, not {source}: Export image (Ctrl+E) "
+            f"writes that face." if source else "")
+        self.source_note.setWordWrap(True)
+        self.source_note.setMinimumWidth(360)
+        self.source_note.setVisible(source is not None)
         self.seeds_edit = QLineEdit(seeds or "0-99")
         self.seeds_edit.setToolTip("Which faces to export: each seed is the current face with only its base seed "
-                                   "replaced (truncation, mixing and noise stay). Ranges and lists, e.g. 0-99 or 1,5,9")
+                                   "replaced (truncation, mixing, attribute edits and noise stay; a photo's or a "
+                                   "latent's face is replaced by the seed's). Ranges and lists, e.g. 0-99 or 1,5,9")
         self.folder_edit = QLineEdit(str(folder))
         self.folder_edit.setToolTip("The folder the images are written to, as seed00000.png, seed00001.png, …; "
                                     "it is created if missing")
@@ -339,6 +364,7 @@ class BatchExportDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form = QFormLayout(self)
+        form.addRow(self.source_note)
         form.addRow("Seeds", self.seeds_edit)
         form.addRow("Folder", folder_row)
         form.addRow("Format", self.format_combo)

@@ -95,9 +95,16 @@ def load_latent(path: str | os.PathLike) -> np.ndarray:
     return a
 
 
+def seed_face(state: EditState, seed: int) -> EditState:
+    """``state`` on ``seed``'s own face: the same truncation, mixing, attribute edits and translation; a photo's (or
+    a latent's) face, its noise maps and photo do not carry over, as when a new seed is picked in the editor."""
+    return state.replace(seed=seed, base=None, noise_maps=None, photo=None)
+
+
 @dataclass(frozen=True)
 class BatchExportJob:
-    """Render ``seeds`` with the state's other settings into ``folder`` as ``seed{N:05d}.<ext>``; returns paths."""
+    """Render ``seeds`` with the state's other settings (``seed_face``) into ``folder`` as ``seed{N:05d}.<ext>``;
+    returns paths."""
 
     state: EditState
     seeds: tuple[int, ...]
@@ -111,7 +118,7 @@ class BatchExportJob:
         written = []
         for i, seed in enumerate(self.seeds):
             ctx.check()
-            state = self.state.replace(seed=seed)
+            state = seed_face(self.state, seed)
             path = save_image(folder / f"seed{seed:05d}{self.ext}", render_in_worker(ctx, state), state=state)
             written.append(str(path))
             ctx.progress((i + 1) / len(self.seeds), f"{i + 1} of {len(self.seeds)} images")

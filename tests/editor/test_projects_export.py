@@ -19,7 +19,7 @@ from engine.imageio import read_png_parameters
 from engine.loading import file_sha256
 from engine.project import PROJECT_FORMAT, EditState, ModelRef, Source, read_project
 from engine.render import RenderResult, load_model, render_state, state_ws, summarize
-from tests.fakes import as_exported
+from tests.fakes import TINY_CFG, as_exported
 
 WAIT_MS = 30000
 
@@ -332,6 +332,47 @@ def test_batch_export_dialog_and_overwrite_question(qtbot, tmp_path, tiny_state,
     assert dialogs.kinds() == ["question"] and "1 of the 2 files" in dialogs.shown[0][2]
     assert ctrl.batch_export(folder, "9-", ext=".jpg") is None
     assert dialogs.kinds() == ["question", "warning"]
+
+
+def photo_state(state: EditState) -> EditState:
+    """A face inverted from a photo (its latent, noise maps and photo) with mixing and truncation on top."""
+    from engine.project import NoiseMaps, PhotoRef
+
+    rng = np.random.default_rng(3)
+    noise = NoiseMaps.from_arrays([rng.standard_normal((r, r)).astype(np.float32) for r in TINY_CFG.noise_resolutions])
+    return mixed_state(state).replace(
+        base=Source.from_latent(rng.standard_normal((TINY_CFG.num_ws, TINY_CFG.w_dim)).astype(np.float32),
+                                name="me.png"), noise_maps=noise,
+        photo=PhotoRef("/photos/me.png", "0" * 64, ((0, 0), (0, 32), (32, 32), (32, 0)), 32))
+
+
+def test_batch_export_of_a_photo_writes_each_seeds_own_face_with_the_edits(qtbot, tmp_path, tiny_state, bridge,
+                                                                         monkeypatch):
+    state = photo_state(tiny_state)
+    shown = []
+
+    def accept(dialog):
+        shown.append(dialog.source_note.text() if dialog.source_note.isVisibleTo(dialog) else "")
+        dialog.seeds_edit.setText("0-2")
+        dialog.folder_edit.setText(str(tmp_path / "batch"))
+        dialog.accept()
+        return dialog.result()
+    monkeypatch.setattr(BatchExportDialog, "exec", accept)
+    ctrl = exporter(Document(state), bridge)
+    with wait_message(qtbot, ctrl, "Batch export: wrote 3 images") as got:
+        ctrl.batch_export()
+    assert "me.png" in shown[0] and "each seed's own face" in shown[0]  # the dialog says what it writes
+    assert "not the photo" in got.args[0]
+    images = [read_image(tmp_path / "batch" / f"seed0000{seed}.png") for seed in range(3)]
+    assert not np.array_equal(images[0], images[1]) and not np.array_equal(images[1], images[2])
+    for seed, image in enumerate(images):
+        expected = state.replace(seed=seed, base=None, noise_maps=None, photo=None)  # the seed, the same mixing
+        np.testing.assert_array_equal(image, render(expected))
+        saved = EditState.from_dict(read_png_parameters(tmp_path / "batch" / f"seed0000{seed}.png")["state"])
+        assert saved == as_exported(expected)
+    dialog = BatchExportDialog(None, folder=tmp_path)  # a generated face: no note
+    qtbot.addWidget(dialog)
+    assert not dialog.source_note.isVisibleTo(dialog)
 
 
 def test_batch_dialog_refuses_unreadable_seeds(qtbot, tmp_path):
