@@ -1,9 +1,14 @@
-"""Shared pytest configuration: offscreen Qt, paths to the shared reference fixtures, the ``fixture`` marker."""
+"""Shared pytest configuration: offscreen Qt, paths to the shared reference fixtures, the ``fixture`` marker, and
+global random number generators seeded per test and restored after it."""
 import os
+import random
 import tempfile
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Log files of the editor and the command lines the tests start go to a scratch folder, never the user's.
@@ -31,3 +36,23 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "reference_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.fixture)
+
+
+def rng_seed_for(nodeid: str) -> int:
+    """The seed every test's global RNGs start from: its own, whatever ran before it."""
+    return zlib.crc32(nodeid.encode())
+
+
+@pytest.fixture(autouse=True)
+def _isolated_global_rngs(request):
+    """torch's, numpy's and Python's global RNGs start from the test's own seed and are put back afterwards, so no
+    test sees what another one left behind and the order of tests cannot change a result."""
+    seed = rng_seed_for(request.node.nodeid)
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        yield
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
