@@ -153,6 +153,11 @@ class MainWindow(QMainWindow):
                                                  "resolution (Ctrl+Alt+E)")
         self.act_invert = self._action("&Invert photo", "invert", lambda: self.photo_panel.start_inversion(),
                                        shortcut=QKeySequence("Ctrl+I"), tip="Invert the chosen face (Ctrl+I)")
+        self.act_cancel = self._action("&Cancel inversion", "cancel", self.cancel_jobs,
+                                       shortcut=QKeySequence(Qt.Key.Key_Escape),
+                                       tip="Cancel the running inversion, of the photo or of the Translate panel's "
+                                           "reference image (Esc); a batch's progress window cancels with Esc too")
+        self.act_cancel.setEnabled(False)  # enabled while something runs (``_update_cancel``)
         self.act_side = self._action("&Side by side", "side_by_side", self.canvas.set_side_by_side,
                                      shortcut=QKeySequence("V"), checkable=True,
                                      tip="Show the 'before' (the photo, or the last snapshot) and the current face "
@@ -206,7 +211,8 @@ class MainWindow(QMainWindow):
             "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, self.act_open_flow, None,
                       self.act_save, self.act_save_as, None, self.act_export, self.act_export_photo,
                       self.act_export_latent, self.act_batch, None, self.act_quit],
-            "&Photo": [self.act_open_photo, self.act_invert, None, self.act_in_photo, self.act_export_photo],
+            "&Photo": [self.act_open_photo, self.act_invert, self.act_cancel, None, self.act_in_photo,
+                       self.act_export_photo],
             "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot, None, self.act_preferences],
             "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
             "&View": [self.act_zoom_in, self.act_zoom_out, self.act_zoom_fit, self.act_zoom_actual, None,
@@ -248,6 +254,9 @@ class MainWindow(QMainWindow):
         self.photo_panel.pasted.connect(self._show_pasted)
         self.photo_panel.aligned.connect(self._photo_before)
         self.photo_panel.in_photo.toggled.connect(self.act_in_photo.setChecked)
+        self.photo_panel.runningChanged.connect(self._inverting)
+        for signal in (self.bridge.progress, self.bridge.result, self.bridge.failed, self.bridge.cancelled):
+            signal.connect(self._update_cancel)  # a method: disconnected with the window
         self.translate_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.translate_panel.failed.connect(self._error)
         self.translate_panel.dragging.connect(self.preview.set_dragging)
@@ -295,6 +304,26 @@ class MainWindow(QMainWindow):
     def _photo_actions(self, state) -> None:
         for a in (self.act_in_photo, self.act_export_photo):
             a.setEnabled(state.photo is not None)
+
+    def _inverting(self, on: bool) -> None:
+        """While the photo is inverted, opening another photo and inverting again are refused, their keys with them
+        (the panel's buttons are disabled too, and the status bar says so)."""
+        for a in (self.act_open_photo, self.act_invert):
+            a.setEnabled(not on)
+        self._update_cancel()
+
+    def _update_cancel(self, *_event) -> None:
+        self.act_cancel.setEnabled(self.photo_panel.running() or self.translate_panel.reference_running())
+
+    def cancel_jobs(self) -> None:
+        """Esc: cancel the running inversions (the photo's, the Translate panel's reference image). A batch export
+        or folder translation runs under its own progress window, whose Cancel button Esc presses."""
+        running = [(self.photo_panel.running(), self.photo_panel.cancel),
+                   (self.translate_panel.reference_running(), self.translate_panel.cancel_reference)]
+        for on, cancel in running:
+            if on:
+                cancel()
+        self.statusBar().showMessage("Cancelling…" if any(on for on, _ in running) else "Nothing is running", 3000)
 
     def _show_pasted(self, image) -> None:
         """The photo with the edited face pasted back (None: back to the face alone)."""
