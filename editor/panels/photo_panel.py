@@ -157,7 +157,8 @@ class PhotoPanel(QWidget):
         self.invert_button = QPushButton(icon("invert"), "Invert")
         self.invert_button.setToolTip("Fit the generator's latent to the chosen face (Ctrl+I)")
         self.refine_button = QPushButton("Refine")
-        self.refine_button.setToolTip("Run the optimiser further, starting from the current inversion")
+        self.refine_button.setToolTip("Run the optimiser further from the current inversion and keep its best step "
+                                      "(never worse than now); your mixing and attribute edits stay on top of it")
         self.stop_button = QToolButton(icon=icon("stop"), toolTip="Stop now and keep the result so far")
         self.cancel_button = QToolButton(icon=icon("cancel"), toolTip="Cancel and discard this inversion (Esc)")
         self.progress = QProgressBar(textVisible=True)

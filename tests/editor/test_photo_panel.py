@@ -168,6 +168,9 @@ def test_a_reopened_project_shows_its_photo_and_a_missing_photo_says_so(qtbot, p
     again.invert_button.click()  # inverts the project's photo again, from its stored alignment
     qtbot.waitUntil(lambda: doc.undo_stack.count() == 1 and not again.running(), timeout=60000)
     assert doc.state.photo == saved.photo and doc.state.base != saved.base
+    again.choose_button.click()  # the project's photo is read, then its faces offered
+    qtbot.waitUntil(lambda: again.picker is not None and again.picker.isVisible(), timeout=30000)
+    again.picker.reject()
 
     photo.unlink()
     doc, missing = reopen()
