@@ -1,6 +1,7 @@
 """Photo jobs without Qt: scan (read + detect), invert with previews / stop / refine, paste back, the recipe."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 from pathlib import Path
@@ -150,6 +151,23 @@ def test_refine_keeps_the_edits_and_never_ends_worse_than_its_start(model_path, 
     better = InvertJob(edited, str(photo_path), transform, InversionSettings(steps=40), refine=True)(Ctx())
     assert better.psnr > out.psnr and better.kept_step > 0 and better.state.base != edited.base
     assert better.state.edits == edited.edits and better.state.rows == edited.rows
+
+
+def test_refine_fine_tunes_with_a_smaller_step_than_a_fresh_inversion(model_path, photo_path, monkeypatch):
+    import engine.photo_jobs as photo_jobs
+
+    seen = []
+    real = photo_jobs.invert
+    monkeypatch.setattr(photo_jobs, "invert", lambda *a, settings, **kw: seen.append(settings) or real(
+        *a, settings=settings, **kw))
+    transform = box_transform(BOX, size=32)
+    asked = InversionSettings(steps=4)
+    out = InvertJob(EditState(model=ModelRef(str(model_path))), str(photo_path), transform, asked)(Ctx())
+    InvertJob(out.state, str(photo_path), transform, asked, refine=True)(Ctx())
+    fresh, refine = seen
+    assert fresh == asked
+    assert refine.lr == pytest.approx(asked.lr * photo_jobs.REFINE_LR_SCALE) and refine.rampup == 0.0
+    assert refine.lr < fresh.lr and dataclasses.replace(refine, lr=asked.lr, rampup=asked.rampup) == asked
 
 
 def test_reconstruction_measures_the_photo_latent_and_reports_a_missing_photo(model_path, photo_path, tmp_path):
