@@ -48,6 +48,9 @@ ICONS: dict[str, tuple[str, dict]] = {
     "export_samples": ("mdi6.image-multiple", {}),
     "translate_folder": ("mdi6.folder-multiple-image", {}),
     "compare_methods": ("mdi6.view-comfy-outline", {}),
+    "keyboard": ("mdi6.keyboard-outline", {}),
+    "about": ("mdi6.information-outline", {}),
+    "log_folder": ("mdi6.folder-text-outline", {}),
 }
 
 

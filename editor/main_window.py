@@ -9,11 +9,11 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QLabel,
     QMainWindow,
     QMenu,
-    QScrollArea,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -26,8 +26,10 @@ from .canvas import Canvas
 from .document import Document
 from .error_box import as_report, show_error
 from .exporting import ExportController
+from .help import SHEET_TEXT, SHEET_TIP, open_log_folder, show_about, show_shortcut_sheet
 from .history import HistoryStrip, restore_snapshot
 from .icons import icon
+from .input_guard import InputGuard
 from .panels.attributes_panel import AttributesPanel
 from .panels.generation_panel import GenerationPanel
 from .panels.mixing_panel import MixingPanel
@@ -37,6 +39,7 @@ from .panels.translate_panel import TranslatePanel
 from .preferences import PreferencesDialog
 from .preview import LivePreview
 from .projects import PROJECT_SUFFIX, ProjectController
+from .side_column import SideColumn
 
 APP_NAME = "Face Editor"
 
@@ -76,10 +79,9 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.history)
         self.setCentralWidget(centre)
         self._add_dock([self.model_panel, self.generation_panel, self.attributes_panel],
-                       Qt.DockWidgetArea.LeftDockWidgetArea, "controls",
-                       width=300, scroll=True)
+                       Qt.DockWidgetArea.LeftDockWidgetArea, "controls", width=300)
         self._add_dock([self.photo_panel, self.translate_panel, self.mixing_panel],
-                       Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=320, scroll=False)
+                       Qt.DockWidgetArea.RightDockWidgetArea, "mixing", width=340)
 
         self.device_label = QLabel("device: starting")
         self.speed_label = QLabel("")
@@ -89,6 +91,7 @@ class MainWindow(QMainWindow):
 
         self._build_actions()
         self._connect()
+        QApplication.instance().installEventFilter(InputGuard(self, self.canvas))  # goes with the window
         self._photo_actions(document.state)
         self._restore_geometry()
         self._update_title()
@@ -98,24 +101,12 @@ class MainWindow(QMainWindow):
 
     # ----- layout
 
-    def _add_dock(self, widgets: list[QWidget], area, name: str, *, width: int, scroll: bool) -> None:
-        """A fixed side column; the panels' group boxes carry the titles, so the dock has no title bar."""
-        body = QWidget()
-        lay = QVBoxLayout(body)
-        lay.setContentsMargins(6, 6, 6, 6)
-        for i, w in enumerate(widgets):
-            lay.addWidget(w, 1 if not scroll and i == len(widgets) - 1 else 0)  # the last one takes the room
-        if scroll:
-            lay.addStretch(1)
-            holder = QScrollArea()
-            holder.setWidgetResizable(True)
-            holder.setFrameShape(QScrollArea.Shape.NoFrame)
-            holder.setWidget(body)
-            body = holder
-        body.setMinimumWidth(width)
+    def _add_dock(self, widgets: list[QWidget], area, name: str, *, width: int) -> None:
+        """A fixed side column that scrolls (growing panels never resize the window); the panels' group boxes carry
+        the titles, so the dock has no title bar."""
         dock = QDockWidget(self)
         dock.setObjectName(name)
-        dock.setWidget(body)
+        dock.setWidget(SideColumn(widgets, width=width))
         dock.setTitleBarWidget(QWidget())
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(area, dock)
@@ -206,6 +197,19 @@ class MainWindow(QMainWindow):
                                          tip="Fit the image to the window (Ctrl+0)")
         self.act_zoom_actual = self._action("&Actual pixels", "zoom_actual", self.canvas.zoom_actual,
                                             shortcut=QKeySequence("Ctrl+1"), tip="One image pixel per screen pixel")
+        tp = self.translate_panel
+        self.act_translate, self.act_samples, self.act_methods = tp.act_toggle, tp.act_samples, tp.act_methods
+        self.act_shortcuts = self._action("&Keyboard shortcuts", "keyboard", lambda: show_shortcut_sheet(self),
+                                          shortcut=K.HelpContents,
+                                          tip="Every keyboard shortcut of the menus, with what it does")
+        self.act_about = self._action(f"&About {APP_NAME}", "about", lambda: show_about(self),
+                                      tip="Versions, the engine device and the model files in use")
+        self.act_log_folder = self._action("Open &log folder", "log_folder", lambda: open_log_folder(self),
+                                           tip="Open the folder of the log file, which keeps the details of errors")
+        for a, text, tip in ((self.act_undo, "Undo", "Take back the last edit"),
+                             (self.act_redo, "Redo", "Make the edit taken back last again")):
+            a.setProperty(SHEET_TEXT, text)  # their menu text names the step ("Undo Seed 42")
+            a.setProperty(SHEET_TIP, tip)
 
         menus = {
             "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, self.act_open_flow, None,
@@ -215,8 +219,10 @@ class MainWindow(QMainWindow):
                        self.act_export_photo],
             "&Edit": [self.act_undo, self.act_redo, None, self.act_snapshot, None, self.act_preferences],
             "&Seed": [self.act_prev_seed, self.act_next_seed, self.act_random_seed],
+            "&Translate": [self.act_translate, self.act_samples, None, self.act_methods],
             "&View": [self.act_zoom_in, self.act_zoom_out, self.act_zoom_fit, self.act_zoom_actual, None,
                       self.act_before, self.act_side, self.act_in_photo],
+            "&Help": [self.act_shortcuts, None, self.act_log_folder, None, self.act_about],
         }
         for title, actions in menus.items():
             menu = self.menuBar().addMenu(title)
@@ -226,7 +232,8 @@ class MainWindow(QMainWindow):
                 self.recent_projects_menu = QMenu("Recent projects", self)
                 self.recent_projects_menu.aboutToShow.connect(self._fill_recent_projects)
                 menu.insertMenu(self.act_save, self.recent_projects_menu)
-        self.view_menu = self.menuBar().actions()[-1].menu()
+            elif title == "&View":
+                self.view_menu = menu
         tb = QToolBar("Main", self)
         tb.setObjectName("main_toolbar")
         tb.setMovable(False)

@@ -28,6 +28,13 @@ from .error_box import show_error
 
 DEVICE_TIPS = {"auto": "CUDA if there is a GPU, then Apple's Metal (MPS), then the CPU", "cpu": "The CPU",
                "cuda": "The current CUDA GPU", "mps": "Apple's GPU (Metal)"}
+
+
+def device_tip(name: str) -> str:
+    """What a device name means, in words."""
+    if name in DEVICE_TIPS:
+        return DEVICE_TIPS[name]
+    return f"CUDA GPU number {name[5:]}" if name.startswith("cuda:") else "A torch device name, checked on OK"
 PREVIEW_LIMITS = (64, 128, 256, 512, 1024)
 
 
@@ -37,13 +44,18 @@ class PreferencesDialog(QDialog):
     def __init__(self, settings, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Preferences")
+        self.setMinimumWidth(460)
         self._settings = settings
         self.device = QComboBox(editable=True, insertPolicy=QComboBox.InsertPolicy.NoInsert)
-        for name in device_choices():
+        self._choices = device_choices()
+        for name in self._choices:
             self.device.addItem(name)
-            tip = DEVICE_TIPS.get(name, f"CUDA GPU number {name.partition(':')[2]}")
-            self.device.setItemData(self.device.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            self.device.setItemData(self.device.count() - 1, device_tip(name), Qt.ItemDataRole.ToolTipRole)
         self.device.setCurrentText(settings.device)  # a stored name this machine lacks is shown, and checked on OK
+        self.device_note = QLabel(wordWrap=True)
+        self.device_note.setStyleSheet("color: palette(mid)")
+        self.device.currentTextChanged.connect(self._describe_device)
+        self._describe_device(self.device.currentText())
         self.device.setToolTip("Where the models run: one of the listed devices of this machine, or a torch device "
                                "name such as cuda:1. Takes effect the next time the editor starts.")
         self.preview = QComboBox()
@@ -63,6 +75,7 @@ class PreferencesDialog(QDialog):
         lpips_row.addWidget(browse)
         form = QFormLayout(self)
         form.addRow("Device", self.device)
+        form.addRow("", self.device_note)
         form.addRow("Preview while dragging", self.preview)
         form.addRow("LPIPS weights", lpips_row)
         note = QLabel("The device change applies after a restart.")
@@ -72,6 +85,10 @@ class PreferencesDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _describe_device(self, text: str) -> None:
+        self.device_note.setText(f"{device_tip(text.strip() or 'auto')}. This machine has: "
+                                 f"{', '.join(self._choices)}.")
 
     def _browse_lpips(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "VGG16 weights for LPIPS", self.lpips.text(),

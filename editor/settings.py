@@ -16,6 +16,11 @@ class Settings:
         self._q = (QSettings(str(path), QSettings.Format.IniFormat) if path is not None
                    else QSettings("face-editor", "Face Editor"))
 
+    @property
+    def path(self) -> str:
+        """Where the settings are kept: the ini file, or the platform's store (a file or a registry key)."""
+        return self._q.fileName()
+
     def recent(self, kind: str) -> list[str]:
         """Recent files of ``kind`` ('models' or 'projects'), newest first, only those that still exist."""
         value = self._q.value(f"recent/{kind}", [])

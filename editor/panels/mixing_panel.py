@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QEvent, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QRadioButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -85,6 +86,52 @@ def base_source(state: EditState) -> Source:
     return state.base or Source(seed=state.seed)
 
 
+class GridScroll(QScrollArea):
+    """The grid's view: always as tall as the grid (every W+ row shows; the side column scrolls instead), scrolling
+    sideways when the source columns are wider than the panel."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._hinted = 0  # the height last told to the layout
+
+    def _height(self) -> int:
+        grid = self.widget()
+        if grid is None:
+            return 0
+        hint = grid.sizeHint()
+        sideways = hint.width() > self.viewport().width() if self.isVisible() else False
+        self._hinted = hint.height() + (self.horizontalScrollBar().sizeHint().height() if sideways else 0)
+        return self._hinted
+
+    def _follow(self) -> None:
+        before = self._hinted
+        if self._height() != before:
+            self.updateGeometry()
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self._height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(super().minimumSizeHint().width(), self._height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._follow()  # the sideways scroll bar may come or go
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self._follow()  # rows or columns were rebuilt
+        return super().eventFilter(obj, event)
+
+    def setWidget(self, widget: QWidget) -> None:
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+
 class MixingPanel(QWidget):
     """Sources as columns, W+ rows as radio rows, group presets. ``message(str)`` for the status bar."""
 
@@ -125,16 +172,15 @@ class MixingPanel(QWidget):
         self.grid.setContentsMargins(2, 2, 2, 2)
         self.grid.setHorizontalSpacing(2)
         self.grid.setVerticalSpacing(1)
-        self.scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.scroll = GridScroll()
         self.scroll.setWidget(self.grid_widget)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
 
         box = QGroupBox("Style mixing")
         box.setToolTip(f"Each W+ row takes its style from one source face: {ALL_ROWS_TIP}")
         lay = QVBoxLayout(box)
         lay.addLayout(top)
         lay.addWidget(self.warning)
-        lay.addWidget(self.scroll, 1)
+        lay.addWidget(self.scroll)
         hint = QLabel("▼ takes a whole group of rows from that column", wordWrap=True)
         hint.setStyleSheet("color: gray")
         lay.addWidget(hint)

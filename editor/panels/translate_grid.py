@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -51,6 +52,8 @@ class StyleGridPopup(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.title = QLabel("")
         self.title.setStyleSheet("color: palette(mid)")
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # never widens the pop-up
+        self._title = ""
         self.seed = QSpinBox(maximum=SEED_MAX - GRID_N, keyboardTracking=False, prefix="from seed ",
                              toolTip=f"Seed of the first sample: the grid shows seeds s … s + {GRID_N - 1}, each "
                                      "reproducible")
@@ -79,6 +82,21 @@ class StyleGridPopup(QFrame):
         lay.addLayout(page)
         lay.addLayout(grid)
 
+    def set_title(self, text: str) -> None:
+        """The line above the grid, shortened in the middle to the grid's width (a long file name), whole in the
+        tooltip."""
+        self._title = text
+        self.title.setToolTip(text)
+        self._fit_title()
+
+    def _fit_title(self) -> None:
+        width = self.layout().contentsRect().width() or self.layout().sizeHint().width()
+        self.title.setText(self.title.fontMetrics().elidedText(self._title, Qt.TextElideMode.ElideMiddle, width))
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_title()
+
     def show_grid(self, grid: StyleGrid) -> None:
         for b, seed, image in zip(self.samples, grid.seeds, grid.images):
             b.setIcon(QIcon(_pixmap(image, SAMPLE_PX)))
@@ -91,14 +109,22 @@ class StyleGridPopup(QFrame):
                 b.setChecked(seed == chosen)
 
     def show_below(self, anchor: QWidget) -> None:
-        """Show under ``anchor``, kept inside the screen."""
-        self.adjustSize()
-        at = anchor.mapToGlobal(QPoint(0, anchor.height()))
+        """Show under ``anchor`` (over it when there is no room below), inside the screen and, where it fits, inside
+        the anchor's window; the frame counts."""
         screen = (anchor.screen() or QGuiApplication.primaryScreen()).availableGeometry()
-        x = max(screen.left(), min(at.x(), screen.right() - self.width()))
-        y = at.y() if at.y() + self.height() <= screen.bottom() else at.y() - anchor.height() - self.height()
-        self.move(x, max(screen.top(), y))
+        room = screen.intersected(anchor.window().frameGeometry())
+        self.adjustSize()
         self.show()
+        frame = self.frameGeometry()  # known once shown: the window system may add a border
+        if room.width() < frame.width() or room.height() < frame.height():
+            room = screen
+        below = anchor.mapToGlobal(QPoint(0, anchor.height()))
+        top = below.y() if below.y() + frame.height() <= room.bottom() + 1 else \
+            below.y() - anchor.height() - frame.height()
+        frame.moveTo(below.x(), top)
+        frame.moveLeft(max(room.left(), min(frame.left(), room.right() + 1 - frame.width())))
+        frame.moveTop(max(room.top(), min(frame.top(), room.bottom() + 1 - frame.height())))
+        self.move(frame.topLeft())
 
     def hideEvent(self, event) -> None:
         super().hideEvent(event)

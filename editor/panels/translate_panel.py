@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 
 from PySide6.QtCore import QSignalBlocker, QStandardPaths, Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -208,12 +208,15 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         outer.addWidget(box)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # the mixing panel takes the rest
 
-        self.toggle_shortcut = QShortcut(QKeySequence("T"), self, context=Qt.ShortcutContext.WindowShortcut)
-        self.toggle_shortcut.activated.connect(self.toggle)
-        self.samples_shortcut = QShortcut(QKeySequence("Shift+T"), self, context=Qt.ShortcutContext.WindowShortcut)
-        self.samples_shortcut.activated.connect(lambda: self.set_grid_shown(not self._grid_on))
-        self.methods_shortcut = QShortcut(QKeySequence("Ctrl+T"), self, context=Qt.ShortcutContext.WindowShortcut)
-        self.methods_shortcut.activated.connect(self.compare_methods)
+        self.act_toggle = self._key_action("&Translation on / off", "T", "translate",
+                                           "Switch the translation off, or back on with its last settings",
+                                           self.toggle)
+        self.act_samples = self._key_action("Style &samples…", "Shift+T", "style_samples",
+                                            "Show or hide the grid of appearances sampled from the target",
+                                            lambda: self.set_grid_shown(not self._grid_on))
+        self.act_methods = self._key_action("&Compare translation methods…", "Ctrl+T", "compare_methods",
+                                            "The layer swap, BicycleGAN and TUNIT side by side on the same input",
+                                            self.compare_methods)
         self._source_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
         self._source_timer.timeout.connect(self.request_source)
         self._grid_timer = QTimer(self, singleShot=True, interval=RENDER_DELAY_MS)
@@ -243,6 +246,16 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
 
     def _tool(self, name: str, text: str, tip: str, slot) -> QToolButton:
         return tool_button(name, tip, slot, text=text)
+
+    def _key_action(self, text: str, key: str, icon_name: str, tip: str, slot) -> QAction:
+        """A keyboard action of the panel (its window's shortcut; the main window also lists it in a menu)."""
+        action = QAction(icon(icon_name), text, self, shortcut=QKeySequence(key),
+                         shortcutContext=Qt.ShortcutContext.WindowShortcut)
+        action.setToolTip(f"{tip} ({key})")
+        action.setStatusTip(action.toolTip())
+        action.triggered.connect(lambda _=False: slot())
+        self.addAction(action)
+        return action
 
     @staticmethod
     def _label(text: str, tip: str) -> QLabel:
@@ -391,7 +404,7 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
             self.own_button.setChecked(tr.style is None)
             self.style_psi.setEnabled(self._grid_on or (tr.style is not None and tr.style.seed is not None))
             self.style_label.setText(self._style_text(tr))
-            self.grid_panel.title.setText(f"Styles sampled from {tr.target.label()}: click one to use it")
+            self.grid_panel.set_title(f"Styles sampled from {tr.target.label()}: click one to use it")
         del blockers
         self._check_sample()
         self._schedule()

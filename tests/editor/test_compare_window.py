@@ -181,7 +181,7 @@ def test_the_translate_panel_opens_it_with_ctrl_t(qtbot, tiny_state, bridge, mod
     doc.set_summary(summarize(load_model(tiny_state.model), tiny_state.model))
     panel = TranslatePanel(doc, bridge, shipped=[])
     qtbot.addWidget(panel)
-    assert panel.methods_shortcut.key().toString() == "Ctrl+T"
+    assert panel.act_methods.shortcut().toString() == "Ctrl+T"
     w = panel.compare_methods()
     qtbot.addWidget(w)
     assert w.isVisible() and panel.compare_methods() is w

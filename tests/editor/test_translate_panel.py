@@ -95,7 +95,7 @@ def test_every_setting_is_an_edit_a_drag_is_one_step_and_undo_restores_each(qtbo
             assert panel.style_psi.value() == pytest.approx(tr.style_psi)
             assert panel.depth.value() == (0, 8, 16, 32).index(tr.depth)
     doc.undo_stack.setIndex(len(states) - 1)
-    panel.toggle_shortcut.activated.emit()  # T: back on with the last settings, then off again
+    panel.act_toggle.trigger()  # T: back on with the last settings, then off again
     assert doc.state.translation == states[-2].translation and doc.undo_stack.undoText().startswith("Translate")
     panel.toggle()
     assert doc.state.translation is None
