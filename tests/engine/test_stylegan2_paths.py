@@ -30,7 +30,9 @@ def test_single_sample_and_batched_paths_agree_with_gradients(conv_clamp):
     torch.testing.assert_close(img1, img2, rtol=1e-5, atol=1e-5)
     assert g1.keys() == g2.keys() and len(g1) == len(list(G.parameters()))
     for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], rtol=1e-3, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+        # atol: ~3x the worst float32 spread beyond rtol over native/avx2/default kernels x 1/2 threads (1.1e-4,
+        # default kernels) on gradients as large as 2.3e4
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-3, atol=3e-4, msg=lambda m, n=name: f"{n}: {m}")
     if conv_clamp is not None:
         assert any(float(g.abs().sum()) > 0 for g in g1.values())
 
