@@ -197,14 +197,6 @@ def run(args: argparse.Namespace) -> int:
     log.info("command: %s", " ".join(sys.argv[1:]) or args.command)
     try:
         return int(args.func(args) or 0)
-    except (UserError, ModelFormatError, ValueError, OSError) as e:
-        _end_progress_bars()
-        if os.environ.get("FACE_EDITOR_DEBUG"):
-            raise
-        report = ErrorReport.from_exception(e)
-        log.warning("refused: %s", report.message, exc_info=e)
-        print(f"error: {report.message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         _end_progress_bars()
         print("interrupted", file=sys.stderr)
@@ -214,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         if os.environ.get("FACE_EDITOR_DEBUG"):
             raise
         report = ErrorReport.from_exception(e)
-        log.error("failed: %s", report.message, exc_info=e)
-        print(f"error: {report.message} ({log_path()})", file=sys.stderr)
-        return 1
+        user = isinstance(e, UserError | ModelFormatError | ValueError | OSError)  # the input's fault, not ours
+        log.log(logging.WARNING if user else logging.ERROR, "%s: %s", "refused" if user else "failed",
+                report.message, exc_info=e)
+        print(f"error: {report.message}" + ("" if user else f" ({log_path()})"), file=sys.stderr)
+        return 2 if user else 1

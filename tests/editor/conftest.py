@@ -54,9 +54,9 @@ def tiny_flow_path(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def main_window(qtbot, tmp_path):
-    """The main window on the embedded default model at 1280×720 (a small laptop screen), first frame shown."""
+def open_main_window(qtbot, tmp_path, *, size: tuple[int, int]):
+    """The main window on the embedded default model at ``size``, first frame shown; yields it, then closes it
+    without asking (unsaved changes are tested in test_projects_export)."""
     from editor.bridge import EngineBridge
     from editor.document import Document
     from editor.main_window import MainWindow
@@ -68,7 +68,7 @@ def main_window(qtbot, tmp_path):
     bridge = EngineBridge(device="cpu").start()
     win = MainWindow(Document(EditState()), bridge, Settings(tmp_path / "s.ini"),
                      autosave_path=tmp_path / "autosave.fproj")
-    win.resize(1280, 720)
+    win.resize(*size)
     win.show()
     qtbot.waitUntil(lambda: win.current_full_image() is not None and win.document.summary is not None,
                     timeout=60000)
@@ -77,3 +77,9 @@ def main_window(qtbot, tmp_path):
     assert win.close()
     bridge.shutdown()
     win.deleteLater()
+
+
+@pytest.fixture
+def main_window(qtbot, tmp_path):
+    """The main window at 1280×720 (a small laptop screen)."""
+    yield from open_main_window(qtbot, tmp_path, size=(1280, 720))

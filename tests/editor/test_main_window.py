@@ -6,31 +6,14 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from editor.bridge import EngineBridge
-from editor.document import Document
-from editor.main_window import MainWindow
-from editor.settings import Settings
-from engine.assets import ASSETS_DIR
-from engine.project import EditState, Source
+from engine.project import Source
 from engine.render import load_model, render_state
+from tests.editor.conftest import open_main_window
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    if not (ASSETS_DIR / "generator.pt").exists():
-        pytest.fail("assets/generator.pt is missing from the checkout")
-    bridge = EngineBridge(device="cpu").start()
-    win = MainWindow(Document(EditState()), bridge, Settings(tmp_path / "s.ini"),
-                     autosave_path=tmp_path / "autosave.fproj")
-    win.resize(1200, 760)
-    win.show()
-    qtbot.waitUntil(lambda: win.current_full_image() is not None and win.document.summary is not None,
-                    timeout=60000)
-    yield win
-    win.document.undo_stack.setClean()  # closing with unsaved changes would ask (tested in test_projects_export)
-    assert win.close()
-    bridge.shutdown()
-    win.deleteLater()
+    yield from open_main_window(qtbot, tmp_path, size=(1200, 760))
 
 
 def wait_frame(qtbot, win):
