@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -77,7 +76,7 @@ from .models.bicyclegan import (
     encode,
     sample_codes,
 )
-from .paths import write_json
+from .paths import command_line, write_json
 from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
@@ -518,7 +517,7 @@ def run_release_bicyclegan(args: argparse.Namespace) -> int:
     """``train release-bicyclegan SOURCE``: write ``bicyclegan.pt``, ``bicyclegan.json`` and the grid into --out."""
     set_threads(args.threads)
     m = release_bicyclegan(args.source, args.out, eval_n=args.eval_n, samples=args.samples, half=not args.float32,
-                           command_line=shlex.join(sys.argv))
+                           command_line=command_line())
     print(f"released {Path(args.out) / DEFAULT_BICYCLEGAN} (sha256 {m['sha256'][:12]}..., step {m['steps']}): "
           f"{_format(m['figures'])}; grid {Path(args.out) / GRID_NAME}", file=sys.stderr)
     return 0

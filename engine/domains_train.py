@@ -26,7 +26,6 @@ import csv
 import json
 import math
 import os
-import shlex
 import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -61,7 +60,7 @@ from .models.domains import (
     load_domains,
     save_domains,
 )
-from .paths import write_json
+from .paths import command_line, write_json
 from .runtime import set_threads
 from .synth import DOMAINS, build_scene, sample_params
 from .synth.styles import STYLES, check_domain
@@ -493,7 +492,7 @@ def run_release_domains(args: argparse.Namespace) -> int:
     if args.eval_n < 1 or args.generator_n < 1:
         raise ValueError(f"--eval-n and --generator-n must be at least 1, got {args.eval_n} and {args.generator_n}")
     m = release_domains(args.source, args.out, eval_n=args.eval_n, generator=args.generator,
-                        generator_n=args.generator_n, command_line=shlex.join(sys.argv))
+                        generator_n=args.generator_n, command_line=command_line())
     g = ", ".join(f"psi {r['psi']:g}: {100 * r['accuracy']:.1f}%" for r in m["generator_check"]["results"])
     print(f"released {Path(args.out) / DEFAULT_DOMAINS} (sha256 {m['sha256'][:12]}..., step {m['steps']}):\n"
           f"{format_figures(m['held_out'])}\nblurred by {m['held_out_blurred']['sigma_px']:g} px: "

@@ -36,6 +36,7 @@ from .models.estimator import (
     load_estimator,
     save_estimator,
 )
+from .paths import command_line
 from .runtime import GracefulStop
 from .synth import CONDITION_NAMES, DOMAINS, attributes, sample_batch, sample_params
 
@@ -309,7 +310,7 @@ def start_run(args: argparse.Namespace, given: dict, *, kind: str, checkpoint_na
     if (Path(args.out) / checkpoint_name).exists():
         raise ValueError(f"{args.out} already holds a {kind} run: continue it with --resume auto or choose "
                          "another --out")
-    return fresh(command_line=shlex.join(sys.argv), **common)
+    return fresh(command_line=command_line(), **common)
 
 
 def given_fields(args: argparse.Namespace, flags: dict[str, str]) -> dict:
@@ -467,7 +468,7 @@ def _trainer(args, log) -> EstimatorTrainer:
         return trainer
     if path.exists():
         raise ValueError(f"{path} exists: pass --resume to continue it, or choose another --out")
-    command = getattr(args, "command_line", None) or shlex.join(sys.argv)
+    command = getattr(args, "command_line", None) or command_line()
     return EstimatorTrainer(TrainConfig(**given), command_line=command, **common)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -73,3 +75,9 @@ def write_json(path: str | os.PathLike, obj) -> dict:
     text = json.dumps(names_only(obj), indent=2) + "\n"
     Path(path).write_text(text, encoding="utf-8")
     return json.loads(text)
+
+
+def command_line() -> str:
+    """This process's command as a user would type it again (``main.py train ...``): the program's own path, which
+    may be absolute, is left out of the records that trainers and releases write."""
+    return shlex.join(["main.py", *sys.argv[1:]])

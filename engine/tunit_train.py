@@ -30,7 +30,6 @@ import copy
 import json
 import math
 import os
-import shlex
 import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -79,7 +78,7 @@ from .models.tunit import (
     translate,
     tunit_checkpoint,
 )
-from .paths import write_json
+from .paths import command_line, write_json
 from .runtime import set_threads
 from .synth import sample_params
 from .synth.styles import check_domain
@@ -648,7 +647,7 @@ def run_release_tunit(args: argparse.Namespace) -> int:
     if args.eval_n < 1:
         raise ValueError(f"--eval-n must be at least 1, got {args.eval_n}")
     m = release_tunit(args.source, args.out, eval_n=args.eval_n, classifier=args.classifier,
-                      command_line=shlex.join(sys.argv))
+                      command_line=command_line())
     print(f"released {Path(args.out) / DEFAULT_TUNIT} (sha256 {m['sha256'][:12]}..., step {m['steps']}):\n"
           f"{format_figures(m['held_out'])}", file=sys.stderr)
     return 0

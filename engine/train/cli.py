@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..assets import ASSETS_DIR
+from ..paths import command_line
 from .stylegan2 import CHECKPOINT_NAME, MODEL_NAME, OVERRIDABLE_ON_RESUME, TrainConfig
 
 # argparse destination -> TrainConfig field, for the options that map one to one
@@ -100,7 +100,7 @@ def cmd_train_stylegan2(args) -> int:
     try:
         given = _given(args)
         resume = resume_path(args.resume, args.out)
-        common = dict(out_dir=args.out, ctx=ctx, command_line=shlex.join(sys.argv), progress=not args.quiet)
+        common = dict(out_dir=args.out, ctx=ctx, command_line=command_line(), progress=not args.quiet)
         if resume is not None:
             state = read_state(resume)
             fixed = {k: v for k, v in given.items() if k not in OVERRIDABLE_ON_RESUME}
@@ -153,7 +153,7 @@ def cmd_release_generator(args) -> int:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     start = time.perf_counter()
     manifest = release_generator(args.snapshot, args.out, n=args.n, seed=args.seed, batch=args.batch,
-                                 estimator=args.estimator, command_line=shlex.join(sys.argv), log=log)
+                                 estimator=args.estimator, command_line=command_line(), log=log)
     fid = manifest["frechet"]
     log(f"released {Path(args.out) / manifest['file']} ({manifest['kimg']:g} kimg, sha256 {manifest['sha256'][:12]}"
         f"...): Fréchet distance {fid['frechet_estimator_space']:.3f} (real vs real floor "

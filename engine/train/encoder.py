@@ -33,7 +33,6 @@ import csv
 import json
 import math
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -50,7 +49,7 @@ from ..csvlog import CsvLog
 from ..errors import ModelFormatError
 from ..models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from ..models.stylegan2 import Generator
-from ..paths import write_json
+from ..paths import command_line, write_json
 from ..runtime import GracefulStop
 from .stylegan2 import step_generator
 
@@ -681,7 +680,7 @@ def run_train_encoder(args) -> int:
         enc_cfg = EncoderConfig.for_generator(G.cfg, resolution=args.resolution, channel_base=args.channel_base,
                                               channel_max=args.channel_max, head_channels=args.head_channels,
                                               hidden=args.hidden)
-        trainer = EncoderTrainer(cfg, enc_cfg, G, generator_path=str(model), command_line=shlex.join(sys.argv),
+        trainer = EncoderTrainer(cfg, enc_cfg, G, generator_path=str(model), command_line=command_line(),
                                  **common)
     e, c = trainer.enc_cfg, trainer.cfg
     log(f"training an encoder {e.resolution} px -> W+ [{e.num_ws}, {e.w_dim}] (channels {list(e.channels)}, "
@@ -700,7 +699,7 @@ def run_release_encoder(args) -> int:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     m = release_encoder(args.source, args.out, eval_n=args.eval_n, runs=args.runs, half=not args.float32,
-                        command_line=shlex.join(["main.py", *sys.argv[1:]]))
+                        command_line=command_line())
     h = m["held_out"]
     print(f"released {Path(args.out) / DEFAULT_ENCODER} (sha256 {m['sha256'][:12]}..., {m['kimg']:g} kimg): held-out "
           f"PSNR {h['encoder']['psnr_db']:.2f} dB (w_avg {h['baseline_w_avg']['psnr_db']:.2f}), latent distance "

@@ -16,8 +16,6 @@ latent spaces) or whose architecture differs, and a base other than the one the 
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -30,7 +28,7 @@ from ..errors import ModelFormatError
 from ..estimator_eval import cpu_model
 from ..imageio import save_png
 from ..loading import file_sha256, load_generator, read_model_file
-from ..paths import write_json
+from ..paths import command_line, write_json
 from .release import option_value, run_config, training_facts
 from .stylegan2 import image_grid
 
@@ -128,7 +126,7 @@ def add_release_finetune_command(sub) -> None:
 def _cmd(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     m = release_finetune(args.snapshot, args.out, name=args.name, base=args.base, n=args.n,
-                         command_line=shlex.join(["main.py", *sys.argv[1:]]))
+                         command_line=command_line())
     by_depth = ", ".join(f"{d} px {v:.3f}" for d, v in m["model_distance"]["by_swap_depth"].items())
     print(f"released {Path(args.out) / m['file']} ({m['kimg']:g} kimg, sha256 {m['sha256'][:12]}...): distance to "
           f"the base {m['model_distance']['to_base']:.3f}; swapped at {by_depth}")

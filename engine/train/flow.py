@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import math
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -53,6 +52,7 @@ from ..flow_data import (
     styleflow_lighting_presets,
 )
 from ..models.flow import ADAPTIVE_SOLVERS, CNF, FIXED_SOLVERS, ConditionalCNF, FlowConfig, save_flow
+from ..paths import command_line
 from ..runtime import GracefulStop
 
 STATE_FORMAT = "face-editor/train-flow"
@@ -609,7 +609,7 @@ def run_train_flow(args) -> int:
                               cond_dim=data["cond"].shape[1], num_blocks=args.blocks,
                               batch_norm=not args.no_batch_norm, solver=args.solver, atol=args.atol, rtol=args.rtol,
                               step_size=args.step_size, adjoint=args.adjoint)
-        trainer = FlowTrainer(cfg, flow_cfg, data, data_spec=spec, command_line=shlex.join(sys.argv), **common)
+        trainer = FlowTrainer(cfg, flow_cfg, data, data_spec=spec, command_line=command_line(), **common)
     f = trainer.flow_cfg
     log(f"training a flow {f.input_dim}-dim, hidden {'-'.join(map(str, f.hidden_dims))}, {f.num_blocks} block(s), "
         f"{f.solver} at {f.atol:g}/{f.rtol:g}, {'adjoint' if f.adjoint else 'backprop'} on {trainer.train_n} "

@@ -13,9 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from ..estimator_eval import cpu_model
 from ..loading import file_sha256, load_generator
 from ..models.estimator import load_estimator
 from ..models.flow import load_flow, save_flow
+from ..paths import command_line
 from ..project import EditState
 from ..render import mixed_ws, read_condition, render_ws
 
@@ -138,7 +137,7 @@ def add_release_flow_command(sub) -> None:
 
 def _cmd(args) -> int:
     torch.set_num_threads(args.threads)
-    m = release_flow(args.flow, args.out, runs=args.runs, command_line=shlex.join(["main.py", *sys.argv[1:]]))
+    m = release_flow(args.flow, args.out, runs=args.runs, command_line=command_line())
     e = m["edit"]
     print(f"released {Path(args.out) / DEFAULT_FLOW} (sha256 {m['sha256'][:12]}...): held-out NLL "
           f"{m['held_out_nll_nats_per_dim']} nats/dim; one edit {e['faithful_ms']['median']} ms faithful, "

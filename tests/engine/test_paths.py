@@ -92,3 +92,12 @@ def test_generate_writes_no_absolute_path(reference_dir, tmp_path):
         data = f.read_bytes()
         assert b"secret-folder" not in data and str(tmp_path).encode() not in data, f.name
     assert read_png_parameters(out / "seed0001.png")["model"] == "ros32.pt"
+
+
+def test_the_recorded_command_line_leaves_out_the_programs_own_path(monkeypatch):
+    from engine.paths import command_line
+
+    monkeypatch.setattr(sys, "argv", ["/home/ann/editor/main.py", "train", "flow", "--out", "runs/a b"])
+    assert command_line() == "main.py train flow --out 'runs/a b'"
+    monkeypatch.setattr(sys, "argv", ["/home/ann/.venv/lib/python3.11/site-packages/pytest/__main__.py"])
+    assert command_line() == "main.py"  # a bare program path once made a whole record look like a path
