@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..algorithms import similarity
-from ..assets import DEFAULT_ENCODER, DEFAULT_GENERATOR
+from ..assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_GENERATOR
 from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
 from ..csvlog import CsvLog
 from ..errors import ModelFormatError
@@ -624,7 +624,7 @@ def add_encoder_commands(sub) -> None:
     p = sub.add_parser("release-encoder", help="release a trained encoder as the embedded default's encoder",
                        description=release_encoder.__doc__)
     p.add_argument("source", help="RUN/encoder.pt, RUN/snapshots/encoder-KKKKKKkimg.pt or RUN/checkpoint.pt")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "assets"),
+    p.add_argument("--out", default=str(ASSETS_DIR),
                    help="the assets folder holding generator.pt (default: this checkout's)")
     p.add_argument("--eval-n", type=int, default=1024, help="held-out samples for the manifest (default 1024)")
     p.add_argument("--runs", type=int, default=50, help="timed single-image encodings (default 50)")

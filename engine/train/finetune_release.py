@@ -22,7 +22,7 @@ import torch
 
 from ..algorithms.latents import seeds_to_z
 from ..algorithms.layer_swap import model_distance_profile
-from ..assets import default_generator_path
+from ..assets import ASSETS_DIR, default_generator_path
 from ..checkpoints import FORMAT, save_generator
 from ..errors import ModelFormatError
 from ..estimator_eval import cpu_model
@@ -116,7 +116,7 @@ def add_release_finetune_command(sub) -> None:
     p.add_argument("snapshot", help="RUN/snapshots/network-KKKKKKkimg.pt or RUN/model.pt of a fine-tuning run")
     p.add_argument("--name", required=True, help="the target's name, e.g. its domain: toon")
     p.add_argument("--base", help="the generator it was fine-tuned from (default: the embedded default)")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "assets"),
+    p.add_argument("--out", default=str(ASSETS_DIR),
                    help="output folder (default: this checkout's assets/)")
     p.add_argument("--n", type=int, default=256, help="latents for the model distance (default 256)")
     p.add_argument("--threads", type=int, default=1)

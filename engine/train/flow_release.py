@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..algorithms.flow_edit import AttributeEdit, FastSteps, apply_edits, flow_layout_of
-from ..assets import DEFAULT_FLOW, DEFAULT_GENERATOR, default_estimator_path
+from ..assets import ASSETS_DIR, DEFAULT_FLOW, DEFAULT_GENERATOR, default_estimator_path
 from ..errors import ModelFormatError
 from ..estimator_eval import cpu_model
 from ..loading import file_sha256, load_generator
@@ -128,7 +128,7 @@ def add_release_flow_command(sub) -> None:
     p = sub.add_parser("release-flow", help="release a trained flow as the embedded default's attribute flow",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("flow", help="RUN/flow.pt written by train flow")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "assets"),
+    p.add_argument("--out", default=str(ASSETS_DIR),
                    help="the assets folder holding generator.pt (default: this checkout's)")
     p.add_argument("--runs", type=int, default=10, help="timed edits per solver for the manifest")
     p.add_argument("--threads", type=int, default=1)
