@@ -7,7 +7,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from editor.app import add_arguments
-    from engine.cli import add_commands
+    from engine.cli.main import add_commands
 
     parser = argparse.ArgumentParser(
         prog="main.py",
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         from editor.app import run as run_editor
 
         return run_editor(args)
-    from engine.cli import run
+    from engine.cli.main import run
 
     return run(args)
 

@@ -37,12 +37,12 @@ def summary(values: list[float]) -> dict:
 def measure_gui(*, moves: int, drag_seconds: float, threads: int | None) -> dict:
     from PySide6.QtWidgets import QApplication
 
-    from editor.bridge import EngineBridge, gui_cpu_threads
-    from editor.document import Document
+    from editor.controllers.bridge import EngineBridge, gui_cpu_threads
+    from editor.controllers.document import Document
+    from editor.controllers.settings import Settings
     from editor.main_window import MainWindow
-    from editor.settings import Settings
+    from engine.jobs.render import cached_model, render_state
     from engine.project import EditState
-    from engine.render import cached_model, render_state
     from engine.runtime import tune_allocator
 
     tune_allocator()

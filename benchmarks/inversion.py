@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     from engine.algorithms.projection import METHODS, InversionSettings, invert
     from engine.algorithms.similarity import psnr, ssim
     from engine.assets import default_generator_path
-    from engine.loading import load_generator
+    from engine.files.loading import load_generator
     from engine.train.encoder import EVAL_RECIPE, sample_latents
     from engine.train.stylegan2 import step_generator
 

@@ -44,13 +44,13 @@ def main() -> int:
     from engine.algorithms.latents import seeds_to_z
     from engine.algorithms.layer_swap import layer_swap, swap_depth_choices
     from engine.assets import ASSETS_DIR, default_domains_path, default_estimator_path, default_generator_path
-    from engine.flow_data import label_images
-    from engine.loading import load_generator
+    from engine.files.loading import load_generator
+    from engine.jobs.translate import shipped_targets
     from engine.models.domains import classify, domain_index, load_domains
     from engine.models.estimator import load_estimator
     from engine.synth import sample_batch
-    from engine.train.release import quantised
-    from engine.translate_jobs import shipped_targets
+    from engine.train.flow_data import label_images
+    from engine.train.release.generator import quantised
 
     G = load_generator(default_generator_path())
     est = load_estimator(default_estimator_path()).eval()

@@ -38,10 +38,10 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from engine.i2i_jobs import I2IJob, I2IRequest, shipped_i2i
+    from engine.jobs.i2i import I2IJob, I2IRequest, shipped_i2i
+    from engine.jobs.render import render_in_worker
+    from engine.jobs.translate import StyleGridJob, shipped_targets
     from engine.project import EditState, ModelRef, Translation
-    from engine.render import render_in_worker
-    from engine.translate_jobs import StyleGridJob, shipped_targets
     from engine.worker import InlineContext
 
     ctx = InlineContext(device=torch.device("cpu"))

@@ -67,10 +67,10 @@ def run(args) -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from .bridge import EngineBridge, gui_cpu_threads
-    from .document import Document
-    from .main_window import MainWindow
-    from .settings import Settings
+    from editor.controllers.bridge import EngineBridge, gui_cpu_threads
+    from editor.controllers.document import Document
+    from editor.controllers.settings import Settings
+    from editor.main_window import MainWindow
 
     tune_allocator()
     setup_logging(Path(args.settings).resolve().parent / "logs" if args.settings else None)

@@ -19,27 +19,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.controllers.document import Document
+from editor.controllers.exporting import ExportController
+from editor.controllers.input_guard import InputGuard
+from editor.controllers.preview import LivePreview
+from editor.controllers.projects import PROJECT_SUFFIX, ProjectController
+from editor.dialogs.error_box import as_report, show_error
+from editor.dialogs.help import SHEET_TEXT, SHEET_TIP, open_log_folder, show_about, show_shortcut_sheet
+from editor.dialogs.preferences import PreferencesDialog
+from editor.panels.attributes_panel import AttributesPanel
+from editor.panels.generation_panel import GenerationPanel
+from editor.panels.mixing_panel import MixingPanel
+from editor.panels.model_panel import ModelPanel
+from editor.panels.photo_panel import PhotoPanel, is_photo
+from editor.panels.translate_panel import TranslatePanel
+from editor.widgets.canvas import Canvas
+from editor.widgets.history import HistoryStrip, restore_snapshot
+from editor.widgets.icons import icon
+from editor.widgets.side_column import SideColumn
 from engine.errors import ErrorReport
-from engine.render import RenderResult
-
-from .canvas import Canvas
-from .document import Document
-from .error_box import as_report, show_error
-from .exporting import ExportController
-from .help import SHEET_TEXT, SHEET_TIP, open_log_folder, show_about, show_shortcut_sheet
-from .history import HistoryStrip, restore_snapshot
-from .icons import icon
-from .input_guard import InputGuard
-from .panels.attributes_panel import AttributesPanel
-from .panels.generation_panel import GenerationPanel
-from .panels.mixing_panel import MixingPanel
-from .panels.model_panel import ModelPanel
-from .panels.photo_panel import PhotoPanel, is_photo
-from .panels.translate_panel import TranslatePanel
-from .preferences import PreferencesDialog
-from .preview import LivePreview
-from .projects import PROJECT_SUFFIX, ProjectController
-from .side_column import SideColumn
+from engine.jobs.render import RenderResult
 
 APP_NAME = "Face Editor"
 

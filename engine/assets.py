@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ModelFormatError
-from .loading import file_sha256
+from engine.errors import ModelFormatError
+from engine.files.loading import file_sha256
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_GENERATOR = "generator.pt"

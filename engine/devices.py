@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import DeviceError
+from engine.errors import DeviceError
 
 KINDS = ("cpu", "cuda", "mps")  # the device types the engine runs on
 

@@ -1,7 +1,7 @@
 """The edit state of one image and its project file: everything needed to reproduce the picture exactly.
 
 ``EditState`` is an immutable snapshot (model reference + sha256, seed, truncation, noise, style-mixing sources and
-rows). The editor's document holds one and replaces it on every edit; the engine renders it (``engine.render``).
+rows). The editor's document holds one and replaces it on every edit; the engine renders it (``engine.jobs.render``).
 Project files are JSON, written atomically; saved latents travel inside them as base64 float32.
 """
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms.flow_edit import AttributeEdit
-from .algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
-from .checkpoints import atomic_write
-from .errors import plain_text
-from .models.stylegan2 import NOISE_MODES
-from .paths import relative_to, resolve_from
+from engine.algorithms.flow_edit import AttributeEdit
+from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
+from engine.errors import plain_text
+from engine.files.checkpoints import atomic_write
+from engine.files.paths import relative_to, resolve_from
+from engine.models.stylegan2 import NOISE_MODES
 
 PROJECT_FORMAT = "face-editor/project"
 PROJECT_VERSION = 1
@@ -376,7 +376,7 @@ def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | No
 
 
 def _resolve_paths(obj, folder: Path):
-    """``obj`` with every ``path`` / ``*_path`` entry read relative to ``folder`` (see ``engine.paths``)."""
+    """``obj`` with every ``path`` / ``*_path`` entry read relative to ``folder`` (see ``engine.files.paths``)."""
     if isinstance(obj, dict):
         return {k: resolve_from(v, folder) if _is_path_key(k) and isinstance(v, str) else _resolve_paths(v, folder)
                 for k, v in obj.items()}

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .devices import resolve_device
-from .errors import ErrorReport
+from engine.devices import resolve_device
+from engine.errors import ErrorReport
 
 log = logging.getLogger(__name__)
 

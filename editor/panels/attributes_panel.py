@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from editor.dialogs.flow_layout import FlowLayoutDialog
+from editor.widgets.icons import icon
 from engine.algorithms.flow_edit import (
     LIGHTING_PRESETS,
     SLIDER_STEPS,
@@ -40,11 +42,8 @@ from engine.algorithms.flow_edit import (
     slider_target,
 )
 from engine.algorithms.flow_layout import LayoutError, rows_text
+from engine.jobs.render import AttributeReading, AttributeReadJob, FlowProbe, FlowProbeJob
 from engine.project import ModelRef
-from engine.render import AttributeReading, AttributeReadJob, FlowProbe, FlowProbeJob
-
-from ..flow_layout_dialog import FlowLayoutDialog
-from ..icons import icon
 
 SLOT = "attributes"
 PROBE_SLOT = "flow-open"

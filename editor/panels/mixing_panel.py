@@ -30,14 +30,13 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import qdebounced
 
-from engine.export import load_latent
+from editor.dialogs.error_box import show_error
+from editor.panels.generation_panel import SEED_MAX
+from editor.widgets.icons import icon
+from editor.widgets.images import to_qimage
+from engine.jobs.export import load_latent
+from engine.jobs.render import ThumbnailJob, ThumbnailResult
 from engine.project import EditState, ProjectError, Source
-from engine.render import ThumbnailJob, ThumbnailResult
-
-from ..error_box import show_error
-from ..icons import icon
-from ..images import to_qimage
-from .generation_panel import SEED_MAX
 
 SLOT = "thumbs"
 THUMB_PX = 48  # thumbnails are shown this size (px)

@@ -20,11 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.widgets.icons import icon
 from engine.errors import ErrorReport
+from engine.jobs.render import ModelJob, ModelSummary
 from engine.project import ModelRef
-from engine.render import ModelJob, ModelSummary
-
-from ..icons import icon
 
 SLOT = "model"
 MODEL_FILTER = "Generators (*.pt *.pth *.pkl *.ckpt);;All files (*)"

@@ -32,10 +32,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.dialogs.face_picker import FacePicker
+from editor.widgets.icons import icon
+from editor.widgets.images import HeldImage
 from engine.algorithms.projection import InversionSettings
-from engine.align import AlignTransform, box_transform, face_transform
 from engine.errors import ErrorReport
-from engine.photo_jobs import (
+from engine.jobs.photo import (
     InversionOutcome,
     InversionStep,
     InvertJob,
@@ -47,11 +49,8 @@ from engine.photo_jobs import (
     ScanJob,
     photo_latent,
 )
+from engine.photos.align import AlignTransform, box_transform, face_transform
 from engine.project import EditState, PhotoRef
-
-from ..face_picker import FacePicker
-from ..icons import icon
-from ..images import HeldImage
 
 SCAN_SLOT, INVERT_SLOT, PASTE_SLOT, QUALITY_SLOT = "photo-scan", "photo-invert", "photo-paste", "photo-quality"
 NO_PHOTO = "No photo: the face is generated from its seed."

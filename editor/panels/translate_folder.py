@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
 from engine.errors import ErrorReport
-from engine.translate_jobs import FolderSummary, TranslateFolderJob
+from engine.jobs.translate import FolderSummary, TranslateFolderJob
 
 FOLDER_SLOT = "translate-folder"
 PROGRESS_STEPS = 1000

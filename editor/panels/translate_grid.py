@@ -24,11 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.panels.generation_panel import SEED_MAX
+from editor.widgets.images import HeldImage
+from engine.jobs.translate import SamplesExportJob, StyleGrid, StyleGridJob, with_style
 from engine.project import Source
-from engine.translate_jobs import SamplesExportJob, StyleGrid, StyleGridJob, with_style
-
-from ..images import HeldImage
-from .generation_panel import SEED_MAX
 
 GRID_SLOT, SAMPLES_SLOT = "translate-grid", "translate-samples"
 GRID_N, GRID_COLUMNS, SAMPLE_PX = 8, 4, 72

@@ -4,7 +4,7 @@ The translation is part of the edit state (``EditState.translation``): the targe
 resolution whose features come from the face's own model), a soft blend width, the swap mode and the appearance
 (the face's own latent, a sampled style seed, or a reference image inverted in the target). Every control is one
 document edit (a slider drag one undo step); ``LivePreview`` renders the result. Around it the panel runs worker
-jobs (``engine.translate_jobs``): the target check, the untranslated face (the "before" of the side-by-side
+jobs (``engine.jobs.translate``): the target check, the untranslated face (the "before" of the side-by-side
 view, ``source``), a grid of sampled appearances, the model distance, the samples export, a reference image's
 inversion in the target, and a whole folder of photos translated with the current settings. The style grid
 (``translate_grid``), the reference image (``translate_reference``) and the folder batch (``translate_folder``) live
@@ -32,10 +32,16 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from editor.dialogs.compare_window import CompareWindow
+from editor.panels.model_panel import MODEL_FILTER
+from editor.panels.translate_folder import FOLDER_SLOT, FolderBatchMixin
+from editor.panels.translate_grid import GRID_N as GRID_N
+from editor.panels.translate_grid import GRID_SLOT, SAMPLES_SLOT, StyleGridMixin
+from editor.panels.translate_reference import REF_INVERT_SLOT, REF_SCAN_SLOT, ReferenceImageMixin
+from editor.widgets.icons import icon, tool_button
 from engine.algorithms.projection import InversionSettings
 from engine.errors import ErrorReport
-from engine.project import EditState, ModelRef, Translation
-from engine.translate_jobs import (
+from engine.jobs.translate import (
     DISTANCE_LATENTS,
     DistanceJob,
     ModelDistance,
@@ -45,14 +51,7 @@ from engine.translate_jobs import (
     TargetJob,
     shipped_targets,
 )
-
-from ..icons import icon, tool_button
-from .compare_window import CompareWindow
-from .model_panel import MODEL_FILTER
-from .translate_folder import FOLDER_SLOT, FolderBatchMixin
-from .translate_grid import GRID_N as GRID_N
-from .translate_grid import GRID_SLOT, SAMPLES_SLOT, StyleGridMixin
-from .translate_reference import REF_INVERT_SLOT, REF_SCAN_SLOT, ReferenceImageMixin
+from engine.project import EditState, ModelRef, Translation
 
 TARGET_SLOT, SOURCE_SLOT, DISTANCE_SLOT = "translate-target", "translate-source", "translate-distance"
 DEFAULT_DEPTH = 16  # UI2I's usual swap (its swap_layer 3): pose and shape from the face, the look from the target

@@ -12,13 +12,12 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QProgressBar
 
-from engine.align import box_transform, face_transform
+from editor.dialogs.face_picker import FacePicker
+from editor.panels.photo_panel import PHOTO_FILTER
 from engine.errors import ErrorReport
-from engine.photo_jobs import InversionOutcome, InvertJob, PhotoScan, ScanJob
+from engine.jobs.photo import InversionOutcome, InvertJob, PhotoScan, ScanJob
+from engine.photos.align import box_transform, face_transform
 from engine.project import EditState, ModelRef
-
-from ..face_picker import FacePicker
-from .photo_panel import PHOTO_FILTER
 
 REF_SCAN_SLOT, REF_INVERT_SLOT = "translate-ref-scan", "translate-ref-invert"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
+from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
 
 # StyleFlow's layout (``STYLEFLOW``) as plain constants
 ATTRIBUTES: tuple[str, ...] = STYLEFLOW.names
@@ -253,7 +253,7 @@ def edit_attribute(flow, w: torch.Tensor, z: torch.Tensor | None, cond_now: torc
 
 class FastSteps:
     """A flow whose fast mode takes ``steps`` solver steps: trained flows need more than random ones, so the
-    release measures the count per flow (``engine.train.flow_release``) and stores it with the weights. Its
+    release measures the count per flow (``engine.train.release.flow``) and stores it with the weights. Its
     ``cfg`` and ``layout`` are the wrapped flow's."""
 
     def __init__(self, flow, steps: int):

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import describe
+from engine.errors import describe
 
 ALIASES: dict[str, str] = {"smile": "expression"}  # the attribute estimator calls expression 'smile'
 DEFAULT_RANGE = (0.0, 1.0)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.stylegan2 import Generator
-from .latents import broadcast_w, seeds_to_z, truncate
+from engine.algorithms.latents import broadcast_w, seeds_to_z, truncate
+from engine.models.stylegan2 import Generator
 
 SWAP_MODES = ("feature", "weights")
 

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from ..models.stylegan2 import Generator
-from .sefa import sefa_factor
-from .similarity import ms_ssim, ms_ssim_scales, psnr, ssim
+from engine.algorithms.sefa import sefa_factor
+from engine.algorithms.similarity import ms_ssim, ms_ssim_scales, psnr, ssim
+from engine.models.stylegan2 import Generator
 
 METHODS = ("sefa", "w", "w+")
 LOSSES = ("ms-ssim", "lpips")
@@ -230,7 +230,7 @@ class _Reconstruction:
         self.lpips = None
         if settings.loss == "lpips" and settings.perceptual_weight > 0:
             if lpips_model is None:
-                from ..models.lpips import load_lpips
+                from engine.models.lpips import load_lpips
 
                 lpips_model = load_lpips(settings.lpips_path, settings.lpips_heads_path)
             self.lpips = lpips_model.to(device)

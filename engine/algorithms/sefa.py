@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.stylegan2 import Generator
+from engine.models.stylegan2 import Generator
 
 
 def modulation_weights(G: Generator) -> torch.Tensor:

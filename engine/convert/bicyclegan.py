@@ -35,8 +35,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFormatError, describe
-from ..models.bicyclegan import (
+from engine.convert.common import short_list
+from engine.convert.i2i_common import (
+    build_config,
+    build_strict,
+    is_state_dict,
+    read_own_networks,
+    read_source,
+    strip_module_prefix,
+    tensor_at,
+)
+from engine.convert.training_options import (
+    TRAINING_FILES,
+    TrainingOptions,
+    find_training_options,
+    read_training_options,
+)
+from engine.errors import ModelFormatError, describe
+from engine.models.bicyclegan import (
     FORMAT,
     FORMAT_VERSION,
     KINDS,
@@ -49,17 +65,6 @@ from ..models.bicyclegan import (
     UnetGenerator,
     default_ndf,
 )
-from .common import short_list
-from .i2i_common import (
-    build_config,
-    build_strict,
-    is_state_dict,
-    read_own_networks,
-    read_source,
-    strip_module_prefix,
-    tensor_at,
-)
-from .training_options import TRAINING_FILES, TrainingOptions, find_training_options, read_training_options
 
 RELEASED_FILES = {"G": "latest_net_G.pth", "E": "latest_net_E.pth", "D": "latest_net_D.pth",
                   "D2": "latest_net_D2.pth"}

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from ..errors import ModelFormatError
+from engine.errors import ModelFormatError
 
 STANDARD_TAPS = (1, 3, 3, 1)
 

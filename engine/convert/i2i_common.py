@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFormatError
-from ..loading import read_model_file
-from .common import short_list
+from engine.convert.common import short_list
+from engine.errors import ModelFormatError
+from engine.files.loading import read_model_file
 
 STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

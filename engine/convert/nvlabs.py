@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ModelFormatError
-from ..models.stylegan2 import DiscriminatorConfig, GeneratorConfig, channels_from_base
-from ..ops import fir_filter_2d
-from .common import check_same_filters, require, short_list
+from engine.convert.common import check_same_filters, require, short_list
+from engine.errors import ModelFormatError
+from engine.models.ops import fir_filter_2d
+from engine.models.stylegan2 import DiscriminatorConfig, GeneratorConfig, channels_from_base
 
 # Constructor kwargs that change nothing in fp32 inference (training or GPU-speed settings).
 _HARMLESS_G_KWARGS = {

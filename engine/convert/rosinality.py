@@ -10,9 +10,9 @@ import re
 
 import torch
 
-from ..errors import ModelFormatError
-from ..models.stylegan2 import DiscriminatorConfig, GeneratorConfig
-from .common import apply_key_table, check_same_filters, identity, require
+from engine.convert.common import apply_key_table, check_same_filters, identity, require
+from engine.errors import ModelFormatError
+from engine.models.stylegan2 import DiscriminatorConfig, GeneratorConfig
 
 
 def is_generator_state_dict(sd) -> bool:

@@ -19,10 +19,10 @@ from collections import defaultdict
 
 import torch
 
-from ..algorithms.flow_layout import STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
-from ..errors import ModelFormatError, describe
-from ..models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF, FlowConfig
-from .common import require, short_list
+from engine.algorithms.flow_layout import STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
+from engine.convert.common import require, short_list
+from engine.errors import ModelFormatError, describe
+from engine.models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF, FlowConfig
 
 _CHAIN_KEY = re.compile(r"chain\.(\d+)\.(.+)")
 _LAYER_KEY = re.compile(r"odefunc\.diffeq\.layers\.(\d+)\.(_layer\.weight|_layer\.bias|_hyper_bias\.weight|"

@@ -1,6 +1,6 @@
 """Legacy TensorFlow StyleGAN2 networks (NVlabs/stylegan2 ``.pkl``) -> NVIDIA PyTorch state dicts and kwargs.
 
-Input: the :class:`~engine.convert.pickles.TFNetwork` records that ``pickles.read_tf_pickle`` makes (``Gs`` with
+Input: the :class:`~engine.files.pickles.TFNetwork` records that ``pickles.read_tf_pickle`` makes (``Gs`` with
 components ``mapping`` and ``synthesis``, and optionally ``D``). Output: state dicts with the exact key names,
 shapes and order of stylegan2-ada-pytorch's ``G_ema`` / ``D`` (``resample_filter`` buffers included), plus
 NVIDIA-style constructor kwargs inferred from the variable shapes, so that ``engine.convert.nvlabs`` loads them.
@@ -19,8 +19,8 @@ import re
 import numpy as np
 import torch
 
-from ..errors import ModelFormatError
-from .common import short_list
+from engine.convert.common import short_list
+from engine.errors import ModelFormatError
 
 _TAPS = (1.0, 3.0, 3.0, 1.0)
 _MAPPING_LR = 0.01

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelFormatError
+from engine.errors import ModelFormatError
 
 TRAINING_FILES = ("train_opt.txt", "opt.txt")  # pytorch-CycleGAN-and-pix2pix, BicycleGAN
 MAX_BYTES = 1 << 20  # the real files are a few kB

@@ -19,17 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ModelFormatError, describe
-from ..models.tunit import (
-    FORMAT,
-    FORMAT_VERSION,
-    KINDS,
-    DiscriminatorConfig,
-    GeneratorConfig,
-    GuidingConfig,
-)
-from .common import short_list
-from .i2i_common import (
+from engine.convert.common import short_list
+from engine.convert.i2i_common import (
     build_config,
     build_strict,
     is_state_dict,
@@ -37,6 +28,15 @@ from .i2i_common import (
     read_source,
     strip_module_prefix,
     tensor_at,
+)
+from engine.errors import ModelFormatError, describe
+from engine.models.tunit import (
+    FORMAT,
+    FORMAT_VERSION,
+    KINDS,
+    DiscriminatorConfig,
+    GeneratorConfig,
+    GuidingConfig,
 )
 
 NETWORK_KEYS = {"G_state_dict": "G", "G_EMA_state_dict": "G_EMA", "C_state_dict": "C",

@@ -27,7 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .i2i_common import I2IConfig, as_batch, check_positive, device_of, i2i_checkpoint, network_entry, pair_batches
+from engine.models.i2i_common import (
+    I2IConfig,
+    as_batch,
+    check_positive,
+    device_of,
+    i2i_checkpoint,
+    network_entry,
+    pair_batches,
+)
 
 NORMS = ("instance", "batch", "none")
 NONLINEARITIES = ("relu", "lrelu", "elu")

@@ -2,7 +2,7 @@
 
 It measures domain translation: how much a translated face looks like its target domain (the classifier's
 probability of that domain, ``confidence``) and TUNIT's translation accuracy (the share of outputs classified as the
-target domain). Trained on the synthetic world (``engine.domains_train``), where every domain draws the same faces.
+target domain). Trained on the synthetic world (``engine.train.domains``), where every domain draws the same faces.
 
 Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
 
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
-from .estimator import ResidualBlock, init_weights
+from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.models.estimator import ResidualBlock, init_weights
 
 FORMAT = "face-editor/domains"
 FORMAT_VERSION = 1

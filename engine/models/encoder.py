@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
-from ..errors import ModelFormatError, describe
-from ..ops import LRELU_SLOPE, SQRT2
-from .stylegan2 import GeneratorConfig, channels_from_base
+from engine.errors import ModelFormatError, describe
+from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.models.ops import LRELU_SLOPE, SQRT2
+from engine.models.stylegan2 import GeneratorConfig, channels_from_base
 
 FORMAT = "face-editor/encoder"
 FORMAT_VERSION = 1

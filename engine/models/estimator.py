@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
-from ..errors import ModelFormatError, unreadable_reason
+from engine.errors import ModelFormatError, unreadable_reason
+from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
 
 FORMAT = "face-editor/estimator"
 FORMAT_VERSION = 1

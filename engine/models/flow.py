@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from ..algorithms.flow_layout import ConditionLayout, LayoutError
-from ..checkpoints import atomic_torch_save
-from ..errors import ModelFormatError, describe
+from engine.algorithms.flow_layout import ConditionLayout, LayoutError
+from engine.errors import ModelFormatError, describe
+from engine.files.checkpoints import atomic_torch_save
 
 FORMAT = "face-editor/styleflow"
 FORMAT_VERSION = 1
@@ -387,8 +387,8 @@ def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCN
     the layout came from, in words). ``layout``: the caller's (the user's) layout, for a file that does not state
     one; it must fit the condition size, and a file that states another one is refused. Anything else raises
     ``ModelFormatError``."""
-    from ..convert import styleflow
-    from ..loading import ModelInfo, file_sha256, read_model_file
+    from engine.convert import styleflow
+    from engine.files.loading import ModelInfo, file_sha256, read_model_file
 
     path = None
     if isinstance(source, (str, os.PathLike)):

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..algorithms.latents import broadcast_w, truncate
-from ..ops import LRELU_SLOPE, SQRT2, bias_lrelu, fir_taps, upfirdn2d
+from engine.algorithms.latents import broadcast_w, truncate
+from engine.models.ops import LRELU_SLOPE, SQRT2, bias_lrelu, fir_taps, upfirdn2d
 
 NOISE_MODES = ("const", "none", "random")
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .i2i_common import I2IConfig, as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
+from engine.models.i2i_common import I2IConfig, as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
 
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 ADAIN_EPS = 1e-5

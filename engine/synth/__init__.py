@@ -11,8 +11,16 @@ Public API::
 
 Domains: ``DOMAINS`` = photo, toon, edges, sketch, painting, pop; the same parameters draw the same face in each.
 """
-from .dataset import add_synth_arguments, cli_synth, read_labels, run_synth, sample_batch, to_uint8, write_dataset
-from .params import (
+from engine.synth.dataset import (
+                      add_synth_arguments,
+                      cli_synth,
+                      read_labels,
+                      run_synth,
+                      sample_batch,
+                      to_uint8,
+                      write_dataset,
+)
+from engine.synth.params import (
                       ATTRIBUTE_NAMES,
                       CONDITION_NAMES,
                       NUM_PARAMS,
@@ -31,8 +39,8 @@ from .params import (
                       sh_coefficients,
                       with_params,
 )
-from .render import Scene, build_scene
-from .styles import DOMAINS, irradiance, render_faces
+from engine.synth.render import Scene, build_scene
+from engine.synth.styles import DOMAINS, irradiance, render_faces
 
 __all__ = [
     "render_faces", "build_scene", "Scene", "irradiance", "DOMAINS",

@@ -17,8 +17,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .params import ATTRIBUTE_NAMES, NUM_PARAMS, PARAM_NAMES, SH_NAMES, attributes, draw_params, sample_params
-from .styles import DOMAINS, check_domain, check_size, render_faces
+from engine.synth.params import (
+    ATTRIBUTE_NAMES,
+    NUM_PARAMS,
+    PARAM_NAMES,
+    SH_NAMES,
+    attributes,
+    draw_params,
+    sample_params,
+)
+from engine.synth.styles import DOMAINS, check_domain, check_size, render_faces
 
 LABELS_FILE = "labels.json"
 Progress = Callable[[int, int], None]

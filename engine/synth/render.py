@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .params import PARAM_INDEX, clip_params, light_direction, lighting_sh
+from engine.synth.params import PARAM_INDEX, clip_params, light_direction, lighting_sh
 
 FAR = 10.0  # "no contour nearby", in image widths
 EYE_Y, MOUTH_Y, EYE_X = 0.03, -0.22, 0.12  # FFHQ-like canonical positions

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .render import Scene, build_scene, coverage, line_profile, smoothstep
+from engine.synth.render import Scene, build_scene, coverage, line_profile, smoothstep
 
 # irradiance / pi = sum_k A_k c_k Y_k(n), A = (pi, 2pi/3, pi/4) / pi per SH order
 _SH_WEIGHTS = torch.tensor([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])

@@ -9,9 +9,9 @@ Public API::
 
 Command line: ``python main.py train stylegan2 --data DIR|synth:DOMAIN --out runs/NAME ...`` (see ``cli``).
 """
-from .data import DataSource, ImageFolderSource, SynthSource, TensorSource, open_source
-from .distributed import DistContext, init_from_env, init_process
-from .stylegan2 import TrainConfig, Trainer, read_state, resume_config, trainer_from_state
+from engine.train.data import DataSource, ImageFolderSource, SynthSource, TensorSource, open_source
+from engine.train.distributed import DistContext, init_from_env, init_process
+from engine.train.stylegan2 import TrainConfig, Trainer, read_state, resume_config, trainer_from_state
 
 __all__ = [
     "TrainConfig", "Trainer", "read_state", "resume_config", "trainer_from_state",

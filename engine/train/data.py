@@ -182,7 +182,7 @@ class SynthSource(DataSource):
 
 def _synth_sampler():
     try:
-        from ..synth import sample_batch
+        from engine.synth import sample_batch
     except ImportError as e:
         raise ValueError(f"the synthetic data source needs engine.synth, which cannot be imported ({e}); "
                          "train on an image folder instead") from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .. import devices
+from engine import devices
 
 
 @dataclass(frozen=True)

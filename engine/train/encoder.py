@@ -42,16 +42,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..algorithms import similarity
-from ..assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_GENERATOR
-from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
-from ..csvlog import CsvLog
-from ..errors import ModelFormatError
-from ..models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
-from ..models.stylegan2 import Generator
-from ..paths import command_line, write_json
-from ..runtime import GracefulStop
-from .stylegan2 import step_generator
+from engine.algorithms import similarity
+from engine.assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_GENERATOR
+from engine.errors import ModelFormatError
+from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
+from engine.files.paths import command_line, write_json
+from engine.models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
+from engine.models.stylegan2 import Generator
+from engine.runtime import GracefulStop
+from engine.train.csvlog import CsvLog
+from engine.train.stylegan2 import step_generator
 
 STATE_FORMAT = "face-editor/train-encoder"
 STATE_VERSION = 1
@@ -510,10 +510,10 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
     encoder``) as ``out_dir/encoder.pt`` next to the generator it was trained for (``out_dir/generator.pt``;
     another generator's encoder is refused), with the manifest ``encoder.json``. half: store the weights in
     float16 (half the file; the figures are measured on the stored weights). -> manifest"""
-    from ..estimator_eval import cpu_model
-    from ..loading import file_sha256, load_generator, read_model_file
-    from ..models.encoder import FORMAT
-    from .release import option_value
+    from engine.files.loading import file_sha256, load_generator, read_model_file
+    from engine.models.encoder import FORMAT
+    from engine.train.release.estimator import cpu_model
+    from engine.train.release.generator import option_value
 
     source, out_dir = Path(source), Path(out_dir)
     kind, obj = read_model_file(source)
@@ -637,9 +637,9 @@ def add_encoder_commands(sub) -> None:
 def run_train_encoder(args) -> int:
     """``train encoder``: train (or resume) an encoder; 0 when done or stopped by --max-minutes, 130 when
     interrupted."""
-    from ..loading import load_generator
-    from .cli import resume_path
-    from .distributed import resolve_device
+    from engine.cli.train import resume_path
+    from engine.files.loading import load_generator
+    from engine.train.distributed import resolve_device
 
     if args.threads is not None:
         if args.threads < 1:
@@ -667,7 +667,7 @@ def run_train_encoder(args) -> int:
         if args.model:
             model = args.model
         else:
-            from ..assets import default_generator_path
+            from engine.assets import default_generator_path
 
             model = default_generator_path()
         G = load_generator(model)

@@ -1,7 +1,7 @@
 """Training StyleFlow's conditional CNF by maximum likelihood (``python main.py train flow``; FACTS §10).
 
-Data: W+ latents with their 17-value conditions (``engine.flow_data``): sampled from a generator and labelled by the
-attribute estimator, or StyleFlow's released files. They are cached as ``OUT/flow_data.npz`` (with the recipe that
+Data: W+ latents with their 17-value conditions (``engine.train.flow_data``): sampled from a generator and labelled by
+the attribute estimator, or StyleFlow's released files. They are cached as ``OUT/flow_data.npz`` (with the recipe that
 made them in ``flow_data.json``), so a resumed run, or a fresh run with the same recipe, reuses them. The last
 ``val_n`` rows are held out.
 
@@ -39,11 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
-from ..algorithms.flow_layout import STYLEFLOW
-from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
-from ..csvlog import CsvLog
-from ..flow_data import (
+from engine.algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
+from engine.algorithms.flow_layout import STYLEFLOW
+from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
+from engine.files.paths import command_line
+from engine.models.flow import ADAPTIVE_SOLVERS, CNF, FIXED_SOLVERS, ConditionalCNF, FlowConfig, save_flow
+from engine.runtime import GracefulStop
+from engine.train.csvlog import CsvLog
+from engine.train.flow_data import (
     check_flow_data,
     load_flow_data,
     read_styleflow_data,
@@ -51,9 +54,6 @@ from ..flow_data import (
     save_flow_data,
     styleflow_lighting_presets,
 )
-from ..models.flow import ADAPTIVE_SOLVERS, CNF, FIXED_SOLVERS, ConditionalCNF, FlowConfig, save_flow
-from ..paths import command_line
-from ..runtime import GracefulStop
 
 STATE_FORMAT = "face-editor/train-flow"
 STATE_VERSION = 1
@@ -167,7 +167,7 @@ def condition_stats(cond: np.ndarray) -> dict:
 
 def generator_spec(generator: str | Path, estimator: str | Path, *, n: int, seed: int, truncation_psi: float) -> dict:
     """The recipe of sampled training data (files named by path and sha256)."""
-    from ..loading import file_sha256
+    from engine.files.loading import file_sha256
 
     return {"kind": "generator", "generator": str(generator), "generator_sha256": file_sha256(generator),
             "estimator": str(estimator), "estimator_sha256": file_sha256(estimator), "n": int(n), "seed": int(seed),
@@ -207,8 +207,8 @@ def make_data(spec: dict, *, batch: int = 100, device: str | torch.device = "cpu
         raise ValueError(f"unknown flow data kind {spec['kind']!r}")
     from tqdm import tqdm
 
-    from ..loading import load_generator
-    from ..models.estimator import load_estimator
+    from engine.files.loading import load_generator
+    from engine.models.estimator import load_estimator
 
     G = load_generator(spec["generator"]).to(device).eval()
     E = load_estimator(spec["estimator"]).to(device).eval()
@@ -561,7 +561,7 @@ def _data_spec(args) -> dict:
         if args.generator or args.estimator:
             raise ValueError("--styleflow-data brings its own latents and labels; drop --generator / --estimator")
         return styleflow_spec(args.styleflow_data)
-    from ..assets import default_estimator_path, default_generator_path
+    from engine.assets import default_estimator_path, default_generator_path
 
     return generator_spec(args.generator or default_generator_path(), args.estimator or default_estimator_path(),
                           n=args.n, seed=args.data_seed, truncation_psi=args.psi)
@@ -569,7 +569,7 @@ def _data_spec(args) -> dict:
 
 def run_train_flow(args) -> int:
     """``train flow``: train (or resume) a flow; 0 when done or stopped by --max-minutes, 130 when interrupted."""
-    from .distributed import resolve_device
+    from engine.train.distributed import resolve_device
 
     if args.threads is not None:
         if args.threads < 1:
@@ -580,7 +580,7 @@ def run_train_flow(args) -> int:
     out = Path(args.out)
     schedule = {k: getattr(args, k) for k in ("eval_every", "eval_batch", "checkpoint_every", "log_every")}
     common = dict(out_dir=out, device=device, progress=not args.quiet)
-    from .cli import resume_path
+    from engine.cli.train import resume_path
 
     resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="flow training checkpoint")
     if resume is not None:

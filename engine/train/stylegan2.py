@@ -28,13 +28,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoints import atomic_torch_save, check_training_state, read_training_state, save_generator
-from ..csvlog import CsvLog
-from ..imageio import save_png, to_uint8
-from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
-from ..runtime import GracefulStop
-from .data import DataSource
-from .distributed import DistContext, any_process, average_gradients, barrier, broadcast_module, mean_over_processes
+from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, save_generator
+from engine.files.images import save_png, to_uint8
+from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
+from engine.runtime import GracefulStop
+from engine.train.csvlog import CsvLog
+from engine.train.data import DataSource
+from engine.train.distributed import (
+    DistContext,
+    any_process,
+    average_gradients,
+    barrier,
+    broadcast_module,
+    mean_over_processes,
+)
 
 STATE_FORMAT = "face-editor/train-stylegan2"
 STATE_VERSION = 1

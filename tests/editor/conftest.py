@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.checkpoints import save_generator
+from engine.files.checkpoints import save_generator
 from engine.models.stylegan2 import Generator
 from engine.project import EditState, ModelRef
 from tests.fakes import TINY_CFG
@@ -32,7 +32,7 @@ def tiny_state(tiny_model_path) -> EditState:
 @pytest.fixture
 def bridge(qtbot):
     """A started engine bridge on the CPU, shut down after the test."""
-    from editor.bridge import EngineBridge
+    from editor.controllers.bridge import EngineBridge
 
     b = EngineBridge(device="cpu").start()
     yield b
@@ -57,10 +57,10 @@ def tiny_flow_path(tmp_path_factory):
 def open_main_window(qtbot, tmp_path, *, size: tuple[int, int]):
     """The main window on the embedded default model at ``size``, first frame shown; yields it, then closes it
     without asking (unsaved changes are tested in test_projects_export)."""
-    from editor.bridge import EngineBridge
-    from editor.document import Document
+    from editor.controllers.bridge import EngineBridge
+    from editor.controllers.document import Document
+    from editor.controllers.settings import Settings
     from editor.main_window import MainWindow
-    from editor.settings import Settings
     from engine.assets import ASSETS_DIR
 
     if not (ASSETS_DIR / "generator.pt").exists():

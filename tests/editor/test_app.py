@@ -45,7 +45,7 @@ def test_a_device_torch_cannot_open_exits_2_with_one_error_line_naming_the_choic
 
 
 def test_a_stored_device_that_no_longer_exists_falls_back_to_auto(qtbot, tmp_path, capsys):
-    from editor.settings import Settings
+    from editor.controllers.settings import Settings
 
     ini = tmp_path / "s.ini"
     Settings(str(ini)).device = "cdua"

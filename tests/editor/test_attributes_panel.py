@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from editor.document import Document
+from editor.controllers.document import Document
 from editor.panels.attributes_panel import AttributesPanel
 from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, slider_target
 from engine.assets import ASSETS_DIR

@@ -7,9 +7,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from editor.canvas import BACKGROUND, Canvas
-from editor.document import Document
-from editor.history import HistoryStrip, describe_state, restore_snapshot, snapshot_label
+from editor.controllers.document import Document
+from editor.widgets.canvas import BACKGROUND, Canvas
+from editor.widgets.history import HistoryStrip, describe_state, restore_snapshot, snapshot_label
 from engine.algorithms.flow_edit import STYLEFLOW, AttributeEdit
 from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, Source, Translation
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from editor.document import Document
-from editor.panels import compare_window as cw
+from editor.controllers.document import Document
+from editor.dialogs import compare_window as cw
 from editor.panels.translate_panel import TranslatePanel
-from engine.checkpoints import save_generator
-from engine.i2i_jobs import I2IJob, I2IRequest, ShippedI2I, pin
-from engine.imageio import read_png_parameters
-from engine.loading import file_sha256, load_generator
+from engine.files.checkpoints import save_generator
+from engine.files.images import read_png_parameters
+from engine.files.loading import file_sha256, load_generator
+from engine.jobs.i2i import I2IJob, I2IRequest, ShippedI2I, pin
+from engine.jobs.render import load_model, summarize
+from engine.jobs.translate import ShippedTarget
 from engine.project import ModelRef, Translation
-from engine.render import load_model, summarize
-from engine.translate_jobs import ShippedTarget
 from engine.worker import InlineContext
 from tests.engine.i2i_models import SIZE, save_bicyclegan, save_tunit, tiny_bicyclegan, tiny_tunit
 from tests.fakes import fake_finetune

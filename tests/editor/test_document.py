@@ -1,7 +1,7 @@
 """Document and undo commands: edits, undo/redo, slider-drag merging, reset, change notifications."""
 from __future__ import annotations
 
-from editor.document import Document
+from editor.controllers.document import Document
 from engine.project import EditState
 
 

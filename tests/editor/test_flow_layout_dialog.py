@@ -9,8 +9,8 @@ import pytest
 import torch
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QTableWidgetItem
 
-from editor.document import Document
-from editor.flow_layout_dialog import FlowLayoutDialog
+from editor.controllers.document import Document
+from editor.dialogs.flow_layout import FlowLayoutDialog
 from editor.panels.attributes_panel import AttributesPanel
 from engine.algorithms.flow_edit import slider_target
 from engine.algorithms.flow_layout import STYLEFLOW, LayoutError, parse_layout
@@ -177,8 +177,8 @@ def test_opening_a_flow_asks_for_its_layout_only_when_the_file_does_not_say_it(
 
 
 def test_the_file_menu_opens_a_flow(qtbot, tiny_state, tmp_path, flows, bridge, monkeypatch):
+    from editor.controllers.settings import Settings
     from editor.main_window import MainWindow
-    from editor.settings import Settings
 
     win = MainWindow(Document(tiny_state), bridge, Settings(tmp_path / "s.ini"), autosave_path=tmp_path / "a.fproj")
     qtbot.addWidget(win)

@@ -5,11 +5,11 @@ import numpy as np
 import torch
 from PySide6.QtCore import QObject, Signal
 
-from editor.document import Document
+from editor.controllers.document import Document
+from editor.controllers.settings import Settings
 from editor.panels.generation_panel import GenerationPanel
 from editor.panels.model_panel import ModelPanel
-from editor.settings import Settings
-from engine.checkpoints import save_generator
+from engine.files.checkpoints import save_generator
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, NoiseMaps, PhotoRef, Source
 
@@ -123,7 +123,7 @@ def test_model_panel_reports_a_broken_file_and_keeps_the_model(qtbot, tmp_path, 
 
 
 def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
-    from editor.preferences import PreferencesDialog
+    from editor.dialogs.preferences import PreferencesDialog
 
     settings = Settings(tmp_path / "p.ini")
     dialog = PreferencesDialog(settings)
@@ -150,7 +150,7 @@ def test_preferences_store_device_and_preview_resolution(qtbot, tmp_path):
 def test_preferences_refuse_a_device_this_machine_cannot_open_and_keep_the_old_one(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QDialog, QMessageBox
 
-    from editor.preferences import PreferencesDialog
+    from editor.dialogs.preferences import PreferencesDialog
 
     Settings(tmp_path / "p.ini").device = "cpu"
     settings = Settings(tmp_path / "p.ini")
@@ -178,7 +178,7 @@ class _Bridge(QObject):
 
 
 def test_every_registered_icon_resolves(qtbot):
-    from editor.icons import ICONS, icon
+    from editor.widgets.icons import ICONS, icon
 
     for name in ICONS:
         assert not icon(name).isNull(), name

@@ -24,7 +24,7 @@ def test_a_failing_job_shows_a_sentence_with_the_traceback_in_the_details(qtbot,
 
 
 def _sheet(window):
-    from editor.help import TextSheet
+    from editor.dialogs.help import TextSheet
 
     sheets = [w for w in window.findChildren(TextSheet) if w.isVisible()]
     assert len(sheets) == 1
@@ -34,7 +34,7 @@ def _sheet(window):
 def test_the_shortcut_sheet_lists_every_shortcut_of_the_window_from_its_actions(qtbot, main_window):
     from PySide6.QtGui import QAction, QKeySequence, QShortcut
 
-    from editor.help import shortcut_rows
+    from editor.dialogs.help import shortcut_rows
 
     rows = shortcut_rows(main_window)
     listed = {keys for _, _, keys, _ in rows}

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from engine.jobs.render import load_model, render_state
 from engine.project import Source
-from engine.render import load_model, render_state
 from tests.editor.conftest import open_main_window
 
 
@@ -80,11 +80,12 @@ def test_project_save_and_open_reproduce_the_image(qtbot, window, tmp_path, monk
     doc.edit("Mix", sources=(Source(seed=9),), rows=(0,) * 4 + (1,) * (summary_rows(doc) - 4))
     img = wait_frame(qtbot, window).copy()
     path = tmp_path / "face.fproj"
-    monkeypatch.setattr("editor.projects.QFileDialog.getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr("editor.controllers.projects.QFileDialog.getSaveFileName", lambda *a, **k: (str(path), ""))
     assert window.projects.save_as() and path.is_file()
     assert not window.isWindowModified() and "face" in window.windowTitle()
     window.act_random_seed.trigger()
     wait_frame(qtbot, window)
-    monkeypatch.setattr("editor.projects.QMessageBox.question", lambda *a, **k: QMessageBox.StandardButton.Discard)
+    monkeypatch.setattr("editor.controllers.projects.QMessageBox.question",
+                        lambda *a, **k: QMessageBox.StandardButton.Discard)
     assert window.projects.open_file(path)
     np.testing.assert_array_equal(wait_frame(qtbot, window), img)

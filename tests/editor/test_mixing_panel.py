@@ -6,14 +6,14 @@ import numpy as np
 import torch
 from PySide6.QtWidgets import QLabel, QMessageBox
 
-from editor.document import Document
+from editor.controllers.document import Document
 from editor.panels.mixing_panel import THUMB_PX, MixingPanel, group_rows
 from engine.algorithms.latents import mix_styles, seed_to_z, truncate
-from engine.checkpoints import save_generator
-from engine.imageio import to_uint8
+from engine.files.checkpoints import save_generator
+from engine.files.images import to_uint8
+from engine.jobs.render import load_model, render_state, summarize
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import ModelRef, Source
-from engine.render import load_model, render_state, summarize
 
 TINY_ROWS = (4, 4, 8, 8, 16, 16, 32, 32)
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from editor.document import Document
+from editor.controllers.document import Document
+from editor.controllers.projects import ProjectController
 from editor.panels.photo_panel import PhotoPanel
-from editor.projects import ProjectController
 from engine.algorithms.flow_edit import AttributeEdit
-from engine.photo_jobs import ReconstructionJob
+from engine.jobs.photo import ReconstructionJob
 from engine.project import ModelRef, Source, save_project
 from engine.worker import InlineContext
 
@@ -209,8 +209,8 @@ def test_a_broken_photo_is_reported(qtbot, panel, tmp_path):
 
 
 def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_path):
-    from editor.exporting import ExportController
-    from engine.imageio import read_png_parameters
+    from editor.controllers.exporting import ExportController
+    from engine.files.images import read_png_parameters
     from engine.project import EditState
     from tests.fakes import as_exported
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import editor.preview as preview_module
-from editor.document import Document
-from editor.preview import LivePreview
+import editor.controllers.preview as preview_module
+from editor.controllers.document import Document
+from editor.controllers.preview import LivePreview
+from engine.jobs.render import RenderResult
 from engine.project import EditState
-from engine.render import RenderResult
 
 GATE = threading.Event()
 STARTED = []
@@ -68,7 +68,7 @@ def test_dragging_asks_for_preview_frames_then_a_full_one(qtbot, monkeypatch, br
 
 
 def test_real_render_through_the_bridge_matches_the_engine(qtbot, bridge, tiny_state):
-    from engine.render import load_model, render_state
+    from engine.jobs.render import load_model, render_state
 
     doc = Document(tiny_state)
     preview = LivePreview(doc, bridge)
@@ -80,7 +80,7 @@ def test_real_render_through_the_bridge_matches_the_engine(qtbot, bridge, tiny_s
 
 
 def test_requests_after_shutdown_are_ignored_not_raised(qtbot, tiny_state):
-    from editor.bridge import EngineBridge
+    from editor.controllers.bridge import EngineBridge
 
     b = EngineBridge(device="cpu").start()
     b.shutdown()

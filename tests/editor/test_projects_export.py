@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox, QPushButton
 
-from editor.document import Document
-from editor.exporting import BatchExportDialog, ExportController
-from editor.projects import SAVE_FILTER, ProjectController
-from engine.imageio import read_png_parameters
-from engine.loading import file_sha256
+from editor.controllers.document import Document
+from editor.controllers.exporting import BatchExportDialog, ExportController
+from editor.controllers.projects import SAVE_FILTER, ProjectController
+from engine.files.images import read_png_parameters
+from engine.files.loading import file_sha256
+from engine.jobs.render import RenderResult, load_model, render_state, state_ws, summarize
 from engine.project import PROJECT_FORMAT, EditState, ModelRef, Source, read_project
-from engine.render import RenderResult, load_model, render_state, state_ws, summarize
 from tests.fakes import TINY_CFG, as_exported
 
 WAIT_MS = 30000
@@ -48,7 +48,7 @@ def dialogs(monkeypatch) -> Dialogs:
         monkeypatch.setattr(QMessageBox, kind, d.record(kind))
     kinds = {QMessageBox.Icon.Critical: "critical", QMessageBox.Icon.Warning: "warning"}
     monkeypatch.setattr(QMessageBox, "exec", lambda box: d.record(kinds.get(box.icon(), "information"))(
-        box.parent(), box.windowTitle(), box.text()) and 0)  # the error boxes with details (editor.error_box)
+        box.parent(), box.windowTitle(), box.text()) and 0)  # the error boxes with details (editor.dialogs.error_box)
 
     def no_file_dialog(*_args):
         raise AssertionError("a file dialog was opened that the test did not expect")

@@ -10,18 +10,18 @@ import pytest
 import torch
 from PIL import Image
 
-from editor.document import Document
+from editor.controllers.document import Document
 from editor.panels import translate_panel as tp
 from editor.panels.translate_panel import TranslatePanel
 from engine.algorithms.projection import InversionSettings
-from engine.align import face_transform
-from engine.checkpoints import save_generator
-from engine.loading import file_sha256, load_generator
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256, load_generator
+from engine.jobs.photo import InvertJob, ScanJob
+from engine.jobs.render import load_model, render_in_worker, render_state, summarize
+from engine.jobs.translate import ShippedTarget
 from engine.models.stylegan2 import Generator
-from engine.photo_jobs import InvertJob, ScanJob
+from engine.photos.align import face_transform
 from engine.project import EditState, ModelRef, Source, Translation
-from engine.render import load_model, render_in_worker, render_state, summarize
-from engine.translate_jobs import ShippedTarget
 from engine.worker import InlineContext
 from tests.fakes import fake_finetune
 
@@ -233,9 +233,9 @@ def test_a_folder_is_translated_with_progress_and_a_photo_without_a_face_is_repo
 
 def test_the_main_window_compares_the_untranslated_face_with_its_translation(qtbot, tiny_state, target_path,
                                                                            tmp_path):
-    from editor.bridge import EngineBridge
+    from editor.controllers.bridge import EngineBridge
+    from editor.controllers.settings import Settings
     from editor.main_window import MainWindow
-    from editor.settings import Settings
 
     bridge = EngineBridge(device="cpu").start()
     win = MainWindow(Document(tiny_state), bridge, Settings(tmp_path / "s.ini"))

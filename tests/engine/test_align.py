@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.align import (
+from engine.errors import DetectorUnavailable
+from engine.photos.align import (
     SYNTHETIC_SCALE,
     SYNTHETIC_SHIFT,
     AlignTransform,
@@ -21,8 +22,7 @@ from engine.align import (
     paste_back,
     whole_image_transform,
 )
-from engine.errors import DetectorUnavailable
-from engine.faces import Face, detect_faces, mtcnn
+from engine.photos.faces import Face, detect_faces, mtcnn
 
 
 def _needs_mtcnn():

@@ -12,8 +12,8 @@ import torch
 from engine import ModelFormatError, assets
 from engine.algorithms.latents import seed_to_z
 from engine.assets import ASSETS_DIR, default_estimator_path, default_generator_path, verified_asset
-from engine.cli import add_commands, run
-from engine.loading import file_sha256, load_generator
+from engine.cli.main import add_commands, run
+from engine.files.loading import file_sha256, load_generator
 
 
 def test_shipped_estimator_matches_its_manifest():
@@ -78,9 +78,9 @@ def test_shipped_flow_belongs_to_the_shipped_generator_and_inverts():
     import torch
 
     from engine.assets import default_flow_path, default_generator_path
+    from engine.jobs.render import load_model, mixed_ws
     from engine.models.flow import load_flow
     from engine.project import EditState
-    from engine.render import load_model, mixed_ws
 
     if not (ASSETS_DIR / "flow.pt").exists():
         pytest.fail("assets/flow.pt is missing from the checkout")

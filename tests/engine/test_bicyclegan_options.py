@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import i2i
 from engine.convert.bicyclegan import (
     load_bicyclegan,
     load_bicyclegan_encoder,
@@ -15,7 +14,8 @@ from engine.convert.bicyclegan import (
 )
 from engine.convert.training_options import find_training_options, parse_training_options, read_training_options
 from engine.errors import ModelFormatError
-from engine.i2i_jobs import cached_i2i
+from engine.files import i2i
+from engine.jobs.i2i import cached_i2i
 from engine.models.bicyclegan import Encoder, EncoderConfig, GeneratorConfig, UnetGenerator, init_weights
 from engine.project import ModelRef
 from engine.worker import InlineContext

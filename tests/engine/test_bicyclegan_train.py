@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from engine.assets import manifest, verified_asset
-from engine.bicyclegan_train import (
+from engine.convert.bicyclegan import load_bicyclegan
+from engine.errors import ModelFormatError
+from engine.files.loading import file_sha256
+from engine.models.bicyclegan import encode, sample_codes, translate
+from engine.train.bicyclegan import (
     DEFAULT_BICYCLEGAN,
     GRID_NAME,
     BicycleGANTrainConfig,
@@ -21,10 +25,6 @@ from engine.bicyclegan_train import (
     trainer_from_state,
     training_batch,
 )
-from engine.convert.bicyclegan import load_bicyclegan
-from engine.errors import ModelFormatError
-from engine.loading import file_sha256
-from engine.models.bicyclegan import encode, sample_codes, translate
 
 TINY = dict(size=32, batch_size=4, ngf=4, nef=4, ndf=4, nz=4, d_layers=1, eval_n=4, eval_samples=3,
             eval_every=2, checkpoint_every=2, log_every=1)

@@ -12,9 +12,22 @@ import torch
 
 from engine import synth
 from engine.assets import ASSETS_DIR, DEFAULT_DOMAINS, default_domains_path
-from engine.checkpoints import save_generator
-from engine.cli import add_commands, run
-from engine.domains_train import (
+from engine.cli.main import add_commands, run
+from engine.errors import ModelFormatError
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256
+from engine.models.domains import (
+    FORMAT,
+    DomainClassifier,
+    DomainConfig,
+    classify,
+    confidence,
+    domains_checkpoint,
+    load_domains,
+    save_domains,
+)
+from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.train.domains import (
     DomainTrainConfig,
     DomainTrainer,
     augment,
@@ -29,21 +42,8 @@ from engine.domains_train import (
     trainer_from_state,
     training_batch,
 )
-from engine.errors import ModelFormatError
-from engine.estimator_eval import EVAL_SEED, held_out
-from engine.estimator_train import step_generator
-from engine.loading import file_sha256
-from engine.models.domains import (
-    FORMAT,
-    DomainClassifier,
-    DomainConfig,
-    classify,
-    confidence,
-    domains_checkpoint,
-    load_domains,
-    save_domains,
-)
-from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.train.estimator import step_generator
+from engine.train.release.estimator import EVAL_SEED, held_out
 
 TINY = dict(size=32, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), stem_width=8, batch_size=12, eval_n=3, eval_every=2,
             checkpoint_every=2, log_every=1, warmup=2)

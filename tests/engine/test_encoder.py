@@ -14,13 +14,13 @@ import torch
 from engine.algorithms.latents import seed_to_z
 from engine.algorithms.similarity import psnr
 from engine.assets import ASSETS_DIR
-from engine.checkpoints import save_generator
-from engine.cli import run
+from engine.cli.main import run
+from engine.cli.train import add_train_commands
 from engine.errors import ModelFormatError
-from engine.loading import file_sha256, load_generator
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256, load_generator
 from engine.models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.train.cli import add_train_commands
 from engine.train.encoder import (
     EncoderTrainConfig,
     EncoderTrainer,

@@ -11,8 +11,16 @@ import torch
 
 from engine import synth
 from engine.errors import ModelFormatError
-from engine.estimator_eval import EVAL_SEED, evaluate, format_table, held_out, release
-from engine.estimator_train import (
+from engine.files.loading import file_sha256
+from engine.models.estimator import (
+    FORMAT,
+    AttributeEstimator,
+    EstimatorConfig,
+    estimator_checkpoint,
+    load_estimator,
+    save_estimator,
+)
+from engine.train.estimator import (
     BINARY,
     EstimatorTrainer,
     TrainConfig,
@@ -26,15 +34,7 @@ from engine.estimator_train import (
     step_generator,
     trainer_from_state,
 )
-from engine.loading import file_sha256
-from engine.models.estimator import (
-    FORMAT,
-    AttributeEstimator,
-    EstimatorConfig,
-    estimator_checkpoint,
-    load_estimator,
-    save_estimator,
-)
+from engine.train.release.estimator import EVAL_SEED, evaluate, format_table, held_out, release
 from tests.conftest import REPO
 
 TINY = dict(size=32, widths=(8, 8, 16, 16), blocks=(1, 1, 1, 1), stem_width=8, feature_dim=16, stats_n=64,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from engine.errors import DetectorUnavailable, ModelFormatError
-from engine.faces import Face, available_detectors, detect_faces, dlib68, mtcnn
+from engine.photos.faces import Face, available_detectors, detect_faces, dlib68, mtcnn
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 OFFSET = np.array([96.0, 0.0])  # astronaut_face.png is the full photo's crop from column 96

@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from engine.algorithms.layer_swap import model_distance_profile
-from engine.checkpoints import save_generator
 from engine.errors import ModelFormatError
-from engine.loading import file_sha256, load_generator
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256, load_generator
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.train import TensorSource, TrainConfig, Trainer
-from engine.train.finetune_release import KIND, mapping_difference, release_finetune
+from engine.train.release.finetune import KIND, mapping_difference, release_finetune
 
 R = 16
 CFG = dict(resolution=R, channels=(16, 16, 16), z_dim=16, w_dim=16, mapping_layers=2, batch_size=4, kimg=0.008,
@@ -78,7 +78,7 @@ def test_release_refuses_what_is_not_a_freezefc_fine_tune(tmp_path, base_path):
 
 def test_the_shipped_targets_are_freezefc_fine_tunes_of_the_shipped_default():
     from engine.assets import ASSETS_DIR, default_generator_path, verified_asset
-    from engine.translate_jobs import shipped_targets
+    from engine.jobs.translate import shipped_targets
 
     targets = shipped_targets(ASSETS_DIR)
     assert "toon" in {t.domain for t in targets}

@@ -30,7 +30,10 @@ from engine.algorithms.flow_edit import (
     slider_target,
     slider_value,
 )
-from engine.flow_data import (
+from engine.models.estimator import AttributeEstimator, EstimatorConfig
+from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.synth.params import CONDITION_NAMES as ESTIMATOR_NAMES
+from engine.train.flow_data import (
     FlowDataError,
     load_flow_data,
     read_styleflow_attributes,
@@ -41,10 +44,7 @@ from engine.flow_data import (
     save_flow_data,
     styleflow_lighting_presets,
 )
-from engine.models.estimator import AttributeEstimator, EstimatorConfig
-from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.synth.params import CONDITION_NAMES as ESTIMATOR_NAMES
-from engine.train.release import quantised
+from engine.train.release.generator import quantised
 
 NUM_WS, W_DIM = 18, 8
 

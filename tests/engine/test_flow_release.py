@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from engine.assets import ASSETS_DIR
-from engine.checkpoints import save_generator
 from engine.errors import ModelFormatError
-from engine.loading import file_sha256
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256
 from engine.models.flow import ConditionalCNF, FlowConfig, load_flow, save_flow
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.train.flow_release import release_flow
+from engine.train.release.flow import release_flow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

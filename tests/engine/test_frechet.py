@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.frechet import FeatureStats, feature_stats, frechet_distance, stats_of_batches
+from engine.algorithms.frechet import FeatureStats, feature_stats, frechet_distance, stats_of_batches
 
 
 def test_identical_and_closed_form():

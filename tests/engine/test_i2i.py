@@ -1,4 +1,4 @@
-"""Image-to-image back-ends for the editor (engine.i2i, engine.i2i_jobs): one loader for every BicycleGAN / TUNIT
+"""Image-to-image back-ends for the editor (engine.files.i2i, engine.jobs.i2i): one loader for every BicycleGAN / TUNIT
 file layout, input fitting with its notice, the line drawing, seeded and reproducible samples, the z sweep,
 reference images, cluster styles, exports whose metadata reproduce a sample, and the folder batch."""
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import i2i
-from engine.align import align_image, whole_image_transform
-from engine.checkpoints import save_generator
 from engine.errors import ModelFormatError
-from engine.i2i_jobs import (
+from engine.files import i2i
+from engine.files.checkpoints import save_generator
+from engine.files.images import read_png_parameters
+from engine.jobs.i2i import (
     I2IExportJob,
     I2IFolderJob,
     I2IInput,
@@ -28,10 +28,10 @@ from engine.i2i_jobs import (
     pin,
     shipped_i2i,
 )
-from engine.imageio import read_png_parameters
 from engine.models import bicyclegan, tunit
 from engine.models.stylegan2 import Generator
-from engine.photo import load_photo
+from engine.photos.align import align_image, whole_image_transform
+from engine.photos.read import load_photo
 from engine.project import EditState, ModelRef, PhotoRef, ProjectError
 from engine.worker import InlineContext
 from tests.fakes import TINY_CFG, as_exported

@@ -139,7 +139,7 @@ def test_engine_never_touches_the_global_rngs(G, tmp_path):
     """Loading, mapping, synthesis in every noise mode and seed helpers leave torch's and numpy's global RNGs
     untouched (all randomness is explicit)."""
     from engine import load_generator
-    from engine.checkpoints import save_generator
+    from engine.files.checkpoints import save_generator
 
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
     save_generator(tmp_path / "g.pt", G)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine import Generator, GeneratorConfig, ModelFormatError, inspect_model, load_discriminator, load_generator
-from engine.checkpoints import save_generator
 from engine.convert.nvlabs import generator_to_nvlabs
+from engine.files.checkpoints import save_generator
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig
 
 
@@ -200,7 +200,7 @@ def test_own_format_round_trip_bit_exact(tmp_path):
 
 def test_own_format_bad_arch_and_version(tmp_path):
     G = _tiny_generator()
-    from engine.checkpoints import generator_checkpoint
+    from engine.files.checkpoints import generator_checkpoint
 
     ck = generator_checkpoint(G)
     with pytest.raises(ModelFormatError, match="version"):

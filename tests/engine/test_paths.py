@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import torch
 
-from engine.export import save_image
-from engine.imageio import read_png_parameters
-from engine.paths import file_name, is_absolute_path, names_only, relative_to, resolve_from
+from engine.files.images import read_png_parameters
+from engine.files.paths import file_name, is_absolute_path, names_only, relative_to, resolve_from
+from engine.jobs.export import save_image
 from engine.project import EditState, ModelRef, PhotoRef, read_project, save_project
 from tests.conftest import REPO
 
@@ -95,7 +95,7 @@ def test_generate_writes_no_absolute_path(reference_dir, tmp_path):
 
 
 def test_the_recorded_command_line_leaves_out_the_programs_own_path(monkeypatch):
-    from engine.paths import command_line
+    from engine.files.paths import command_line
 
     monkeypatch.setattr(sys, "argv", ["/home/ann/editor/main.py", "train", "flow", "--out", "runs/a b"])
     assert command_line() == "main.py train flow --out 'runs/a b'"

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, JpegImagePlugin
 
 from engine.errors import PhotoError
-from engine.photo import MAX_FILE_PIXELS, load_photo, photo_from_array
+from engine.photos.read import MAX_FILE_PIXELS, load_photo, photo_from_array
 
 
 def _smooth(h: int = 48, w: int = 64) -> np.ndarray:

@@ -13,13 +13,13 @@ from PIL import Image
 
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.projection import InversionSettings
-from engine.align import box_transform
-from engine.checkpoints import save_generator
-from engine.imageio import to_uint8
+from engine.files.checkpoints import save_generator
+from engine.files.images import to_uint8
+from engine.jobs.photo import InvertJob, PasteJob, ReconstructionJob, ScanJob, alignment_recipe, photo_latent
+from engine.jobs.render import load_model, render_state
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.photo_jobs import InvertJob, PasteJob, ReconstructionJob, ScanJob, alignment_recipe, photo_latent
+from engine.photos.align import box_transform
 from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
-from engine.render import load_model, render_state
 from engine.worker import ModelCache
 
 CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
@@ -154,7 +154,7 @@ def test_refine_keeps_the_edits_and_never_ends_worse_than_its_start(model_path, 
 
 
 def test_refine_fine_tunes_with_a_smaller_step_than_a_fresh_inversion(model_path, photo_path, monkeypatch):
-    import engine.photo_jobs as photo_jobs
+    import engine.jobs.photo as photo_jobs
 
     seen = []
     real = photo_jobs.invert

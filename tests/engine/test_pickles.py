@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from engine import load_discriminator, load_generator
-from engine.convert import pickles, tf_legacy
-from engine.convert.pickles import NetworkRecord, TFNetwork, TFPickle
+from engine.convert import tf_legacy
 from engine.errors import ModelFormatError
+from engine.files import pickles
+from engine.files.pickles import NetworkRecord, TFNetwork, TFPickle
 
 from . import nvlabs_pickle_writer as writer
 

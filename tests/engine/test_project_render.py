@@ -10,12 +10,10 @@ import torch
 from PIL import Image
 
 from engine.algorithms.latents import mix_styles, seed_to_z, truncate
-from engine.checkpoints import save_generator
-from engine.export import BatchExportJob, load_latent, save_image, save_latent
-from engine.imageio import read_png_parameters, to_uint8
-from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base
-from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
-from engine.render import (
+from engine.files.checkpoints import save_generator
+from engine.files.images import read_png_parameters, to_uint8
+from engine.jobs.export import BatchExportJob, load_latent, save_image, save_latent
+from engine.jobs.render import (
     LatentJob,
     ModelJob,
     RenderJob,
@@ -25,6 +23,8 @@ from engine.render import (
     row_resolutions,
     state_ws,
 )
+from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base
+from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
 from engine.worker import ModelCache
 from tests.fakes import as_exported
 
@@ -208,8 +208,8 @@ def test_a_photo_state_renders_its_latent_and_noise_and_round_trips(tmp_path, mo
 
 def test_a_translation_renders_the_face_through_the_target_and_round_trips(tmp_path, model_path):
     from engine.algorithms.layer_swap import layer_swap, multimodal_styles
+    from engine.jobs.render import render_in_worker
     from engine.project import Translation
-    from engine.render import render_in_worker
 
     G = load_model(ModelRef(str(model_path)))
     T = Generator(CFG, seed=4)

@@ -13,16 +13,16 @@ from PIL import Image
 
 from engine.algorithms.latents import seed_to_z
 from engine.assets import verified_asset
-from engine.checkpoints import FORMAT, save_generator
-from engine.cli import run
+from engine.cli.main import run
+from engine.cli.train import add_train_commands
 from engine.errors import ModelFormatError
-from engine.imageio import read_png_parameters
-from engine.loading import file_sha256, load_generator
+from engine.files.checkpoints import FORMAT, save_generator
+from engine.files.images import read_png_parameters
+from engine.files.loading import file_sha256, load_generator
 from engine.models.estimator import AttributeEstimator, EstimatorConfig, save_estimator
 from engine.models.stylegan2 import GeneratorConfig
 from engine.train import TensorSource, TrainConfig, Trainer
-from engine.train.cli import add_train_commands
-from engine.train.release import GRID_PSIS, grid_name, option_value, release_generator
+from engine.train.release.generator import GRID_PSIS, grid_name, option_value, release_generator
 
 R = 16
 COMMAND = "main.py train stylegan2 --data t --out run --threads 1 --seed 3"

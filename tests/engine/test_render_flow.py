@@ -8,11 +8,11 @@ import torch
 
 from engine.algorithms.flow_edit import AttributeEdit, attribute_mask
 from engine.assets import ASSETS_DIR
-from engine.checkpoints import save_generator
+from engine.files.checkpoints import save_generator
+from engine.jobs.render import AttributeReadJob, LatentJob, RenderJob, mixed_ws
 from engine.models.flow import ConditionalCNF, FlowConfig, save_flow
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
-from engine.render import AttributeReadJob, LatentJob, RenderJob, mixed_ws
 from engine.worker import ModelCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")

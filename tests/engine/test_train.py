@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.checkpoints import save_generator
-from engine.loading import load_discriminator, load_generator
+from engine.cli.train import add_train_commands
+from engine.files.checkpoints import save_generator
+from engine.files.loading import load_discriminator, load_generator
 from engine.models.stylegan2 import Discriminator, Generator
 from engine.train import TensorSource, TrainConfig, Trainer, open_source, read_state, resume_config, trainer_from_state
-from engine.train.cli import add_train_commands
 from engine.train.distributed import init_process, shutdown
 
 R = 16

@@ -13,14 +13,13 @@ import pytest
 import torch
 
 from engine.algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS
-from engine.checkpoints import save_generator
-from engine.cli import run
-from engine.flow_data import load_flow_data
-from engine.loading import file_sha256
+from engine.cli.main import run
+from engine.cli.train import add_train_commands
+from engine.files.checkpoints import save_generator
+from engine.files.loading import file_sha256
 from engine.models.estimator import AttributeEstimator, EstimatorConfig, save_estimator
 from engine.models.flow import ConditionalCNF, FlowConfig, load_flow
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.train.cli import add_train_commands
 from engine.train.flow import (
     FlowTrainConfig,
     FlowTrainer,
@@ -31,6 +30,7 @@ from engine.train.flow import (
     read_state,
     trainer_from_state,
 )
+from engine.train.flow_data import load_flow_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

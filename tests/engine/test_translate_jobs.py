@@ -14,13 +14,11 @@ from PIL import Image
 
 from engine.algorithms.layer_swap import model_distance, swap_depth_choices
 from engine.algorithms.projection import InversionSettings
-from engine.checkpoints import save_generator
-from engine.imageio import read_png_parameters
-from engine.loading import file_sha256
-from engine.models.stylegan2 import Generator
-from engine.project import EditState, ModelRef, ProjectError, Source, Translation
-from engine.render import load_model, render_in_worker, render_state
-from engine.translate_jobs import (
+from engine.files.checkpoints import save_generator
+from engine.files.images import read_png_parameters
+from engine.files.loading import file_sha256
+from engine.jobs.render import load_model, render_in_worker, render_state
+from engine.jobs.translate import (
     DistanceJob,
     SamplesExportJob,
     SourceRenderJob,
@@ -29,6 +27,8 @@ from engine.translate_jobs import (
     TranslateFolderJob,
     shipped_targets,
 )
+from engine.models.stylegan2 import Generator
+from engine.project import EditState, ModelRef, ProjectError, Source, Translation
 from engine.worker import Cancelled, InlineContext
 from tests.fakes import TINY_CFG, as_exported, fake_finetune
 

@@ -8,10 +8,10 @@ import torch
 
 from engine.assets import ASSETS_DIR, verified_asset
 from engine.convert.tunit import load_tunit
-from engine.loading import file_sha256
+from engine.files.loading import file_sha256
 from engine.models.domains import DomainClassifier, DomainConfig
 from engine.models.tunit import translate
-from engine.tunit_train import (
+from engine.train.tunit import (
     CHECKPOINT_NAME,
     DEFAULT_TUNIT,
     GRID_NAME,

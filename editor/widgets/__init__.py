@@ -1,0 +1,1 @@
+"""Reusable widgets: the canvas, the history strip, icons, image conversion, scrolling columns."""

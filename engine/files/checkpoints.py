@@ -1,0 +1,214 @@
+"""The project's own checkpoint format: the architecture config saved with the weights.
+
+Layout (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
+
+    {"format": "face-editor/stylegan2", "format_version": 1,
+     "arch": GeneratorConfig as a dict, "state_dict": {...},          # includes mapping.w_avg
+     "discriminator": {"arch": ..., "state_dict": ...} or absent,
+     "extras": {...}}                                                   # free-form metadata (strings, numbers)
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import IO
+
+import torch
+
+from engine.errors import ModelFormatError, describe
+from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+FORMAT = "face-editor/stylegan2"
+FORMAT_VERSION = 1
+
+
+def module_state(module: torch.nn.Module, *, weights_dtype: torch.dtype | None = None) -> dict:
+    """CPU copies of ``module``'s state dict; with ``weights_dtype``, the parameters in that dtype and the buffers in
+    float32 (otherwise every tensor keeps its dtype)."""
+    if weights_dtype is None:
+        return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    weights = {k for k, _ in module.named_parameters()}
+    return {k: v.detach().to("cpu", weights_dtype if k in weights else torch.float32).contiguous().clone()
+            for k, v in module.state_dict().items()}
+
+
+def module_checkpoint(module: torch.nn.Module, *, fmt: str, version: int, meta_key: str = "extras",
+                      meta: dict | None = None, weights_dtype: torch.dtype | None = None) -> dict:
+    """The project-format dict of a small model with a ``cfg`` (``to_dict``): format id and version, architecture,
+    CPU state dict (see ``module_state``) and free-form metadata under ``meta_key``."""
+    return {"format": fmt, "format_version": version, "arch": module.cfg.to_dict(),
+            "state_dict": module_state(module, weights_dtype=weights_dtype), meta_key: dict(meta or {})}
+
+
+def read_checkpoint_source(source, *, noun: str, dict_what: str,
+                           read_file: Callable[[str | os.PathLike], tuple[object, str]] | None = None
+                           ) -> tuple[object, str]:
+    """``(content, what)`` of a model path or an already-loaded dict; ``what`` names it in messages (the path, or
+    ``dict_what``). Paths go through ``read_file`` (default: ``loading.read_model_file``, which only accepts
+    ``torch.save`` files here, read with ``weights_only=True``). ``noun`` ("an encoder") names the expected model."""
+    if isinstance(source, dict):
+        return source, dict_what
+    if not isinstance(source, (str, os.PathLike)):
+        raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {describe(source)}")
+    if read_file is not None:
+        return read_file(source)
+    from engine.files.loading import read_model_file  # loading imports this module
+
+    what = str(source)
+    kind, obj = read_model_file(source)
+    if kind != "torch":
+        raise ModelFormatError(f"{what}: not {noun} (a {kind} file)")
+    return obj, what
+
+
+def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str, label: str, config_cls,
+                          module_cls, state_dtypes: tuple[torch.dtype, ...] | None = None):
+    """Check a project-format dict (format ``fmt`` of ``version``), build ``module_cls(config_cls.from_dict(arch))``
+    and load its weights strictly; every problem is a ``ModelFormatError`` prefixed by ``what``. ``noun`` ("an
+    encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor of the state
+    dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else describe(ckpt)
+        raise ModelFormatError(f"{what}: not {noun} (format {found!r}, expected {fmt!r})")
+    if ckpt.get("format_version") != version:
+        raise ModelFormatError(f"{what}: {label} format version {ckpt.get('format_version')!r} is not supported "
+                               f"(this editor reads version {version})")
+    arch = ckpt.get("arch")
+    if not isinstance(arch, dict):
+        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(arch)}")
+    if unknown := sorted(set(arch) - {f.name for f in fields(config_cls)}):
+        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
+    try:
+        module = module_cls(config_cls.from_dict(arch))
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+    state = ckpt.get("state_dict")
+    if state_dtypes is None:
+        if not isinstance(state, dict):
+            raise ModelFormatError(f"{what}: 'state_dict' is missing")
+    else:
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) and v.dtype in state_dtypes
+                                                  for v in state.values()):
+            names = " / ".join(str(d).removeprefix("torch.") for d in state_dtypes)
+            raise ModelFormatError(f"{what}: 'state_dict' is missing or holds something other than {names} tensors")
+        state = {k: v.to(torch.float32) for k, v in state.items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
+    return module
+
+
+def is_own_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def _plain_state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().to("cpu", torch.float32).clone() for k, v in module.state_dict().items()}
+
+
+def generator_checkpoint(G: Generator, *, D: Discriminator | None = None, extras: dict | None = None) -> dict:
+    """The checkpoint dict of a generator (and optionally its discriminator)."""
+    ckpt = {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": G.cfg.to_dict(),
+            "state_dict": _plain_state(G), "extras": dict(extras or {})}
+    if D is not None:
+        ckpt["discriminator"] = {"arch": D.cfg.to_dict(), "state_dict": _plain_state(D)}
+    return ckpt
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(file)`` on a temporary file in the target folder, flush it to disk, then atomically replace
+    ``path``: a crash never leaves a half-written file, and the old one survives a failed write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared like any other file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_training_state(path: str | os.PathLike, *, fmt: str, version: int, what: str, wrong: str) -> dict:
+    """Load a trainer's checkpoint (weights only, on the CPU) and check its format and version.
+
+    ``what`` names it in messages ("training checkpoint"); ``wrong`` is the message for a file of another kind."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    check_training_state(state, fmt=fmt, version=version, what=what, wrong=wrong)
+    return state
+
+
+def check_training_state(state, *, fmt: str, version: int, what: str, wrong: str) -> None:
+    """Refuse anything that is not a ``fmt`` training state of ``version`` (see ``read_training_state``)."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise ValueError(wrong)
+    if state.get("format_version") != version:
+        raise ValueError(f"{what} version {state.get('format_version')!r} is not supported (this version reads "
+                         f"{version})")
+
+
+def resumed_config(config_cls, stored: dict, overrides: dict | None, *, allowed: tuple[str, ...]):
+    """``config_cls.from_dict(stored)`` with the ``allowed`` settings of ``overrides`` replaced (None values keep the
+    stored ones); ValueError for any other setting."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    bad = set(overrides) - set(allowed)
+    if bad:
+        raise ValueError(f"cannot change {sorted(bad)} when resuming")
+    return replace(config_cls.from_dict(stored), **overrides)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` through ``atomic_write``."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_generator(path: str | os.PathLike, G: Generator, *, D: Discriminator | None = None,
+                   extras: dict | None = None) -> None:
+    """Write ``G`` (and ``D``) in the project's format, atomically."""
+    atomic_torch_save(generator_checkpoint(G, D=D, extras=extras), path)
+
+
+def _config(cls, d, *, what: str):
+    if not isinstance(d, dict):
+        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(d)}")
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ModelFormatError(f"{what}: unknown architecture fields {sorted(unknown)} (written by a newer "
+                               "version of the editor?)")
+    try:
+        return cls.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+
+
+def _check_version(ckpt: dict, *, what: str) -> None:
+    v = ckpt.get("format_version")
+    if v != FORMAT_VERSION:
+        raise ModelFormatError(f"{what}: format version {v!r} is not supported (this editor reads version "
+                               f"{FORMAT_VERSION})")
+
+
+def generator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint") -> tuple[GeneratorConfig, dict]:
+    _check_version(ckpt, what=what)
+    return _config(GeneratorConfig, ckpt.get("arch"), what=what), ckpt.get("state_dict") or {}
+
+
+def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
+                           ) -> tuple[DiscriminatorConfig, dict]:
+    _check_version(ckpt, what=what)
+    d = ckpt.get("discriminator")
+    if not isinstance(d, dict):
+        raise ModelFormatError(f"{what}: the file holds no discriminator")
+    return _config(DiscriminatorConfig, d.get("arch"), what=what), d.get("state_dict") or {}

@@ -1,0 +1,317 @@
+"""One entry point for every StyleGAN2 file users have: detect the format, convert, build our modules.
+
+``load_generator(source)`` / ``load_discriminator(source)`` accept a path or an already-loaded checkpoint dict.
+Formats: the project's own checkpoints; rosinality ``.pt`` (all layouts); NVIDIA ``.pkl`` (stylegan2-ada /
+stylegan3, read without executing embedded source); NVIDIA state dicts with ``init_kwargs``; legacy TensorFlow
+pickles. Anything else is refused with a ``ModelFormatError`` that names what was found.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.convert import nvlabs, rosinality, tf_legacy
+from engine.convert.common import short_list
+from engine.errors import ModelFormatError, describe, show_bytes, unreadable_reason
+from engine.files import checkpoints, pickles
+from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+W_AVG_SAMPLES = 4096
+W_AVG_SEED = 0x5EED
+NOISE_SEED = 0
+
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a network came from: the detected format, a one-line description and conversion notes."""
+
+    format: str
+    description: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    sha256: str | None = None
+    path: str | None = None
+    training_data: str | None = None  # what our own checkpoints record they were trained on, e.g. "synth:photo"
+
+
+_SHA_MEMO: dict[tuple, str] = {}
+_SHA_MEMO_SIZE = 64
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256 (hex). Remembered per file identity (path, inode, size, modification time), so asking
+    again for an unchanged file (every export names its model's) costs a ``stat``; any change hashes anew."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if len(_SHA_MEMO) >= _SHA_MEMO_SIZE:
+        _SHA_MEMO.pop(next(iter(_SHA_MEMO)))
+    _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
+
+
+def _torch_load(path: Path):
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelFormatError(f"refusing to load {path.name}: {unreadable_reason(e)}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
+
+
+def read_model_file(path: str | os.PathLike):
+    """Read a model file safely. Returns ``(kind, content)``: ``("torch", obj)`` for ``torch.save`` files,
+    ``("nvlabs-pickle", dict)`` or ``("tf-pickle", tuple)`` for pickles (through the restricted unpickler)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFormatError(f"no such file: {path}")
+    if path.is_dir():
+        raise ModelFormatError(f"{path} is a folder, not a model file")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        raise ModelFormatError(f"{path.name} is empty")
+    if head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_TORCH_MAGIC):
+        return "torch", _torch_load(path)
+    if head[:1] == b"\x80":
+        return pickles.read_pickle(path)
+    raise ModelFormatError(f"{path.name} is not a model file the editor knows (neither a PyTorch checkpoint nor "
+                           f"a pickle; its first bytes are {show_bytes(head[:8])})")
+
+
+def _nvlabs_g_kwargs(obj: dict):
+    for key in ("G_init_kwargs", "init_kwargs"):
+        kw = obj.get(key)
+        if isinstance(kw, dict) and ("z_dim" in kw or "w_dim" in kw or "synthesis_kwargs" in kw):
+            return kw
+    return None
+
+
+def _nvlabs_d_kwargs(obj: dict):
+    for key in ("D_init_kwargs", "init_kwargs"):
+        kw = obj.get(key)
+        if isinstance(kw, dict) and not ("z_dim" in kw or "w_dim" in kw or "synthesis_kwargs" in kw):
+            return kw
+    return None
+
+
+def _generator_parts(kind: str, obj, label: str) -> tuple[GeneratorConfig, dict, list[str], str, str]:
+    """(config, native state dict, notes, format id, description) for any supported content."""
+    if kind == "nvlabs-pickle":
+        rec = obj.get("G_ema") or obj.get("G")
+        if rec is None or not hasattr(rec, "state_dict"):
+            raise ModelFormatError(f"{label}: an NVIDIA pickle without a 'G_ema' or 'G' network")
+        which = "G_ema" if obj.get("G_ema") is not None else "G"
+        cfg, sd, notes = nvlabs.generator_from_nvlabs(rec.state_dict, rec.init_kwargs, what=label)
+        return cfg, sd, notes, "nvlabs-pickle", f"NVIDIA network pickle ({which}, class {rec.class_name})"
+    if kind == "tf-pickle":
+        gs, _ = _tf_networks(obj, label)
+        g_sd, g_kw, _, _ = tf_legacy.tf_to_nvlabs(gs)
+        g_kw = dict(g_kw)
+        channels = g_kw.pop("channels", None)
+        g_kw.get("synthesis_kwargs", {}).pop("channel_base", None)
+        g_kw.get("synthesis_kwargs", {}).pop("channel_max", None)
+        cfg, sd, notes = nvlabs.generator_from_nvlabs(g_sd, g_kw, what=label)
+        if channels is not None and tuple(channels[r] for r in cfg.resolutions) != cfg.channels:
+            raise ModelFormatError(f"{label}: the converted channel table disagrees with the weights")
+        return cfg, sd, notes, "tf-pickle", "legacy TensorFlow StyleGAN2 pickle (Gs)"
+    if checkpoints.is_own_checkpoint(obj):
+        cfg, sd = checkpoints.generator_from_own(obj, what=label)
+        return cfg, sd, [], "face-editor", "face-editor checkpoint"
+    if rosinality.is_checkpoint(obj):
+        key = "g_ema" if rosinality.is_generator_state_dict(obj.get("g_ema")) else "g"
+        if not rosinality.is_generator_state_dict(obj.get(key)):
+            raise ModelFormatError(f"{label}: a rosinality checkpoint without a generator ('g_ema' or 'g')")
+        args = obj.get("args")
+        cfg, sd, notes = rosinality.generator_from_rosinality(obj[key], latent_avg=obj.get("latent_avg"),
+                                                              args=args, what=label)
+        if key == "g":
+            notes.append("no 'g_ema' in the file: using the raw (non-averaged) generator 'g'")
+        layout = "train.py checkpoint" if "g_optim" in obj else "converted checkpoint"
+        return cfg, sd, notes, "rosinality", f"rosinality stylegan2-pytorch {layout} ({key})"
+    if rosinality.is_generator_state_dict(obj):
+        cfg, sd, notes = rosinality.generator_from_rosinality(obj, what=label)
+        return cfg, sd, notes, "rosinality", "rosinality generator state dict"
+    if isinstance(obj, dict):
+        for key in ("G_ema", "G"):
+            if nvlabs.is_generator_state_dict(obj.get(key)):
+                cfg, sd, notes = nvlabs.generator_from_nvlabs(obj[key], _nvlabs_g_kwargs(obj), what=label)
+                return cfg, sd, notes, "nvlabs-state-dict", f"NVIDIA state dict ({key})"
+        if nvlabs.is_generator_state_dict(obj):
+            cfg, sd, notes = nvlabs.generator_from_nvlabs(obj, None, what=label)
+            return cfg, sd, notes, "nvlabs-state-dict", "NVIDIA generator state dict"
+    raise ModelFormatError(f"{label}: no StyleGAN2 generator found in {describe(obj)}")
+
+
+def _discriminator_parts(kind: str, obj, label: str) -> tuple[DiscriminatorConfig, dict, list[str], str, str]:
+    if kind == "nvlabs-pickle":
+        rec = obj.get("D")
+        if rec is None or not hasattr(rec, "state_dict"):
+            raise ModelFormatError(f"{label}: an NVIDIA pickle without a 'D' network")
+        cfg, sd, notes = nvlabs.discriminator_from_nvlabs(rec.state_dict, rec.init_kwargs, what=label)
+        return cfg, sd, notes, "nvlabs-pickle", f"NVIDIA network pickle (D, class {rec.class_name})"
+    if kind == "tf-pickle":
+        gs, d = _tf_networks(obj, label)
+        if d is None:
+            raise ModelFormatError(f"{label}: the TensorFlow pickle holds no discriminator")
+        _, _, d_sd, d_kw = tf_legacy.tf_to_nvlabs(gs, d)
+        d_kw = {k: v for k, v in d_kw.items() if k not in ("channels", "channel_base", "channel_max")}
+        cfg, sd, notes = nvlabs.discriminator_from_nvlabs(d_sd, d_kw, what=label)
+        return cfg, sd, notes, "tf-pickle", "legacy TensorFlow StyleGAN2 pickle (D)"
+    if checkpoints.is_own_checkpoint(obj):
+        cfg, sd = checkpoints.discriminator_from_own(obj, what=label)
+        return cfg, sd, [], "face-editor", "face-editor checkpoint"
+    if isinstance(obj, dict) and rosinality.is_discriminator_state_dict(obj.get("d")):
+        cfg, sd, notes = rosinality.discriminator_from_rosinality(obj["d"], what=label)
+        return cfg, sd, notes, "rosinality", "rosinality stylegan2-pytorch checkpoint (d)"
+    if rosinality.is_discriminator_state_dict(obj):
+        cfg, sd, notes = rosinality.discriminator_from_rosinality(obj, what=label)
+        return cfg, sd, notes, "rosinality", "rosinality discriminator state dict"
+    if isinstance(obj, dict):
+        if nvlabs.is_discriminator_state_dict(obj.get("D")):
+            cfg, sd, notes = nvlabs.discriminator_from_nvlabs(obj["D"], _nvlabs_d_kwargs(obj), what=label)
+            return cfg, sd, notes, "nvlabs-state-dict", "NVIDIA state dict (D)"
+        if nvlabs.is_discriminator_state_dict(obj):
+            cfg, sd, notes = nvlabs.discriminator_from_nvlabs(obj, None, what=label)
+            return cfg, sd, notes, "nvlabs-state-dict", "NVIDIA discriminator state dict"
+        if rosinality.is_checkpoint(obj) or nvlabs.is_generator_state_dict(obj.get("G_ema")):
+            raise ModelFormatError(f"{label}: the checkpoint holds a generator but no discriminator")
+    raise ModelFormatError(f"{label}: no StyleGAN2 discriminator found in {describe(obj)}")
+
+
+def _tf_networks(obj, label: str):
+    """(Gs, D) records of a legacy TensorFlow pickle ``(G, D, Gs)``."""
+    if not isinstance(obj, tuple) or len(obj) != 3:
+        raise ModelFormatError(f"{label}: expected a TensorFlow pickle holding (G, D, Gs)")
+    return obj[2], obj[1]
+
+
+def _source(source) -> tuple[str, object, str, str | None, str | None]:
+    """(kind, content, label, sha256, path) of a path or an in-memory checkpoint."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        kind, content = read_model_file(path)
+        return kind, content, path.name, file_sha256(path), str(path)
+    if isinstance(source, dict):
+        return "torch", source, "checkpoint dict", None, None
+    raise ModelFormatError(f"cannot load a model from {describe(source)}: pass a path or a checkpoint dict")
+
+
+def _to_float32(sd: dict, label: str) -> dict:
+    out = {}
+    for k, v in sd.items():
+        if not isinstance(v, torch.Tensor):
+            raise ModelFormatError(f"{label}: entry {k!r} is {describe(v)}, not a tensor")
+        out[k] = v.detach().to("cpu", torch.float32)
+    return out
+
+
+def _load_strict(module: torch.nn.Module, sd: dict, label: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {short_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {short_list(unexpected)}")
+        raise ModelFormatError(f"{label}: weights do not fit the inferred architecture ({'; '.join(parts)})")
+    for k, v in sd.items():
+        if own[k].shape != v.shape:
+            raise ModelFormatError(f"{label}: {k} has shape {tuple(v.shape)}, the architecture needs "
+                                   f"{tuple(own[k].shape)}")
+    module.load_state_dict(sd, strict=True)
+
+
+def build_generator(cfg: GeneratorConfig, sd: dict, *, label: str = "generator",
+                    notes: list[str] | None = None) -> Generator:
+    """A generator from a config and native weights; fills what files may lack (noise, w_avg) reproducibly."""
+    notes = notes if notes is not None else []
+    G = Generator(cfg, seed=NOISE_SEED)  # stored noise defaults to seeded N(0, 1) maps
+    sd = _to_float32(sd, label)
+    own = G.state_dict()
+    filled = [k for k in own if k.endswith("noise_const") and k not in sd]
+    for k in filled:
+        sd[k] = own[k]
+    if filled:
+        notes.append(f"{len(filled)} stored noise maps missing: using fixed noise from seed {NOISE_SEED}")
+    compute_w_avg = "mapping.w_avg" not in sd
+    if compute_w_avg:
+        sd["mapping.w_avg"] = own["mapping.w_avg"]
+    _load_strict(G, sd, label)
+    G.eval().requires_grad_(False)
+    if compute_w_avg:
+        G.w_avg = mean_w(G, n=W_AVG_SAMPLES, seed=W_AVG_SEED)
+        notes.append(f"w_avg computed as the mean of {W_AVG_SAMPLES} mapped z (seed {W_AVG_SEED})")
+    return G
+
+
+@torch.no_grad()
+def mean_w(G: Generator, *, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batch: int = 1024) -> torch.Tensor:
+    """Mean of ``G.mapping(z)`` over ``n`` z drawn from a seeded generator. [w_dim]"""
+    g = torch.Generator().manual_seed(int(seed))
+    total = torch.zeros(G.w_dim, dtype=torch.float64)
+    done = 0
+    while done < n:
+        b = min(batch, n - done)
+        z = torch.randn(b, G.z_dim, generator=g)
+        total += G.mapping(z.to(G.w_avg.device))[:, 0].double().sum(0).cpu()
+        done += b
+    return (total / n).to(torch.float32)
+
+
+def load_generator(source) -> Generator:
+    """Load a StyleGAN2 generator from a path or a checkpoint dict; returns an eval-mode CPU module.
+
+    The module carries ``G.model_info`` (format, description, conversion notes, sha256 of the file).
+    """
+    kind, obj, label, sha, path = _source(source)
+    cfg, sd, notes, fmt, desc = _generator_parts(kind, obj, label)
+    notes = list(notes)
+    G = build_generator(cfg, sd, label=label, notes=notes)
+    extras = obj.get("extras") if fmt == "face-editor" else None
+    data = extras.get("data") if isinstance(extras, dict) else None
+    G.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path,
+                             training_data=data if isinstance(data, str) and data else None)
+    return G
+
+
+def load_discriminator(source) -> Discriminator:
+    """Load a StyleGAN2 discriminator from a path or a checkpoint dict; returns an eval-mode CPU module."""
+    kind, obj, label, sha, path = _source(source)
+    cfg, sd, notes, fmt, desc = _discriminator_parts(kind, obj, label)
+    D = Discriminator(cfg)
+    _load_strict(D, _to_float32(sd, label), label)
+    D.eval().requires_grad_(False)
+    D.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path)
+    return D
+
+
+def inspect_model(source) -> dict:
+    """What a file holds, without building networks: format, description, configs, notes."""
+    kind, obj, label, sha, path = _source(source)
+    g_cfg, _, g_notes, fmt, desc = _generator_parts(kind, obj, label)
+    info = {"path": path, "sha256": sha, "format": fmt, "description": desc, "generator": g_cfg.to_dict(),
+            "num_ws": g_cfg.num_ws, "notes": list(g_notes), "discriminator": None}
+    try:
+        d_cfg, _, d_notes, _, _ = _discriminator_parts(kind, obj, label)
+        info["discriminator"] = d_cfg.to_dict()
+        info["notes"] += d_notes
+    except ModelFormatError as e:
+        info["discriminator_error"] = str(e)
+    return info

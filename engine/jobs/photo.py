@@ -1,0 +1,310 @@
+"""Worker jobs for photos: read a photo and find its faces, invert an aligned face into the generator, and paste
+the edited face back into the photo at full resolution.
+
+An inversion starts from the encoder's guess when one fits the generator (``assets/encoder.pt`` for the embedded
+default), refines it with the optimiser (``engine.algorithms.projection``), hands out a preview every few steps,
+and ends in a new ``EditState`` whose base is the inverted latent, with the optimised noise maps and the photo's
+alignment, so every other panel then works on the photo. Refining optimises that base latent further and keeps
+whatever was edited on top of it (style mixing, attribute edits, locks), and never ends below the PSNR it started
+from. ``ReconstructionJob`` measures any state's photo latent against its photo (the readout after an undo or
+when a project is reopened).
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.algorithms.projection import InversionSettings, invert
+from engine.algorithms.similarity import psnr, ssim
+from engine.assets import default_encoder_path, manifest
+from engine.files.images import to_uint8
+from engine.jobs.render import cached_model, render_in_worker, source_ws, state_noise
+from engine.models.encoder import load_encoder
+from engine.models.stylegan2 import Generator
+from engine.photos.align import AlignTransform, align_image, paste_back
+from engine.photos.faces import Face, detect_faces
+from engine.photos.read import Photo, load_photo
+from engine.project import EditState, NoiseMaps, PhotoRef, ProjectError, Source
+
+PREVIEW_EVERY = 10
+
+REFINE_LR_SCALE = 0.1  # Refine's step size against a fresh inversion's: from a 26.15 dB fit of the astronaut, 50 / 200
+# steps reach 26.20 / 26.41 dB (at full size: 26.15, nothing better, / 26.49; at 0.03: 26.19 / 26.35)
+
+
+def alignment_recipe(G: Generator) -> str:
+    """How photos are cut out for ``G``: our synthetic-world models were trained on the synthetic framing,
+    anything else (FFHQ models) on the FFHQ alignment."""
+    data = getattr(getattr(G, "model_info", None), "training_data", None) or ""
+    return "synthetic" if data.startswith("synth:") else "ffhq"
+
+
+def cached_photo(ctx, path: str, sha256: str | None = None) -> Photo:
+    """The photo at ``path`` through the worker's photo cache; refuses a file that changed since (sha256)."""
+    photo = ctx.photos.get(("photo", str(path)), lambda: load_photo(path))
+    if sha256 is not None and photo.sha256 != sha256:
+        ctx.photos.clear()
+        photo = ctx.photos.get(("photo", str(path)), lambda: load_photo(path))
+        if photo.sha256 != sha256:
+            raise ProjectError(f"{Path(path).name} is not the photo this face was made from (it changed on disk)")
+    return photo
+
+
+def encoder_for(ctx, G: Generator):
+    """The shipped encoder if it was trained for ``G`` (same sha256), else None (the optimiser starts at w_avg)."""
+    sha = getattr(getattr(G, "model_info", None), "sha256", None)
+    info = manifest("encoder")
+    if sha is None or info is None or info.get("generator_sha256") != sha:
+        return None
+    return ctx.models.get(("encoder", sha), lambda: load_encoder(default_encoder_path()).to(ctx.device).eval())
+
+
+def to_target(image: np.ndarray, device) -> torch.Tensor:
+    """uint8 [R, R, 3] -> float [1, 3, R, R] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().to(device) / 127.5 - 1
+
+
+def photo_latent(state: EditState) -> EditState:
+    """What a reconstruction readout depends on: the model, the photo's latent and noise maps, and the photo; not
+    what is edited on top of them (seed, truncation, mixing, attribute edits, translation)."""
+    return EditState(model=state.model, base=state.base, noise_maps=state.noise_maps, photo=state.photo)
+
+
+@torch.no_grad()
+def reconstruct(G: Generator, state: EditState, target: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """The rendering [1, 3, R, R] (clamped) of the state's photo latent with its noise maps (else the model's
+    constant noise), and its PSNR (dB) and SSIM against ``target`` [1, 3, R, R]: the numbers the editor shows."""
+    key = photo_latent(state)
+    ws = source_ws(G, key.base, psi=key.psi, cutoff=key.cutoff)  # a latent is used as is: [1, num_ws, w_dim]
+    image = G.synthesis(ws, noise_mode="const", noise=state_noise(G, key)).clamp(-1, 1)
+    return image, float(psnr(image, target)[0]), float(ssim(image, target)[0])
+
+
+def photo_of(ctx, ref: PhotoRef) -> Photo:
+    """The photo a face was inverted from, through the worker's cache; a missing or changed file is an error."""
+    if not Path(ref.path).is_file():
+        raise ProjectError(f"the photo {ref.name} is no longer at {ref.path}")
+    return cached_photo(ctx, ref.path, ref.sha256)
+
+
+@dataclass(frozen=True)
+class PhotoScan:
+    """A loaded photo, its faces (best first), and how ``size``-px faces are cut out for the current model."""
+
+    photo: Photo = field(repr=False)
+    faces: tuple[Face, ...]
+    recipe: str
+    size: int
+    ms: float
+
+
+@dataclass(frozen=True, eq=False)
+class ScanJob:
+    """Read the photo at ``path`` and detect its faces, for the generator ``state.model``."""
+
+    path: str
+    state: EditState
+    detector: str = "auto"
+
+    def __call__(self, ctx) -> PhotoScan:
+        t0 = time.perf_counter()
+        ctx.progress(0.0, f"reading {Path(self.path).name}")
+        G = cached_model(ctx, self.state.model)
+        ctx.photos.clear()  # a fresh read: the file may have changed since it was last opened
+        photo = cached_photo(ctx, self.path)
+        ctx.check()
+        ctx.progress(0.5, "finding faces")
+        faces = tuple(detect_faces(photo.pixels, detector=self.detector))
+        return PhotoScan(photo, faces, alignment_recipe(G), G.img_resolution, (time.perf_counter() - t0) * 1e3)
+
+
+@dataclass(frozen=True)
+class InversionStep:
+    """A partial result: the reconstruction after ``step`` of ``total`` steps, with its quality."""
+
+    step: int
+    total: int
+    psnr: float
+    ssim: float
+    image: np.ndarray | None = field(default=None, repr=False)  # uint8 [R, R, 3]
+    aligned: np.ndarray | None = field(default=None, repr=False)  # uint8 [R, R, 3], with the first step only
+
+
+@dataclass(frozen=True)
+class InversionOutcome:
+    """The document's new state (base = the inverted latent), the aligned photo and the reconstruction.
+
+    ``psnr``/``ssim``: the kept code's (``reconstruct``); ``start_psnr``: the starting code's; ``steps``: optimiser
+    steps run; ``kept_step``: the step whose code was kept (``steps`` for the final code, 0 when a refine found
+    nothing better than its start and kept the state's base as it was); ``refine``: it refined ``state``'s base.
+    """
+
+    state: EditState
+    aligned: np.ndarray = field(repr=False)  # uint8 [R, R, 3]
+    image: np.ndarray = field(repr=False)  # uint8 [R, R, 3]
+    psnr: float
+    ssim: float
+    steps: int
+    seconds: float
+    encoder: bool
+    stopped: bool
+    start_psnr: float
+    kept_step: int
+    refine: bool
+
+
+@dataclass(frozen=True, eq=False)
+class InvertJob:
+    """Invert the face ``photo`` cut out by ``transform`` into ``state.model``.
+
+    ``use_encoder``: start from the encoder's guess when one fits the model; ``optimise`` False keeps that guess
+    as it is (encoder only);
+    ``refine``: start from ``state``'s own inverted latent and noise instead (more steps on the same photo), keep
+    the best step (by PSNR, the start included), and keep the state's mixing, attribute edits and locks, which
+    apply on top of the refined latent; a fresh inversion starts the face over without them.
+    ``stop`` ends the optimisation early and keeps its result; cancelling the request discards it.
+    """
+
+    state: EditState
+    photo_path: str
+    transform: AlignTransform
+    settings: InversionSettings
+    use_encoder: bool = True
+    optimise: bool = True
+    refine: bool = False
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def __call__(self, ctx) -> InversionOutcome:
+        t0 = time.perf_counter()
+        G = cached_model(ctx, self.state.model)
+        if self.transform.size != G.img_resolution:
+            raise ValueError(f"the face was aligned to {self.transform.size} px; this model makes "
+                             f"{G.img_resolution} px images")
+        photo = cached_photo(ctx, self.photo_path)
+        aligned = align_image(photo.pixels, self.transform)  # uint8 [R, R, 3]
+        target = to_target(aligned, G.w_avg.device)
+        init_ws, init_noise, encoded = self._start(ctx, G, target)
+        total = self.settings.steps if self.optimise else 0
+        start_ws = G.w_avg.expand(1, G.num_ws, -1) if init_ws is None else init_ws  # [1, num_ws, w_dim]
+        start = self.state.replace(base=Source.from_latent(start_ws.detach().cpu().numpy(), name="start"),
+                                   noise_maps=None if init_noise is None else NoiseMaps.from_arrays(
+                                       [n.detach().cpu()[0, 0].numpy() for n in init_noise]))
+        first, start_psnr, start_ssim = reconstruct(G, start, target)
+        ctx.partial(InversionStep(0, total, start_psnr, start_ssim, to_uint8(first)[0], aligned))
+
+        def progress(step, total_steps, metrics, preview):
+            ctx.progress(step / max(total_steps, 1), f"step {step}/{total_steps}")
+            if preview is not None:
+                ctx.partial(InversionStep(step, total_steps, float(metrics["psnr"]), float(metrics["ssim"]),
+                                          to_uint8(preview)[0]))
+
+        if total > 0:
+            settings = self.settings
+            if self.refine:  # a fitted code is fine-tuned: full-size first steps would throw the fit away
+                settings = dataclasses.replace(settings, lr=settings.lr * REFINE_LR_SCALE, rampup=0.0)
+            result = invert(G, target, settings=settings, init_ws=init_ws, init_noise=init_noise,
+                            progress=progress, should_stop=lambda: self.stop.is_set() or ctx.cancelled(),
+                            preview_every=PREVIEW_EVERY, keep_best=self.refine)
+            ctx.check()
+            ws, noise, steps, kept = result.ws, result.noise, result.steps, result.kept_step
+        else:
+            ws, noise, steps, kept = start_ws, init_noise, 0, 0
+        ref = PhotoRef(str(Path(self.photo_path).resolve()), photo.sha256, self.transform.quad, self.transform.size)
+        fitted = dict(base=Source.from_latent(ws.detach().cpu().numpy(), name=Path(self.photo_path).name),
+                      noise_maps=NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy() for n in noise])
+                      if noise and self._own_noise() else None, photo=ref)
+        state = self.state.replace(**fitted) if self.refine else self.state.replace(**fitted, rows=(), edits=(),
+                                                                                    locks=())
+        image, quality_psnr, quality_ssim = reconstruct(G, state, target)
+        if self.refine and (kept == 0 or quality_psnr < start_psnr):  # nothing better: the start as it was
+            state, image, quality_psnr, quality_ssim, kept = self.state, first, start_psnr, start_ssim, 0
+        return InversionOutcome(state, aligned, to_uint8(image)[0], quality_psnr, quality_ssim, steps,
+                                time.perf_counter() - t0, encoded, self.stop.is_set(), start_psnr, kept, self.refine)
+
+    def _own_noise(self) -> bool:
+        """Whether the result has noise maps of its own (else it renders with the model's constant noise)."""
+        s = self.settings
+        return self.optimise and (s.optimize_noise or s.noise_init != "const"
+                                  or (self.refine and self.state.noise_maps is not None))
+
+    def _start(self, ctx, G: Generator, target: torch.Tensor):
+        """(init_ws [1, num_ws, w_dim] or None, init_noise or None, whether the encoder gave the guess)."""
+        st = self.state
+        if self.refine and st.base is not None:
+            ws = torch.from_numpy(st.base.array().copy()).to(target.device)[None]
+            noise = None if st.noise_maps is None else [torch.from_numpy(m.copy())[None, None].to(target.device)
+                                                        for m in st.noise_maps.arrays()]
+            return ws, noise, False
+        encoder = encoder_for(ctx, G) if self.use_encoder else None
+        if encoder is None:
+            if not self.optimise:
+                raise ValueError("no encoder fits this model, so the inversion needs the optimiser")
+            return None, None, False
+        with torch.no_grad():
+            return encoder(target), None, True
+
+
+@dataclass(frozen=True)
+class PasteResult:
+    state: EditState
+    aligned: np.ndarray = field(repr=False)  # uint8 [R, R, 3], the photo's face as the model sees it
+    pasted: np.ndarray = field(repr=False)  # uint8 [H, W, 3], the edited face blended into the photo
+    ms: float
+
+
+@dataclass(frozen=True)
+class PasteJob:
+    """Render ``state`` (which must come from a photo) and blend the face back into the photo."""
+
+    state: EditState
+
+    def __call__(self, ctx) -> PasteResult:
+        t0 = time.perf_counter()
+        ref = self.state.photo
+        if ref is None:
+            raise ProjectError("this face does not come from a photo")
+        photo = photo_of(ctx, ref)
+        transform = AlignTransform(quad=ref.quad, size=ref.size)
+        face = render_in_worker(ctx, self.state)
+        ctx.check()
+        aligned = align_image(photo.pixels, transform)
+        pasted = paste_back(photo.pixels, face, transform)
+        return PasteResult(self.state, aligned, pasted, (time.perf_counter() - t0) * 1e3)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """How closely a state's photo latent renders its photo: ``key`` (``photo_latent`` of the state measured), the
+    photo's aligned face, the latent's rendering (uint8 [R, R, 3] each), PSNR (dB) and SSIM between them."""
+
+    key: EditState
+    aligned: np.ndarray = field(repr=False)
+    image: np.ndarray = field(repr=False)
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class ReconstructionJob:
+    """Measure ``state``'s photo latent against its photo (the same numbers an inversion reports)."""
+
+    state: EditState
+
+    def __call__(self, ctx) -> Reconstruction:
+        key = photo_latent(self.state)
+        ref = key.photo
+        if ref is None or key.base is None:
+            raise ProjectError("this face does not come from a photo")
+        photo = photo_of(ctx, ref)
+        G = cached_model(ctx, key.model)
+        if ref.size != G.img_resolution:
+            raise ProjectError(f"the face was aligned to {ref.size} px; this model makes {G.img_resolution} px images")
+        aligned = align_image(photo.pixels, AlignTransform(quad=ref.quad, size=ref.size))  # uint8 [R, R, 3]
+        image, quality_psnr, quality_ssim = reconstruct(G, key, to_target(aligned, G.w_avg.device))
+        return Reconstruction(key, aligned, to_uint8(image)[0], quality_psnr, quality_ssim)
