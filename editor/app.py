@@ -6,12 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-from engine.algorithms.flow_layout import FLOW_LAYOUT_HELP, LayoutError, parse_layout
-from engine.devices import resolve_device
-from engine.errors import DeviceError
-from engine.logs import setup_logging
-from engine.project import EditState, ModelRef
-from engine.runtime import tune_allocator
+from engine import (
+    FLOW_LAYOUT_HELP,
+    DeviceError,
+    EditState,
+    LayoutError,
+    ModelRef,
+    parse_layout,
+    resolve_device,
+    setup_logging,
+    tune_allocator,
+)
 
 
 def add_arguments(parser) -> None:

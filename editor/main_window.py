@@ -37,8 +37,7 @@ from editor.widgets.canvas import Canvas
 from editor.widgets.history import HistoryStrip, restore_snapshot
 from editor.widgets.icons import icon
 from editor.widgets.side_column import SideColumn
-from engine.errors import ErrorReport
-from engine.jobs.render import RenderResult
+from engine import ErrorReport, RenderResult
 
 APP_NAME = "Face Editor"
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from engine.errors import ModelFormatError
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_GENERATOR = "generator.pt"

@@ -19,8 +19,8 @@ import numpy as np
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
 from engine.errors import plain_text
-from engine.files.checkpoints import atomic_write
 from engine.files.paths import relative_to, resolve_from
+from engine.files.storage import atomic_write
 from engine.models.stylegan2 import NOISE_MODES
 
 PROJECT_FORMAT = "face-editor/project"
@@ -363,7 +363,7 @@ def _is_path_key(key) -> bool:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (``checkpoints.atomic_write``)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (``engine.files.storage.atomic_write``)."""
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install what is missing into .venv (with the test tools), lint, then run the whole test suite (arguments pass
-# to pytest).
+# Install what is missing into .venv (with the test tools), lint, check the import layering (pyproject's
+# [tool.importlinter] contracts), then run the whole test suite (arguments pass to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 .venv/bin/ruff check --quiet . || { echo "test.sh: lint failed (ruff check .)" >&2; exit 1; }
+layering=$(.venv/bin/lint-imports --no-cache 2>&1) || { echo "$layering"; echo "test.sh: the import layering is broken (lint-imports)" >&2; exit 1; }
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

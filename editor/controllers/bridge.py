@@ -9,8 +9,7 @@ import os
 
 from PySide6.QtCore import QObject, Qt, Signal
 
-from engine.errors import ErrorReport, plain_text
-from engine.worker import Event, Job, Worker
+from engine import ErrorReport, Event, Job, Worker, plain_text
 
 
 def gui_cpu_threads() -> int:

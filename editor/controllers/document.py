@@ -9,8 +9,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from editor.controllers.commands import StateCommand
-from engine.jobs.render import ModelSummary
-from engine.project import EditState
+from engine import EditState, ModelSummary
 
 
 class Document(QObject):

@@ -31,12 +31,21 @@ from PySide6.QtWidgets import (
 )
 
 from editor.dialogs.error_box import show_error
-from engine.algorithms.latents import parse_seeds
-from engine.errors import ErrorReport
-from engine.jobs.export import LATENT_FORMATS, BatchExportJob, image_format, save_image, save_latent
-from engine.jobs.photo import PasteJob
-from engine.jobs.render import LatentJob, RenderJob, RenderResult
-from engine.project import EditState, ProjectError
+from engine import (
+    LATENT_FORMATS,
+    BatchExportJob,
+    EditState,
+    ErrorReport,
+    LatentJob,
+    PasteJob,
+    ProjectError,
+    RenderJob,
+    RenderResult,
+    image_format,
+    parse_seeds,
+    save_image,
+    save_latent,
+)
 
 EXPORT_SLOT = "export"
 BATCH_SLOT = "batch"

@@ -10,7 +10,7 @@ import time
 from PySide6.QtCore import QObject, Signal
 from superqt.utils import qthrottled
 
-from engine.jobs.render import RenderJob, RenderResult
+from engine import RenderJob, RenderResult
 
 SLOT = "render"
 

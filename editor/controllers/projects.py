@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QStandardPaths, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
+from engine import EditState, ModelRef, ProjectError, read_project, save_project
 
 PROJECT_SUFFIX = ".fproj"
 OPEN_FILTER = "Face Editor projects (*.fproj *.json);;All files (*)"

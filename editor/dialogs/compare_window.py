@@ -37,19 +37,25 @@ from editor.panels.generation_panel import SEED_MAX
 from editor.panels.translate_folder import PROGRESS_STEPS, BatchDialogMixin, summary_lines
 from editor.panels.translate_grid import _pixmap
 from editor.widgets.icons import icon, tool_button
-from engine.errors import ErrorReport
-from engine.jobs.i2i import (
+from engine import (
+    ErrorReport,
     I2IExportJob,
     I2IFolderJob,
     I2IInput,
     I2IJob,
     I2IRequest,
     I2IStrip,
+    ModelRef,
+    SamplesExportJob,
     SaveImageJob,
+    Source,
+    StyleGrid,
+    StyleGridJob,
+    Translation,
     shipped_i2i,
+    shipped_targets,
+    with_style,
 )
-from engine.jobs.translate import SamplesExportJob, StyleGrid, StyleGridJob, shipped_targets, with_style
-from engine.project import ModelRef, Source, Translation
 
 THUMB, PREVIEW = 88, 256
 N_DEFAULT, N_MAX = 4, 8

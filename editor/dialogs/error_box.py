@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from engine.errors import ErrorReport, plain_text
-from engine.logs import log_path
+from engine import ErrorReport, log_path, plain_text
 
 
 def as_report(error: ErrorReport | str) -> ErrorReport:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.algorithms.flow_layout import (
+from engine import (
     DEFAULT_DEGREE,
     DEFAULT_RANGE,
     STYLEFLOW,

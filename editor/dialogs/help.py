@@ -18,8 +18,7 @@ from PySide6.QtCore import QUrl, qVersion
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMenu, QTextBrowser, QVBoxLayout, QWidget
 
-from engine.assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_ESTIMATOR, DEFAULT_FLOW, DEFAULT_GENERATOR
-from engine.logs import log_path
+from engine import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_ESTIMATOR, DEFAULT_FLOW, DEFAULT_GENERATOR, log_path
 
 SHEET_TEXT, SHEET_TIP = "sheet_text", "sheet_tip"  # action properties: name and tip on the sheet when the menu's
 # change with the state (Undo <step>)

@@ -22,8 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.dialogs.error_box import show_error
-from engine.devices import device_choices, resolve_device
-from engine.errors import DeviceError
+from engine import DeviceError, device_choices, resolve_device
 
 DEVICE_TIPS = {"auto": "CUDA if there is a GPU, then Apple's Metal (MPS), then the CPU", "cpu": "The CPU",
                "cuda": "The current CUDA GPU", "mps": "Apple's GPU (Metal)"}

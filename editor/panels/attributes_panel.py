@@ -31,19 +31,23 @@ from superqt import QLabeledDoubleSlider
 
 from editor.dialogs.flow_layout import FlowLayoutDialog
 from editor.widgets.icons import icon
-from engine.algorithms.flow_edit import (
+from engine import (
     LIGHTING_PRESETS,
     SLIDER_STEPS,
     STYLEFLOW,
     AttributeEdit,
+    AttributeReading,
+    AttributeReadJob,
     ConditionLayout,
+    FlowProbe,
+    FlowProbeJob,
+    LayoutError,
+    ModelRef,
     merge_edit,
+    rows_text,
     slider_from_target,
     slider_target,
 )
-from engine.algorithms.flow_layout import LayoutError, rows_text
-from engine.jobs.render import AttributeReading, AttributeReadJob, FlowProbe, FlowProbeJob
-from engine.project import ModelRef
 
 SLOT = "attributes"
 PROBE_SLOT = "flow-open"

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from editor.widgets.icons import icon
-from engine.project import SEED_LIMIT
+from engine import SEED_LIMIT
 
 SEED_MAX = min(SEED_LIMIT - 1, 2**31 - 1)  # QSpinBox holds a signed 32-bit int
 NOISE_MODES = (

@@ -34,9 +34,7 @@ from editor.dialogs.error_box import show_error
 from editor.panels.generation_panel import SEED_MAX
 from editor.widgets.icons import icon
 from editor.widgets.images import to_qimage
-from engine.jobs.export import load_latent
-from engine.jobs.render import ThumbnailJob, ThumbnailResult
-from engine.project import EditState, ProjectError, Source
+from engine import EditState, ProjectError, Source, ThumbnailJob, ThumbnailResult, load_latent
 
 SLOT = "thumbs"
 THUMB_PX = 48  # thumbnails are shown this size (px)

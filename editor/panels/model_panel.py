@@ -21,9 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.widgets.icons import icon
-from engine.errors import ErrorReport
-from engine.jobs.render import ModelJob, ModelSummary
-from engine.project import ModelRef
+from engine import ErrorReport, ModelJob, ModelRef, ModelSummary
 
 SLOT = "model"
 MODEL_FILTER = "Generators (*.pt *.pth *.pkl *.ckpt);;All files (*)"

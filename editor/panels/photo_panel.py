@@ -35,22 +35,25 @@ from PySide6.QtWidgets import (
 from editor.dialogs.face_picker import FacePicker
 from editor.widgets.icons import icon
 from editor.widgets.images import HeldImage
-from engine.algorithms.projection import InversionSettings
-from engine.errors import ErrorReport
-from engine.jobs.photo import (
+from engine import (
+    AlignTransform,
+    EditState,
+    ErrorReport,
     InversionOutcome,
+    InversionSettings,
     InversionStep,
     InvertJob,
     PasteJob,
     PasteResult,
+    PhotoRef,
     PhotoScan,
     Reconstruction,
     ReconstructionJob,
     ScanJob,
+    box_transform,
+    face_transform,
     photo_latent,
 )
-from engine.photos.align import AlignTransform, box_transform, face_transform
-from engine.project import EditState, PhotoRef
 
 SCAN_SLOT, INVERT_SLOT, PASTE_SLOT, QUALITY_SLOT = "photo-scan", "photo-invert", "photo-paste", "photo-quality"
 NO_PHOTO = "No photo: the face is generated from its seed."

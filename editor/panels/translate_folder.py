@@ -11,8 +11,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
-from engine.errors import ErrorReport
-from engine.jobs.translate import FolderSummary, TranslateFolderJob
+from engine import ErrorReport, FolderSummary, TranslateFolderJob
 
 FOLDER_SLOT = "translate-folder"
 PROGRESS_STEPS = 1000

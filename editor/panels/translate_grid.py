@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
 
 from editor.panels.generation_panel import SEED_MAX
 from editor.widgets.images import HeldImage
-from engine.jobs.translate import SamplesExportJob, StyleGrid, StyleGridJob, with_style
-from engine.project import Source
+from engine import SamplesExportJob, Source, StyleGrid, StyleGridJob, with_style
 
 GRID_SLOT, SAMPLES_SLOT = "translate-grid", "translate-samples"
 GRID_N, GRID_COLUMNS, SAMPLE_PX = 8, 4, 72

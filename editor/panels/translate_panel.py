@@ -39,19 +39,21 @@ from editor.panels.translate_grid import GRID_N as GRID_N
 from editor.panels.translate_grid import GRID_SLOT, SAMPLES_SLOT, StyleGridMixin
 from editor.panels.translate_reference import REF_INVERT_SLOT, REF_SCAN_SLOT, ReferenceImageMixin
 from editor.widgets.icons import icon, tool_button
-from engine.algorithms.projection import InversionSettings
-from engine.errors import ErrorReport
-from engine.jobs.translate import (
+from engine import (
     DISTANCE_LATENTS,
     DistanceJob,
+    EditState,
+    ErrorReport,
+    InversionSettings,
     ModelDistance,
+    ModelRef,
     SourceRender,
     SourceRenderJob,
     TargetInfo,
     TargetJob,
+    Translation,
     shipped_targets,
 )
-from engine.project import EditState, ModelRef, Translation
 
 TARGET_SLOT, SOURCE_SLOT, DISTANCE_SLOT = "translate-target", "translate-source", "translate-distance"
 DEFAULT_DEPTH = 16  # UI2I's usual swap (its swap_layer 3): pose and shape from the face, the look from the target

@@ -14,10 +14,17 @@ from PySide6.QtWidgets import QFileDialog, QProgressBar
 
 from editor.dialogs.face_picker import FacePicker
 from editor.panels.photo_panel import PHOTO_FILTER
-from engine.errors import ErrorReport
-from engine.jobs.photo import InversionOutcome, InvertJob, PhotoScan, ScanJob
-from engine.photos.align import box_transform, face_transform
-from engine.project import EditState, ModelRef
+from engine import (
+    EditState,
+    ErrorReport,
+    InversionOutcome,
+    InvertJob,
+    ModelRef,
+    PhotoScan,
+    ScanJob,
+    box_transform,
+    face_transform,
+)
 
 REF_SCAN_SLOT, REF_INVERT_SLOT = "translate-ref-scan", "translate-ref-invert"
 

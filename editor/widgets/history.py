@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from editor.widgets.icons import icon
 from editor.widgets.images import HeldImage
-from engine.project import EditState
+from engine import EditState
 
 THUMB = 72  # thumbnail edge in widget pixels
 STRIP_HEIGHT = 96

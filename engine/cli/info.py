@@ -5,8 +5,8 @@ import os
 
 from engine.algorithms.flow_layout import ConditionLayout, parse_layout
 from engine.convert.styleflow import is_flow_content
-from engine.files.loading import read_model_file
-from engine.models.flow import load_flow
+from engine.files.flows import load_flow
+from engine.files.storage import read_model_file
 
 
 def flow_file_info(path: str | os.PathLike, *, layout_text: str | None = None) -> dict | None:

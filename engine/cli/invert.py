@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.algorithms.projection import InversionSettings
+from engine.cli.common import UserError, setup_compute
 from engine.files.images import save_png
 from engine.jobs.photo import InvertJob, PasteJob, ScanJob
 from engine.photos.align import box_transform, face_transform, whole_image_transform
@@ -50,8 +51,6 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 
 def cmd_invert(args) -> int:
-    from engine.cli.main import UserError, setup_compute
-
     device = setup_compute(args)
     model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
     state = EditState(model=model)

@@ -17,7 +17,7 @@ import torch
 
 from engine.algorithms.flow_layout import FLOW_LAYOUT_HELP
 from engine.algorithms.latents import make_noise, parse_seeds, seed_to_z
-from engine.devices import resolve_device
+from engine.cli.common import UserError, end_progress_bars, setup_compute
 from engine.errors import ErrorReport, ModelFormatError
 from engine.files.images import save_png, to_uint8
 from engine.files.loading import inspect_model, load_generator
@@ -27,25 +27,6 @@ from engine.models.stylegan2 import NOISE_MODES
 from engine.runtime import tune_allocator
 
 log = logging.getLogger(__name__)
-
-
-class UserError(Exception):
-    """A problem with the command's input, reported as one line."""
-
-
-def pick_device(name: str) -> torch.device:
-    """``--device``: ``auto`` -> CUDA, then Apple MPS, then CPU (as the editor's worker picks); otherwise the named
-    device, checked (``DeviceError``, a user error, names the choices)."""
-    return resolve_device(name)
-
-
-def setup_compute(args) -> torch.device:
-    """The device a command asked for (``--device``) and its CPU thread count (``--threads``, when it has one)."""
-    device = pick_device(args.device)
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        torch.set_num_threads(max(1, threads))
-    return device
 
 
 def _default_model() -> Path:
@@ -58,7 +39,7 @@ def cmd_generate(args) -> int:
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:
         raise UserError("--batch must be at least 1")
-    device = pick_device(args.device)
+    device = setup_compute(args)
     model_path = Path(args.model) if args.model else _default_model()
     G = load_generator(model_path).to(device)
     out = Path(args.out)
@@ -179,15 +160,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_info)
 
 
-def _end_progress_bars() -> None:
-    """Close every open tqdm bar, so that what is printed next starts its own line (a bar left mid-line would
-    have the ``error:`` line appended to it)."""
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
-        bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     """Run a parsed subcommand. User errors become one ``error:`` line on stderr and exit status 2; anything else
     one sentence, exit status 1, with the traceback in the log file (set FACE_EDITOR_DEBUG=1 to see tracebacks
@@ -198,11 +170,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        _end_progress_bars()
+        end_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        _end_progress_bars()
+        end_progress_bars()
         if os.environ.get("FACE_EDITOR_DEBUG"):
             raise
         report = ErrorReport.from_exception(e)

@@ -10,7 +10,6 @@ default generator in ``assets/`` (see ``release``). ``train flow`` / ``release-f
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from engine.assets import ASSETS_DIR
+from engine.files.checkpoints import resume_path
 from engine.files.paths import command_line
 from engine.train.stylegan2 import CHECKPOINT_NAME, MODEL_NAME, OVERRIDABLE_ON_RESUME, TrainConfig
 
@@ -53,20 +53,6 @@ def _given(args) -> dict:
     return out
 
 
-def resume_path(resume: str | None, out: str | os.PathLike, *, name: str = CHECKPOINT_NAME,
-                what: str = "training checkpoint") -> Path | None:
-    """The checkpoint ``--resume`` names: None (fresh run), ``auto`` (``out/name`` if it exists) or a path."""
-    if resume is None:
-        return None
-    if resume == "auto":
-        path = Path(out) / name
-        return path if path.exists() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no {what} at {path}")
-    return path
-
-
 def _load_base(path: str, given: dict, log) -> tuple[dict, object, object]:
     """(config fields implied by the base model, G, D or None)."""
     from engine.errors import ModelFormatError
@@ -99,7 +85,7 @@ def cmd_train_stylegan2(args) -> int:
     log = (lambda msg: print(msg, file=sys.stderr)) if ctx.is_main and not args.quiet else (lambda msg: None)
     try:
         given = _given(args)
-        resume = resume_path(args.resume, args.out)
+        resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME)
         common = dict(out_dir=args.out, ctx=ctx, command_line=command_line(), progress=not args.quiet)
         if resume is not None:
             state = read_state(resume)

@@ -6,14 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from engine.cli.common import UserError, setup_compute
 from engine.jobs.translate import DistanceJob
 from engine.project import ModelRef
 from engine.worker import InlineContext
 
 
 def _models(args):
-    from engine.cli.main import UserError, setup_compute
-
     for name in (args.base, args.target):
         if not Path(name).is_file():
             raise UserError(f"{name} is not a file")

@@ -11,7 +11,7 @@ from torch import nn
 
 from engine.convert.common import short_list
 from engine.errors import ModelFormatError
-from engine.files.loading import read_model_file
+from engine.files.storage import read_model_file
 
 STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

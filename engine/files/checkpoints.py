@@ -10,15 +10,14 @@ Layout (a ``torch.save`` of plain containers, loadable with ``weights_only=True`
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import IO
 
 import torch
 
 from engine.errors import ModelFormatError, describe
+from engine.files.storage import atomic_write, read_model_file
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 FORMAT = "face-editor/stylegan2"
@@ -47,7 +46,7 @@ def read_checkpoint_source(source, *, noun: str, dict_what: str,
                            read_file: Callable[[str | os.PathLike], tuple[object, str]] | None = None
                            ) -> tuple[object, str]:
     """``(content, what)`` of a model path or an already-loaded dict; ``what`` names it in messages (the path, or
-    ``dict_what``). Paths go through ``read_file`` (default: ``loading.read_model_file``, which only accepts
+    ``dict_what``). Paths go through ``read_file`` (default: ``storage.read_model_file``, which only accepts
     ``torch.save`` files here, read with ``weights_only=True``). ``noun`` ("an encoder") names the expected model."""
     if isinstance(source, dict):
         return source, dict_what
@@ -55,8 +54,6 @@ def read_checkpoint_source(source, *, noun: str, dict_what: str,
         raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {describe(source)}")
     if read_file is not None:
         return read_file(source)
-    from engine.files.loading import read_model_file  # loading imports this module
-
     what = str(source)
     kind, obj = read_model_file(source)
     if kind != "torch":
@@ -119,22 +116,17 @@ def generator_checkpoint(G: Generator, *, D: Discriminator | None = None, extras
     return ckpt
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary file in the target folder, flush it to disk, then atomically replace
-    ``path``: a crash never leaves a half-written file, and the old one survives a failed write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are meant to be shared like any other file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def resume_path(resume: str | None, out: str | os.PathLike, *, name: str,
+                what: str = "training checkpoint") -> Path | None:
+    """The checkpoint ``--resume`` names: None (fresh run), ``auto`` (``out/name`` if it exists) or a path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        path = Path(out) / name
+        return path if path.exists() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no {what} at {path}")
     return path
 
 

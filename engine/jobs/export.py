@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from engine.files.images import save_png, to_pil
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.jobs.render import render_in_worker
 from engine.project import EditState, ModelRef, ProjectError, project_dict
 

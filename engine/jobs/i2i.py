@@ -32,7 +32,7 @@ from engine.files.i2i import (
     to_uint8,
     translate,
 )
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.jobs.export import save_image
 from engine.jobs.photo import cached_photo
 from engine.jobs.render import render_in_worker

@@ -19,10 +19,11 @@ from engine.algorithms.latents import broadcast_w, make_noise, mix_styles, seed_
 from engine.algorithms.layer_swap import layer_swap, multimodal_styles
 from engine.assets import default_estimator_path, default_flow_path, default_generator_path
 from engine.convert.styleflow import STATED
+from engine.files.flows import load_flow
 from engine.files.images import to_uint8
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.models.estimator import load_estimator
-from engine.models.flow import load_flow
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
 

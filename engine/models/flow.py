@@ -9,8 +9,8 @@ with Hutchinson's estimator (one Gaussian noise draw per block per call, from th
 Directions follow StyleFlow: ``flow(w, c)`` maps W -> Z, ``flow(z, c, reverse=True)`` maps Z -> W. Rows of a W+
 latent ([B, num_ws, dim]) are independent points that share their sample's condition; a 2-D [B, dim] layout works
 too. The module and buffer names reproduce the released ``modellarge10k.pt`` state dict, so those weights load
-as they are (``load_flow``). ``w_to_z`` / ``z_to_w`` are the editing entry points: the faithful path reproduces
-StyleFlow's numbers; ``fast=True`` integrates x alone (no divergence) with a fixed-step RK4, see
+as they are (``engine.files.flows.load_flow``). ``w_to_z`` / ``z_to_w`` are the editing entry points: the faithful
+path reproduces StyleFlow's numbers; ``fast=True`` integrates x alone (no divergence) with a fixed-step RK4, see
 ``FAST_METHOD`` / ``FAST_STEPS`` and ``benchmarks/flow.py`` for its measured error and speed.
 
 Project file layout (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
@@ -19,22 +19,15 @@ Project file layout (a ``torch.save`` of plain containers, loadable with ``weigh
      "arch": FlowConfig as a dict, "state_dict": {...}, "extras": {...}}    # extras: free-form metadata
 
 What the condition values mean (``flow_layout.ConditionLayout``) is stored as ``extras["condition_layout"]``
-(``ConditionLayout.to_dict()``); ``save_flow`` writes the flow's layout there. ``load_flow`` sets ``flow.layout``
-from the file, from the caller, or, only where it cannot be anything else, StyleFlow's (``convert.styleflow``).
+(``ConditionLayout.to_dict()``); reading and writing these files is ``engine.files.flows``.
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
-
-from engine.algorithms.flow_layout import ConditionLayout, LayoutError
-from engine.errors import ModelFormatError, describe
-from engine.files.checkpoints import atomic_torch_save
 
 FORMAT = "face-editor/styleflow"
 FORMAT_VERSION = 1
@@ -252,6 +245,8 @@ class CNF(nn.Module):
             if noise is not None and noise.shape != x.shape:
                 raise ValueError(f"divergence noise has shape {tuple(noise.shape)}, x has {tuple(x.shape)}")
             func.noise = noise.to(x) if noise is not None else torch.randn_like(x)
+        from torchdiffeq import odeint, odeint_adjoint  # imported on the first solve: 0.4 s (scipy) off start-up
+
         solve = odeint_adjoint if self.cfg.adjoint and torch.is_grad_enabled() else odeint
         # the noise stays set after the solve: the adjoint method's backward pass evaluates the function again
         xs, logps, _ = solve(func, (x, logp, c), self.times(x, reverse=reverse), atol=self.cfg.atol,
@@ -260,6 +255,8 @@ class CNF(nn.Module):
 
     def transport(self, x: torch.Tensor, c: torch.Tensor, *, reverse: bool, method: str, steps: int) -> torch.Tensor:
         """x alone along the flow, with a fixed-step solver: no log-density, no divergence."""
+        from torchdiffeq import odeint
+
         self.odefunc._num_evals.fill_(0)
         xs = odeint(lambda t, y: self.odefunc.velocity(t, y, c), x, self.times(x, reverse=reverse, steps=steps),
                     method=method)
@@ -356,66 +353,3 @@ class ConditionalCNF(nn.Module):
     def nfe(self) -> dict[str, int]:
         """ODE function evaluations of the latest call, per block: ``{"chain.<i>": n}``."""
         return {f"chain.{i}": int(m.odefunc._num_evals) for i, m in enumerate(self.chain) if isinstance(m, CNF)}
-
-
-def flow_checkpoint(flow: ConditionalCNF, *, extras: dict | None = None,
-                    layout: ConditionLayout | None = None) -> dict:
-    """The project-format dict of ``flow`` (float32 CPU copies of every tensor). ``layout`` (default: the flow's
-    ``layout`` attribute, if it has one) is stored as ``extras["condition_layout"]``; it must fit the condition."""
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in flow.state_dict().items()}
-    extras = dict(extras or {})
-    layout = layout if layout is not None else getattr(flow, "layout", None)
-    if layout is not None:
-        layout.check_size(flow.cfg.cond_dim)
-        extras["condition_layout"] = layout.to_dict()
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "arch": flow.cfg.to_dict(), "state_dict": state,
-            "extras": extras}
-
-
-def save_flow(path: str | os.PathLike, flow: ConditionalCNF, *, extras: dict | None = None,
-              layout: ConditionLayout | None = None) -> None:
-    """Write ``flow`` in the project's format (with its condition layout, see ``flow_checkpoint``), atomically."""
-    atomic_torch_save(flow_checkpoint(flow, extras=extras, layout=layout), path)
-
-
-def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCNF:
-    """A flow from a path or a loaded dict: StyleFlow's released state-dict layout (``modellarge10k.pt``, the
-    architecture inferred from the weights) or the project's format. Returns an eval-mode CPU module with
-    ``flow.info`` (format, description, notes, sha256, path), ``flow.extras`` (the project format's extras, else
-    empty), ``flow.layout`` (what its condition holds; None when neither the file nor ``layout`` says it and it
-    cannot be told from the shapes: edits then refuse the flow, saying what to pass) and ``flow.layout_source`` (where
-    the layout came from, in words). ``layout``: the caller's (the user's) layout, for a file that does not state
-    one; it must fit the condition size, and a file that states another one is refused. Anything else raises
-    ``ModelFormatError``."""
-    from engine.convert import styleflow
-    from engine.files.loading import ModelInfo, file_sha256, read_model_file
-
-    path = None
-    if isinstance(source, (str, os.PathLike)):
-        kind, obj = read_model_file(source)
-        label, path, sha = os.path.basename(source), str(source), file_sha256(source)
-        if kind != "torch":
-            raise ModelFormatError(f"{label} is a {kind} file, not a StyleFlow flow")
-    elif isinstance(source, dict):
-        obj, label, sha = source, "flow checkpoint dict", None
-    else:
-        raise ModelFormatError(f"cannot load a flow from {describe(source)}: pass a path or a state dict")
-    cfg, state, notes, fmt, description = styleflow.flow_parts(obj, label=label)
-    stated, source_text = styleflow.flow_layout(obj, cfg, label=label)
-    if layout is not None:
-        try:
-            layout.check_size(cfg.cond_dim, what=label)
-        except LayoutError as e:
-            raise ModelFormatError(str(e)) from None
-        if stated is not None and source_text == styleflow.STATED and layout != stated:
-            raise ModelFormatError(f"{label} states its own condition layout ({stated.describe()}), and the layout "
-                                   "given differs from it: leave the layout out to use the file's")
-        stated, source_text = layout, "given by the user"
-    flow = ConditionalCNF(cfg)
-    notes += styleflow.load_strict(flow, state, label=label)
-    flow.eval()
-    flow.info = ModelInfo(format=fmt, description=description, notes=tuple(notes), sha256=sha, path=path)
-    extras = obj.get("extras") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
-    flow.extras = dict(extras) if isinstance(extras, dict) else {}  # e.g. lighting presets written by `train flow`
-    flow.layout, flow.layout_source = stated, source_text
-    return flow

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ModelFormatError, describe
-from engine.files.loading import read_model_file
+from engine.files.storage import read_model_file
 
 # VGG16 ("configuration D"): convs per stage; a 2x2 max pool precedes every stage but the first.
 STAGE_CONVS = (2, 2, 3, 3, 3)

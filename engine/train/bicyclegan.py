@@ -52,8 +52,8 @@ from engine.convert.bicyclegan import load_bicyclegan
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state
 from engine.files.images import save_png, to_uint8
-from engine.files.loading import file_sha256, read_model_file
 from engine.files.paths import command_line, write_json
+from engine.files.storage import file_sha256, read_model_file
 from engine.models.bicyclegan import (
     FORMAT,
     DiscriminatorConfig,

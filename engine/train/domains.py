@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from engine.assets import ASSETS_DIR, DEFAULT_DOMAINS
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import check_training_state, read_training_state
-from engine.files.loading import file_sha256, read_model_file
 from engine.files.paths import command_line, write_json
+from engine.files.storage import file_sha256, read_model_file
 from engine.models.domains import (
     FORMAT,
     DomainClassifier,

@@ -45,7 +45,13 @@ import torch.nn.functional as F
 from engine.algorithms import similarity
 from engine.assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_GENERATOR
 from engine.errors import ModelFormatError
-from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
+from engine.files.checkpoints import (
+    atomic_torch_save,
+    check_training_state,
+    read_training_state,
+    resume_path,
+    resumed_config,
+)
 from engine.files.paths import command_line, write_json
 from engine.models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from engine.models.stylegan2 import Generator
@@ -510,7 +516,8 @@ def release_encoder(source: str | os.PathLike, out_dir: str | os.PathLike, *, ev
     encoder``) as ``out_dir/encoder.pt`` next to the generator it was trained for (``out_dir/generator.pt``;
     another generator's encoder is refused), with the manifest ``encoder.json``. half: store the weights in
     float16 (half the file; the figures are measured on the stored weights). -> manifest"""
-    from engine.files.loading import file_sha256, load_generator, read_model_file
+    from engine.files.loading import load_generator
+    from engine.files.storage import file_sha256, read_model_file
     from engine.models.encoder import FORMAT
     from engine.train.release.estimator import cpu_model
     from engine.train.release.generator import option_value
@@ -637,7 +644,6 @@ def add_encoder_commands(sub) -> None:
 def run_train_encoder(args) -> int:
     """``train encoder``: train (or resume) an encoder; 0 when done or stopped by --max-minutes, 130 when
     interrupted."""
-    from engine.cli.train import resume_path
     from engine.files.loading import load_generator
     from engine.train.distributed import resolve_device
 

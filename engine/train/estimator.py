@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import ModelFormatError, unreadable_reason
-from engine.files.checkpoints import atomic_torch_save
+from engine.files.checkpoints import atomic_torch_save, resume_path
 from engine.files.paths import command_line
 from engine.models.estimator import (
     AttributeEstimator,
@@ -298,7 +298,6 @@ def start_run(args: argparse.Namespace, given: dict, *, kind: str, checkpoint_na
     """The trainer a ``train ...`` command runs: ``--resume`` continues a checkpoint (``from_state(state,
     overrides=given, ...)``); otherwise ``fresh(command_line=..., ...)`` starts one in ``--out``, which must not
     hold a run of this ``kind`` already. ``given``: the config fields set on the command line."""
-    from engine.cli.train import resume_path
 
     common = dict(out_dir=args.out, progress=not args.quiet,
                   max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)

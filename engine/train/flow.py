@@ -41,9 +41,16 @@ import torch
 
 from engine.algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
 from engine.algorithms.flow_layout import STYLEFLOW
-from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, resumed_config
+from engine.files.checkpoints import (
+    atomic_torch_save,
+    check_training_state,
+    read_training_state,
+    resume_path,
+    resumed_config,
+)
+from engine.files.flows import save_flow
 from engine.files.paths import command_line
-from engine.models.flow import ADAPTIVE_SOLVERS, CNF, FIXED_SOLVERS, ConditionalCNF, FlowConfig, save_flow
+from engine.models.flow import ADAPTIVE_SOLVERS, CNF, FIXED_SOLVERS, ConditionalCNF, FlowConfig
 from engine.runtime import GracefulStop
 from engine.train.csvlog import CsvLog
 from engine.train.flow_data import (
@@ -167,7 +174,7 @@ def condition_stats(cond: np.ndarray) -> dict:
 
 def generator_spec(generator: str | Path, estimator: str | Path, *, n: int, seed: int, truncation_psi: float) -> dict:
     """The recipe of sampled training data (files named by path and sha256)."""
-    from engine.files.loading import file_sha256
+    from engine.files.storage import file_sha256
 
     return {"kind": "generator", "generator": str(generator), "generator_sha256": file_sha256(generator),
             "estimator": str(estimator), "estimator_sha256": file_sha256(estimator), "n": int(n), "seed": int(seed),
@@ -580,7 +587,6 @@ def run_train_flow(args) -> int:
     out = Path(args.out)
     schedule = {k: getattr(args, k) for k in ("eval_every", "eval_batch", "checkpoint_every", "log_every")}
     common = dict(out_dir=out, device=device, progress=not args.quiet)
-    from engine.cli.train import resume_path
 
     resume = resume_path(args.resume, args.out, name=CHECKPOINT_NAME, what="flow training checkpoint")
     if resume is not None:

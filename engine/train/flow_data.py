@@ -25,8 +25,8 @@ import torch
 
 from engine.algorithms.flow_edit import ALIASES, ATTRIBUTES, COND_DIM, CONDITION_NAMES, LIGHTING_PRESETS, NUM_LIGHT
 from engine.errors import describe, unreadable_reason
-from engine.files.checkpoints import atomic_write
 from engine.files.pickles import RestrictedUnpickler
+from engine.files.storage import atomic_write
 from engine.train.release.generator import quantised
 
 STYLEFLOW_FILES = {"latents": "sg2latents.pickle", "attributes": "attributes.npy", "light": "light.npy"}

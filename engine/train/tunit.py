@@ -54,8 +54,8 @@ from engine.assets import ASSETS_DIR, DEFAULT_TUNIT, default_domains_path
 from engine.convert.tunit import load_tunit
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state
-from engine.files.loading import file_sha256, read_model_file
 from engine.files.paths import command_line, write_json
+from engine.files.storage import file_sha256, read_model_file
 from engine.models.domains import classify, load_domains
 from engine.models.tunit import (
     Discriminator,

@@ -42,7 +42,8 @@ def bridge(qtbot):
 @pytest.fixture(scope="session")
 def tiny_flow_path(tmp_path_factory):
     """A tiny random StyleFlow CNF for the tiny generator (w_dim 10), fixed-step so it is quick."""
-    from engine.models.flow import ConditionalCNF, FlowConfig, save_flow
+    from engine.files.flows import save_flow
+    from engine.models.flow import ConditionalCNF, FlowConfig
 
     flow = ConditionalCNF(FlowConfig(input_dim=TINY.w_dim, hidden_dims=(16,), solver="rk4", step_size=0.25,
                                      divergence="exact", adjoint=False))

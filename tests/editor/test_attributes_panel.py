@@ -60,7 +60,7 @@ def test_a_drag_is_one_edit_and_one_undo_step_and_reset_removes_it(qtbot, panel)
 def test_lighting_sliders_blend_towards_the_flow_presets(qtbot, tiny_state, tmp_path, tiny_flow_path, bridge):
     import torch
 
-    from engine.models.flow import load_flow, save_flow
+    from engine.files.flows import load_flow, save_flow
 
     presets = torch.linspace(-1, 1, 54).reshape(6, 9)
     lit = tmp_path / "lit.pt"

@@ -14,7 +14,8 @@ from editor.dialogs import compare_window as cw
 from editor.panels.translate_panel import TranslatePanel
 from engine.files.checkpoints import save_generator
 from engine.files.images import read_png_parameters
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.jobs.i2i import I2IJob, I2IRequest, ShippedI2I, pin
 from engine.jobs.render import load_model, summarize
 from engine.jobs.translate import ShippedTarget

@@ -15,7 +15,8 @@ from editor.panels.attributes_panel import AttributesPanel
 from engine.algorithms.flow_edit import slider_target
 from engine.algorithms.flow_layout import STYLEFLOW, LayoutError, parse_layout
 from engine.assets import ASSETS_DIR
-from engine.models.flow import ConditionalCNF, FlowConfig, load_flow, save_flow
+from engine.files.flows import load_flow, save_flow
+from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.project import ModelRef
 from tests.fakes import TINY_CFG
 

@@ -16,7 +16,7 @@ from editor.controllers.document import Document
 from editor.controllers.exporting import BatchExportDialog, ExportController
 from editor.controllers.projects import SAVE_FILTER, ProjectController
 from engine.files.images import read_png_parameters
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.jobs.render import RenderResult, load_model, render_state, state_ws, summarize
 from engine.project import PROJECT_FORMAT, EditState, ModelRef, Source, read_project
 from tests.fakes import TINY_CFG, as_exported

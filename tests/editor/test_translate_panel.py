@@ -15,7 +15,8 @@ from editor.panels import translate_panel as tp
 from editor.panels.translate_panel import TranslatePanel
 from engine.algorithms.projection import InversionSettings
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.jobs.photo import InvertJob, ScanJob
 from engine.jobs.render import load_model, render_in_worker, render_state, summarize
 from engine.jobs.translate import ShippedTarget

@@ -13,7 +13,8 @@ from engine import ModelFormatError, assets
 from engine.algorithms.latents import seed_to_z
 from engine.assets import ASSETS_DIR, default_estimator_path, default_generator_path, verified_asset
 from engine.cli.main import add_commands, run
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 
 
 def test_shipped_estimator_matches_its_manifest():
@@ -78,8 +79,8 @@ def test_shipped_flow_belongs_to_the_shipped_generator_and_inverts():
     import torch
 
     from engine.assets import default_flow_path, default_generator_path
+    from engine.files.flows import load_flow
     from engine.jobs.render import load_model, mixed_ws
-    from engine.models.flow import load_flow
     from engine.project import EditState
 
     if not (ASSETS_DIR / "flow.pt").exists():

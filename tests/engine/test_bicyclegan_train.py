@@ -9,7 +9,7 @@ import torch
 from engine.assets import manifest, verified_asset
 from engine.convert.bicyclegan import load_bicyclegan
 from engine.errors import ModelFormatError
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.models.bicyclegan import encode, sample_codes, translate
 from engine.train.bicyclegan import (
     DEFAULT_BICYCLEGAN,

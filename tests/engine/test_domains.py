@@ -15,7 +15,7 @@ from engine.assets import ASSETS_DIR, DEFAULT_DOMAINS, default_domains_path
 from engine.cli.main import add_commands, run
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.models.domains import (
     FORMAT,
     DomainClassifier,

@@ -18,7 +18,8 @@ from engine.cli.main import run
 from engine.cli.train import add_train_commands
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.train.encoder import (

@@ -11,7 +11,7 @@ import torch
 
 from engine import synth
 from engine.errors import ModelFormatError
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.models.estimator import (
     FORMAT,
     AttributeEstimator,

@@ -11,7 +11,8 @@ from PIL import Image
 from engine.algorithms.layer_swap import model_distance_profile
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.train import TensorSource, TrainConfig, Trainer
 from engine.train.release.finetune import KIND, mapping_difference, release_finetune

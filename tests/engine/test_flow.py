@@ -11,7 +11,8 @@ import torch
 
 from engine.convert.styleflow import styleflow_config
 from engine.errors import ModelFormatError
-from engine.models.flow import CNF, FAST_STEPS, ConditionalCNF, FlowConfig, MovingBatchNorm, load_flow, save_flow
+from engine.files.flows import load_flow, save_flow
+from engine.models.flow import CNF, FAST_STEPS, ConditionalCNF, FlowConfig, MovingBatchNorm
 
 DEGREE = (1.5, 2.5, 1.0, 1.0, 2.0, 1.7, 0.93, 1.0)  # StyleFlow UI: attribute k moves degree_k x the slider change
 # Faithful port vs the float32 expectations: bit-exact only on the CPU kernels that made the fixture. Measured across

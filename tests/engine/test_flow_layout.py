@@ -32,8 +32,9 @@ from engine.algorithms.flow_layout import (
 from engine.assets import ASSETS_DIR, default_flow_path
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import save_generator
+from engine.files.flows import load_flow, save_flow
 from engine.jobs.render import AttributeReadJob, LatentJob, RenderJob, load_flow_tools
-from engine.models.flow import ConditionalCNF, FlowConfig, load_flow, save_flow
+from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
 from engine.worker import ModelCache

@@ -9,8 +9,9 @@ import torch
 from engine.assets import ASSETS_DIR
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256
-from engine.models.flow import ConditionalCNF, FlowConfig, load_flow, save_flow
+from engine.files.flows import load_flow, save_flow
+from engine.files.storage import file_sha256
+from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.train.release.flow import release_flow
 

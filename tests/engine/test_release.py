@@ -18,7 +18,8 @@ from engine.cli.train import add_train_commands
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import FORMAT, save_generator
 from engine.files.images import read_png_parameters
-from engine.files.loading import file_sha256, load_generator
+from engine.files.loading import load_generator
+from engine.files.storage import file_sha256
 from engine.models.estimator import AttributeEstimator, EstimatorConfig, save_estimator
 from engine.models.stylegan2 import GeneratorConfig
 from engine.train import TensorSource, TrainConfig, Trainer

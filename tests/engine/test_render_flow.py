@@ -9,8 +9,9 @@ import torch
 from engine.algorithms.flow_edit import AttributeEdit, attribute_mask
 from engine.assets import ASSETS_DIR
 from engine.files.checkpoints import save_generator
+from engine.files.flows import save_flow
 from engine.jobs.render import AttributeReadJob, LatentJob, RenderJob, mixed_ws
-from engine.models.flow import ConditionalCNF, FlowConfig, save_flow
+from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, read_project, save_project
 from engine.worker import ModelCache
@@ -91,7 +92,7 @@ def test_edits_without_a_flow_file_are_a_clear_error(paths, tmp_path):
 
 
 def test_lighting_edits_use_the_presets_stored_with_the_flow(paths, tmp_path):
-    from engine.models.flow import load_flow
+    from engine.files.flows import load_flow
 
     flow = load_flow(paths[1])
     presets = torch.linspace(-1, 1, 54).reshape(6, 9)

@@ -16,9 +16,10 @@ from engine.algorithms.flow_edit import CONDITION_NAMES, LIGHTING_PRESETS
 from engine.cli.main import run
 from engine.cli.train import add_train_commands
 from engine.files.checkpoints import save_generator
-from engine.files.loading import file_sha256
+from engine.files.flows import load_flow
+from engine.files.storage import file_sha256
 from engine.models.estimator import AttributeEstimator, EstimatorConfig, save_estimator
-from engine.models.flow import ConditionalCNF, FlowConfig, load_flow
+from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.train.flow import (
     FlowTrainConfig,

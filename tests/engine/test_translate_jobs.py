@@ -16,7 +16,7 @@ from engine.algorithms.layer_swap import model_distance, swap_depth_choices
 from engine.algorithms.projection import InversionSettings
 from engine.files.checkpoints import save_generator
 from engine.files.images import read_png_parameters
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.jobs.render import load_model, render_in_worker, render_state
 from engine.jobs.translate import (
     DistanceJob,

@@ -8,7 +8,7 @@ import torch
 
 from engine.assets import ASSETS_DIR, verified_asset
 from engine.convert.tunit import load_tunit
-from engine.files.loading import file_sha256
+from engine.files.storage import file_sha256
 from engine.models.domains import DomainClassifier, DomainConfig
 from engine.models.tunit import translate
 from engine.train.tunit import (

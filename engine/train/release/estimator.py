@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.files.loading import file_sha256
 from engine.files.paths import write_json
+from engine.files.storage import file_sha256
 from engine.models.estimator import AttributeEstimator, load_estimator, save_estimator
 from engine.synth import DOMAINS, sample_batch
 

@@ -26,8 +26,9 @@ from engine.assets import ASSETS_DIR, default_generator_path
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import FORMAT, save_generator
 from engine.files.images import save_png
-from engine.files.loading import file_sha256, load_generator, read_model_file
+from engine.files.loading import load_generator
 from engine.files.paths import command_line, write_json
+from engine.files.storage import file_sha256, read_model_file
 from engine.train.release.estimator import cpu_model
 from engine.train.release.generator import option_value, run_config, training_facts
 from engine.train.stylegan2 import image_grid

@@ -23,11 +23,12 @@ import torch
 from engine.algorithms.flow_edit import AttributeEdit, FastSteps, apply_edits, flow_layout_of
 from engine.assets import ASSETS_DIR, DEFAULT_FLOW, DEFAULT_GENERATOR, default_estimator_path
 from engine.errors import ModelFormatError
-from engine.files.loading import file_sha256, load_generator
+from engine.files.flows import load_flow, save_flow
+from engine.files.loading import load_generator
 from engine.files.paths import command_line
+from engine.files.storage import file_sha256
 from engine.jobs.render import mixed_ws, read_condition, render_ws
 from engine.models.estimator import load_estimator
-from engine.models.flow import load_flow, save_flow
 from engine.project import EditState
 from engine.train.release.estimator import cpu_model
 

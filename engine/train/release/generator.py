@@ -33,8 +33,9 @@ from engine.assets import DEFAULT_GENERATOR, default_estimator_path
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import FORMAT, save_generator
 from engine.files.images import save_png, to_uint8
-from engine.files.loading import file_sha256, load_generator, read_model_file
+from engine.files.loading import load_generator
 from engine.files.paths import write_json
+from engine.files.storage import file_sha256, read_model_file
 from engine.models.estimator import AttributeEstimator, load_estimator
 from engine.models.stylegan2 import Generator
 from engine.synth import sample_batch
