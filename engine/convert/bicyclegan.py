@@ -57,11 +57,11 @@ from engine.models.bicyclegan import (
     FORMAT_VERSION,
     KINDS,
     NONLINEARITIES,
-    DiscriminatorConfig,
+    BicycleEncoderConfig,
     Encoder,
-    EncoderConfig,
-    GeneratorConfig,
     MultiscaleDiscriminator,
+    MultiscaleDiscriminatorConfig,
+    UnetConfig,
     UnetGenerator,
     default_ndf,
 )
@@ -221,10 +221,10 @@ def _ask_for(what: str, missing: list[str], open_: dict, *, code_channels: int |
 # ---- configs from the weights ------------------------------------------------------------------------------------
 
 def generator_config(sd: dict, *, what: str = "BicycleGAN generator", options: TrainingOptions | None = None,
-                     **arch) -> GeneratorConfig:
-    """A ``GeneratorConfig`` from a G state dict (``module.`` already removed), the training's ``options`` and
+                     **arch) -> UnetConfig:
+    """A ``UnetConfig`` from a G state dict (``module.`` already removed), the training's ``options`` and
     ``arch`` (config fields); refuses contradictions and choices nothing says."""
-    stated = _stated_arguments(GeneratorConfig, arch, what=what)
+    stated = _stated_arguments(UnetConfig, arch, what=what)
     if "model.down.0.weight" in sd:
         fixed, open_ = _infer_unet_all(sd, what=what)
     elif "model.model.0.weight" in sd:
@@ -248,7 +248,7 @@ def generator_config(sd: dict, *, what: str = "BicycleGAN generator", options: T
             code_channels = total
     if (missing := [f for f in _CHOICE_WORDS if f in open_ and f not in values]) or code_channels is not None:
         raise _ask_for(what, missing, open_, code_channels=code_channels)
-    return build_config(GeneratorConfig, values, {}, what=what)
+    return build_config(UnetConfig, values, {}, what=what)
 
 
 def _infer_unet_all(sd: dict, *, what: str) -> tuple[dict, dict]:
@@ -311,9 +311,9 @@ def _infer_unet_input(sd: dict, *, what: str) -> tuple[dict, dict]:
 
 
 def encoder_config(sd: dict, *, what: str = "BicycleGAN encoder", options: TrainingOptions | None = None,
-                   **arch) -> EncoderConfig:
-    """An ``EncoderConfig`` from an E state dict, checked against the training's ``options`` and ``arch``."""
-    stated = _stated_arguments(EncoderConfig, arch, what=what)
+                   **arch) -> BicycleEncoderConfig:
+    """A ``BicycleEncoderConfig`` from an E state dict, checked against the training's ``options`` and ``arch``."""
+    stated = _stated_arguments(BicycleEncoderConfig, arch, what=what)
     fc = tensor_at(sd, "fc.0.weight", 2, what=what)
     first = tensor_at(sd, "conv.0.weight", 4, what=what)
     fixed = dict(input_nc=first.shape[1], nz=fc.shape[0], nef=first.shape[0], vae_like="fcVar.0.weight" in sd)
@@ -338,14 +338,14 @@ def encoder_config(sd: dict, *, what: str = "BicycleGAN encoder", options: Train
     if "norm" not in values:
         raise ModelFormatError(f"{what}: its weights do not show whether it uses instance norm or none: put the "
                                "opt.txt its training wrote beside it, or pass norm= ('instance' or 'none')")
-    return build_config(EncoderConfig, values, {}, what=what)
+    return build_config(BicycleEncoderConfig, values, {}, what=what)
 
 
 def discriminator_config(sd: dict, *, what: str = "BicycleGAN discriminator", options: TrainingOptions | None = None,
-                         net_option: str = "netD", **arch) -> DiscriminatorConfig:
-    """A ``DiscriminatorConfig`` from a D state dict, checked against the training's ``options`` (``net_option``:
-    ``netD`` or ``netD2``, the option naming this network) and ``arch``."""
-    stated = _stated_arguments(DiscriminatorConfig, arch, what=what)
+                         net_option: str = "netD", **arch) -> MultiscaleDiscriminatorConfig:
+    """A ``MultiscaleDiscriminatorConfig`` from a D state dict, checked against the training's ``options``
+    (``net_option``: ``netD`` or ``netD2``, the option naming this network) and ``arch``."""
+    stated = _stated_arguments(MultiscaleDiscriminatorConfig, arch, what=what)
     scales = sorted({int(m.group(1)) for k in sd if (m := re.match(r"model_(\d+)\.", k))})
     if scales:
         if scales != list(range(len(scales))) or len(scales) < 2:
@@ -369,7 +369,7 @@ def discriminator_config(sd: dict, *, what: str = "BicycleGAN discriminator", op
     first = tensor_at(sd, f"{prefixes[0]}0.weight", 4, what=what)
     fixed = dict(input_nc=first.shape[1], ndf=tuple(ndf), n_layers=layers.pop(), norm=norms.pop())
     values = _settle(fixed, {}, [_discriminator_options(options, net_option), stated], what=what)
-    return build_config(DiscriminatorConfig, values, {}, what=what)
+    return build_config(MultiscaleDiscriminatorConfig, values, {}, what=what)
 
 
 # ---- loaders -----------------------------------------------------------------------------------------------------

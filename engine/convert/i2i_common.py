@@ -11,6 +11,7 @@ from torch import nn
 
 from engine.convert.common import short_list
 from engine.errors import ModelFormatError
+from engine.files.checkpoints import arch_config
 from engine.files.storage import read_model_file
 
 STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -110,12 +111,6 @@ def read_own_networks(obj: dict, *, fmt: str, version: int, kinds: dict, what: s
         arch = entry.get("arch") if isinstance(entry, dict) else None
         if not isinstance(arch, dict) or not is_state_dict(entry.get("state_dict")):
             raise ModelFormatError(f"{what}: network {name!r} needs an 'arch' dict and a 'state_dict'")
-        if unknown := sorted(set(arch) - set(cfg_cls.__dataclass_fields__)):
-            raise ModelFormatError(f"{what}: network {name!r} has unknown architecture fields {unknown} "
-                                   "(written by a newer version?)")
-        try:
-            cfg = cfg_cls.from_dict(arch)
-        except (TypeError, ValueError) as e:
-            raise ModelFormatError(f"{what}: network {name!r} has an invalid architecture: {e}") from None
+        cfg = arch_config(cfg_cls, arch, what=f"{what} ({name})")
         out[name] = build_strict(cls, cfg, entry["state_dict"], what=f"{what} ({name})")
     return out

@@ -22,6 +22,7 @@ import torch
 from engine.algorithms.flow_layout import STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
 from engine.convert.common import require, short_list
 from engine.errors import ModelFormatError, describe
+from engine.files.checkpoints import arch_config
 from engine.models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF, FlowConfig
 
 _CHAIN_KEY = re.compile(r"chain\.(\d+)\.(.+)")
@@ -118,12 +119,8 @@ def _own_parts(obj: dict, label: str) -> tuple[FlowConfig, dict]:
     require(version == FORMAT_VERSION, f"{label}: format version {version!r} is not supported (this editor reads "
             f"version {FORMAT_VERSION})")
     arch, state = obj.get("arch"), obj.get("state_dict")
-    require(isinstance(arch, dict), f"{label}: 'arch' must be a dictionary, got {describe(arch)}")
     require(isinstance(state, dict), f"{label}: 'state_dict' must be a dictionary, got {describe(state)}")
-    try:
-        return FlowConfig.from_dict(arch), state
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{label}: invalid flow architecture: {e}") from None
+    return arch_config(FlowConfig, arch, what=label), state
 
 
 def is_flow_content(obj) -> bool:

@@ -34,9 +34,9 @@ from engine.models.tunit import (
     FORMAT,
     FORMAT_VERSION,
     KINDS,
-    DiscriminatorConfig,
-    GeneratorConfig,
     GuidingConfig,
+    TunitDiscriminatorConfig,
+    TunitGeneratorConfig,
 )
 
 NETWORK_KEYS = {"G_state_dict": "G", "G_EMA_state_dict": "G_EMA", "C_state_dict": "C",
@@ -95,7 +95,7 @@ def _count(sd: dict, pattern: str) -> int:
     return n
 
 
-def generator_config(sd: dict, *, what: str = "TUNIT generator", **arch) -> GeneratorConfig:
+def generator_config(sd: dict, *, what: str = "TUNIT generator", **arch) -> TunitGeneratorConfig:
     """Infer the generator's config from its state dict; ``arch`` overrides fields."""
     first = tensor_at(sd, "cnt_encoder.model.0.conv.weight", 4, what=what)
     n_downs = _count(sd, "cnt_encoder.model.{}.conv.weight") - 1
@@ -105,7 +105,7 @@ def generator_config(sd: dict, *, what: str = "TUNIT generator", **arch) -> Gene
     mlp0 = tensor_at(sd, "mlp.model.0.fc.weight", 2, what=what)
     inferred = dict(nf=first.shape[0], n_downs=n_downs, n_res=n_res, sty_dim=mlp0.shape[1], nf_mlp=mlp0.shape[0],
                     mlp_blocks=_count(sd, "mlp.model.{}.fc.weight"))
-    return build_config(GeneratorConfig, inferred, arch, what=what)
+    return build_config(TunitGeneratorConfig, inferred, arch, what=what)
 
 
 def guiding_config(sd: dict, *, what: str = "TUNIT guiding network", **arch) -> GuidingConfig:
@@ -131,7 +131,7 @@ def guiding_config(sd: dict, *, what: str = "TUNIT guiding network", **arch) -> 
     return build_config(GuidingConfig, inferred, arch, what=what)
 
 
-def discriminator_config(sd: dict, *, what: str = "TUNIT discriminator", **arch) -> DiscriminatorConfig:
+def discriminator_config(sd: dict, *, what: str = "TUNIT discriminator", **arch) -> TunitDiscriminatorConfig:
     """Infer the discriminator's size, widths and K from its state dict; ``arch`` overrides fields."""
     first = tensor_at(sd, "main.0.weight", 4, what=what)
     blocks = sum(1 for k in sd if re.fullmatch(r"main\.\d+\.conv1\.weight", k))
@@ -142,7 +142,7 @@ def discriminator_config(sd: dict, *, what: str = "TUNIT discriminator", **arch)
     widths = [sd[k].shape[0] for k in sd if re.fullmatch(r"main\.\d+\.conv2\.weight", k)]
     inferred = dict(img_size=2 ** (repeat + 2), dim_in=first.shape[0], max_conv_dim=max(widths),
                     output_k=last.shape[0])
-    return build_config(DiscriminatorConfig, inferred, arch, what=what)
+    return build_config(TunitDiscriminatorConfig, inferred, arch, what=what)
 
 
 INFER = {"G": generator_config, "G_EMA": generator_config, "C": guiding_config, "C_EMA": guiding_config,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from engine.errors import ModelFormatError, describe
+from engine.files.configs import from_dict
 from engine.files.storage import atomic_write, read_model_file
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -61,25 +62,28 @@ def read_checkpoint_source(source, *, noun: str, dict_what: str,
     return obj, what
 
 
+def arch_config(config_cls, arch, *, what: str):
+    """``config_cls`` (a config dataclass) from a file's ``arch`` dictionary (``engine.files.configs.from_dict``:
+    unknown or missing fields, wrong types and the config's own checks refused); every problem is a
+    ``ModelFormatError`` that starts with ``what`` (the file) and 'invalid architecture'."""
+    return from_dict(config_cls, arch, what=f"{what}: invalid architecture", error=ModelFormatError)
+
+
 def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str, label: str, config_cls,
                           module_cls, state_dtypes: tuple[torch.dtype, ...] | None = None):
-    """Check a project-format dict (format ``fmt`` of ``version``), build ``module_cls(config_cls.from_dict(arch))``
-    and load its weights strictly; every problem is a ``ModelFormatError`` prefixed by ``what``. ``noun`` ("an
-    encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor of the state
-    dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
+    """Check a project-format dict (format ``fmt`` of ``version``), build ``module_cls`` from its config
+    (``arch_config``) and load its weights strictly; every problem is a ``ModelFormatError`` prefixed by ``what``.
+    ``noun`` ("an encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor
+    of the state dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else describe(ckpt)
         raise ModelFormatError(f"{what}: not {noun} (format {found!r}, expected {fmt!r})")
     if ckpt.get("format_version") != version:
         raise ModelFormatError(f"{what}: {label} format version {ckpt.get('format_version')!r} is not supported "
                                f"(this editor reads version {version})")
-    arch = ckpt.get("arch")
-    if not isinstance(arch, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(arch)}")
-    if unknown := sorted(set(arch) - {f.name for f in fields(config_cls)}):
-        raise ModelFormatError(f"{what}: unknown architecture fields {unknown} (written by a newer version?)")
+    cfg = arch_config(config_cls, ckpt.get("arch"), what=what)
     try:
-        module = module_cls(config_cls.from_dict(arch))
+        module = module_cls(cfg)
     except (TypeError, ValueError) as e:
         raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
     state = ckpt.get("state_dict")
@@ -172,19 +176,6 @@ def save_generator(path: str | os.PathLike, G: Generator, *, D: Discriminator | 
     atomic_torch_save(generator_checkpoint(G, D=D, extras=extras), path)
 
 
-def _config(cls, d, *, what: str):
-    if not isinstance(d, dict):
-        raise ModelFormatError(f"{what}: 'arch' must be a dictionary, got {describe(d)}")
-    unknown = set(d) - set(cls.__dataclass_fields__)
-    if unknown:
-        raise ModelFormatError(f"{what}: unknown architecture fields {sorted(unknown)} (written by a newer "
-                               "version of the editor?)")
-    try:
-        return cls.from_dict(d)
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
-
-
 def _check_version(ckpt: dict, *, what: str) -> None:
     v = ckpt.get("format_version")
     if v != FORMAT_VERSION:
@@ -194,7 +185,7 @@ def _check_version(ckpt: dict, *, what: str) -> None:
 
 def generator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint") -> tuple[GeneratorConfig, dict]:
     _check_version(ckpt, what=what)
-    return _config(GeneratorConfig, ckpt.get("arch"), what=what), ckpt.get("state_dict") or {}
+    return arch_config(GeneratorConfig, ckpt.get("arch"), what=what), ckpt.get("state_dict") or {}
 
 
 def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
@@ -203,4 +194,4 @@ def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
     d = ckpt.get("discriminator")
     if not isinstance(d, dict):
         raise ModelFormatError(f"{what}: the file holds no discriminator")
-    return _config(DiscriminatorConfig, d.get("arch"), what=what), d.get("state_dict") or {}
+    return arch_config(DiscriminatorConfig, d.get("arch"), what=what), d.get("state_dict") or {}

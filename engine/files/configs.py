@@ -201,7 +201,7 @@ def from_dict(cls, d, *, what: str = "the settings", error: type[Exception] = Va
     if unknown not in UNKNOWN_KEYS:
         raise ValueError(f"unknown must be one of {', '.join(UNKNOWN_KEYS)}, got {unknown!r}")
     if not isinstance(d, dict):
-        raise error(f"{what} must be a dictionary, got {describe(d)}")
+        raise error(f"{what}: expected a dictionary, got {describe(d)}")
     try:
         return _build(cls, d, "", unknown)
     except _Refused as e:

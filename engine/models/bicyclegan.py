@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.files.configs import DictForm
 from engine.models.i2i_common import (
-    I2IConfig,
     as_batch,
     check_positive,
     device_of,
@@ -54,7 +54,7 @@ def _choice(name: str, value: str, options: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig(I2IConfig):
+class UnetConfig(DictForm, what="the U-Net generator's architecture"):
     """Architecture of a BicycleGAN U-Net generator.
 
     input_nc/output_nc: image channels of A and B; nz: code size; ngf: width of the outermost level;
@@ -97,7 +97,7 @@ class GeneratorConfig(I2IConfig):
 
 
 @dataclass(frozen=True)
-class EncoderConfig(I2IConfig):
+class BicycleEncoderConfig(DictForm, what="the BicycleGAN encoder's architecture"):
     """Architecture of a BicycleGAN encoder.
 
     kind: ``resnet`` (E_ResNet) or ``conv`` (E_NLayers); input_nc: image channels (G's output_nc);
@@ -132,7 +132,7 @@ class EncoderConfig(I2IConfig):
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig(I2IConfig):
+class MultiscaleDiscriminatorConfig(DictForm, what="the discriminator's architecture"):
     """Architecture of a multi-scale PatchGAN discriminator.
 
     ndf: first-layer width of each scale (scale i sees the image downsampled i times; the reference uses
@@ -196,7 +196,7 @@ def _tile(z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return z[:, :, None, None].expand(-1, -1, like.shape[2], like.shape[3])
 
 
-def _up_layers(inner_nc: int, outer_nc: int, cfg: GeneratorConfig, *, innermost: bool, outermost: bool,
+def _up_layers(inner_nc: int, outer_nc: int, cfg: UnetConfig, *, innermost: bool, outermost: bool,
                dropout: bool) -> list[nn.Module]:
     """The up path of a U-Net level (both block kinds): non-linearity, up-sampling to ``outer_nc`` channels (from
     the inner features, concatenated with their skip below the innermost level), then Tanh at the outermost level,
@@ -219,7 +219,7 @@ class UnetBlockZ(nn.Module):
     """
 
     def __init__(self, x_nc: int, outer_nc: int, inner_nc: int, nz: int, submodule: UnetBlockZ | None, *,
-                 outermost: bool, cfg: GeneratorConfig, dropout: bool):
+                 outermost: bool, cfg: UnetConfig, dropout: bool):
         super().__init__()
         self.outermost = outermost
         innermost = submodule is None
@@ -248,7 +248,7 @@ class UnetBlock(nn.Module):
     """
 
     def __init__(self, x_nc: int, outer_nc: int, inner_nc: int, submodule: UnetBlock | None, *,
-                 outermost: bool, cfg: GeneratorConfig, dropout: bool):
+                 outermost: bool, cfg: UnetConfig, dropout: bool):
         super().__init__()
         self.outermost = outermost
         innermost = submodule is None
@@ -269,7 +269,7 @@ class UnetBlock(nn.Module):
 class UnetGenerator(nn.Module):
     """G(A, z): [B, input_nc, H, W] in [-1, 1] and z [B, nz] -> B-like image [B, output_nc, H, W] in [-1, 1]."""
 
-    def __init__(self, cfg: GeneratorConfig, *, seed: int | None = 0):
+    def __init__(self, cfg: UnetConfig, *, seed: int | None = 0):
         super().__init__()
         self.cfg = cfg
         with torch.device("meta"):
@@ -279,7 +279,7 @@ class UnetGenerator(nn.Module):
             init_weights(self, seed=seed)
 
     @staticmethod
-    def _build(cfg: GeneratorConfig) -> nn.Module:
+    def _build(cfg: UnetConfig) -> nn.Module:
         add_all = cfg.where_add == "all"
         block = None
         for level in reversed(range(cfg.num_downs)):
@@ -350,7 +350,7 @@ class BasicBlock(nn.Module):
 class Encoder(nn.Module):
     """E(B): [B, input_nc, S, S] -> (mu [B, nz], logvar [B, nz]) (only mu when ``vae_like`` is off)."""
 
-    def __init__(self, cfg: EncoderConfig, *, seed: int | None = 0):
+    def __init__(self, cfg: BicycleEncoderConfig, *, seed: int | None = 0):
         super().__init__()
         self.cfg = cfg
         widths = cfg.widths()
@@ -396,7 +396,7 @@ class Encoder(nn.Module):
         return (mu, self.fcVar(h)) if self.cfg.vae_like else mu
 
 
-def _patch_layers(cfg: DiscriminatorConfig, scale: int) -> nn.Sequential:
+def _patch_layers(cfg: MultiscaleDiscriminatorConfig, scale: int) -> nn.Sequential:
     w = cfg.widths(scale)
     layers: list[nn.Module] = [nn.Conv2d(cfg.input_nc, w[0], 4, stride=2, padding=1), nn.LeakyReLU(LRELU_SLOPE)]
     for n in range(1, cfg.n_layers + 1):
@@ -411,7 +411,7 @@ def _patch_layers(cfg: DiscriminatorConfig, scale: int) -> nn.Sequential:
 class MultiscaleDiscriminator(nn.Module):
     """D(x): [B, input_nc, H, W] -> list of num_D patch logit maps [B, 1, h_i, w_i] (no sigmoid)."""
 
-    def __init__(self, cfg: DiscriminatorConfig, *, seed: int | None = 0):
+    def __init__(self, cfg: MultiscaleDiscriminatorConfig, *, seed: int | None = 0):
         super().__init__()
         self.cfg = cfg
         with torch.device("meta"):
@@ -532,8 +532,9 @@ def encode(E: Encoder, image: torch.Tensor) -> torch.Tensor:
 
 FORMAT = "face-editor/bicyclegan"
 FORMAT_VERSION = 1
-KINDS = {"G": (UnetGenerator, GeneratorConfig), "E": (Encoder, EncoderConfig),
-         "D": (MultiscaleDiscriminator, DiscriminatorConfig), "D2": (MultiscaleDiscriminator, DiscriminatorConfig)}
+KINDS = {"G": (UnetGenerator, UnetConfig), "E": (Encoder, BicycleEncoderConfig),
+         "D": (MultiscaleDiscriminator, MultiscaleDiscriminatorConfig),
+         "D2": (MultiscaleDiscriminator, MultiscaleDiscriminatorConfig)}
 
 
 def bicyclegan_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = None) -> dict:
@@ -542,7 +543,7 @@ def bicyclegan_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None
                           extras=extras)
 
 
-__all__ = ["GeneratorConfig", "EncoderConfig", "DiscriminatorConfig", "UnetGenerator", "Encoder",
+__all__ = ["UnetConfig", "BicycleEncoderConfig", "MultiscaleDiscriminatorConfig", "UnetGenerator", "Encoder",
            "MultiscaleDiscriminator", "UnetBlockZ", "UnetBlock", "BasicBlock", "init_weights", "default_ndf",
            "network_entry", "bicyclegan_checkpoint", "sample_codes", "slerp", "translate", "encode", "FORMAT",
            "FORMAT_VERSION", "KINDS"]

@@ -12,13 +12,14 @@ Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.files.configs import DictForm
 from engine.models.estimator import ResidualBlock, init_weights
 
 FORMAT = "face-editor/domains"
@@ -26,7 +27,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DomainConfig:
+class DomainConfig(DictForm, what="the domain classifier's architecture"):
     """Architecture and class names of a domain classifier; everything needed to rebuild it.
 
     domain_names: one name per class (the logits' order). input_size: the side images are resized to.
@@ -58,13 +59,6 @@ class DomainConfig:
     @property
     def num_domains(self) -> int:
         return len(self.domain_names)
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DomainConfig:
-        return cls(**d)
 
 
 class DomainClassifier(nn.Module):

@@ -10,7 +10,7 @@ weights. The last layer starts at zero, so an untrained encoder answers ``w_avg`
 Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
 
     {"format": "face-editor/encoder", "format_version": 1,
-     "arch": asdict(EncoderConfig), "state_dict": {...},          # includes the w_avg / w_scale buffers
+     "arch": cfg.to_dict(), "state_dict": {...},          # includes the w_avg / w_scale buffers
      "info": {...}}                                              # plain JSON-like values: generator_sha256, kimg, ...
 
 The weights may be stored in float16 (the released encoder is: half the file, the same figures to 1e-3 dB); the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from torch import nn
 
 from engine.errors import ModelFormatError, describe
 from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.files.configs import DictForm
 from engine.models.ops import LRELU_SLOPE, SQRT2
 from engine.models.stylegan2 import GeneratorConfig, channels_from_base
 
@@ -44,7 +45,7 @@ def _log2(resolution: int) -> int:
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(DictForm, what="the encoder's architecture"):
     """Architecture of an encoder; everything needed to rebuild it.
 
     resolution: input size (images of another size are resized to it). num_ws / w_dim: the W+ shape it predicts.
@@ -88,15 +89,6 @@ class EncoderConfig:
         return cls(resolution=res, num_ws=g.num_ws, w_dim=g.w_dim,
                    channels=tuple(min(max(c, channel_min), channel_max) for c in reversed(widths)),
                    head_channels=head_channels, hidden=hidden, img_channels=g.img_channels)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> EncoderConfig:
-        return cls(**d)
 
 
 def _conv(cin: int, cout: int, k: int, *, stride: int = 1) -> nn.Conv2d:

@@ -6,7 +6,7 @@ data), measures edits, and its penultimate embedding (``features``) serves a FrÃ
 Layout of a file (a ``torch.save`` of plain containers, loadable with ``weights_only=True``)::
 
     {"format": "face-editor/estimator", "format_version": 1,
-     "arch": asdict(EstimatorConfig), "state_dict": {...}, "extras": {...}}   # extras: free-form metadata
+     "arch": cfg.to_dict(), "state_dict": {...}, "extras": {...}}   # extras: free-form metadata
 
 Outputs are standardised: continuous output k is ``(value - target_mean[k]) / target_std[k]``; binary outputs
 (``cfg.binary``) are logits. ``predict`` undoes both (real units, probabilities).
@@ -14,7 +14,7 @@ Outputs are standardised: continuous output k is ``(value - target_mean[k]) / ta
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,13 +23,14 @@ from torch import nn
 
 from engine.errors import ModelFormatError, unreadable_reason
 from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.files.configs import DictForm
 
 FORMAT = "face-editor/estimator"
 FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class EstimatorConfig:
+class EstimatorConfig(DictForm, what="the estimator's architecture"):
     """Architecture and output coding of an estimator; everything needed to rebuild it.
 
     widths/blocks: channels and residual blocks per stage; stage k runs at ``input_size / 2**(k+1)`` pixels.
@@ -81,14 +82,6 @@ class EstimatorConfig:
     def binary_mask(self) -> tuple[bool, ...]:
         """Per output: whether it is binary."""
         return tuple(name in self.binary for name in self.output_names)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EstimatorConfig":
-        return cls(**d)
 
 
 def _conv(cin: int, cout: int, k: int, *, stride: int = 1) -> nn.Conv2d:

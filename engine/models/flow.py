@@ -24,10 +24,12 @@ What the condition values mean (``flow_layout.ConditionLayout``) is stored as ``
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from engine.files.configs import DictForm
 
 FORMAT = "face-editor/styleflow"
 FORMAT_VERSION = 1
@@ -41,7 +43,7 @@ FAST_STEPS = 3
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(DictForm, what="the flow's architecture"):
     """Everything StyleFlow's builder ``cnf(input_dim, dims, zdim, num_blocks)`` and its fixed settings define.
 
     Defaults are the released model: ``cnf(512, '512-512-512-512-512', 17, 1)``, dopri5 at atol = rtol = 1e-5,
@@ -93,18 +95,6 @@ class FlowConfig:
         """(in, out) of every ConcatSquash layer: input_dim -> hidden... -> input_dim."""
         widths = (self.input_dim, *self.hidden_dims, self.input_dim)
         return list(zip(widths[:-1], widths[1:]))
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden_dims"] = list(self.hidden_dims)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FlowConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown FlowConfig fields {sorted(unknown)}")
-        return cls(**d)
 
 
 class MovingBatchNorm(nn.Module):

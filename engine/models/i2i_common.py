@@ -1,23 +1,10 @@
-"""Pieces shared by the image-to-image models (BicycleGAN, TUNIT): their config dataclasses' dict round trip and
-checks, inputs as a batch on a network's device, images paired with codes, and the project's multi-network
-checkpoint dict (read back by ``engine.convert.i2i_common.read_own_networks``)."""
+"""Pieces shared by the image-to-image models (BicycleGAN, TUNIT): their configs' checks, inputs as a batch on a
+network's device, images paired with codes, and the project's multi-network checkpoint dict (read back by
+``engine.convert.i2i_common.read_own_networks``)."""
 from __future__ import annotations
-
-from dataclasses import asdict
 
 import torch
 from torch import nn
-
-
-class I2IConfig:
-    """Base of the frozen config dataclasses: ``to_dict`` (tuples as lists, for JSON) and ``from_dict``."""
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return cls(**d)
 
 
 def check_positive(cfg, *names: str) -> None:

@@ -9,13 +9,14 @@ Evaluation is fp32; ``num_fp16_res`` is kept in the config only so files round-t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.algorithms.latents import broadcast_w, truncate
+from engine.files.configs import DictForm
 from engine.models.ops import LRELU_SLOPE, SQRT2, bias_lrelu, fir_taps, upfirdn2d
 
 NOISE_MODES = ("const", "none", "random")
@@ -47,7 +48,7 @@ def _normalise_tables(cfg) -> None:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(DictForm, what="the generator's architecture"):
     """Architecture of a StyleGAN2 generator; everything needed to rebuild it without command-line flags.
 
     channels: feature channels of the synthesis blocks at resolutions 4, 8, ..., img_resolution.
@@ -88,16 +89,9 @@ class GeneratorConfig:
         """Resolution of each noise input, in rosinality's order: layer i works at 2 ** ((i + 5) // 2)."""
         return tuple(2 ** ((i + 5) // 2) for i in range(self.num_ws - 1))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(DictForm, what="the discriminator's architecture"):
     """Architecture of a residual StyleGAN2 discriminator.
 
     channels: widths at resolutions 4, 8, ..., img_resolution (the block at res maps channels[res] ->
@@ -119,13 +113,6 @@ class DiscriminatorConfig:
     @property
     def resolutions(self) -> tuple[int, ...]:
         return tuple(2**i for i in range(2, _log2_resolution(self.img_resolution) + 1))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DiscriminatorConfig":
-        return cls(**d)
 
 
 class FullyConnected(nn.Module):

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.i2i_common import I2IConfig, as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
+from engine.files.configs import DictForm
+from engine.models.i2i_common import as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
 
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 ADAIN_EPS = 1e-5
@@ -36,7 +37,7 @@ CONTENT_SIZE = 16  # the content map is 16x16 at the nominal image size
 
 
 @dataclass(frozen=True)
-class GuidingConfig(I2IConfig):
+class GuidingConfig(DictForm, what="the guiding network's architecture"):
     """Architecture of the guiding network: ``features`` lists conv widths and ``'M'`` (2x2 max-pool), as VGG's cfg;
     sty_dim: style code size (``cont``); output_k: number of clusters K (``disc``)."""
 
@@ -58,7 +59,7 @@ class GuidingConfig(I2IConfig):
 
 
 @dataclass(frozen=True)
-class GeneratorConfig(I2IConfig):
+class TunitGeneratorConfig(DictForm, what="the TUNIT generator's architecture"):
     """Architecture of the generator: nf: width of the first conv (the reference: 64 below 256 px, 32 at 256);
     n_downs: stride-2 convs (log2(img_size / 16)); n_res: residual blocks in encoder and decoder; sty_dim: style
     code size; nf_mlp / mlp_blocks: hidden width and linear layers of the style MLP."""
@@ -95,7 +96,7 @@ class GeneratorConfig(I2IConfig):
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig(I2IConfig):
+class TunitDiscriminatorConfig(DictForm, what="the TUNIT discriminator's architecture"):
     """Architecture of the discriminator: img_size (a power of two; log2(img_size) - 2 stages), dim_in: first
     width (the reference: 64 below 256 px, 32 at 256), max_conv_dim: width cap, output_k: number of domains."""
 
@@ -193,7 +194,7 @@ class ResBlocks(nn.Module):
 class ContentEncoder(nn.Module):
     """[B, 3, H, W] -> content [B, nf * 2**n_downs, H / 2**n_downs, W / 2**n_downs]."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: TunitGeneratorConfig):
         super().__init__()
         layers: list[nn.Module] = [Conv2dBlock(3, cfg.nf, 7, 1, 3, norm="in", act="relu")]
         for i in range(cfg.n_downs):
@@ -208,7 +209,7 @@ class ContentEncoder(nn.Module):
 class Decoder(nn.Module):
     """content [B, C, h, w] + AdaIN parameters -> image [B, 3, h * 2**n_downs, w * 2**n_downs] in [-1, 1]."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: TunitGeneratorConfig):
         super().__init__()
         c = cfg.content_dim
         layers: list[nn.Module] = [ResBlocks(cfg.n_res, c, "adain")]
@@ -240,7 +241,7 @@ class LinearBlock(nn.Module):
 class MLP(nn.Module):
     """style [B, sty_dim] -> AdaIN parameters [B, P]."""
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg: TunitGeneratorConfig):
         super().__init__()
         n = cfg.nf_mlp
         blocks = [LinearBlock(cfg.sty_dim, n, act=True)]
@@ -255,7 +256,7 @@ class MLP(nn.Module):
 class Generator(nn.Module):
     """G(x, s): content of x [B, 3, H, W] rendered with style codes s [B, sty_dim] -> [B, 3, H, W] in [-1, 1]."""
 
-    def __init__(self, cfg: GeneratorConfig, *, seed: int | None = 0):
+    def __init__(self, cfg: TunitGeneratorConfig, *, seed: int | None = 0):
         super().__init__()
         self.cfg = cfg
         with torch.device("meta"):
@@ -389,7 +390,7 @@ class ActFirstResBlk(nn.Module):
 class Discriminator(nn.Module):
     """D(x, y): images [B, 3, S, S], pseudo-domains y [B] -> (logit [B] = out[b, y_b], map [B, K, 1, 1])."""
 
-    def __init__(self, cfg: DiscriminatorConfig, *, seed: int | None = 0):
+    def __init__(self, cfg: TunitDiscriminatorConfig, *, seed: int | None = 0):
         super().__init__()
         self.cfg = cfg
         w = cfg.widths()
@@ -510,9 +511,9 @@ def translate(G: Generator, content: torch.Tensor, style: torch.Tensor) -> torch
 
 FORMAT = "face-editor/tunit"
 FORMAT_VERSION = 1
-KINDS = {"G": (Generator, GeneratorConfig), "G_EMA": (Generator, GeneratorConfig),
+KINDS = {"G": (Generator, TunitGeneratorConfig), "G_EMA": (Generator, TunitGeneratorConfig),
          "C": (GuidingNetwork, GuidingConfig), "C_EMA": (GuidingNetwork, GuidingConfig),
-         "D": (Discriminator, DiscriminatorConfig)}
+         "D": (Discriminator, TunitDiscriminatorConfig)}
 
 
 def tunit_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = None) -> dict:
@@ -520,7 +521,7 @@ def tunit_checkpoint(networks: dict[str, nn.Module], *, extras: dict | None = No
     return i2i_checkpoint(networks, fmt=FORMAT, version=FORMAT_VERSION, kinds=KINDS, family="TUNIT", extras=extras)
 
 
-__all__ = ["GuidingConfig", "GeneratorConfig", "DiscriminatorConfig", "GuidingNetwork", "Generator",
+__all__ = ["GuidingConfig", "TunitGeneratorConfig", "TunitDiscriminatorConfig", "GuidingNetwork", "Generator",
            "Discriminator", "AdaIN2d", "FRN", "ActFirstResBlk", "Conv2dBlock", "ResBlock", "ResBlocks",
            "ContentEncoder", "Decoder", "MLP", "init_generator", "init_guiding", "init_discriminator",
            "network_entry", "tunit_checkpoint", "reference_style", "cluster_labels", "cluster_styles", "translate",

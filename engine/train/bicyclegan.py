@@ -56,11 +56,11 @@ from engine.files.paths import command_line, write_json
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.bicyclegan import (
     FORMAT,
-    DiscriminatorConfig,
+    BicycleEncoderConfig,
     Encoder,
-    EncoderConfig,
-    GeneratorConfig,
     MultiscaleDiscriminator,
+    MultiscaleDiscriminatorConfig,
+    UnetConfig,
     UnetGenerator,
     bicyclegan_checkpoint,
     default_ndf,
@@ -172,10 +172,10 @@ class BicycleGANTrainConfig:
 def network_configs(cfg: BicycleGANTrainConfig) -> dict:
     """The G, E, D and D2 configs a training config describes."""
     levels = int(math.log2(cfg.size))
-    g = GeneratorConfig(nz=cfg.nz, ngf=cfg.ngf, num_downs=levels, norm=cfg.norm, upsample=cfg.upsample,
-                        where_add=cfg.where_add)
-    e = EncoderConfig(kind=cfg.encoder, nz=cfg.nz, nef=cfg.nef, n_layers=levels - 3, norm=cfg.norm)
-    d = DiscriminatorConfig(ndf=default_ndf(cfg.ndf, cfg.num_D), n_layers=cfg.d_layers, norm=cfg.norm)
+    g = UnetConfig(nz=cfg.nz, ngf=cfg.ngf, num_downs=levels, norm=cfg.norm, upsample=cfg.upsample,
+                   where_add=cfg.where_add)
+    e = BicycleEncoderConfig(kind=cfg.encoder, nz=cfg.nz, nef=cfg.nef, n_layers=levels - 3, norm=cfg.norm)
+    d = MultiscaleDiscriminatorConfig(ndf=default_ndf(cfg.ndf, cfg.num_D), n_layers=cfg.d_layers, norm=cfg.norm)
     return {"G": g, "E": e, "D": d, "D2": d}
 
 

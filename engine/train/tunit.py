@@ -59,11 +59,11 @@ from engine.files.storage import file_sha256, read_model_file
 from engine.models.domains import classify, load_domains
 from engine.models.tunit import (
     Discriminator,
-    DiscriminatorConfig,
     Generator,
-    GeneratorConfig,
     GuidingConfig,
     GuidingNetwork,
+    TunitDiscriminatorConfig,
+    TunitGeneratorConfig,
     cluster_labels,
     cluster_styles,
     translate,
@@ -166,9 +166,9 @@ def network_configs(cfg: TunitTrainConfig) -> dict:
     """The configs of C, G and D a training config describes (C_EMA / G_EMA share them)."""
     c = GuidingConfig(features=tuple("M" if v == 0 else v for v in cfg.c_features), sty_dim=cfg.sty_dim,
                       output_k=cfg.clusters)
-    g = GeneratorConfig(nf=cfg.g_nf, n_downs=cfg.g_downs, n_res=cfg.g_res, sty_dim=cfg.sty_dim,
-                        nf_mlp=cfg.mlp_width)
-    d = DiscriminatorConfig(img_size=cfg.size, dim_in=cfg.d_dim, max_conv_dim=cfg.d_max, output_k=cfg.clusters)
+    g = TunitGeneratorConfig(nf=cfg.g_nf, n_downs=cfg.g_downs, n_res=cfg.g_res, sty_dim=cfg.sty_dim,
+                             nf_mlp=cfg.mlp_width)
+    d = TunitDiscriminatorConfig(img_size=cfg.size, dim_in=cfg.d_dim, max_conv_dim=cfg.d_max, output_k=cfg.clusters)
     return {"C": c, "C_EMA": c, "G": g, "G_EMA": g, "D": d}
 
 

@@ -7,24 +7,23 @@ from pathlib import Path
 
 import torch
 
-from engine.models.bicyclegan import Encoder, EncoderConfig, GeneratorConfig, UnetGenerator, bicyclegan_checkpoint
+from engine.models.bicyclegan import BicycleEncoderConfig, Encoder, UnetConfig, UnetGenerator, bicyclegan_checkpoint
 from engine.models.tunit import Generator as TunitG
-from engine.models.tunit import GeneratorConfig as TunitGConfig
-from engine.models.tunit import GuidingConfig, GuidingNetwork, tunit_checkpoint
+from engine.models.tunit import GuidingConfig, GuidingNetwork, TunitGeneratorConfig, tunit_checkpoint
 
 SIZE = 32  # both tiny models take 32 px inputs
 
 
 def tiny_bicyclegan() -> dict:
     """G (nz 4, 5 U-Net levels: 32 px multiples) and a ResNet E designed for 32 px."""
-    G = UnetGenerator(GeneratorConfig(nz=4, ngf=4, num_downs=5), seed=1).eval()
-    E = Encoder(EncoderConfig(nz=4, nef=4, n_layers=2), seed=2).eval()
+    G = UnetGenerator(UnetConfig(nz=4, ngf=4, num_downs=5), seed=1).eval()
+    E = Encoder(BicycleEncoderConfig(nz=4, nef=4, n_layers=2), seed=2).eval()
     return {"G": G, "E": E}
 
 
 def tiny_tunit() -> dict:
     """G_EMA (32 px nominal), C and C_EMA with 3 clusters."""
-    g_cfg = TunitGConfig(nf=4, n_downs=1, n_res=1, sty_dim=8, nf_mlp=16)
+    g_cfg = TunitGeneratorConfig(nf=4, n_downs=1, n_res=1, sty_dim=8, nf_mlp=16)
     c_cfg = GuidingConfig(features=(4, "M", 8, "M"), sty_dim=8, output_k=3)
     return {"G_EMA": TunitG(g_cfg, seed=3).eval(), "C": GuidingNetwork(c_cfg, seed=4).eval(),
             "C_EMA": GuidingNetwork(c_cfg, seed=5).eval()}

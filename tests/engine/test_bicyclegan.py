@@ -23,11 +23,11 @@ from engine.convert.bicyclegan import (
 )
 from engine.errors import ModelFormatError
 from engine.models.bicyclegan import (
-    DiscriminatorConfig,
+    BicycleEncoderConfig,
     Encoder,
-    EncoderConfig,
-    GeneratorConfig,
     MultiscaleDiscriminator,
+    MultiscaleDiscriminatorConfig,
+    UnetConfig,
     UnetGenerator,
     bicyclegan_checkpoint,
     encode,
@@ -177,19 +177,19 @@ def _assert_layout(model, entry):
 def test_released_generator_layouts(manifests, input_nc):
     entry = manifest_entry(manifests, f"G_unet_256_add_all_input_nc{input_nc}")
     G = load_bicyclegan_generator(zeros(entry["keys"]), nl="relu", norm="instance", use_dropout=False)
-    assert G.cfg == GeneratorConfig(input_nc=input_nc, output_nc=3, nz=8, ngf=64, num_downs=8)
+    assert G.cfg == UnetConfig(input_nc=input_nc, output_nc=3, nz=8, ngf=64, num_downs=8)
     _assert_layout(G, entry)
 
 
 def test_released_encoder_and_discriminator_layouts(manifests):
     entry = manifest_entry(manifests, "E_resnet_256")
     E = load_bicyclegan_encoder(zeros(entry["keys"]))
-    assert E.cfg == EncoderConfig(kind="resnet", input_nc=3, nz=8, nef=64, n_layers=5, vae_like=True)
+    assert E.cfg == BicycleEncoderConfig(kind="resnet", input_nc=3, nz=8, nef=64, n_layers=5, vae_like=True)
     assert E.cfg.image_size == 256
     _assert_layout(E, entry)
     entry = manifest_entry(manifests, "D_basic_256_multi")
     D = load_bicyclegan_discriminator(zeros(entry["keys"]))
-    assert D.cfg == DiscriminatorConfig(input_nc=3, ndf=(64, 32), n_layers=3)
+    assert D.cfg == MultiscaleDiscriminatorConfig(input_nc=3, ndf=(64, 32), n_layers=3)
     _assert_layout(D, entry)
 
 
@@ -208,14 +208,14 @@ def _roundtrip_generator(cfg, tmp_path, **given):
 
 
 @pytest.mark.parametrize("cfg, given", [
-    (GeneratorConfig(input_nc=3, output_nc=2, nz=5, ngf=2, num_downs=6, norm="batch", upsample="bilinear"), {}),
-    (GeneratorConfig(input_nc=1, output_nc=3, nz=3, ngf=2, num_downs=5, norm="none", nl="lrelu"),
+    (UnetConfig(input_nc=3, output_nc=2, nz=5, ngf=2, num_downs=6, norm="batch", upsample="bilinear"), {}),
+    (UnetConfig(input_nc=1, output_nc=3, nz=3, ngf=2, num_downs=5, norm="none", nl="lrelu"),
      dict(norm="none", nl="lrelu")),
-    (GeneratorConfig(input_nc=2, output_nc=3, nz=4, ngf=2, num_downs=6, where_add="input", norm="instance"),
+    (UnetConfig(input_nc=2, output_nc=3, nz=4, ngf=2, num_downs=6, where_add="input", norm="instance"),
      dict(nz=4)),
-    (GeneratorConfig(input_nc=3, output_nc=3, nz=4, ngf=2, num_downs=5, where_add="input", norm="none",
+    (UnetConfig(input_nc=3, output_nc=3, nz=4, ngf=2, num_downs=5, where_add="input", norm="none",
                      upsample="bilinear"), dict(input_nc=3)),
-    (GeneratorConfig(input_nc=3, output_nc=3, nz=0, ngf=2, num_downs=5, where_add="input", norm="batch"),
+    (UnetConfig(input_nc=3, output_nc=3, nz=0, ngf=2, num_downs=5, where_add="input", norm="batch"),
      dict(nz=0)),
 ])
 def test_generator_variants_round_trip(cfg, given, tmp_path):
@@ -223,11 +223,11 @@ def test_generator_variants_round_trip(cfg, given, tmp_path):
 
 
 @pytest.mark.parametrize("cfg", [
-    EncoderConfig(kind="resnet", input_nc=3, nz=4, nef=4, n_layers=3, norm="batch"),
-    EncoderConfig(kind="resnet", input_nc=1, nz=6, nef=4, n_layers=3, norm="none", vae_like=False),
-    EncoderConfig(kind="conv", input_nc=3, nz=8, nef=4, n_layers=4, norm="instance"),
-    EncoderConfig(kind="conv", input_nc=3, nz=8, nef=4, n_layers=3, norm="none"),
-    EncoderConfig(kind="conv", input_nc=3, nz=2, nef=4, n_layers=3, norm="batch"),
+    BicycleEncoderConfig(kind="resnet", input_nc=3, nz=4, nef=4, n_layers=3, norm="batch"),
+    BicycleEncoderConfig(kind="resnet", input_nc=1, nz=6, nef=4, n_layers=3, norm="none", vae_like=False),
+    BicycleEncoderConfig(kind="conv", input_nc=3, nz=8, nef=4, n_layers=4, norm="instance"),
+    BicycleEncoderConfig(kind="conv", input_nc=3, nz=8, nef=4, n_layers=3, norm="none"),
+    BicycleEncoderConfig(kind="conv", input_nc=3, nz=2, nef=4, n_layers=3, norm="batch"),
 ])
 def test_encoder_variants_round_trip(cfg):
     E = Encoder(cfg, seed=5).eval()
@@ -242,9 +242,9 @@ def test_encoder_variants_round_trip(cfg):
 
 
 @pytest.mark.parametrize("cfg", [
-    DiscriminatorConfig(input_nc=6, ndf=(4, 2, 1), n_layers=2, norm="batch"),
-    DiscriminatorConfig(input_nc=3, ndf=(4,), n_layers=3, norm="none"),
-    DiscriminatorConfig(input_nc=3, ndf=(4, 2), n_layers=1, norm="instance"),
+    MultiscaleDiscriminatorConfig(input_nc=6, ndf=(4, 2, 1), n_layers=2, norm="batch"),
+    MultiscaleDiscriminatorConfig(input_nc=3, ndf=(4,), n_layers=3, norm="none"),
+    MultiscaleDiscriminatorConfig(input_nc=3, ndf=(4, 2), n_layers=1, norm="instance"),
 ])
 def test_discriminator_variants_round_trip(cfg):
     D = MultiscaleDiscriminator(cfg, seed=7).eval()
@@ -259,9 +259,9 @@ def test_discriminator_variants_round_trip(cfg):
 
 
 def test_dropout_acts_in_train_mode_only():
-    cfg = GeneratorConfig(input_nc=1, output_nc=3, nz=2, ngf=2, num_downs=7, use_dropout=True)
+    cfg = UnetConfig(input_nc=1, output_nc=3, nz=2, ngf=2, num_downs=7, use_dropout=True)
     G = UnetGenerator(cfg, seed=1)
-    plain = UnetGenerator(GeneratorConfig(input_nc=1, output_nc=3, nz=2, ngf=2, num_downs=7), seed=1)
+    plain = UnetGenerator(UnetConfig(input_nc=1, output_nc=3, nz=2, ngf=2, num_downs=7), seed=1)
     assert list(G.state_dict()) == list(plain.state_dict())
     x, z = torch.rand(1, 1, 128, 128), torch.randn(1, 2)
     with torch.no_grad():
@@ -306,11 +306,11 @@ def test_mismatched_files_are_refused(fx, released):
     with pytest.raises(ModelFormatError, match="wrong shapes 'conv.2.conv.2.weight"):
         load_bicyclegan_encoder(sd)
     with pytest.raises(ModelFormatError, match="pass nz="):
-        load_bicyclegan_generator(UnetGenerator(GeneratorConfig(num_downs=5, ngf=2, where_add="input"),
+        load_bicyclegan_generator(UnetGenerator(UnetConfig(num_downs=5, ngf=2, where_add="input"),
                                                 seed=0).state_dict(), nl="relu", use_dropout=False)
     with pytest.raises(ModelFormatError, match="unknown architecture arguments"):
         load_bicyclegan_generator(fx["checkpoint"]["G"], depth=3)
-    other_E = Encoder(EncoderConfig(nz=4, nef=4, n_layers=4), seed=0).state_dict()
+    other_E = Encoder(BicycleEncoderConfig(nz=4, nef=4, n_layers=4), seed=0).state_dict()
     with pytest.raises(ModelFormatError, match="different models"):
         load_bicyclegan({"G": fx["checkpoint"]["G"], "E": other_E}, nl="relu", norm="instance", use_dropout=False)
 

@@ -16,7 +16,7 @@ from engine.convert.training_options import find_training_options, parse_trainin
 from engine.errors import ModelFormatError
 from engine.files import i2i
 from engine.jobs.i2i import cached_i2i
-from engine.models.bicyclegan import Encoder, EncoderConfig, GeneratorConfig, UnetGenerator, init_weights
+from engine.models.bicyclegan import BicycleEncoderConfig, Encoder, UnetConfig, UnetGenerator, init_weights
 from engine.project import ModelRef
 from engine.worker import InlineContext
 
@@ -24,10 +24,10 @@ from .i2i_models import bicyclegan_options, training_options_text, write_trainin
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LRELU = GeneratorConfig(input_nc=3, output_nc=3, nz=4, ngf=4, num_downs=7, nl="lrelu")  # unet_128
+LRELU = UnetConfig(input_nc=3, output_nc=3, nz=4, ngf=4, num_downs=7, nl="lrelu")  # unet_128
 
 
-def trained_like(cfg: GeneratorConfig, *, seed: int) -> UnetGenerator:
+def trained_like(cfg: UnetConfig, *, seed: int) -> UnetGenerator:
     """A generator with weights that make the choices visible: kaiming weights, biases 0.1 * N(0, 1) (the default
     init's gain 0.02 makes every output ~0)."""
     G = UnetGenerator(cfg, seed=None)
@@ -51,7 +51,7 @@ def released(folder, G, E=None, *, name="opt.txt", **more):
     return folder
 
 
-def inputs(cfg: GeneratorConfig, *, seed: int = 0):
+def inputs(cfg: UnetConfig, *, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     s = cfg.size_multiple
     return torch.rand(2, cfg.input_nc, s, s, generator=g) * 2 - 1, torch.randn(2, cfg.nz, generator=g)
@@ -67,7 +67,7 @@ def test_a_lrelu_generator_loads_as_lrelu_through_every_public_path(G, tmp_path)
     folder = released(tmp_path / "edges2x", G)
     x, z = inputs(LRELU)
     expected = G(x, z)
-    relu = UnetGenerator(GeneratorConfig(**{**LRELU.to_dict(), "nl": "relu"}), seed=None)
+    relu = UnetGenerator(UnetConfig(**{**LRELU.to_dict(), "nl": "relu"}), seed=None)
     relu.load_state_dict(G.state_dict())
     wrong = (relu.eval()(x, z) - expected).abs().mean()
     assert wrong > 0.05  # what loading it as the default relu gave: silently different images
@@ -139,7 +139,7 @@ def test_arguments_that_contradict_the_options_file_or_the_weights_are_refused(G
 
 
 def test_the_encoder_is_checked_against_the_options_file(G, tmp_path):
-    E = Encoder(EncoderConfig(nz=4, nef=4, n_layers=4), seed=2).eval()  # resnet_128
+    E = Encoder(BicycleEncoderConfig(nz=4, nef=4, n_layers=4), seed=2).eval()  # resnet_128
     folder = released(tmp_path / "with_E", G, E)
     nets = load_bicyclegan(folder)
     assert nets["G"].cfg == LRELU and nets["E"].cfg == E.cfg
@@ -168,7 +168,7 @@ def test_train_opt_txt_and_both_files(G, tmp_path):
 
 
 def test_the_code_size_of_an_input_only_unet_comes_from_the_options_file(tmp_path):
-    cfg = GeneratorConfig(input_nc=1, output_nc=3, nz=6, ngf=2, num_downs=5, where_add="input", nl="elu")
+    cfg = UnetConfig(input_nc=1, output_nc=3, nz=6, ngf=2, num_downs=5, where_add="input", nl="elu")
     G = trained_like(cfg, seed=5)
     path = released(tmp_path / "input_only", G) / "latest_net_G.pth"
     assert load_bicyclegan_generator(path).cfg == cfg

@@ -126,10 +126,10 @@ def test_none_only_where_the_type_allows_it():
 
 
 def test_a_non_dictionary_is_refused_in_words():
-    with pytest.raises(ValueError, match=r"^the outer settings must be a dictionary, got a list of 2 items$"):
+    with pytest.raises(ValueError, match=r"^the outer settings: expected a dictionary, got a list of 2 items$"):
         Outer.from_dict([1, 2])
-    with pytest.raises(ValueError, match=r"^model.pt: the architecture must be a dictionary, got a text string"):
-        Outer.from_dict("x" * 50, what="model.pt: the architecture")
+    with pytest.raises(ValueError, match=r"^model.pt: invalid architecture: expected a dictionary, got a text string"):
+        Outer.from_dict("x" * 50, what="model.pt: invalid architecture")
 
 
 class SettingsError(ValueError):

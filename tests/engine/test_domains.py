@@ -129,7 +129,7 @@ def test_bad_files_are_refused(tiny, tmp_path):
         "asks for the Python object .*NotWeights": objects,
         "not a domain classifier": {**good, "format": "face-editor/estimator"},
         "version 2 is not supported": {**good, "format_version": 2},
-        "unknown architecture fields": {**good, "arch": {**good["arch"], "depth": 3}},
+        "invalid architecture: unknown fields depth": {**good, "arch": {**good["arch"], "depth": 3}},
         "invalid architecture": {**good, "arch": {**good["arch"], "domain_names": ["photo"]}},
         "'state_dict' is missing": {k: v for k, v in good.items() if k != "state_dict"},
         "do not match": {**good, "state_dict": {k: v for k, v in good["state_dict"].items() if "head" not in k}},

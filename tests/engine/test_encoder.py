@@ -111,7 +111,7 @@ def test_save_load_round_trip_and_bad_files(tmp_path, generator_file):
         generator_file: "not an encoder",
         str(tmp_path / "obj.pt"): "refusing to load",
         "version": "format version 99",
-        "arch": "unknown architecture fields",
+        "arch": "invalid architecture: unknown fields depth",
         "weights": "do not match the architecture",
         "nan": "non-finite",
         "ints": "float32 / float16 tensors",

@@ -116,7 +116,7 @@ def test_bad_files_are_refused(tiny, tmp_path):
         "cannot be read": garbage,
         "not an attribute estimator": {**good, "format": "face-editor/stylegan2"},
         "version 2 is not supported": {**good, "format_version": 2},
-        "unknown architecture fields": {**good, "arch": {**good["arch"], "depth": 3}},
+        "invalid architecture: unknown fields depth": {**good, "arch": {**good["arch"], "depth": 3}},
         "invalid architecture": {**good, "arch": {**good["arch"], "binary": ["nope"]}},
         "do not match": {**good, "state_dict": {k: v for k, v in good["state_dict"].items() if "head" not in k}},
     }

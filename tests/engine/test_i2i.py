@@ -259,7 +259,7 @@ def test_a_changed_model_file_is_refused(ctx, state, files, tmp_path):
     path = tmp_path / "b.pt"
     shutil.copy(files["bicyclegan"], path)
     pinned = ref(path)
-    save_bicyclegan(path, tiny_bicyclegan() | {"E": bicyclegan.Encoder(bicyclegan.EncoderConfig(nz=4, nef=4,
+    save_bicyclegan(path, tiny_bicyclegan() | {"E": bicyclegan.Encoder(bicyclegan.BicycleEncoderConfig(nz=4, nef=4,
                                                                                                  n_layers=2), seed=9)})
     with pytest.raises(ProjectError, match="sha256 differs"):
         I2IJob(state, I2IRequest(pinned))(ctx)

@@ -205,7 +205,7 @@ def test_own_format_bad_arch_and_version(tmp_path):
     ck = generator_checkpoint(G)
     with pytest.raises(ModelFormatError, match="version"):
         load_generator(dict(ck, format_version=99))
-    with pytest.raises(ModelFormatError, match="unknown architecture fields"):
+    with pytest.raises(ModelFormatError, match="invalid architecture: unknown fields warp_drive"):
         load_generator(dict(ck, arch=dict(ck["arch"], warp_drive=1)))
     with pytest.raises(ModelFormatError, match="resolution"):
         load_generator(dict(ck, arch=dict(ck["arch"], img_resolution=20)))

@@ -24,11 +24,11 @@ from engine.errors import ModelFormatError
 from engine.models.tunit import (
     VGG11,
     Discriminator,
-    DiscriminatorConfig,
     Generator,
-    GeneratorConfig,
     GuidingConfig,
     GuidingNetwork,
+    TunitDiscriminatorConfig,
+    TunitGeneratorConfig,
     cluster_labels,
     cluster_styles,
     reference_style,
@@ -68,7 +68,7 @@ def test_inferred_architecture_matches_the_fixture_config(fx, model):
     assert n["C"].cfg == GuidingConfig(features=tuple(c["C_cfg"]), sty_dim=c["sty_dim"], output_k=c["output_k"])
     g = n["G_EMA"].cfg
     assert (g.nf, g.n_res, g.sty_dim, g.img_size) == (c["G_nf"], c["n_res"], c["sty_dim"], c["img_size"])
-    assert n["D"].cfg == DiscriminatorConfig(img_size=c["img_size"], dim_in=c["D_dim_in"],
+    assert n["D"].cfg == TunitDiscriminatorConfig(img_size=c["img_size"], dim_in=c["D_dim_in"],
                                              max_conv_dim=c["D_max_conv_dim"], output_k=c["output_k"])
     for name, key in (("G", "G_state_dict"), ("C", "C_state_dict"), ("D", "D_state_dict")):
         assert list(n[name].state_dict()) == list(fx["checkpoint"][key]), f"{name}: key order differs"
@@ -192,7 +192,7 @@ def manifests(reference_dir):
 def test_released_generator_layouts(manifests, size, nf, n_downs):
     entry = manifest_entry(manifests, f"G (img_size={size}")
     G = network_from_state_dict("G_EMA", zeros(entry["keys"]))
-    assert G.cfg == GeneratorConfig(nf=nf, n_downs=n_downs, n_res=2, sty_dim=128)
+    assert G.cfg == TunitGeneratorConfig(nf=nf, n_downs=n_downs, n_res=2, sty_dim=128)
     assert G.cfg.img_size == size and G.cfg.num_adain_params == G.mlp.model[-1].fc.out_features
     assert {k: list(v.shape) for k, v in G.state_dict().items()} == entry["keys"]
     assert sum(v.numel() for v in G.state_dict().values()) == entry["num_values"]
@@ -202,7 +202,7 @@ def test_released_generator_layouts(manifests, size, nf, n_downs):
 def test_released_discriminator_layouts(manifests, size, dim_in):
     entry = manifest_entry(manifests, f"D (img_size={size}")
     D = network_from_state_dict("D", zeros(entry["keys"]))
-    assert D.cfg == DiscriminatorConfig(img_size=size, dim_in=dim_in, max_conv_dim=1024, output_k=10)
+    assert D.cfg == TunitDiscriminatorConfig(img_size=size, dim_in=dim_in, max_conv_dim=1024, output_k=10)
     assert {k: list(v.shape) for k, v in D.state_dict().items()} == entry["keys"]
     assert sum(v.numel() for v in D.state_dict().values()) == entry["num_values"]
 
@@ -227,8 +227,8 @@ def test_released_guiding_layout_and_checkpoint_keys(manifests, fx):
 
 # --- other configurations, inferred from their weights ----------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [GeneratorConfig(nf=4, n_downs=3, n_res=1, sty_dim=16, nf_mlp=32, mlp_blocks=4),
-                                 GeneratorConfig(nf=4, n_downs=1, n_res=0, sty_dim=8, nf_mlp=16, mlp_blocks=2)])
+@pytest.mark.parametrize("cfg", [TunitGeneratorConfig(nf=4, n_downs=3, n_res=1, sty_dim=16, nf_mlp=32, mlp_blocks=4),
+                                 TunitGeneratorConfig(nf=4, n_downs=1, n_res=0, sty_dim=8, nf_mlp=16, mlp_blocks=2)])
 def test_generator_variants_round_trip(cfg):
     G = Generator(cfg, seed=2).eval()
     G2 = network_from_state_dict("G", dict(G.state_dict()))
@@ -253,7 +253,7 @@ def test_guiding_variants_round_trip(features):
 
 
 def test_discriminator_variant_round_trip():
-    cfg = DiscriminatorConfig(img_size=32, dim_in=4, max_conv_dim=8, output_k=3)
+    cfg = TunitDiscriminatorConfig(img_size=32, dim_in=4, max_conv_dim=8, output_k=3)
     D = Discriminator(cfg, seed=6)
     D2 = network_from_state_dict("D", dict(D.state_dict()))
     assert D2.cfg == cfg
@@ -302,7 +302,7 @@ def test_mismatched_files_are_refused(fx):
     sd["cont.weight"] = sd["cont.weight"][:, :5]
     with pytest.raises(ModelFormatError, match="wrong shapes 'cont.weight"):
         load_tunit({"C_state_dict": sd})
-    other = Generator(GeneratorConfig(nf=4, n_downs=2, sty_dim=64), seed=0).state_dict()
+    other = Generator(TunitGeneratorConfig(nf=4, n_downs=2, sty_dim=64), seed=0).state_dict()
     with pytest.raises(ModelFormatError, match="style code size"):
         load_tunit({"C_EMA_state_dict": ck["C_EMA_state_dict"], "G_EMA_state_dict": other})
     with pytest.raises(ModelFormatError, match="neither G_EMA nor G"):
