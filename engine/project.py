@@ -18,10 +18,11 @@ import numpy as np
 
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
-from engine.errors import plain_text
+from engine.files.configs import DictForm, from_dict
 from engine.files.paths import relative_to, resolve_from
 from engine.files.storage import atomic_write
 from engine.models.stylegan2 import NOISE_MODES
+from engine.photos.align import AlignTransform
 
 PROJECT_FORMAT = "face-editor/project"
 PROJECT_VERSION = 1
@@ -33,7 +34,7 @@ class ProjectError(ValueError):
 
 
 @dataclass(frozen=True)
-class ModelRef:
+class ModelRef(DictForm):
     """Which generator: ``path`` None is the embedded default; ``sha256`` pins the exact file."""
 
     path: str | None = None
@@ -92,13 +93,13 @@ class Source:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Source":
-        if "seed" in d:
-            return cls(seed=_int(d["seed"], "source seed"))
-        try:
-            return cls(latent=base64.b64decode(d["latent"], validate=True), shape=tuple(int(x) for x in d["shape"]),
-                       name=str(d.get("name", "")))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ProjectError(f"a mixing source is neither a seed nor a readable latent ({e})") from e
+        """The inverse of ``to_dict`` (the latent's bytes are base64 there)."""
+        if isinstance(d, dict) and isinstance(d.get("latent"), str):
+            try:
+                d = {**d, "latent": base64.b64decode(d["latent"], validate=True)}
+            except ValueError as e:
+                raise ProjectError(f"a mixing source's latent is not base64 data ({e})") from None
+        return from_dict(cls, d, what="the mixing source", error=ProjectError, unknown="ignore")
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,10 @@ class NoiseMaps:
 
 
 @dataclass(frozen=True)
-class PhotoRef:
+class PhotoRef(DictForm):
     """The photo a face was inverted from: its file (path, sha256) and the alignment that cut the face out,
-    ``quad`` (4 corners in photo pixels: top-left, bottom-left, bottom-right, top-right) to a ``size`` square."""
+    ``quad`` (4 corners in photo pixels: top-left, bottom-left, bottom-right, top-right) to a ``size`` square
+    (checked as an ``AlignTransform``)."""
 
     path: str
     sha256: str
@@ -153,35 +155,21 @@ class PhotoRef:
 
     def __post_init__(self):
         try:
-            quad = tuple((float(x), float(y)) for x, y in self.quad)
-        except (TypeError, ValueError) as e:
-            raise ProjectError(f"a photo alignment needs 4 corners (x, y), got {self.quad!r}") from e
-        if len(quad) != 4 or not np.isfinite(quad).all():
-            raise ProjectError(f"a photo alignment needs 4 finite corners, got {self.quad!r}")
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
-            raise ProjectError(f"the aligned size must be a positive integer, got {self.size!r}")
-        object.__setattr__(self, "quad", quad)
+            align = AlignTransform(self.quad, self.size)
+        except ValueError as e:
+            raise ProjectError(f"the photo alignment is unusable: {e}") from None
+        object.__setattr__(self, "quad", align.quad)
 
     @property
     def name(self) -> str:
         return Path(self.path).name
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "quad": [list(c) for c in self.quad], "size": self.size}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PhotoRef":
-        try:
-            return cls(str(d["path"]), str(d["sha256"]), tuple(tuple(c) for c in d["quad"]), d["size"])
-        except (KeyError, TypeError) as e:
-            raise ProjectError(f"the photo reference is incomplete ({e})") from e
 
 
 SWAP_MODES = ("feature", "weights")
 
 
 @dataclass(frozen=True)
-class Translation:
+class Translation(DictForm):
     """Domain translation of the face by a fine-tuned model (UI2I layer swap).
 
     ``target``: the fine-tuned generator; ``depth``: the last resolution whose features come from the source model
@@ -207,28 +195,9 @@ class Translation:
         if not -4.0 <= self.style_psi <= 4.0:
             raise ProjectError(f"the style truncation {self.style_psi} is outside [-4, 4]")
 
-    def to_dict(self) -> dict:
-        return {"target": {"path": self.target.path, "sha256": self.target.sha256}, "depth": self.depth,
-                "blend": self.blend, "mode": self.mode, "style": None if self.style is None else self.style.to_dict(),
-                "style_psi": self.style_psi}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Translation":
-        try:
-            t = d["target"]
-            style = d.get("style")
-            return cls(ModelRef(path=t.get("path"), sha256=t.get("sha256")), depth=_int(d["depth"], "swap depth"),
-                       blend=float(d.get("blend", 0.0)), mode=str(d.get("mode", "feature")),
-                       style=None if style is None else Source.from_dict(style),
-                       style_psi=float(d.get("style_psi", 0.5)))
-        except (KeyError, TypeError, AttributeError, ValueError) as e:
-            if isinstance(e, ProjectError):
-                raise
-            raise ProjectError(f"the translation settings are incomplete ({e})") from e
-
 
 @dataclass(frozen=True)
-class EditState:
+class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ignore"):
     """One image's parameters. ``rows`` picks a source per W+ row (0 = the base seed, k = ``sources[k-1]``);
     empty means no mixing. ``cutoff`` truncates rows ``[:cutoff]`` only (None: all rows). ``edits`` are StyleFlow
     attribute / lighting edits replayed in order on the mixed latent with the ``flow`` model (path None: the embedded
@@ -236,7 +205,11 @@ class EditState:
     flow file states or implies, ``load_flow``); ``flow_fast`` picks the fast solver for them; ``locks`` are
     attributes held at their value while the others are edited (``apply_edits``). ``base`` replaces the seed by a
     latent (an inverted photo, from ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's
-    optimised maps); ``translation`` renders the edited face through a fine-tuned model."""
+    optimised maps); ``translation`` renders the edited face through a fine-tuned model.
+
+    Written and read by ``to_dict`` / ``from_dict`` (``engine.files.configs``): a field missing in a file takes its
+    default (older files), keys this version does not know are ignored at every level (files of a newer version
+    still open), and any other problem is a ``ProjectError`` naming the field."""
 
     model: ModelRef = field(default_factory=ModelRef)
     seed: int = 0
@@ -298,59 +271,6 @@ class EditState:
 
     def mixed(self) -> bool:
         return any(r != 0 for r in self.rows)
-
-    def to_dict(self) -> dict:
-        return {
-            "model": {"path": self.model.path, "sha256": self.model.sha256},
-            "seed": self.seed, "psi": self.psi, "cutoff": self.cutoff,
-            "noise_mode": self.noise_mode, "noise_seed": self.noise_seed,
-            "sources": [s.to_dict() for s in self.sources], "rows": list(self.rows),
-            "flow": {"path": self.flow.path, "sha256": self.flow.sha256},
-            "flow_layout": None if self.flow_layout is None else self.flow_layout.to_dict(),
-            "edits": [e.to_dict() for e in self.edits], "flow_fast": self.flow_fast, "locks": list(self.locks),
-            "base": None if self.base is None else self.base.to_dict(),
-            "noise_maps": None if self.noise_maps is None else self.noise_maps.to_dict(),
-            "photo": None if self.photo is None else self.photo.to_dict(),
-            "translation": None if self.translation is None else self.translation.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EditState":
-        try:
-            model = d.get("model") or {}
-            flow = d.get("flow") or {}
-            cutoff = d.get("cutoff")
-            try:
-                layout = None if d.get("flow_layout") is None else ConditionLayout.from_dict(d["flow_layout"])
-            except LayoutError as e:
-                raise ProjectError(f"the project's flow layout is unusable: {e}") from e
-            return cls(
-                model=ModelRef(path=model.get("path"), sha256=model.get("sha256")),
-                seed=_int(d["seed"], "seed"), psi=float(d["psi"]),
-                cutoff=None if cutoff is None else _int(cutoff, "cutoff"),
-                noise_mode=str(d.get("noise_mode", "const")), noise_seed=_int(d.get("noise_seed", 0), "noise seed"),
-                sources=tuple(Source.from_dict(s) for s in d.get("sources", [])),
-                rows=tuple(_int(r, "mixing row") for r in d.get("rows", [])),
-                flow=ModelRef(path=flow.get("path"), sha256=flow.get("sha256")), flow_layout=layout,
-                edits=tuple(AttributeEdit.from_dict(e) for e in d.get("edits", [])),
-                flow_fast=bool(d.get("flow_fast", True)),
-                locks=tuple(d.get("locks", ())),
-                base=None if d.get("base") is None else Source.from_dict(d["base"]),
-                noise_maps=None if d.get("noise_maps") is None else NoiseMaps.from_dict(d["noise_maps"]),
-                photo=None if d.get("photo") is None else PhotoRef.from_dict(d["photo"]),
-                translation=None if d.get("translation") is None else Translation.from_dict(d["translation"]),
-            )
-        except (KeyError, TypeError, AttributeError, ValueError) as e:
-            if isinstance(e, ProjectError):
-                raise
-            why = plain_text(str(e), capital=False)
-            raise ProjectError(f"the edit state is incomplete or malformed ({why})") from e
-
-
-def _int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProjectError(f"{what} must be an integer, got {value!r}")
-    return value
 
 
 def project_dict(state: EditState, *, extras: dict | None = None) -> dict:

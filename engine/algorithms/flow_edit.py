@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError, missing_layout_message
+from engine.files.configs import DictForm
 
 # StyleFlow's layout (``STYLEFLOW``) as plain constants
 ATTRIBUTES: tuple[str, ...] = STYLEFLOW.names
@@ -272,7 +273,7 @@ class FastSteps:
 
 
 @dataclass(frozen=True)
-class AttributeEdit:
+class AttributeEdit(DictForm, what="the attribute edit"):
     """One step of an edit list.
 
     ``kind='attribute'``: ``key`` an attribute name of the flow's layout (``'smile'`` is stored as ``'expression'``;
@@ -299,13 +300,6 @@ class AttributeEdit:
         if not math.isfinite(value):
             raise ValueError(f"edit value must be finite, got {self.value!r}")
         object.__setattr__(self, "value", value)
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "key": self.key, "value": self.value}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AttributeEdit":
-        return cls(kind=d["kind"], key=d["key"], value=d["value"])
 
 
 def merge_edit(edits: Sequence[AttributeEdit], new_edit: AttributeEdit) -> tuple[AttributeEdit, ...]:

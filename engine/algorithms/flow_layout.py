@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import describe
+from engine.files.configs import DictForm
 
 ALIASES: dict[str, str] = {"smile": "expression"}  # the attribute estimator calls expression 'smile'
 DEFAULT_RANGE = (0.0, 1.0)
@@ -87,19 +87,24 @@ def _number(value, what: str) -> float:
 
 
 @dataclass(frozen=True)
-class AttributeSpec:
+class AttributeSpec(DictForm, what="the attribute", error=LayoutError):
     """One attribute of a condition: its name, the W+ rows its edit changes, its slider range and degree
-    (StyleFlow's target rule ``original + degree * (slider - original)``, FACTS §9)."""
+    (StyleFlow's target rule ``original + degree * (slider - original)``, FACTS §9). A range or degree left None
+    is StyleFlow's for its attributes, else ``DEFAULT_RANGE`` / ``DEFAULT_DEGREE``."""
 
     name: str
     rows: tuple[int, ...]
-    range: tuple[float, float] = DEFAULT_RANGE
-    degree: float = DEFAULT_DEGREE
+    range: tuple[float, float] | None = None
+    degree: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name) or _RESERVED.fullmatch(self.name):
             raise LayoutError(f"an attribute name must be a letter followed by letters, digits or '_' and not "
                               f"'light', 'ws' or 'sh<number>', got {self.name!r}")
+        if self.range is None or self.degree is None:
+            rng, degree = _defaults(self.name)
+            object.__setattr__(self, "range", rng if self.range is None else self.range)
+            object.__setattr__(self, "degree", degree if self.degree is None else self.degree)
         try:
             lo, hi = self.range
         except (TypeError, ValueError):
@@ -114,12 +119,9 @@ class AttributeSpec:
         object.__setattr__(self, "range", (lo, hi))
         object.__setattr__(self, "degree", degree)
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "rows": list(self.rows), "range": list(self.range), "degree": self.degree}
-
 
 @dataclass(frozen=True)
-class ConditionLayout:
+class ConditionLayout(DictForm, what="the layout", error=LayoutError):
     """What a flow's condition vector holds: ``num_light`` lighting coefficients (their edit changes
     ``lighting_rows``), then ``attributes`` in condition order. ``num_ws``: the W+ row count the row numbers are
     written for; a generator with another count maps them by resolution (``flow_edit.rows_mask``); None: they are
@@ -222,37 +224,7 @@ class ConditionLayout:
                               f"{len(self.attributes)} attributes ({self.cond_dim} values), but {what} takes a "
                               f"condition of {cond_dim} values")
 
-    # ----- written forms
-
-    def to_dict(self) -> dict:
-        return {"num_light": self.num_light, "lighting_rows": list(self.lighting_rows), "num_ws": self.num_ws,
-                "attributes": [a.to_dict() for a in self.attributes]}
-
-    @classmethod
-    def from_dict(cls, d) -> ConditionLayout:
-        if not isinstance(d, dict):
-            raise LayoutError(f"a layout must be a JSON object, got {describe(d)}")
-        unknown = set(d) - {"num_light", "lighting_rows", "num_ws", "attributes"}
-        if unknown:
-            raise LayoutError(f"unknown layout fields: {', '.join(sorted(map(str, unknown)))} (known: num_light, "
-                              "lighting_rows, num_ws, attributes)")
-        if "num_light" not in d or "attributes" not in d:
-            raise LayoutError("a layout needs 'num_light' and 'attributes'")
-        attributes = d["attributes"]
-        if not isinstance(attributes, list):
-            raise LayoutError("the layout's 'attributes' must be a list")
-        specs = []
-        for a in attributes:
-            if not isinstance(a, dict) or "name" not in a or "rows" not in a:
-                raise LayoutError(f"each attribute needs a 'name' and its 'rows', got {a!r}")
-            extra = set(a) - {"name", "rows", "range", "degree"}
-            if extra:
-                raise LayoutError(f"unknown fields of attribute {a['name']!r}: {', '.join(sorted(map(str, extra)))}")
-            rng, degree = _defaults(str(a["name"]))
-            specs.append(AttributeSpec(a["name"], _listed(a["rows"], a["name"]), tuple(a.get("range", rng)),
-                                       a.get("degree", degree)))
-        return cls(num_light=d["num_light"], attributes=tuple(specs),
-                   lighting_rows=_listed(d.get("lighting_rows", []), "the lighting"), num_ws=d.get("num_ws"))
+    # ----- written forms (``to_dict`` / ``from_dict``: ``DictForm``)
 
     def to_text(self) -> str:
         """The one-line form (``parse_layout`` reads it back to an equal layout)."""
@@ -268,12 +240,6 @@ class ConditionLayout:
             f" (rows {rows_text(self.lighting_rows)})" if self.num_light else "")
         body = ", ".join(f"{a.name} (rows {rows_text(a.rows)})" for a in self.attributes)
         return f"{head}, then {body}" if body else head
-
-
-def _listed(rows, what) -> list:
-    if not isinstance(rows, (list, tuple)):
-        raise LayoutError(f"the W+ rows of {what} must be a list of row numbers, got {rows!r}")
-    return list(rows)
 
 
 def rows_text(rows: tuple[int, ...]) -> str:
@@ -350,11 +316,8 @@ def parse_text(text: str) -> ConditionLayout:
                 raise LayoutError(f"cannot read {entry!r}: write an attribute as NAME@ROWS[=LO..HI][*DEGREE], "
                                   "e.g. age@4-7=0..65*0.93")
             name = m.group("name")
-            rng, degree = _defaults(name)
-            if m.group("lo") is not None:
-                rng = (float(m.group("lo")), float(m.group("hi")))
-            if m.group("degree") is not None:
-                degree = float(m.group("degree"))
+            rng = None if m.group("lo") is None else (float(m.group("lo")), float(m.group("hi")))
+            degree = None if m.group("degree") is None else float(m.group("degree"))
             specs.append(AttributeSpec(name, parse_rows(m.group("rows"), name), rng, degree))
     if num_light is None:
         raise LayoutError(f"the layout text must say how many lighting coefficients come first (light=N@ROWS, or "

@@ -27,13 +27,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from engine.algorithms.sefa import sefa_factor
 from engine.algorithms.similarity import ms_ssim, ms_ssim_scales, psnr, ssim
+from engine.files.configs import DictForm
 from engine.models.stylegan2 import Generator
 
 METHODS = ("sefa", "w", "w+")
@@ -45,7 +46,7 @@ MIN_RESOLUTION = 16
 
 
 @dataclass(frozen=True)
-class InversionSettings:
+class InversionSettings(DictForm, what="the inversion settings"):
     """Everything that decides an inversion (saved with a project so a result can be reproduced).
 
     loss: ``"ms-ssim"``: ``mse_weight * MSE + l1_weight * L1 + perceptual_weight * (1 - MS-SSIM)``;
@@ -114,18 +115,6 @@ class InversionSettings:
             kw |= dict(loss="lpips", mse_weight=0.0, l1_weight=0.0, perceptual_weight=1.0, lpips_path=str(lpips_path),
                        lpips_heads_path=lpips_heads_path)
         return cls(**(kw | overrides))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InversionSettings":
-        """Settings from ``to_dict``; missing keys take their defaults, unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown inversion settings {unknown}")
-        return cls(**d)
 
 
 @dataclass

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import describe
+from engine.files.configs import DictForm
 from engine.photos.faces import Face
 
 __all__ = ["AlignTransform", "RECIPES", "face_transform", "box_transform", "whole_image_transform", "align_image",
@@ -49,10 +49,10 @@ SYNTHETIC_SHIFT = (-0.003, 0.030)  # synthetic frame centre - FFHQ centre, in FF
 
 
 @dataclass(frozen=True)
-class AlignTransform:
+class AlignTransform(DictForm, what="the alignment"):
     """A square crop of a photo: ``quad`` corners (top-left, bottom-left, bottom-right, top-right of the aligned
     image) in photo pixels, and the aligned image's side ``size``. The quad is any non-degenerate parallelogram
-    (a square for every recipe here)."""
+    (a square for every recipe here). Written as ``{"quad": [[x, y] * 4], "size": int}`` (``to_dict``)."""
 
     quad: tuple[tuple[float, float], ...]
     size: int
@@ -61,44 +61,20 @@ class AlignTransform:
         try:
             q = np.array(self.quad, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f"AlignTransform.quad must be 4 (x, y) corners, got {self.quad!r}") from None
+            raise ValueError(f"the alignment's quad must be 4 (x, y) corners, got {self.quad!r}") from None
         if q.shape != (4, 2) or not np.isfinite(q).all():
-            raise ValueError(f"AlignTransform.quad must be 4 finite (x, y) corners, got {self.quad!r}")
+            raise ValueError(f"the alignment's quad must be 4 finite (x, y) corners, got {self.quad!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
-            raise ValueError(f"AlignTransform.size must be a positive integer, got {self.size!r}")
+            raise ValueError(f"the aligned size must be a positive integer, got {self.size!r}")
         tl, bl, br, tr = q
         side = max(np.hypot(*(tr - tl)), np.hypot(*(bl - tl)))
         (ax, ay), (bx, by) = tr - tl, bl - tl
         if abs(ax * by - ay * bx) <= 1e-9 * max(side, 1.0) ** 2:
-            raise ValueError(f"AlignTransform.quad is degenerate (no area): {q.tolist()}")
+            raise ValueError(f"the alignment's quad is degenerate (no area): {q.tolist()}")
         if np.abs(tl + br - bl - tr).max() > 1e-6 * max(side, 1.0):
-            raise ValueError(f"AlignTransform.quad is not a parallelogram: {q.tolist()}")
+            raise ValueError(f"the alignment's quad is not a parallelogram: {q.tolist()}")
         object.__setattr__(self, "quad", tuple((float(x), float(y)) for x, y in q))
         object.__setattr__(self, "size", int(self.size))
-
-    def to_dict(self) -> dict:
-        """JSON-safe: ``{"quad": [[x, y] * 4], "size": int}``."""
-        return {"quad": [list(c) for c in self.quad], "size": self.size}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AlignTransform:
-        """The inverse of ``to_dict``; ValueError naming what is wrong."""
-        if not isinstance(d, dict):
-            raise ValueError(f"an alignment transform must be a dictionary, got {describe(d)}")
-        missing = {"quad", "size"} - set(d)
-        if missing:
-            raise ValueError(f"an alignment transform needs {', '.join(sorted(missing))} (got keys {sorted(d)})")
-        extra = set(d) - {"quad", "size"}
-        if extra:
-            raise ValueError(f"unknown keys in an alignment transform: {', '.join(sorted(extra))}")
-        quad, size = d["quad"], d["size"]
-        if not isinstance(quad, (list, tuple)) or any(
-                not isinstance(c, (list, tuple)) or len(c) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in c) for c in quad):
-            raise ValueError(f"alignment transform: quad must be 4 [x, y] number pairs, got {quad!r}")
-        if isinstance(size, float) and size.is_integer():
-            size = int(size)
-        return cls(tuple(tuple(c) for c in quad), size)
 
     def matrix(self) -> np.ndarray:
         """[3, 3] affine taking photo pixel coordinates to aligned pixel coordinates: top-left -> (0, 0),

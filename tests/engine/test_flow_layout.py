@@ -129,7 +129,7 @@ def test_malformed_layouts_are_refused_with_what_is_wrong(text, message):
 
 def test_malformed_json_layouts_are_refused(tmp_path):
     good = CUSTOM.to_dict()
-    for bad, message in (({**good, "wings": 2}, "unknown layout fields"), ({"num_light": 1}, "needs"),
+    for bad, message in (({**good, "wings": 2}, "unknown fields wings"), ({"num_light": 1}, "attributes is missing"),
                          ({**good, "attributes": [{"name": "age"}]}, "rows"),
                          ({**good, "attributes": [{"name": "age", "rows": [1], "size": 3}]}, "unknown fields")):
         with pytest.raises(LayoutError, match=message):
@@ -310,7 +310,7 @@ def test_states_check_edits_and_locks_against_the_users_layout():
     with pytest.raises(ProjectError, match="unknown attribute 'beard'"):
         st.replace(locks=("beard",))
     bad = {**st.to_dict(), "flow_layout": {"num_light": 2, "attributes": []}}
-    with pytest.raises(ProjectError, match=r"flow layout is unusable: .*W\+ row") as e:
+    with pytest.raises(ProjectError, match=r"flow_layout is unusable: .*W\+ row") as e:
         EditState.from_dict(bad)
     assert "LayoutError" not in str(e.value)
     # a user's flow without a stated layout: the names are checked when the flow loads

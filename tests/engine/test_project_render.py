@@ -24,8 +24,19 @@ from engine.jobs.render import (
     state_ws,
 )
 from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base
-from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
+from engine.project import (
+    EditState,
+    ModelRef,
+    NoiseMaps,
+    PhotoRef,
+    ProjectError,
+    Source,
+    Translation,
+    read_project,
+    save_project,
+)
 from engine.worker import ModelCache
+from tests.conftest import REPO
 from tests.fakes import as_exported
 
 CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
@@ -93,6 +104,34 @@ def test_bad_project_files_are_refused_clearly(tmp_path):
             read_project(tmp_path / name)
     with pytest.raises(ProjectError, match="no project file"):
         read_project(tmp_path / "missing.fproj")
+
+
+def _every_part() -> EditState:
+    latent = Source.from_latent(np.linspace(-1, 1, 16, dtype=np.float32).reshape(2, 8), name="ref")
+    return EditState(model=ModelRef("g.pt", "ab" * 32), seed=3, cutoff=2, sources=(Source(seed=4), latent),
+                     rows=(0, 1, 2, 0), base=latent, noise_maps=NoiseMaps.from_arrays([np.ones((4, 4), np.float32)]),
+                     photo=PhotoRef("me.jpg", "cd" * 32, ((10, 20), (10, 84), (74, 84), (74, 20)), 32),
+                     translation=Translation(ModelRef("t.pt"), depth=8, blend=1.0, style=latent))
+
+
+def test_edit_states_open_older_and_newer_files_and_name_the_field_that_is_wrong():
+    st = _every_part()
+    d = json.loads(json.dumps(st.to_dict()))
+    assert EditState.from_dict(d) == st
+    newer = {**d, "sharpness": 2, "translation": {**d["translation"], "opacity": 0.5},
+             "sources": [d["sources"][0] | {"weight": 1}, d["sources"][1]]}
+    assert EditState.from_dict(newer) == st  # keys of a newer version are ignored at every level
+    assert EditState.from_dict({"seed": 5}) == EditState(seed=5)  # an older file: the rest takes the defaults
+    assert read_project(REPO / "docs" / "demo.fproj")[0].mixed()
+    for bad, message in (({**d, "seed": "7"}, r"seed must be a whole number, got '7'"),
+                         ({**d, "translation": {**d["translation"], "depth": "8"}},
+                          r"translation.depth must be a whole number, got '8'"),
+                         ({**d, "translation": {"depth": 8}}, r"translation.target is missing"),
+                         ({**d, "photo": {**d["photo"], "quad": [[0, 0], [1, 1]]}}, r"photo is unusable: .*corners"),
+                         ({**d, "sources": [{"latent": "%%", "shape": [8]}]}, r"sources\[0\] is unusable: .*base64"),
+                         ({**d, "edits": [{"kind": "attribute", "key": "age"}]}, r"edits\[0\].value is missing")):
+        with pytest.raises(ProjectError, match=r"^the edit state: " + message):
+            EditState.from_dict(bad)
 
 
 def test_render_matches_the_engine_functions_for_truncation_and_mixing(model_path):
@@ -176,7 +215,6 @@ def test_batch_export_writes_every_seed_with_its_parameters(model_path, tmp_path
 
 
 def test_a_photo_state_renders_its_latent_and_noise_and_round_trips(tmp_path, model_path):
-    from engine.project import NoiseMaps, PhotoRef
 
     G = load_model(ModelRef(str(model_path)))
     g = torch.Generator().manual_seed(3)
@@ -209,7 +247,6 @@ def test_a_photo_state_renders_its_latent_and_noise_and_round_trips(tmp_path, mo
 def test_a_translation_renders_the_face_through_the_target_and_round_trips(tmp_path, model_path):
     from engine.algorithms.layer_swap import layer_swap, multimodal_styles
     from engine.jobs.render import render_in_worker
-    from engine.project import Translation
 
     G = load_model(ModelRef(str(model_path)))
     T = Generator(CFG, seed=4)
