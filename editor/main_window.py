@@ -260,8 +260,7 @@ class MainWindow(QMainWindow):
         self.photo_panel.aligned.connect(self._photo_before)
         self.photo_panel.in_photo.toggled.connect(self.act_in_photo.setChecked)
         self.photo_panel.runningChanged.connect(self._inverting)
-        for signal in (self.bridge.progress, self.bridge.result, self.bridge.failed, self.bridge.cancelled):
-            signal.connect(self._update_cancel)  # a method: disconnected with the window
+        self.translate_panel.referenceRunningChanged.connect(self._update_cancel)
         self.translate_panel.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         self.translate_panel.failed.connect(self._error)
         self.translate_panel.dragging.connect(self.preview.set_dragging)
@@ -317,7 +316,7 @@ class MainWindow(QMainWindow):
             a.setEnabled(not on)
         self._update_cancel()
 
-    def _update_cancel(self, *_event) -> None:
+    def _update_cancel(self, *_running) -> None:
         self.act_cancel.setEnabled(self.photo_panel.running() or self.translate_panel.reference_running())
 
     def cancel_jobs(self) -> None:

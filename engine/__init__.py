@@ -10,9 +10,11 @@ Files and networks::
     img = G.synthesis(ws, noise_mode="const")        # [B, 3, H, W], raw float32
 
 The editor's document is an immutable ``EditState`` (``engine.project``); every unit of work on it is a job
-(``RenderJob(state)``, ``InvertJob(...)``, ``TranslateFolderJob(...)``, …) that a ``Worker`` runs on its thread with
-progress, partial results and cancellation. Problems a user can fix raise the exceptions in ``engine.errors``;
-``ErrorReport`` turns any exception into a sentence plus the details for the log.
+(``RenderJob(state)``, ``InvertJob(...)``, ``TranslateFolderJob(...)``, …), a callable of a ``JobContext``, that a
+``Worker`` runs on its thread: ``worker.submit(job, slot=...)`` returns a ``JobHandle`` (a future with progress,
+partial results and cancellation; latest wins in a slot). Problems a user can fix raise the exceptions in
+``engine.errors``; a failed job's handle keeps its exception, and ``ErrorReport`` turns any exception into a sentence
+plus the details for the log where it is shown.
 """
 from engine.algorithms.flow_edit import (
     LIGHTING_PRESETS,
@@ -107,7 +109,7 @@ from engine.project import (
     save_project,
 )
 from engine.runtime import tune_allocator
-from engine.worker import Event, Job, Worker
+from engine.worker import Cancelled, InlineContext, Job, JobContext, JobHandle, Worker
 
 __all__ = [
     # networks and their files
@@ -121,7 +123,7 @@ __all__ = [
     "rows_text", "DEFAULT_RANGE", "DEFAULT_DEGREE", "FLOW_LAYOUT_HELP",
     "InversionSettings", "AlignTransform", "box_transform", "face_transform",
     # the worker and its jobs
-    "Worker", "Job", "Event",
+    "Worker", "JobHandle", "Job", "JobContext", "InlineContext", "Cancelled",
     "RenderJob", "RenderResult", "ModelJob", "ModelSummary", "LatentJob", "ThumbnailJob", "ThumbnailResult",
     "AttributeReadJob", "AttributeReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class ModelFormatError(ValueError):
@@ -133,11 +133,13 @@ def unreadable_reason(exc: BaseException) -> str:
 @dataclass(frozen=True)
 class ErrorReport:
     """What a failed job tells the user: ``message`` (one or two sentences), ``details`` (the traceback, for the
-    log and a Details expander) and ``kind`` (the exception's class name, for code, never shown)."""
+    log and a Details expander), ``kind`` (the exception's class name, for code, never shown) and ``exception``
+    (the exception itself, for code that tells one kind of failure from another; None for a plain refusal)."""
 
     message: str
     details: str = ""
     kind: str = ""
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.message
@@ -145,8 +147,8 @@ class ErrorReport:
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorReport:
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
-        return cls(_sentence(exc), details, type(exc).__name__)
+        return cls(_sentence(exc), details, type(exc).__name__, exc)
 
     def prefixed(self, context: str) -> ErrorReport:
         """The same report with a leading context sentence, e.g. 'Could not load the model.'"""
-        return ErrorReport(f"{plain_text(context)} {self.message}", self.details, self.kind)
+        return ErrorReport(f"{plain_text(context)} {self.message}", self.details, self.kind, self.exception)

@@ -1,43 +1,35 @@
 """The engine worker: one thread that owns every model and the device, fed through single-slot mailboxes.
 
-The GUI (through its Qt adapter) submits immutable jobs; each mailbox ("slot") holds at most one pending job, so
-a newer job replaces an unstarted older one (latest wins). Results carry their request id; a result older than the
-newest request of its slot is never delivered. Jobs are plain callables ``job(ctx) -> result``; long ones report
-progress, hand out partial results and stop early when ``ctx.cancelled()`` (cancel asked, or superseded by a newer
-request in the same slot). An exception in a job is delivered as an error message; the worker keeps serving.
-No Qt here: callbacks run on the worker thread and the editor's adapter turns them into signals.
+``Worker.submit(job, slot=...)`` queues an immutable job and returns its ``JobHandle``, which works like a
+``concurrent.futures.Future``: ``result()``, ``exception()``, ``cancel()``, ``add_done_callback(fn)``, plus
+``on_progress(fn)`` and ``on_partial(fn)`` for what a long job reports while it runs. Each mailbox ("slot") holds at
+most one pending job: a newer request in a slot supersedes the older one there, unstarted (it never runs) or running
+(it stops at its next ``ctx.check()``), and the older handle ends cancelled with ``superseded()`` true (latest wins).
+A job is a plain callable ``job(ctx: JobContext) -> result``; an exception it raises is kept on its handle as the
+original object (type and traceback), and the worker keeps serving. ``InlineContext`` runs the same jobs on the
+calling thread (the command line). No Qt here: callbacks run on the thread that ends the handle (the worker's, or
+the one that cancels or supersedes a job before it starts); the editor's adapter turns them into signals.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from engine.devices import resolve_device
-from engine.errors import ErrorReport
 
 log = logging.getLogger(__name__)
 
 
-class Cancelled(Exception):
-    """Raised by ``JobContext.check()`` inside a job that should stop."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """What the worker reports: ``kind`` is 'result', 'partial', 'progress', 'error' (payload: an ``ErrorReport``)
-    or 'cancelled'."""
-
-    kind: str
-    request_id: int
-    slot: str
-    payload: Any = None
+class Cancelled(concurrent.futures.CancelledError):
+    """Raised by ``JobContext.check()`` inside a job that should stop, and by ``JobHandle.result()`` of a job that
+    was cancelled or superseded."""
 
 
 class ModelCache:
@@ -64,52 +56,215 @@ class ModelCache:
         return len(self._items)
 
 
-class JobContext:
-    """What a running job sees: the device, the model cache, and the progress / partial / cancel protocol."""
+@runtime_checkable
+class JobContext(Protocol):
+    """What a running job sees: the device, the caches, and the progress / partial / cancel protocol.
 
-    def __init__(self, worker: "Worker", request_id: int, slot: str):
-        self._worker = worker
-        self.request_id = request_id
-        self.slot = slot
-        self.device = worker.device
-        self.models = worker.models
-        self.memo = worker.memo  # small derived values (e.g. a face's measured attributes), kept apart from models
-        self.photos = worker.photos
+    ``models`` holds loaded networks, ``memo`` small derived values (e.g. a face's measured attributes), ``photos``
+    decoded photos. ``progress(fraction, message)`` reports how far the job is (fraction in [0, 1]),
+    ``partial(result)`` hands out an intermediate result (e.g. the current reconstruction of an inversion),
+    ``cancelled()`` says the job should stop (cancel asked, or a newer request in its slot) and ``check()`` raises
+    ``Cancelled`` then: call it between the steps of a long job."""
 
-    def cancelled(self) -> bool:
-        """True once this job was cancelled or a newer request arrived in its slot."""
-        return self._worker._is_stale(self.request_id, self.slot)
+    device: torch.device
+    models: ModelCache
+    memo: ModelCache
+    photos: ModelCache
 
-    def check(self) -> None:
-        """Raise ``Cancelled`` if ``cancelled()``; call it between steps of long jobs."""
-        if self.cancelled():
-            raise Cancelled
+    def progress(self, fraction: float, message: str = "") -> None: ...
 
-    def progress(self, fraction: float, message: str = "") -> None:
-        self._worker._emit(Event("progress", self.request_id, self.slot, (float(fraction), message)))
+    def partial(self, result: Any) -> None: ...
 
-    def partial(self, result) -> None:
-        """Hand out an intermediate result (e.g. the current reconstruction of an inversion)."""
-        if not self.cancelled():
-            self._worker._emit(Event("partial", self.request_id, self.slot, result))
+    def cancelled(self) -> bool: ...
+
+    def check(self) -> None: ...
 
 
 Job = Callable[[JobContext], Any]
+ProgressCallback = Callable[[float, str], None]  # fraction in [0, 1], message
+PartialCallback = Callable[[Any], None]
+
+_PENDING, _RUNNING, _FINISHED, _FAILED, _CANCELLED = "pending", "running", "finished", "failed", "cancelled"
+_ENDED = (_FINISHED, _FAILED, _CANCELLED)
+SUPERSEDED, CANCELLED, SHUT_DOWN = "superseded", "cancelled", "shut down"  # why a job was asked to stop
+
+
+def _call(fn: Callable, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a faulty callback must not kill the worker, nor keep the other callbacks from running
+        log.exception("a job callback failed")
+
+
+class JobHandle:
+    """One submitted job, like a ``concurrent.futures.Future``: its ``request_id`` (increasing with each submit),
+    its ``slot``, its state (``done()``, ``running()``, ``cancelled()``, ``superseded()``), its outcome
+    (``result()``, ``exception()``) and callbacks for its end and its reports. Callbacks run on the thread that
+    ends the job or reports (the worker's thread, or the one cancelling or superseding a job before it starts); one
+    added after the end runs at once on the caller's thread. Reports made before ``on_progress`` / ``on_partial``
+    was called are not replayed: pass those to ``Worker.submit`` to see every one."""
+
+    def __init__(self, worker: Worker, request_id: int, slot: str):
+        self.request_id = request_id
+        self.slot = slot
+        self._worker = worker
+        self._cond = threading.Condition()
+        self._state = _PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._stop: str | None = None  # why the job should stop (SUPERSEDED, CANCELLED, SHUT_DOWN), None: it runs on
+        self._done: list[Callable[[JobHandle], None]] = []
+        self._progress: list[ProgressCallback] = []
+        self._partial: list[PartialCallback] = []
+
+    def __repr__(self) -> str:
+        return f"JobHandle(request_id={self.request_id}, slot={self.slot!r}, state={self._state!r})"
+
+    # ----- state
+
+    def done(self) -> bool:
+        """Ended: finished with a result, failed with an exception, or cancelled."""
+        return self._state in _ENDED
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
+
+    def cancelled(self) -> bool:
+        """Ended without running to its result: cancelled, superseded by a newer request in its slot, or dropped
+        when the worker shut down."""
+        return self._state == _CANCELLED
+
+    def superseded(self) -> bool:
+        """Ended cancelled because a newer request arrived in its slot (latest wins)."""
+        return self._state == _CANCELLED and self._stop == SUPERSEDED
+
+    def stop_asked(self) -> bool:
+        """The job was asked to stop (cancel, a newer request in its slot, shutdown): ``ctx.cancelled()``."""
+        return self._stop is not None
+
+    def cancel(self) -> bool:
+        """Ask the job to stop: a pending one never runs and ends cancelled now, a running one ends cancelled at its
+        next ``ctx.check()`` (or when it returns). False when it had already ended."""
+        with self._cond:
+            if self._state in _ENDED:
+                return False
+            self._stop = self._stop or CANCELLED
+        self._worker._withdraw(self)
+        return True
+
+    # ----- outcome
+
+    def _wait(self, timeout: float | None) -> None:
+        with self._cond:
+            if not self._cond.wait_for(self.done, timeout):
+                raise TimeoutError(f"request {self.request_id} in slot {self.slot!r} did not end in {timeout} s")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's result, waiting up to ``timeout`` seconds (None: as long as it takes). Raises the job's own
+        exception (its type and traceback kept), ``Cancelled`` if it was cancelled or superseded, ``TimeoutError``
+        if it has not ended in time."""
+        self._wait(timeout)
+        if self._state == _CANCELLED:
+            raise Cancelled(f"request {self.request_id} in slot {self.slot!r} was {self._stop or CANCELLED}")
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The exception the job raised (the original object), None if it returned a result; raises ``Cancelled``
+        and ``TimeoutError`` as ``result`` does."""
+        self._wait(timeout)
+        if self._state == _CANCELLED:
+            raise Cancelled(f"request {self.request_id} in slot {self.slot!r} was {self._stop or CANCELLED}")
+        return self._exception
+
+    # ----- callbacks
+
+    def add_done_callback(self, fn: Callable[[JobHandle], None]) -> None:
+        """Call ``fn(handle)`` when the job ends (at once if it has)."""
+        with self._cond:
+            if self._state not in _ENDED:
+                self._done.append(fn)
+                return
+        _call(fn, self)
+
+    def on_progress(self, fn: ProgressCallback) -> None:
+        """Call ``fn(fraction, message)`` on each progress report from now on."""
+        with self._cond:
+            self._progress.append(fn)
+
+    def on_partial(self, fn: PartialCallback) -> None:
+        """Call ``fn(result)`` on each intermediate result from now on."""
+        with self._cond:
+            self._partial.append(fn)
+
+    # ----- the worker's side
+
+    def _start(self) -> bool:
+        """Mark it running; False (and ended cancelled) when it was asked to stop before it started."""
+        with self._cond:
+            if self._stop is None and self._state == _PENDING:
+                self._state = _RUNNING
+                return True
+        self._end(_CANCELLED)
+        return False
+
+    def _end(self, state: str, *, result: Any = None, exception: BaseException | None = None) -> None:
+        with self._cond:
+            if self._state in _ENDED:
+                return
+            self._state, self._result, self._exception = state, result, exception
+            callbacks, self._done, self._progress, self._partial = self._done, [], [], []
+            self._cond.notify_all()
+        for fn in callbacks:
+            _call(fn, self)
+
+    def _report(self, kind: str, *args) -> None:
+        if kind == "partial" and self._stop is not None:
+            return  # the intermediate result of a job asked to stop is not shown; its progress still says how far
+        with self._cond:
+            callbacks = list(self._progress if kind == "progress" else self._partial)
+        for fn in callbacks:
+            _call(fn, *args)
+
+
+class _WorkerContext:
+    """The ``JobContext`` of a job on the worker thread: the worker's caches, reports to its handle."""
+
+    def __init__(self, worker: Worker, handle: JobHandle):
+        self._handle = handle
+        self.device: torch.device = worker.device
+        self.models: ModelCache = worker.models
+        self.memo: ModelCache = worker.memo
+        self.photos: ModelCache = worker.photos
+
+    def cancelled(self) -> bool:
+        return self._handle.stop_asked()
+
+    def check(self) -> None:
+        if self._handle.stop_asked():
+            raise Cancelled
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._handle._report("progress", float(fraction), message)
+
+    def partial(self, result: Any) -> None:
+        self._handle._report("partial", result)
 
 
 class InlineContext:
-    """A job context for running a job on the calling thread (the command line): the same caches and protocol as
-    the worker's, no mailbox; ``listener(event)`` receives progress and partial results."""
+    """A ``JobContext`` for running a job on the calling thread (the command line): the same caches and protocol as
+    the worker's, no mailbox, never cancelled; ``on_progress(fraction, message)`` and ``on_partial(result)``
+    receive the job's reports."""
 
-    request_id = 0
-    slot = "inline"
-
-    def __init__(self, *, device: torch.device, listener: Callable[[Event], None] | None = None):
+    def __init__(self, *, device: torch.device, on_progress: ProgressCallback | None = None,
+                 on_partial: PartialCallback | None = None):
         self.device = device
         self.models = ModelCache(capacity=4)
         self.memo = ModelCache(capacity=64)
         self.photos = ModelCache(capacity=2)
-        self._listener = listener
+        self._on_progress = on_progress
+        self._on_partial = on_partial
 
     def cancelled(self) -> bool:
         return False
@@ -118,20 +273,19 @@ class InlineContext:
         pass
 
     def progress(self, fraction: float, message: str = "") -> None:
-        if self._listener is not None:
-            self._listener(Event("progress", 0, self.slot, (float(fraction), message)))
+        if self._on_progress is not None:
+            self._on_progress(float(fraction), message)
 
-    def partial(self, result) -> None:
-        if self._listener is not None:
-            self._listener(Event("partial", 0, self.slot, result))
+    def partial(self, result: Any) -> None:
+        if self._on_partial is not None:
+            self._on_partial(result)
 
 
 class Worker:
-    """One thread, single-slot mailboxes, latest wins. ``listener(event)`` is called on the worker thread."""
+    """One thread, single-slot mailboxes, latest wins; ``submit`` returns a ``JobHandle``."""
 
-    def __init__(self, listener: Callable[[Event], None], *, device: str = "auto", cache_capacity: int = 4,
-                 cpu_threads: int | None = None, name: str = "engine-worker"):
-        self._listener = listener
+    def __init__(self, *, device: str = "auto", cache_capacity: int = 4, cpu_threads: int | None = None,
+                 name: str = "engine-worker"):
         self._device_preference = device
         self._cpu_threads = cpu_threads
         self.device: torch.device | None = None
@@ -140,16 +294,14 @@ class Worker:
         self.photos = ModelCache(capacity=2)  # decoded photos are large: keep the current one and one more
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
-        self._pending: OrderedDict[str, tuple[int, Job]] = OrderedDict()  # slot -> newest unstarted job
-        self._newest: dict[str, int] = {}  # slot -> newest request id submitted
-        self._cancelled: set[int] = set()
-        self._running: tuple[int, str] | None = None
+        self._pending: OrderedDict[str, tuple[JobHandle, Job]] = OrderedDict()  # slot -> newest unstarted job
+        self._live: dict[str, JobHandle] = {}  # slot -> newest request not ended yet (pending or running)
         self._stop = False
         self._ready = threading.Event()
         self._start_error: Exception | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         """Start the thread and wait until it has opened its device; a device that cannot be used raises
         ``DeviceError`` here (the thread has then ended), it never leaves the caller waiting."""
         self._thread.start()
@@ -159,59 +311,65 @@ class Worker:
             raise self._start_error
         return self
 
-    def submit(self, job: Job, *, slot: str = "render") -> int:
-        """Queue ``job`` in ``slot``, replacing an unstarted older job there; returns the request id."""
+    def submit(self, job: Job, *, slot: str = "render", on_progress: ProgressCallback | None = None,
+               on_partial: PartialCallback | None = None,
+               on_done: Callable[[JobHandle], None] | None = None) -> JobHandle:
+        """Queue ``job`` in ``slot`` and return its handle; the older request of the slot is superseded (a pending
+        one ends cancelled now, a running one is asked to stop). The callbacks given here are attached before the
+        job can start, so none of its reports is missed."""
         with self._lock:
             if self._stop:
                 raise RuntimeError("the engine worker has been shut down")
-            rid = next(self._ids)
-            self._pending[slot] = (rid, job)
-            self._pending.move_to_end(slot)
-            self._newest[slot] = rid
+            handle = JobHandle(self, next(self._ids), slot)
+            for fn, add in ((on_progress, handle.on_progress), (on_partial, handle.on_partial),
+                            (on_done, handle.add_done_callback)):
+                if fn is not None:
+                    add(fn)
+            older = self._live.get(slot)
+            if older is not None:
+                older._stop = older._stop or SUPERSEDED
+            replaced = self._pending.pop(slot, None)
+            self._pending[slot] = (handle, job)
+            self._live[slot] = handle
             self._lock.notify_all()
-        return rid
+        if replaced is not None:
+            replaced[0]._end(_CANCELLED)
+        return handle
 
-    def cancel(self, request_id: int) -> None:
-        """Cancel a pending or running request (a running job stops at its next ``check()``)."""
-        dropped = None
+    def _withdraw(self, handle: JobHandle) -> None:
+        """A cancelled handle: out of its mailbox and ended now if it had not started."""
         with self._lock:
-            for slot, (rid, _) in list(self._pending.items()):
-                if rid == request_id:
-                    del self._pending[slot]
-                    dropped = Event("cancelled", rid, slot)
-            if self._running is not None and self._running[0] == request_id:
-                self._cancelled.add(request_id)
-        if dropped is not None:
-            self._emit(dropped)
+            queued = self._pending.get(handle.slot)
+            withdrawn = queued is not None and queued[0] is handle
+            if withdrawn:
+                del self._pending[handle.slot]
+                self._forget(handle)
+        if withdrawn:
+            handle._end(_CANCELLED)
 
-    def newest(self, slot: str = "render") -> int | None:
-        with self._lock:
-            return self._newest.get(slot)
+    def _forget(self, handle: JobHandle) -> None:
+        if self._live.get(handle.slot) is handle:
+            del self._live[handle.slot]
 
     def shutdown(self, *, timeout: float | None = 10.0) -> None:
-        """Stop after the running job; pending jobs are dropped. Joins the thread."""
+        """Stop after the running job (asked to stop); pending jobs end cancelled. Joins the thread."""
         with self._lock:
             self._stop = True
-            if self._running is not None:
-                self._cancelled.add(self._running[0])
+            for handle in self._live.values():
+                handle._stop = handle._stop or SHUT_DOWN
+            dropped = [handle for handle, _ in self._pending.values()]
             self._pending.clear()
+            for handle in dropped:
+                self._forget(handle)
             self._lock.notify_all()
+        for handle in dropped:
+            handle._end(_CANCELLED)
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-    def _is_stale(self, request_id: int, slot: str) -> bool:
-        with self._lock:
-            return request_id in self._cancelled or self._newest.get(slot, request_id) != request_id
-
-    def _emit(self, event: Event) -> None:
-        try:
-            self._listener(event)
-        except Exception:  # a faulty listener must not kill the worker
-            log.exception("the listener failed on a %s event", event.kind)
 
     def _run(self) -> None:
         try:
@@ -231,22 +389,30 @@ class Worker:
                     self._lock.wait()
                 if self._stop:
                     return
-                slot, (rid, job) = self._pending.popitem(last=False)
-                self._running = (rid, slot)
-            ctx = JobContext(self, rid, slot)
+                _, (handle, job) = self._pending.popitem(last=False)
             try:
-                result = job(ctx)
-            except Cancelled:
-                self._emit(Event("cancelled", rid, slot))
-            except Exception as e:
-                log.error("job %d in slot %r failed", rid, slot, exc_info=e)
-                self._emit(Event("error", rid, slot, ErrorReport.from_exception(e)))
-            else:
-                if ctx.cancelled():
-                    self._emit(Event("cancelled", rid, slot))
-                else:
-                    self._emit(Event("result", rid, slot, result))
+                if handle._start():
+                    self._execute(handle, job)
             finally:
                 with self._lock:
-                    self._running = None
-                    self._cancelled.discard(rid)
+                    self._forget(handle)
+                handle._end(_CANCELLED)  # only if it has not ended (e.g. a BaseException left the job)
+
+    def _execute(self, handle: JobHandle, job: Job) -> None:
+        try:
+            result = job(_WorkerContext(self, handle))
+        except Cancelled:
+            handle._end(_CANCELLED)
+        except Exception as e:
+            if handle.stop_asked():  # it was told to stop: the cancel is its outcome, the error only goes to the log
+                log.warning("job %d in slot %r failed after it was %s", handle.request_id, handle.slot,
+                            handle._stop, exc_info=e)
+                handle._end(_CANCELLED)
+            else:
+                log.error("job %d in slot %r failed", handle.request_id, handle.slot, exc_info=e)
+                handle._end(_FAILED, exception=e)
+        else:
+            if handle.stop_asked():
+                handle._end(_CANCELLED)
+            else:
+                handle._end(_FINISHED, result=result)

@@ -5,7 +5,8 @@ Renders and file writes happen in worker jobs (slot ``export`` for one image or 
 the window stays responsive; a batch shows a progress dialog whose Cancel stops it after the image being written. A
 batch always writes each seed's own face with the document's other settings and edits: a face from a photo (or a
 latent) is not part of it, and the batch dialog says so.
-Failures come back as message boxes, completions as ``message(str)`` for the status bar.
+Each export listens to its own request; failures come back as message boxes (the job's exception shown as a
+sentence with its details), completions as ``message(str)`` for the status bar.
 """
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from editor.dialogs.error_box import show_error
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import as_report, show_error
 from engine import (
     LATENT_FORMATS,
     BatchExportJob,
     EditState,
-    ErrorReport,
+    JobContext,
     LatentJob,
     PasteJob,
     ProjectError,
@@ -64,7 +66,7 @@ class ImageExportJob:
     state: EditState
     image: np.ndarray | None = field(default=None, repr=False)  # uint8 [H, W, 3], a full render of ``state``
 
-    def __call__(self, ctx) -> str:
+    def __call__(self, ctx: JobContext) -> str:
         image = self.image if self.image is not None else RenderJob(self.state)(ctx).image
         return str(save_image(self.path, image, state=self.state))
 
@@ -76,7 +78,7 @@ class PhotoExportJob:
     path: str
     state: EditState
 
-    def __call__(self, ctx) -> str:
+    def __call__(self, ctx: JobContext) -> str:
         return str(save_image(self.path, PasteJob(self.state)(ctx).pasted, state=self.state))
 
 
@@ -87,14 +89,14 @@ class LatentExportJob:
     path: str
     state: EditState
 
-    def __call__(self, ctx) -> tuple[str, tuple[int, ...]]:
+    def __call__(self, ctx: JobContext) -> tuple[str, tuple[int, ...]]:
         ws = LatentJob(self.state)(ctx)  # float32 [num_ws, w_dim]
         return str(save_latent(self.path, ws)), tuple(ws.shape)
 
 
 @dataclass
 class _Batch:
-    rid: int
+    request: QtRequest
     folder: Path
     total: int
     dialog: QProgressDialog
@@ -125,17 +127,13 @@ class ExportController(QObject):
         self._parent = parent_widget
         self._current_image = current_image
         self._folder: Path | None = None
-        self._pending: dict[int, Callable[[object], None]] = {}  # export slot request id -> what to do with its result
+        self._export: QtRequest | None = None  # the running image, photo or latent export
         self._batch: _Batch | None = None
-        bridge.result.connect(self._on_result)
-        bridge.failed.connect(self._on_failed)
-        bridge.cancelled.connect(self._on_cancelled)
-        bridge.progress.connect(self._on_progress)
 
     @property
     def busy(self) -> bool:
         """An image, latent or batch export is still running."""
-        return bool(self._pending) or self._batch is not None
+        return self._export is not None or self._batch is not None
 
     @property
     def progress_dialog(self) -> QProgressDialog | None:
@@ -143,9 +141,9 @@ class ExportController(QObject):
         return None if self._batch is None else self._batch.dialog
 
     # -- image ----------------------------------------------------------------------------------------------------
-    def export_image(self, path: str | Path | None = None) -> int | None:
+    def export_image(self, path: str | Path | None = None) -> QtRequest | None:
         """Write the current face at full resolution (PNG keeps the project in a text chunk). Without ``path`` a file
-        dialog asks. Returns the engine request id, or None when nothing was started."""
+        dialog asks. Returns the engine request, or None when nothing was started."""
         state = self._doc.state
         path = self._image_path(path, "image", f"seed{state.seed:05d}.png")
         if path is None:
@@ -177,7 +175,7 @@ class ExportController(QObject):
             return frame
         raise TypeError(f"current_image() must return a RenderResult, a uint8 array or None, not {type(frame)}")
 
-    def export_photo(self, path: str | Path | None = None) -> int | None:
+    def export_photo(self, path: str | Path | None = None) -> QtRequest | None:
         """Write the whole photo with the edited face pasted back, at the photo's resolution."""
         state = self._doc.state
         if state.photo is None:
@@ -191,7 +189,7 @@ class ExportController(QObject):
                                    f"Exporting the photo to {path.name}…")
 
     # -- latent ---------------------------------------------------------------------------------------------------
-    def export_latent(self, path: str | Path | None = None) -> int | None:
+    def export_latent(self, path: str | Path | None = None) -> QtRequest | None:
         """Write the current W+ latent [num_ws, w_dim] as float32 .npy or .pt (a file dialog asks without ``path``)."""
         state = self._doc.state
         if not path:  # None, or the checked flag of a menu action's triggered(bool)
@@ -211,20 +209,34 @@ class ExportController(QObject):
 
         return self._submit_export(LatentExportJob(str(path), state), done, f"Exporting the latent to {path.name}…")
 
-    def _submit_export(self, job, on_result: Callable[[object], None], status: str) -> int | None:
-        if self._pending:
+    def _submit_export(self, job, on_result: Callable[[object], None], status: str) -> QtRequest | None:
+        if self._export is not None:
             self.message.emit("An export is still running: try again when it has finished")
             return None
-        rid = self._bridge.submit(job, slot=EXPORT_SLOT)
-        self._pending[rid] = on_result
+
+        def finished(payload) -> None:
+            self._export = None
+            on_result(payload)
+
+        def cancelled() -> None:
+            self._export = None
+            self.message.emit("Export cancelled")
+
+        self._export = self._bridge.submit(job, slot=EXPORT_SLOT).on(finished=finished, failed=self._export_failed,
+                                                                     cancelled=cancelled)
         self.message.emit(status)
-        return rid
+        return self._export
+
+    def _export_failed(self, error: Exception) -> None:
+        self._export = None
+        show_error(self._parent, "Export failed", as_report(error).prefixed("Nothing was exported"),
+                   icon=QMessageBox.Icon.Critical)
 
     # -- batch ----------------------------------------------------------------------------------------------------
     def batch_export(self, folder: str | Path | None = None, seeds: str | Sequence[int] | None = None,
-                     ext: str = ".png") -> int | None:
+                     ext: str = ".png") -> QtRequest | None:
         """Render a seed range with the current settings into ``folder`` as ``seed{N:05d}.<ext>``. Without a folder or
-        seeds a dialog asks for them. Returns the engine request id, or None when nothing was started."""
+        seeds a dialog asks for them. Returns the engine request, or None when nothing was started."""
         if self._batch is not None:
             self.message.emit("A batch export is still running")
             return None
@@ -252,18 +264,21 @@ class ExportController(QObject):
             if answer != buttons.Yes:
                 return None
         self._folder = folder
-        rid = self._bridge.submit(BatchExportJob(self._doc.state, tuple(seeds), str(folder), ext), slot=BATCH_SLOT)
         dialog = QProgressDialog(f"Exporting {len(seeds)} images to {folder}…", "Cancel", 0, PROGRESS_STEPS,
                                  self._parent)
         dialog.setWindowTitle("Batch export")
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         dialog.setAutoReset(False)
         dialog.setMinimumDuration(0)
-        dialog.setValue(0)
-        dialog.canceled.connect(lambda: self._bridge.cancel(rid))
-        self._batch = _Batch(rid, folder, len(seeds), dialog, source=source)
+        request = self._bridge.submit(BatchExportJob(self._doc.state, tuple(seeds), str(folder), ext),
+                                      slot=BATCH_SLOT).on(finished=self._batch_done, failed=self._batch_failed,
+                                                          cancelled=self._batch_cancelled,
+                                                          progress=self._batch_progress)
+        dialog.canceled.connect(request.cancel)
+        self._batch = _Batch(request, folder, len(seeds), dialog, source=source)
         self.message.emit(f"Exporting {len(seeds)} images to {folder}…")
-        return rid
+        dialog.setValue(0)  # shows the dialog, and may run the event loop: the batch is ready for its events
+        return request
 
     def _finish_batch(self) -> _Batch:
         batch, self._batch = self._batch, None
@@ -272,45 +287,29 @@ class ExportController(QObject):
         batch.dialog.deleteLater()
         return batch
 
-    # -- engine events --------------------------------------------------------------------------------------------
-    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
+    def _batch_progress(self, fraction: float, text: str) -> None:
         batch = self._batch
-        if slot != BATCH_SLOT or batch is None or rid != batch.rid:
-            return
         batch.written = round(fraction * batch.total)  # the job reports after each file it wrote
         value = round(fraction * PROGRESS_STEPS)
         if value != batch.dialog.value():  # a long batch reports far more often than the bar can move
-            batch.dialog.setValue(value)
             batch.dialog.setLabelText(f"{text or 'Exporting'} → {batch.folder}")
+            batch.dialog.setValue(value)  # last: it may run the event loop, where the batch may end
 
-    def _on_result(self, slot: str, rid: int, payload) -> None:
-        if slot == EXPORT_SLOT and rid in self._pending:
-            self._pending.pop(rid)(payload)
-        elif slot == BATCH_SLOT and self._batch is not None and rid == self._batch.rid:
-            batch = self._finish_batch()
-            left_out = "" if batch.source is None else \
-                f" (each seed's own face with this document's edits, not {batch.source})"
-            self.message.emit(f"Batch export: wrote {len(payload)} images to {batch.folder}{left_out}")
+    def _batch_done(self, written: tuple[str, ...]) -> None:
+        batch = self._finish_batch()
+        left_out = "" if batch.source is None else \
+            f" (each seed's own face with this document's edits, not {batch.source})"
+        self.message.emit(f"Batch export: wrote {len(written)} images to {batch.folder}{left_out}")
 
-    def _on_cancelled(self, slot: str, rid: int) -> None:
-        if slot == EXPORT_SLOT and rid in self._pending:
-            self._pending.pop(rid)
-            self.message.emit("Export cancelled")
-        elif slot == BATCH_SLOT and self._batch is not None and rid == self._batch.rid:
-            batch = self._finish_batch()
-            self.message.emit(f"Batch export cancelled: wrote {batch.written} of {batch.total} images to "
-                              f"{batch.folder}")
+    def _batch_cancelled(self) -> None:
+        batch = self._finish_batch()
+        self.message.emit(f"Batch export cancelled: wrote {batch.written} of {batch.total} images to {batch.folder}")
 
-    def _on_failed(self, slot: str, rid: int, report: ErrorReport) -> None:
-        if slot == EXPORT_SLOT and rid in self._pending:
-            self._pending.pop(rid)
-            show_error(self._parent, "Export failed", report.prefixed("Nothing was exported"),
-                       icon=QMessageBox.Icon.Critical)
-        elif slot == BATCH_SLOT and self._batch is not None and rid == self._batch.rid:
-            batch = self._finish_batch()
-            show_error(self._parent, "Batch export failed",
-                       report.prefixed(f"The batch export stopped after {batch.written} of {batch.total} images in "
-                                       f"{batch.folder}"), icon=QMessageBox.Icon.Critical)
+    def _batch_failed(self, error: Exception) -> None:
+        batch = self._finish_batch()
+        show_error(self._parent, "Batch export failed",
+                   as_report(error).prefixed(f"The batch export stopped after {batch.written} of {batch.total} "
+                                             f"images in {batch.folder}"), icon=QMessageBox.Icon.Critical)
 
     # -- dialogs --------------------------------------------------------------------------------------------------
     def _ask_save_path(self, title: str, name: str, filters: dict[str, str]) -> Path | None:

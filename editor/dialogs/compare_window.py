@@ -11,6 +11,7 @@ input of another size than the model takes is resized, and the window says so. E
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import as_report, sentence
 from editor.panels.generation_panel import SEED_MAX
-from editor.panels.translate_folder import PROGRESS_STEPS, BatchDialogMixin, summary_lines
+from editor.panels.translate_folder import BatchDialogMixin, summary_lines
 from editor.panels.translate_grid import _pixmap
 from editor.widgets.icons import icon, tool_button
 from engine import (
-    ErrorReport,
+    FolderSummary,
     I2IExportJob,
     I2IFolderJob,
     I2IInput,
@@ -150,7 +153,6 @@ class CompareWindow(BatchDialogMixin, QDialog):
         self._doc, self._bridge = document, bridge
         self._targets = shipped_targets() if targets is None else list(targets)
         self._i2i = shipped_i2i() if i2i is None else list(i2i)
-        self._rids: dict[str, int] = {}
         self._keys: dict[str, object] = {}
         self._references: dict[str, str | None] = {BICYCLE: None, TUNIT: None}
         self._opened: dict[str, list[ModelRef]] = {BICYCLE: [], TUNIT: []}
@@ -258,10 +260,6 @@ class CompareWindow(BatchDialogMixin, QDialog):
         self.sweep.valueChanged.connect(lambda _: self._sweep_timer.start())
         self.sweep_to.valueChanged.connect(lambda _: self._sweep_timer.start())
         QShortcut(QKeySequence("Ctrl+E"), self, activated=lambda: self.export_selected())
-        bridge.result.connect(self._on_result)
-        bridge.progress.connect(self._on_progress)
-        bridge.failed.connect(self._on_failed)
-        bridge.cancelled.connect(self._on_cancelled)
         document.changed.connect(lambda *_: self.schedule())
         document.modelLoaded.connect(lambda _: self.schedule())
         self._fill_models()
@@ -351,7 +349,8 @@ class CompareWindow(BatchDialogMixin, QDialog):
             return
         self._keys[key] = what
         self.rows[key].status.setText("Translating…")
-        self._rids[key] = self._bridge.submit(make_job(), slot=SLOTS[key])
+        self._bridge.submit(make_job(), slot=SLOTS[key]).on(finished=partial(self._strip_ready, key),
+                                                            failed=partial(self._strip_failed, key))
 
     # ----- user actions
 
@@ -462,14 +461,15 @@ class CompareWindow(BatchDialogMixin, QDialog):
     def request_sweep(self) -> None:
         req = self.sweep_request((self.sweep.value() / 100,))
         if req is not None:
-            self._rids[SWEEP_SLOT] = self._bridge.submit(I2IJob(self._state(), req), slot=SWEEP_SLOT)
+            self._bridge.submit(I2IJob(self._state(), req), slot=SWEEP_SLOT).on(finished=self._sweep_ready,
+                                                                               failed=self._failed)
 
     # ----- exports
 
     def _start_dir(self) -> str:
         return self._last_dir or QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
 
-    def export_selected(self, path: str | Path | None = None) -> int | None:
+    def export_selected(self, path: str | Path | None = None) -> QtRequest | None:
         """Write the sample shown large (a dialog asks for the file without ``path``)."""
         job_args = self._selected_sample()
         if job_args is None:
@@ -483,8 +483,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
                 return None
         self._last_dir = str(Path(path).parent)
         job = SaveImageJob(str(path), image, state, request, spec, method)
-        self._rids[SAVE_SLOT] = rid = self._bridge.submit(job, slot=SAVE_SLOT)
-        return rid
+        return self._bridge.submit(job, slot=SAVE_SLOT).on(finished=self._saved, failed=self._failed)
 
     def _selected_sample(self):
         """(image, state, request, spec, method, file stem) of the sample shown large, or None."""
@@ -503,7 +502,7 @@ class CompareWindow(BatchDialogMixin, QDialog):
         return strip.images[i], strip.state, strip.request.only(spec), spec, strip.method, \
             f"{strip.method}-{spec.stem()}"
 
-    def export_row(self, key: str, folder: str | Path | None = None) -> int | None:
+    def export_row(self, key: str, folder: str | Path | None = None) -> QtRequest | None:
         """Write every sample of ``key``'s row at full resolution into ``folder`` (a dialog asks without it)."""
         strip = self.strips.get(key)
         if strip is None:
@@ -513,35 +512,36 @@ class CompareWindow(BatchDialogMixin, QDialog):
                                 lambda f: SamplesExportJob(strip.state, strip.seeds, f))
         return self._export("Folder for the samples", folder, lambda f: I2IExportJob(strip.state, strip.request, f))
 
-    def export_sweep(self, folder: str | Path | None = None) -> int | None:
+    def export_sweep(self, folder: str | Path | None = None) -> QtRequest | None:
         """Write the z sweep as ``SWEEP_FRAMES`` frames into ``folder`` (a dialog asks without it)."""
         req = self.sweep_request(tuple(i / (SWEEP_FRAMES - 1) for i in range(SWEEP_FRAMES)))
         if req is None:
             return None
         return self._export("Folder for the sweep's frames", folder, lambda f: I2IExportJob(self._state(), req, f))
 
-    def _export(self, title: str, folder: str | Path | None, make_job) -> int | None:
+    def _export(self, title: str, folder: str | Path | None, make_job) -> QtRequest | None:
         """Submit ``make_job(folder)`` once there is a folder (a dialog titled ``title`` asks without one)."""
         if not folder:
             folder = QFileDialog.getExistingDirectory(self, title, self._start_dir())
             if not folder:
                 return None
         self._last_dir = str(folder)
-        self._rids[EXPORT_SLOT] = rid = self._bridge.submit(make_job(str(folder)), slot=EXPORT_SLOT)
-        return rid
+        return self._bridge.submit(make_job(str(folder)), slot=EXPORT_SLOT).on(finished=self._exported,
+                                                                               failed=self._failed)
 
     def translate_folder(self, key: str, folder: str | Path | None = None, out: str | Path | None = None):
         """Translate every photo of ``folder`` into ``out`` with ``key``'s row settings (dialogs ask without)."""
         req = self.request(key)
         if req is None or self._folder_dialog is not None:
             return None
-        return self._start_batch(folder, out, lambda f, o: self._submit_folder(I2IFolderJob(req, f, o)))
 
-    def _submit_folder(self, job) -> int:
-        self._rids[FOLDER_SLOT] = rid = self._bridge.submit(job, slot=FOLDER_SLOT)
-        return rid
+        def submit(photos: str, into: str) -> QtRequest:
+            return self._bridge.submit(I2IFolderJob(req, photos, into), slot=FOLDER_SLOT).on(
+                finished=self._folder_done, failed=self._folder_failed, cancelled=self._folder_cancelled)
 
-    # ----- engine events
+        return self._start_batch(folder, out, submit)
+
+    # ----- results
 
     @staticmethod
     def _images(strip) -> tuple:
@@ -552,34 +552,26 @@ class CompareWindow(BatchDialogMixin, QDialog):
             return tuple(f"style seed {s}" for s in strip.seeds)
         return strip.labels
 
-    def _slot_key(self, slot: str, rid: int) -> str | None:
-        key = next((k for k, s in SLOTS.items() if s == slot), slot)
-        return key if self._rids.get(key) == rid else None
+    def _sweep_ready(self, strip: I2IStrip) -> None:
+        self.sweep_strip, self.sweep_image = strip, strip.images[0]
+        self._show_large(strip.images[0], f"BicycleGAN: {strip.labels[0]}")
 
-    def _on_result(self, slot: str, rid: int, payload) -> None:
-        key = self._slot_key(slot, rid)
-        if key is None:
-            return
-        if key in self.rows:
-            self._strip_ready(key, payload)
-        elif key == SWEEP_SLOT:
-            self.sweep_strip, self.sweep_image = payload, payload.images[0]
-            self._show_large(payload.images[0], f"BicycleGAN: {payload.labels[0]}")
-        elif key == SAVE_SLOT:
-            self.last_written = (payload,)
-            self.message.emit(f"Exported {payload}")
-        elif key == EXPORT_SLOT:
-            self.last_written = tuple(payload)
-            self.message.emit(f"Wrote {len(payload)} images to {Path(payload[0]).parent}" if payload else
-                              "Nothing to write")
-        elif key == FOLDER_SLOT:
-            self._close_folder_dialog()
-            self.last_written = payload.written
-            lines = summary_lines(payload, self._folder_out, "sample")
-            self.message.emit(" ".join(lines))
-            self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
-                                           QMessageBox.StandardButton.Ok, self)
-            self.summary_box.open()
+    def _saved(self, path: str) -> None:
+        self.last_written = (path,)
+        self.message.emit(f"Exported {path}")
+
+    def _exported(self, paths: tuple[str, ...]) -> None:
+        self.last_written = tuple(paths)
+        self.message.emit(f"Wrote {len(paths)} images to {Path(paths[0]).parent}" if paths else "Nothing to write")
+
+    def _folder_done(self, summary: FolderSummary) -> None:
+        self._close_folder_dialog()
+        self.last_written = summary.written
+        lines = summary_lines(summary, self._folder_out, "sample")
+        self.message.emit(" ".join(lines))
+        self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
+                                       QMessageBox.StandardButton.Ok, self)
+        self.summary_box.open()
 
     def _strip_ready(self, key: str, strip) -> None:
         self.strips[key] = strip
@@ -601,27 +593,19 @@ class CompareWindow(BatchDialogMixin, QDialog):
         if self.selected and self.selected[0] == key and self.sweep_image is None:
             self.select(key, min(self.selected[1], len(strip.images) - 1))
 
-    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
-        if self._slot_key(slot, rid) == FOLDER_SLOT and self._folder_dialog is not None:
-            self._folder_dialog.setLabelText(text)
-            self._folder_dialog.setValue(round(PROGRESS_STEPS * fraction))
+    def _strip_failed(self, key: str, error: Exception) -> None:
+        self._keys.pop(key, None)
+        self.strips[key] = None
+        self.rows[key].strip.show_images((), ())
+        self.rows[key].status.setText(f"Cannot translate: {sentence(error)}")
 
-    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
-        key = self._slot_key(slot, rid)
-        if key is None:
-            return
-        if key in self.rows:
-            self._keys.pop(key, None)
-            self.strips[key] = None
-            self.rows[key].strip.show_images((), ())
-            self.rows[key].status.setText(f"Cannot translate: {text}")
-        elif key == FOLDER_SLOT:
-            self._close_folder_dialog()
-            self.failed.emit(text.prefixed("Translating the folder stopped"))
-        else:
-            self.failed.emit(text)
+    def _failed(self, error: Exception) -> None:
+        self.failed.emit(as_report(error))
 
-    def _on_cancelled(self, slot: str, rid: int) -> None:
-        if self._slot_key(slot, rid) == FOLDER_SLOT:
-            self._close_folder_dialog()
-            self.message.emit("Folder translation cancelled: the images written so far are kept")
+    def _folder_failed(self, error: Exception) -> None:
+        self._close_folder_dialog()
+        self.failed.emit(as_report(error).prefixed("Translating the folder stopped"))
+
+    def _folder_cancelled(self) -> None:
+        self._close_folder_dialog()
+        self.message.emit("Folder translation cancelled: the images written so far are kept")

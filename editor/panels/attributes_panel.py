@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from editor.dialogs.error_box import sentence
 from editor.dialogs.flow_layout import FlowLayoutDialog
 from editor.widgets.icons import icon
 from engine import (
@@ -93,8 +94,6 @@ class AttributesPanel(QWidget):
         self._doc = document
         self._bridge = bridge
         self._reading: AttributeReading | None = None
-        self._rid = None
-        self._probe_rid = None
         self._ask = False
         self._built: tuple | None = None  # (layout, preset names, measured) the rows were built for
         self.sliders: dict[str, QLabeledDoubleSlider] = {}
@@ -149,8 +148,6 @@ class AttributesPanel(QWidget):
         self.default_button.clicked.connect(self.use_default_flow)
         self._timer = QTimer(self, singleShot=True, interval=120)
         self._timer.timeout.connect(self.request_reading)
-        bridge.result.connect(self._on_result)
-        bridge.failed.connect(self._on_failed)
         document.changed.connect(self._on_changed)
         self._set_enabled(False)
         self._show_flow()
@@ -248,7 +245,8 @@ class AttributesPanel(QWidget):
         always with ``ask``)."""
         self._ask = ask
         self.status.setText(f"Opening {ref.label()}…")
-        self._probe_rid = self._bridge.submit(FlowProbeJob(ref), slot=PROBE_SLOT)
+        self._bridge.submit(FlowProbeJob(ref), slot=PROBE_SLOT).on(finished=self._on_probe,
+                                                                   failed=self._on_probe_failed)
 
     def ask_layout(self, probe: FlowProbe, initial: ConditionLayout | None) -> ConditionLayout | None:
         """The user's layout for ``probe``'s flow from the layout dialog; None when cancelled."""
@@ -332,7 +330,8 @@ class AttributesPanel(QWidget):
     # ----- readings from the engine
 
     def request_reading(self) -> None:
-        self._rid = self._bridge.submit(AttributeReadJob(self._doc.state), slot=SLOT)
+        self._bridge.submit(AttributeReadJob(self._doc.state), slot=SLOT).on(finished=self._on_reading,
+                                                                            failed=self._on_failed)
 
     def _on_changed(self, state, fields) -> None:
         if fields & {"flow", "flow_layout"}:
@@ -343,13 +342,7 @@ class AttributesPanel(QWidget):
         self.refresh()
         self._timer.start()
 
-    def _on_result(self, slot: str, rid: int, payload) -> None:
-        if slot == PROBE_SLOT and rid == self._probe_rid:
-            self._on_probe(payload)
-            return
-        if slot != SLOT or rid != self._rid:
-            return
-        reading: AttributeReading = payload
+    def _on_reading(self, reading: AttributeReading) -> None:
         built = (reading.layout, reading.preset_names, reading.measured)
         if built != self._built:
             self._build(*built)
@@ -365,20 +358,18 @@ class AttributesPanel(QWidget):
                              "Drag a slider to edit; the grey numbers are what the estimator reads now.") + note)
         self.refresh()
 
-    def _on_failed(self, slot: str, rid: int, text: str) -> None:
-        if slot == PROBE_SLOT and rid == self._probe_rid:
-            self.status.setText(f"Could not open the flow: {text}")
-            self.message.emit(f"Could not open the flow: {text}")
-            return
-        if slot != SLOT or rid != self._rid:
-            return
+    def _on_probe_failed(self, error: Exception) -> None:
+        self.status.setText(f"Could not open the flow: {sentence(error)}")
+        self.message.emit(f"Could not open the flow: {sentence(error)}")
+
+    def _on_failed(self, error: Exception) -> None:
         self._reading = None
         self._set_enabled(False)
         self._rows_box.setVisible(False)  # the sliders of another layout would mislead
         st = self._doc.state
         where = "embedded default" if st.flow.is_default else Path(st.flow.path).name
         self.flow_label.setText(f"Flow: {where} · not usable")
-        self.status.setText(f"Attribute sliders unavailable: {text}")
+        self.status.setText(f"Attribute sliders unavailable: {sentence(error)}")
 
     def refresh(self) -> None:
         """Sliders show each attribute's target (the last edit's, else the measured value); labels the reading."""

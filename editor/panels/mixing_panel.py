@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import qdebounced
 
-from editor.dialogs.error_box import show_error
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import sentence, show_error
 from editor.panels.generation_panel import SEED_MAX
 from editor.widgets.icons import icon
 from editor.widgets.images import to_qimage
@@ -142,7 +143,7 @@ class MixingPanel(QWidget):
         self._last_dir = ""
         self._layout_key: tuple | None = None
         self._cache: dict[tuple, QPixmap] = {}  # (render key, Source) -> thumbnail
-        self._pending: dict[int, tuple] = {}  # request id -> render key
+        self._thumb_key: tuple | None = None  # the render key of the thumbnails being rendered
         self._thumb_error = ""
         self._radios: list[list[QRadioButton]] = []  # [row][source column]
         self._row_groups: list[QButtonGroup] = []
@@ -186,8 +187,6 @@ class MixingPanel(QWidget):
         outer.addWidget(box)
 
         self._thumbs_later = qdebounced(self.request_thumbnails, timeout=THUMB_DELAY_MS, parent=self)
-        bridge.result.connect(self._on_result)
-        bridge.failed.connect(self._on_failed)
         document.changed.connect(self._on_changed)
         document.modelLoaded.connect(self._on_model)
         self.refresh()
@@ -436,8 +435,8 @@ class MixingPanel(QWidget):
 
     # ----- thumbnails --------------------------------------------------------------------------------------------
 
-    def request_thumbnails(self) -> int | None:
-        """Render the thumbnails not cached yet for the current state; returns the request id (None: nothing to do)."""
+    def request_thumbnails(self) -> QtRequest | None:
+        """Render the thumbnails not cached yet for the current state; returns the request (None: nothing to do)."""
         if self._doc.summary is None:
             return None
         st = self._doc.state
@@ -449,14 +448,12 @@ class MixingPanel(QWidget):
             self._show_thumbnails()
             return None
         self._thumb_error = ""
-        rid = self._bridge.submit(ThumbnailJob(st, missing, limit=THUMB_LIMIT), slot=SLOT)
-        self._pending = {rid: key}
-        return rid
+        self._thumb_key = key
+        return self._bridge.submit(ThumbnailJob(st, missing, limit=THUMB_LIMIT), slot=SLOT).on(
+            finished=self._on_thumbnails, failed=self._on_failed)
 
-    def _on_result(self, slot: str, rid: int, result: ThumbnailResult) -> None:
-        if slot != SLOT or rid not in self._pending:
-            return
-        key = self._pending.pop(rid)
+    def _on_thumbnails(self, result: ThumbnailResult) -> None:
+        key = self._thumb_key
         for src, image in zip(result.sources, result.images):
             qimage = to_qimage(np.ascontiguousarray(image))  # uint8 [h, w, 3], h = min(THUMB_LIMIT, resolution)
             scaled = qimage.scaled(THUMB_PX, THUMB_PX, Qt.AspectRatioMode.KeepAspectRatio,
@@ -464,11 +461,8 @@ class MixingPanel(QWidget):
             self._cache[(key, src)] = QPixmap.fromImage(scaled)
         self._show_thumbnails()
 
-    def _on_failed(self, slot: str, rid: int, report) -> None:
-        if slot != SLOT or rid not in self._pending:
-            return
-        self._pending.pop(rid)
-        self._thumb_error = text = str(report)
+    def _on_failed(self, error: Exception) -> None:
+        self._thumb_error = text = sentence(error)
         self._show_thumbnails()
         self.message.emit(f"Could not render the mixing thumbnails: {text}")
 

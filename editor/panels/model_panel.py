@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.dialogs.error_box import as_report
 from editor.widgets.icons import icon
 from engine import ErrorReport, ModelJob, ModelRef, ModelSummary
 
@@ -54,7 +55,7 @@ class ModelPanel(QWidget):
         self._doc = document
         self._bridge = bridge
         self._settings = settings
-        self._pending: dict[int, bool] = {}  # request id -> whether it came from the user opening a file
+        self._user = False  # whether the model being loaded comes from the user opening a file
         self._applying = False
 
         self.open_button = QPushButton(icon("open_model"), "Open model…")
@@ -83,9 +84,6 @@ class ModelPanel(QWidget):
         outer.addWidget(box)
 
         self.open_button.clicked.connect(self.open_dialog)
-        bridge.result.connect(self._on_result)
-        bridge.failed.connect(self._on_failed)
-        bridge.progress.connect(lambda slot, _rid, _f, msg: slot == SLOT and msg and self.message.emit(msg))
         document.changed.connect(self._on_changed)
 
     def open_dialog(self) -> None:
@@ -103,8 +101,9 @@ class ModelPanel(QWidget):
 
     def open_ref(self, ref: ModelRef, *, user: bool = True) -> None:
         self.info.setText(f"Loading {ref.label()}…")
-        rid = self._bridge.submit(ModelJob(ref), slot=SLOT)
-        self._pending = {rid: user}
+        self._user = user
+        self._bridge.submit(ModelJob(ref), slot=SLOT).on(finished=self._on_loaded, failed=self._on_failed,
+                                                         progress=self._on_progress)
 
     def load_current(self) -> None:
         """Load the state's model (at start-up, after opening a project, after undo)."""
@@ -115,10 +114,12 @@ class ModelPanel(QWidget):
         if "model" in fields and not self._applying and (summary is None or not same_model(summary.ref, state.model)):
             self.load_current()
 
-    def _on_result(self, slot: str, rid: int, summary: ModelSummary) -> None:
-        if slot != SLOT or rid not in self._pending:
-            return
-        user = self._pending.pop(rid)
+    def _on_progress(self, _fraction: float, text: str) -> None:
+        if text:
+            self.message.emit(text)
+
+    def _on_loaded(self, summary: ModelSummary) -> None:
+        user = self._user
         state = self._doc.state
         if user and summary.ref.path is not None:
             self._settings.add_recent("models", summary.ref.path)
@@ -139,13 +140,10 @@ class ModelPanel(QWidget):
         self.info.setText(describe(summary))
         self.message.emit(f"Loaded {summary.ref.label()}")
 
-    def _on_failed(self, slot: str, rid: int, report: ErrorReport) -> None:
-        if slot != SLOT or rid not in self._pending:
-            return
-        self._pending.pop(rid)
+    def _on_failed(self, error: Exception) -> None:
         summary = self._doc.summary
         self.info.setText(describe(summary) if summary is not None else "No model loaded")
-        self.failed.emit(report.prefixed("Could not load the model"))
+        self.failed.emit(as_report(error).prefixed("Could not load the model"))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

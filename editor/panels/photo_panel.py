@@ -32,13 +32,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import as_report, sentence
 from editor.dialogs.face_picker import FacePicker
 from editor.widgets.icons import icon
 from editor.widgets.images import HeldImage
 from engine import (
     AlignTransform,
     EditState,
-    ErrorReport,
     InversionOutcome,
     InversionSettings,
     InversionStep,
@@ -121,7 +122,7 @@ class PhotoPanel(QWidget):
         super().__init__(parent)
         self._doc, self._bridge, self._settings = document, bridge, settings
         self._scan: PhotoScan | None = None
-        self._scan_rid = self._invert_rid = self._paste_rid = self._quality_rid = None
+        self._invert_request: QtRequest | None = None  # the running inversion (for Cancel)
         self._job: InvertJob | None = None
         self._running = False
         self._pick_after_scan = False  # the scan was asked for by "Choose face…": open the picker, invert nothing
@@ -216,11 +217,6 @@ class PhotoPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.cancel_button.clicked.connect(self.cancel)
         self.in_photo.toggled.connect(self._in_photo_toggled)
-        bridge.result.connect(self._on_result)
-        bridge.partial.connect(self._on_partial)
-        bridge.progress.connect(self._on_progress)
-        bridge.failed.connect(self._on_failed)
-        bridge.cancelled.connect(self._on_cancelled)
         document.changed.connect(self._on_changed)
         self.transform = None
         self._set_running(False)
@@ -241,7 +237,8 @@ class PhotoPanel(QWidget):
         self._pick_after_scan = pick
         self.info.setStyleSheet(INFO_STYLE)
         self.info.setText(f"Reading {Path(path).name}…")
-        self._scan_rid = self._bridge.submit(ScanJob(str(path), self._doc.state), slot=SCAN_SLOT)
+        self._bridge.submit(ScanJob(str(path), self._doc.state), slot=SCAN_SLOT).on(finished=self._scanned,
+                                                                                     failed=self._scan_failed)
 
     def _refused(self, what: str) -> bool:
         """While an inversion runs nothing else starts: say so and return True."""
@@ -319,7 +316,9 @@ class PhotoPanel(QWidget):
         use_encoder, optimise = METHODS[self.method.currentText()]
         self._job = InvertJob(st, path, transform, self.settings(), use_encoder=use_encoder and not refine,
                               optimise=optimise or refine, refine=refine)
-        self._invert_rid = self._bridge.submit(self._job, slot=INVERT_SLOT)
+        self._invert_request = self._bridge.submit(self._job, slot=INVERT_SLOT).on(
+            finished=self._on_inverted, failed=self._invert_failed, cancelled=self._invert_cancelled,
+            progress=self._on_progress, partial=self._on_step)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self._set_running(True)
@@ -332,8 +331,8 @@ class PhotoPanel(QWidget):
             self._job.stop.set()
 
     def cancel(self) -> None:
-        if self._invert_rid is not None:
-            self._bridge.cancel(self._invert_rid)
+        if self._invert_request is not None:
+            self._invert_request.cancel()
 
     def running(self) -> bool:
         return self._job is not None
@@ -370,7 +369,8 @@ class PhotoPanel(QWidget):
     def request_paste(self) -> None:
         ref = self._doc.state.photo
         if ref is not None and self._photos.get(ref, "") == "":  # not for a photo known to be missing
-            self._paste_rid = self._bridge.submit(PasteJob(self._doc.state), slot=PASTE_SLOT)
+            self._bridge.submit(PasteJob(self._doc.state), slot=PASTE_SLOT).on(finished=self._pasted,
+                                                                               failed=self._paste_failed)
 
     # ----- the readout: always the current photo latent's
 
@@ -412,7 +412,8 @@ class PhotoPanel(QWidget):
             return
         self.quality.setText("Measuring the reconstruction…")
         _thumb(self.recon_view, None, "…")
-        self._quality_rid = self._bridge.submit(ReconstructionJob(st), slot=QUALITY_SLOT)
+        self._bridge.submit(ReconstructionJob(st), slot=QUALITY_SLOT).on(finished=self._measured,
+                                                                         failed=self._measure_failed)
 
     def _measured(self, rec: Reconstruction) -> None:
         self._photos[rec.key.photo] = ""
@@ -423,11 +424,11 @@ class PhotoPanel(QWidget):
         self._show_readout()
         self._set_running(self.running())
 
-    def _measure_failed(self, report) -> None:
+    def _measure_failed(self, error: Exception) -> None:
         ref = self._doc.state.photo
         if ref is None:
             return
-        self._photos[ref] = (f"{str(report).rstrip('.')}. The face still renders from its latent; Invert, Refine "
+        self._photos[ref] = (f"{sentence(error).rstrip('.')}. The face still renders from its latent; Invert, Refine "
                              f"and Show in photo need the photo file.")
         self._show_readout()
         self._set_running(self.running())
@@ -454,21 +455,22 @@ class PhotoPanel(QWidget):
             self._show_readout()
         self._set_running(self.running())
 
-    def _on_result(self, slot: str, rid: int, payload) -> None:
-        if slot == SCAN_SLOT and rid == self._scan_rid:
-            self._scanned(payload)
-        elif slot == INVERT_SLOT and rid == self._invert_rid:
-            job, self._job = self._job, None
-            self._inverted(payload, job)
-        elif slot == QUALITY_SLOT and rid == self._quality_rid:
-            self._measured(payload)
-        elif slot == PASTE_SLOT and rid == self._paste_rid:
-            self.last_paste = payload
-            self._aligned = payload.aligned
-            _thumb(self.target_view, payload.aligned, "photo")
-            self.aligned.emit(payload.aligned)
-            if self.in_photo.isChecked() and payload.state == self._doc.state:
-                self.pasted.emit(payload.pasted)
+    def _pasted(self, paste: PasteResult) -> None:
+        self.last_paste = paste
+        self._aligned = paste.aligned
+        _thumb(self.target_view, paste.aligned, "photo")
+        self.aligned.emit(paste.aligned)
+        if self.in_photo.isChecked() and paste.state == self._doc.state:
+            self.pasted.emit(paste.pasted)
+
+    def _paste_failed(self, error: Exception) -> None:
+        self.message.emit(f"Cannot paste back into the photo: {sentence(error)}")
+        self.pasted.emit(None)
+
+    def _scan_failed(self, error: Exception) -> None:
+        self._pick_after_scan = False
+        self.info.setText("Could not open the photo.")
+        self.failed.emit(as_report(error).prefixed("Could not open the photo"))
 
     def _scanned(self, scan: PhotoScan) -> None:
         self._scan = scan
@@ -485,6 +487,10 @@ class PhotoPanel(QWidget):
             self.use_choice(("face", 0))
         else:
             self.choose_face()
+
+    def _on_inverted(self, outcome: InversionOutcome) -> None:
+        job, self._job, self._invert_request = self._job, None, None
+        self._inverted(outcome, job)
 
     def _inverted(self, outcome: InversionOutcome, job: InvertJob | None) -> None:
         self.last_outcome = outcome
@@ -529,38 +535,24 @@ class PhotoPanel(QWidget):
         self.message.emit(f"Refined {name} {outcome.steps} more steps: PSNR {outcome.start_psnr:.1f} → "
                           f"{outcome.psnr:.1f} dB{best}{kept}")
 
-    def _on_partial(self, slot: str, rid: int, step: InversionStep) -> None:
-        if slot != INVERT_SLOT or rid != self._invert_rid:
-            return
+    def _on_step(self, step: InversionStep) -> None:
         if step.aligned is not None:
             _thumb(self.target_view, step.aligned, "photo")
         _thumb(self.recon_view, step.image, "inverted")
         self.quality.setText(f"step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB · SSIM {step.ssim:.3f}")
 
-    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
-        if slot == INVERT_SLOT and rid == self._invert_rid:
-            self.progress.setValue(round(100 * fraction))
-            self.progress.setFormat(text or "%p%")
+    def _on_progress(self, fraction: float, text: str) -> None:
+        self.progress.setValue(round(100 * fraction))
+        self.progress.setFormat(text or "%p%")
 
-    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
-        if slot == SCAN_SLOT and rid == self._scan_rid:
-            self._pick_after_scan = False
-            self.info.setText("Could not open the photo.")
-            self.failed.emit(text.prefixed("Could not open the photo"))
-        elif slot == QUALITY_SLOT and rid == self._quality_rid:
-            self._measure_failed(text)
-        elif slot == INVERT_SLOT and rid == self._invert_rid:
-            self._job = None
-            self._set_running(False)
-            self._show_readout()
-            self.failed.emit(text.prefixed("The inversion failed"))
-        elif slot == PASTE_SLOT and rid == self._paste_rid:
-            self.message.emit(f"Cannot paste back into the photo: {text}")
-            self.pasted.emit(None)
+    def _invert_failed(self, error: Exception) -> None:
+        self._job = self._invert_request = None
+        self._set_running(False)
+        self._show_readout()
+        self.failed.emit(as_report(error).prefixed("The inversion failed"))
 
-    def _on_cancelled(self, slot: str, rid: int) -> None:
-        if slot == INVERT_SLOT and rid == self._invert_rid:
-            self._job = None
-            self._set_running(False)
-            self._show_readout()  # the kept result's numbers, not the cancelled run's last step
-            self.message.emit("Inversion cancelled: the face is unchanged")
+    def _invert_cancelled(self) -> None:
+        self._job = self._invert_request = None
+        self._set_running(False)
+        self._show_readout()  # the kept result's numbers, not the cancelled run's last step
+        self.message.emit("Inversion cancelled: the face is unchanged")

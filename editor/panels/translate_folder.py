@@ -1,7 +1,7 @@
 """The translate panel's folder batch: every photo of a folder is found, aligned, inverted and translated with the
 current settings into another folder, under a modal progress dialog with Cancel, then summed up in a message box.
 
-``FolderBatchMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, bridge, job
+``FolderBatchMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, job
 submission, tool-button builder, ``_start_dir``, ``inversion_settings``, ``message`` and ``failed``).
 """
 from __future__ import annotations
@@ -11,21 +11,23 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
-from engine import ErrorReport, FolderSummary, TranslateFolderJob
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import as_report
+from engine import FolderSummary, TranslateFolderJob
 
 FOLDER_SLOT = "translate-folder"
 PROGRESS_STEPS = 1000
 
 
 def batch_dialog(parent, text: str, cancel) -> QProgressDialog:
-    """The window-modal progress dialog of a folder batch; its Cancel calls ``cancel()``."""
+    """The window-modal progress dialog of a folder batch; its Cancel calls ``cancel()``. Not shown yet:
+    ``setValue(0)`` shows it."""
     dialog = QProgressDialog(text, "Cancel", 0, PROGRESS_STEPS, parent)
     dialog.setWindowTitle("Translate a folder")
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setAutoReset(False)
     dialog.setAutoClose(False)
     dialog.setMinimumDuration(0)
-    dialog.setValue(0)
     dialog.canceled.connect(cancel)
     return dialog
 
@@ -57,20 +59,26 @@ def summary_lines(summary: FolderSummary, out, noun: str) -> list[str]:
 
 
 class BatchDialogMixin:
-    """Starting a folder batch and closing its progress dialog, for a widget with ``_bridge``, ``_start_dir()``,
+    """Starting a folder batch and closing its progress dialog, for a widget with ``_start_dir()``,
     ``_folder_dialog``, ``_folder_out`` and ``_last_dir``."""
 
-    def _start_batch(self, folder, out, submit) -> int | None:
-        """Ask for the folders not given, then ``submit(folder, out) -> request id`` and show the progress."""
+    def _start_batch(self, folder, out, submit) -> QtRequest | None:
+        """Ask for the folders not given, then ``submit(folder, out) -> request`` and show the progress; the
+        request's progress moves the dialog (``_folder_progress``), its Cancel cancels the request."""
         chosen = ask_folders(self, self._start_dir(), folder, out)
         if chosen is None:
             return None
         folder, out = chosen
         self._last_dir, self._folder_out = str(folder), out
-        rid = submit(str(folder), str(out))
-        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…",
-                                           lambda: self._bridge.cancel(rid))
-        return rid
+        request = submit(str(folder), str(out)).on(progress=self._folder_progress)
+        self._folder_dialog = batch_dialog(self, f"Translating the photos of {folder.name}…", request.cancel)
+        self._folder_dialog.setValue(0)  # shows it, and may run the event loop: the batch is ready for its events
+        return request
+
+    def _folder_progress(self, fraction: float, text: str) -> None:
+        dialog = self._folder_dialog  # setValue may run the event loop, and the result may close the dialog there
+        dialog.setLabelText(text)
+        dialog.setValue(round(PROGRESS_STEPS * fraction))
 
     def _close_folder_dialog(self) -> None:
         dialog, self._folder_dialog = self._folder_dialog, None
@@ -93,19 +101,15 @@ class FolderBatchMixin(BatchDialogMixin):
                                         "found, aligned, inverted and translated with these settings, one PNG each",
                                         lambda: self.translate_folder())
 
-    def translate_folder(self, folder: str | Path | None = None, out: str | Path | None = None) -> int | None:
+    def translate_folder(self, folder: str | Path | None = None,
+                         out: str | Path | None = None) -> QtRequest | None:
         """Translate every photo in ``folder`` into ``out`` with the current settings (dialogs ask without them)."""
         st = self._doc.state
         if st.translation is None or self._folder_dialog is not None:
             return None
         return self._start_batch(folder, out, lambda f, o: self._submit(
-            TranslateFolderJob(st, f, o, self.inversion_settings()), FOLDER_SLOT))
-
-    def _folder_progress(self, fraction: float, text: str) -> None:
-        dialog = self._folder_dialog  # setValue may run the event loop, and the result may close the dialog there
-        if dialog is not None:
-            dialog.setLabelText(text)
-            dialog.setValue(round(PROGRESS_STEPS * fraction))
+            TranslateFolderJob(st, f, o, self.inversion_settings()), FOLDER_SLOT, finished=self._folder_done,
+            failed=self._folder_failed, cancelled=self._folder_cancelled))
 
     def _folder_done(self, summary: FolderSummary) -> None:
         self._close_folder_dialog()
@@ -116,9 +120,9 @@ class FolderBatchMixin(BatchDialogMixin):
                                        QMessageBox.StandardButton.Ok, self)
         self.summary_box.open()
 
-    def _folder_failed(self, text: ErrorReport) -> None:
+    def _folder_failed(self, error: Exception) -> None:
         self._close_folder_dialog()
-        self.failed.emit(text.prefixed("Translating the folder stopped"))
+        self.failed.emit(as_report(error).prefixed("Translating the folder stopped"))
 
     def _folder_cancelled(self) -> None:
         self._close_folder_dialog()

@@ -2,7 +2,8 @@
 one as the translation's appearance, and the export of a page of samples at full resolution.
 
 ``StyleGridPopup`` is the widget; ``StyleGridMixin`` is the part of ``TranslatePanel`` that drives it (it uses the
-panel's document, job submission, tool-button builder, ``_start_dir``, ``refresh``, ``_set`` and ``message``).
+panel's document, job submission, tool-button builder, ``_start_dir``, ``refresh``, ``_set``, ``_job_failed`` and
+``message``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from editor.controllers.bridge import QtRequest
 from editor.panels.generation_panel import SEED_MAX
 from editor.widgets.images import HeldImage
 from engine import SamplesExportJob, Source, StyleGrid, StyleGridJob, with_style
@@ -176,7 +178,8 @@ class StyleGridMixin:
         key = (with_style(st, None), self.grid_seed.value())
         if key != self._grid_key:
             self._grid_key = key
-            self._submit(StyleGridJob(key[0], seed=key[1], n=GRID_N), GRID_SLOT)
+            self._submit(StyleGridJob(key[0], seed=key[1], n=GRID_N), GRID_SLOT, finished=self._grid_ready,
+                         failed=self._job_failed)
 
     def _grid_ready(self, grid: StyleGrid) -> None:
         self.grid = grid
@@ -188,7 +191,7 @@ class StyleGridMixin:
         chosen = tr.style.seed if tr is not None and tr.style is not None else None
         self.grid_panel.check(self.grid.seeds if self.grid is not None else (), chosen)
 
-    def export_samples(self, folder: str | Path | None = None) -> int | None:
+    def export_samples(self, folder: str | Path | None = None) -> QtRequest | None:
         """Write the grid's seeds at full resolution into ``folder`` (a dialog asks without it)."""
         st = self._doc.state
         if st.translation is None:
@@ -199,7 +202,11 @@ class StyleGridMixin:
                 return None
         seeds = tuple(range(self.grid_seed.value(), self.grid_seed.value() + GRID_N))
         self.message.emit(f"Writing {len(seeds)} style samples to {folder}…")
-        return self._submit(SamplesExportJob(st, seeds, str(folder)), SAMPLES_SLOT)
+        return self._submit(SamplesExportJob(st, seeds, str(folder)), SAMPLES_SLOT, finished=self._samples_written,
+                            failed=self._job_failed, progress=self._samples_progress)
+
+    def _samples_progress(self, _fraction: float, text: str) -> None:
+        self.message.emit(f"Style samples: {text}")
 
     def _samples_written(self, paths: tuple[str, ...]) -> None:
         self.message.emit(f"Wrote {len(paths)} style samples to {Path(paths[0]).parent}")

@@ -32,18 +32,19 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
+from editor.controllers.bridge import QtRequest
 from editor.dialogs.compare_window import CompareWindow
+from editor.dialogs.error_box import as_report, sentence
 from editor.panels.model_panel import MODEL_FILTER
-from editor.panels.translate_folder import FOLDER_SLOT, FolderBatchMixin
+from editor.panels.translate_folder import FolderBatchMixin
 from editor.panels.translate_grid import GRID_N as GRID_N
-from editor.panels.translate_grid import GRID_SLOT, SAMPLES_SLOT, StyleGridMixin
-from editor.panels.translate_reference import REF_INVERT_SLOT, REF_SCAN_SLOT, ReferenceImageMixin
+from editor.panels.translate_grid import StyleGridMixin
+from editor.panels.translate_reference import ReferenceImageMixin
 from editor.widgets.icons import icon, tool_button
 from engine import (
     DISTANCE_LATENTS,
     DistanceJob,
     EditState,
-    ErrorReport,
     InversionSettings,
     ModelDistance,
     ModelRef,
@@ -94,12 +95,13 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
 
     ``message(str)`` for the status bar, ``failed(ErrorReport)`` for errors the user must see, ``dragging(bool)``
     while a slider is held, ``source(image or None)``: the untranslated face while a translation is on (the
-    "before")."""
+    "before"), ``referenceRunningChanged(bool)`` when a reference image's inversion starts or ends."""
 
     message = Signal(str)
     failed = Signal(object)  # ErrorReport
     dragging = Signal(bool)
     source = Signal(object)
+    referenceRunningChanged = Signal(bool)
 
     def __init__(self, document, bridge, settings=None, *, shipped: list | None = None,
                  parent: QWidget | None = None):
@@ -108,7 +110,6 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         self._shipped = shipped_targets() if shipped is None else list(shipped)
         self._opened: list[ModelRef] = []  # target files opened in this session, offered again in the combo
         self._depths: tuple[int, ...] = (0, *FALLBACK_DEPTHS)
-        self._rids: dict[str, int] = {}
         self._source_key: EditState | None = None
         self._distance_key: tuple | None = None
         self._last_dir = ""
@@ -233,11 +234,6 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
             slider.sliderPressed.connect(lambda: self.dragging.emit(True))
             slider.sliderReleased.connect(self._released)
         self.grid_seed.valueChanged.connect(lambda _: self._grid_timer.start())
-        bridge.result.connect(self._on_result)
-        bridge.partial.connect(self._on_partial)
-        bridge.progress.connect(self._on_progress)
-        bridge.failed.connect(self._on_failed)
-        bridge.cancelled.connect(self._on_cancelled)
         document.changed.connect(lambda *_: self.refresh())
         document.modelLoaded.connect(lambda _: self.refresh())
         self._set_reference_running(False)
@@ -293,7 +289,8 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
             self._doc.edit("Translation off", translation=None)
             return
         self.message.emit(f"Loading {ref.label()}…")
-        self._submit(TargetJob(self._doc.state.model, ref), TARGET_SLOT)
+        self._submit(TargetJob(self._doc.state.model, ref), TARGET_SLOT, finished=self._target_checked,
+                     failed=self._target_failed)
 
     def toggle(self) -> None:
         """Switch the translation off, or back on with the last settings (T)."""
@@ -324,6 +321,11 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
             new = dataclasses.replace(tr, target=info.ref, style=tr.style if tr.style is None or
                                       tr.style.seed is not None else None)
         self._doc.edit(f"Translate into {info.ref.label()}", translation=new)
+
+    def _target_failed(self, error: Exception) -> None:
+        self.refresh()
+        self.distance.setText("")
+        self.failed.emit(as_report(error).prefixed("Cannot translate into this model"))
 
     def default_depth(self) -> int:
         choices = self._depths[1:]
@@ -453,13 +455,20 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
         if key != self._distance_key:
             self._distance_key = key
             self.distance.setText("Measuring the distance to the base…")
-            self._submit(DistanceJob(*key), DISTANCE_SLOT)
+            self._submit(DistanceJob(*key), DISTANCE_SLOT, finished=self._distance_ready,
+                         failed=self._distance_failed)
 
     def request_source(self) -> None:
         st = self._doc.state
         if st.translation is not None and st.replace(translation=None) != self._source_key:
             self._source_key = st.replace(translation=None)
-            self._submit(SourceRenderJob(st), SOURCE_SLOT)
+            self._submit(SourceRenderJob(st), SOURCE_SLOT, finished=self._source_ready, failed=self._job_failed)
+
+    def _source_ready(self, render: SourceRender) -> None:
+        st = self._doc.state
+        if st.translation is not None and render.state.replace(translation=None) == st.replace(translation=None):
+            self.last_source = render
+            self.source.emit(render.image)
 
     def _distance_ready(self, d: ModelDistance) -> None:
         self.last_distance = d
@@ -470,73 +479,15 @@ class TranslatePanel(StyleGridMixin, ReferenceImageMixin, FolderBatchMixin, QWid
             text += " · fine-tuned from another model than this face's"
         self.distance.setText(text)
 
-    # ----- engine events
+    def _distance_failed(self, error: Exception) -> None:
+        self.distance.setText(f"Distance not measured: {sentence(error)}")
 
-    def _submit(self, job, slot: str) -> int:
-        rid = self._bridge.submit(job, slot=slot)
-        self._rids[slot] = rid
-        return rid
+    # ----- engine requests
 
-    def _mine(self, slot: str, rid: int) -> bool:
-        return self._rids.get(slot) == rid
+    def _submit(self, job, slot: str, **handlers) -> QtRequest:
+        """Submit ``job`` in ``slot``; ``handlers`` (``finished=``, ``failed=``, …) listen to its request."""
+        return self._bridge.submit(job, slot=slot).on(**handlers)
 
-    def _on_result(self, slot: str, rid: int, payload) -> None:
-        if not self._mine(slot, rid):
-            return
-        if slot == TARGET_SLOT:
-            self._target_checked(payload)
-        elif slot == SOURCE_SLOT:
-            if self._doc.state.translation is not None and payload.state.replace(translation=None) == \
-                    self._doc.state.replace(translation=None):
-                self.last_source = payload
-                self.source.emit(payload.image)
-        elif slot == GRID_SLOT:
-            self._grid_ready(payload)
-        elif slot == DISTANCE_SLOT:
-            self._distance_ready(payload)
-        elif slot == SAMPLES_SLOT:
-            self._samples_written(payload)
-        elif slot == REF_SCAN_SLOT:
-            self._reference_scanned(payload)
-        elif slot == REF_INVERT_SLOT:
-            self._reference_inverted(payload)
-        elif slot == FOLDER_SLOT:
-            self._folder_done(payload)
-
-    def _on_partial(self, slot: str, rid: int, step) -> None:
-        if slot == REF_INVERT_SLOT and self._mine(slot, rid):
-            self._reference_step(step)
-
-    def _on_progress(self, slot: str, rid: int, fraction: float, text: str) -> None:
-        if not self._mine(slot, rid):
-            return
-        if slot == REF_INVERT_SLOT:
-            self.ref_progress.setValue(round(100 * fraction))
-        elif slot == FOLDER_SLOT:
-            self._folder_progress(fraction, text)
-        elif slot == SAMPLES_SLOT:
-            self.message.emit(f"Style samples: {text}")
-
-    def _on_failed(self, slot: str, rid: int, text: ErrorReport) -> None:
-        if not self._mine(slot, rid):
-            return
-        if slot == TARGET_SLOT:
-            self.refresh()
-            self.distance.setText("")
-            self.failed.emit(text.prefixed("Cannot translate into this model"))
-        elif slot == DISTANCE_SLOT:
-            self.distance.setText(f"Distance not measured: {text}")
-        elif slot in (REF_SCAN_SLOT, REF_INVERT_SLOT):
-            self._reference_failed(text)
-        elif slot == FOLDER_SLOT:
-            self._folder_failed(text)
-        elif slot in (GRID_SLOT, SOURCE_SLOT, SAMPLES_SLOT):
-            self.message.emit(f"Translate: {text}")
-
-    def _on_cancelled(self, slot: str, rid: int) -> None:
-        if not self._mine(slot, rid):
-            return
-        if slot == REF_INVERT_SLOT:
-            self._reference_cancelled()
-        elif slot == FOLDER_SLOT:
-            self._folder_cancelled()
+    def _job_failed(self, error: Exception) -> None:
+        """A render around the translation failed (the untranslated face, the grid, the samples): say so."""
+        self.message.emit(f"Translate: {sentence(error)}")

@@ -1,9 +1,9 @@
 """The translate panel's reference image: its faces are found (a picker when there are several), the chosen one is
 aligned and inverted in the target model, and the resulting latent becomes the translation's appearance.
 
-``ReferenceImageMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, bridge, job
-submission, tool-button builder, ``_start_dir``, ``inversion_settings``, ``refresh``, ``style_label``, ``message``
-and ``failed``).
+``ReferenceImageMixin`` is the part of ``TranslatePanel`` that runs it (it uses the panel's document, job
+submission, tool-button builder, ``_start_dir``, ``inversion_settings``, ``refresh``, ``style_label``, ``message``,
+``failed`` and ``referenceRunningChanged``).
 """
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QProgressBar
 
+from editor.controllers.bridge import QtRequest
+from editor.dialogs.error_box import as_report
 from editor.dialogs.face_picker import FacePicker
 from editor.panels.photo_panel import PHOTO_FILTER
 from engine import (
     EditState,
-    ErrorReport,
     InversionOutcome,
+    InversionStep,
     InvertJob,
     ModelRef,
     PhotoScan,
@@ -38,6 +40,7 @@ class ReferenceImageMixin:
         self._ref_scan: PhotoScan | None = None
         self._ref_target: ModelRef | None = None
         self._ref_running = False
+        self._ref_request: QtRequest | None = None  # the reference's inversion (for Cancel)
         self.picker: FacePicker | None = None
         self.reference_button = self._tool("reference_image", "Image…", "Appearance from a reference image: its "
                                            "face is found, aligned and inverted in the target model",
@@ -65,7 +68,8 @@ class ReferenceImageMixin:
             return
         self._ref_path, self._ref_target = str(path), st.model
         self.style_label.setText(f"Reading {Path(path).name}…")
-        self._submit(ScanJob(str(path), st), REF_SCAN_SLOT)
+        self._submit(ScanJob(str(path), st), REF_SCAN_SLOT, finished=self._reference_scanned,
+                     failed=self._reference_failed)
 
     def _reference_scanned(self, scan: PhotoScan) -> None:
         self._ref_scan = scan
@@ -88,26 +92,35 @@ class ReferenceImageMixin:
         transform = (face_transform(scan.faces[value], size=scan.size, recipe=scan.recipe) if kind == "face" else
                      box_transform(tuple(float(v) for v in value), size=scan.size))
         job = InvertJob(st, self._ref_path, transform, self.inversion_settings(), use_encoder=True, optimise=True)
-        self._submit(job, REF_INVERT_SLOT)
+        self._ref_request = self._submit(job, REF_INVERT_SLOT, finished=self._reference_inverted,
+                                         failed=self._reference_failed, cancelled=self._reference_cancelled,
+                                         progress=self._reference_progress, partial=self._reference_step)
         self.ref_progress.setValue(0)
         self.ref_progress.setFormat("inverting in the target…")
         self._set_reference_running(True)
 
     def cancel_reference(self) -> None:
-        rid = self._rids.get(REF_INVERT_SLOT)
-        if rid is not None:
-            self._bridge.cancel(rid)
+        if self._ref_request is not None:
+            self._ref_request.cancel()
 
     def reference_running(self) -> bool:
         return self._ref_running
 
     def _set_reference_running(self, on: bool) -> None:
+        changed = on != self._ref_running
         self._ref_running = on
+        if not on:
+            self._ref_request = None
         self.ref_progress.setVisible(on)
         self.ref_cancel.setVisible(on)
         self.reference_button.setEnabled(not on)
+        if changed:
+            self.referenceRunningChanged.emit(on)
 
-    def _reference_step(self, step) -> None:
+    def _reference_progress(self, fraction: float, _text: str) -> None:
+        self.ref_progress.setValue(round(100 * fraction))
+
+    def _reference_step(self, step: InversionStep) -> None:
         self.ref_progress.setFormat(f"step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB")
 
     def _reference_inverted(self, outcome: InversionOutcome) -> None:
@@ -120,10 +133,10 @@ class ReferenceImageMixin:
         self._doc.edit(f"Appearance from {name}", translation=dataclasses.replace(tr, style=outcome.state.base))
         self.message.emit(f"Appearance from {name} (inverted in {tr.target.label()}: PSNR {outcome.psnr:.1f} dB)")
 
-    def _reference_failed(self, text: ErrorReport) -> None:
+    def _reference_failed(self, error: Exception) -> None:
         self._set_reference_running(False)
         self.refresh()
-        self.failed.emit(text.prefixed("Cannot use the reference image"))
+        self.failed.emit(as_report(error).prefixed("Cannot use the reference image"))
 
     def _reference_cancelled(self) -> None:
         self._set_reference_running(False)

@@ -25,7 +25,7 @@ METHODS = {"encoder+optimiser": (True, True), "optimiser": (False, True), "encod
 
 
 class _Bar:
-    """A tqdm bar fed by the job's progress events."""
+    """A tqdm bar fed by the job's progress reports and partial results."""
 
     def __init__(self, quiet: bool):
         from tqdm import tqdm
@@ -33,13 +33,12 @@ class _Bar:
         self.bar = tqdm(total=1000, desc="invert", file=sys.stderr, disable=quiet,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
 
-    def __call__(self, event) -> None:
-        if event.kind == "progress":
-            self.bar.n = round(1000 * event.payload[0])
-            self.bar.refresh()
-        elif event.kind == "partial":
-            self.bar.set_description_str(f"invert · step {event.payload.step}/{event.payload.total} · "
-                                         f"PSNR {event.payload.psnr:.1f} dB")
+    def progress(self, fraction: float, _message: str) -> None:
+        self.bar.n = round(1000 * fraction)
+        self.bar.refresh()
+
+    def partial(self, step) -> None:
+        self.bar.set_description_str(f"invert · step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB")
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -55,7 +54,7 @@ def cmd_invert(args) -> int:
     model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
     state = EditState(model=model)
     bar = _Bar(args.quiet)
-    ctx = InlineContext(device=device, listener=bar)
+    ctx = InlineContext(device=device, on_progress=bar.progress, on_partial=bar.partial)
     scan = ScanJob(str(args.photo), state)(ctx)
     if args.box is not None:
         transform = box_transform(args.box, size=scan.size)

@@ -13,6 +13,7 @@ from engine.files.images import save_png, to_pil
 from engine.files.storage import file_sha256
 from engine.jobs.render import render_in_worker
 from engine.project import EditState, ModelRef, ProjectError, project_dict
+from engine.worker import JobContext
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 LATENT_FORMATS = (".npy", ".pt")
@@ -111,7 +112,7 @@ class BatchExportJob:
     folder: str
     ext: str = ".png"
 
-    def __call__(self, ctx) -> tuple[str, ...]:
+    def __call__(self, ctx: JobContext) -> tuple[str, ...]:
         image_format(f"x{self.ext}")
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from engine.jobs.translate import FolderSummary, batch_photos
 from engine.photos.align import AlignTransform, align_image, face_transform, whole_image_transform
 from engine.photos.faces import detect_faces
 from engine.project import EditState, ModelRef, ProjectError
+from engine.worker import JobContext
 
 INPUTS = ("face", "photo", "file")
 MAX_SAMPLES = 64
@@ -82,7 +83,7 @@ def pin(ref: ModelRef) -> ModelRef:
     return ModelRef(path=str(path.resolve()), sha256=file_sha256(path))
 
 
-def cached_i2i(ctx, ref: ModelRef) -> I2IModel:
+def cached_i2i(ctx: JobContext, ref: ModelRef) -> I2IModel:
     """The image-to-image model ``ref`` names, from the worker's cache; a file that changed is refused."""
     def load() -> I2IModel:
         path = Path(ref.path)
@@ -116,7 +117,7 @@ class I2IInput:
         return {"kind": self.kind, "path": self.path}
 
 
-def input_image(ctx, state: EditState, source: I2IInput) -> np.ndarray:
+def input_image(ctx: JobContext, state: EditState, source: I2IInput) -> np.ndarray:
     """uint8 [H, W, 3] of the input."""
     if source.kind == "face":
         return render_in_worker(ctx, state, translate=False)
@@ -221,18 +222,19 @@ class I2IStrip:
     ms: float
 
 
-def _prepared(ctx, model: I2IModel, image: np.ndarray, lines: bool | None) -> tuple[torch.Tensor, str | None]:
+def _prepared(ctx: JobContext, model: I2IModel, image: np.ndarray,
+              lines: bool | None) -> tuple[torch.Tensor, str | None]:
     x, notice = fit_input(image, model.size)
     x = x.to(ctx.device)
     return (line_drawing(x) if (model.wants_lines if lines is None else lines) else x), notice
 
 
-def _reference(ctx, model: I2IModel, path: str) -> torch.Tensor:
+def _reference(ctx: JobContext, model: I2IModel, path: str) -> torch.Tensor:
     ref, _ = fit_input(cached_photo(ctx, path).pixels, model.size)
     return reference_code(model, ref.to(ctx.device))
 
 
-def sample_codes(ctx, model: I2IModel, specs: list[SampleSpec]) -> torch.Tensor:
+def sample_codes(ctx: JobContext, model: I2IModel, specs: list[SampleSpec]) -> torch.Tensor:
     """One code (BicycleGAN z) or style (TUNIT) per spec. -> [N, nz or sty_dim]"""
     codes = []
     for s in specs:
@@ -249,7 +251,7 @@ def sample_codes(ctx, model: I2IModel, specs: list[SampleSpec]) -> torch.Tensor:
     return torch.stack([c.to(ctx.device) for c in codes])
 
 
-def run_request(ctx, model: I2IModel, x: torch.Tensor, specs: list[SampleSpec]) -> list[np.ndarray]:
+def run_request(ctx: JobContext, model: I2IModel, x: torch.Tensor, specs: list[SampleSpec]) -> list[np.ndarray]:
     """The samples of prepared input ``x`` [1, 3, S, S] for ``specs``."""
     if not specs:
         return []
@@ -264,7 +266,7 @@ class I2IJob:
     state: EditState
     request: I2IRequest
 
-    def __call__(self, ctx) -> I2IStrip:
+    def __call__(self, ctx: JobContext) -> I2IStrip:
         t0 = time.perf_counter()
         model = cached_i2i(ctx, self.request.model)
         if self.request.clusters is None and model.method == "tunit" and not model.styles \
@@ -301,7 +303,7 @@ class I2IExportJob:
     folder: str
     prefix: str = ""
 
-    def __call__(self, ctx) -> tuple[str, ...]:
+    def __call__(self, ctx: JobContext) -> tuple[str, ...]:
         model = cached_i2i(ctx, self.request.model)
         x, _ = _prepared(ctx, model, input_image(ctx, self.state, self.request.input), self.request.lines)
         folder = Path(self.folder)
@@ -330,7 +332,7 @@ class SaveImageJob:
     spec: SampleSpec | None = None
     method: str = ""
 
-    def __call__(self, ctx) -> str:
+    def __call__(self, ctx: JobContext) -> str:
         extras = None if self.request is None else sample_extras(self.request, self.spec, self.method)
         return str(save_image(self.path, self.image, state=self.state, extras=extras))
 
@@ -347,7 +349,7 @@ class I2IFolderJob:
     align: bool = True
     detector: str = "auto"
 
-    def __call__(self, ctx) -> FolderSummary:
+    def __call__(self, ctx: JobContext) -> FolderSummary:
         t0 = time.perf_counter()
         named, out = batch_photos(self.folder, self.out)
         model = cached_i2i(ctx, self.request.model)

@@ -31,6 +31,7 @@ from engine.photos.align import AlignTransform, align_image, paste_back
 from engine.photos.faces import Face, detect_faces
 from engine.photos.read import Photo, load_photo
 from engine.project import EditState, NoiseMaps, PhotoRef, ProjectError, Source
+from engine.worker import JobContext
 
 PREVIEW_EVERY = 10
 
@@ -45,7 +46,7 @@ def alignment_recipe(G: Generator) -> str:
     return "synthetic" if data.startswith("synth:") else "ffhq"
 
 
-def cached_photo(ctx, path: str, sha256: str | None = None) -> Photo:
+def cached_photo(ctx: JobContext, path: str, sha256: str | None = None) -> Photo:
     """The photo at ``path`` through the worker's photo cache; refuses a file that changed since (sha256)."""
     photo = ctx.photos.get(("photo", str(path)), lambda: load_photo(path))
     if sha256 is not None and photo.sha256 != sha256:
@@ -56,7 +57,7 @@ def cached_photo(ctx, path: str, sha256: str | None = None) -> Photo:
     return photo
 
 
-def encoder_for(ctx, G: Generator):
+def encoder_for(ctx: JobContext, G: Generator):
     """The shipped encoder if it was trained for ``G`` (same sha256), else None (the optimiser starts at w_avg)."""
     sha = getattr(getattr(G, "model_info", None), "sha256", None)
     info = manifest("encoder")
@@ -86,7 +87,7 @@ def reconstruct(G: Generator, state: EditState, target: torch.Tensor) -> tuple[t
     return image, float(psnr(image, target)[0]), float(ssim(image, target)[0])
 
 
-def photo_of(ctx, ref: PhotoRef) -> Photo:
+def photo_of(ctx: JobContext, ref: PhotoRef) -> Photo:
     """The photo a face was inverted from, through the worker's cache; a missing or changed file is an error."""
     if not Path(ref.path).is_file():
         raise ProjectError(f"the photo {ref.name} is no longer at {ref.path}")
@@ -112,7 +113,7 @@ class ScanJob:
     state: EditState
     detector: str = "auto"
 
-    def __call__(self, ctx) -> PhotoScan:
+    def __call__(self, ctx: JobContext) -> PhotoScan:
         t0 = time.perf_counter()
         ctx.progress(0.0, f"reading {Path(self.path).name}")
         G = cached_model(ctx, self.state.model)
@@ -180,7 +181,7 @@ class InvertJob:
     refine: bool = False
     stop: threading.Event = field(default_factory=threading.Event, compare=False)
 
-    def __call__(self, ctx) -> InversionOutcome:
+    def __call__(self, ctx: JobContext) -> InversionOutcome:
         t0 = time.perf_counter()
         G = cached_model(ctx, self.state.model)
         if self.transform.size != G.img_resolution:
@@ -233,7 +234,7 @@ class InvertJob:
         return self.optimise and (s.optimize_noise or s.noise_init != "const"
                                   or (self.refine and self.state.noise_maps is not None))
 
-    def _start(self, ctx, G: Generator, target: torch.Tensor):
+    def _start(self, ctx: JobContext, G: Generator, target: torch.Tensor):
         """(init_ws [1, num_ws, w_dim] or None, init_noise or None, whether the encoder gave the guess)."""
         st = self.state
         if self.refine and st.base is not None:
@@ -264,7 +265,7 @@ class PasteJob:
 
     state: EditState
 
-    def __call__(self, ctx) -> PasteResult:
+    def __call__(self, ctx: JobContext) -> PasteResult:
         t0 = time.perf_counter()
         ref = self.state.photo
         if ref is None:
@@ -296,7 +297,7 @@ class ReconstructionJob:
 
     state: EditState
 
-    def __call__(self, ctx) -> Reconstruction:
+    def __call__(self, ctx: JobContext) -> Reconstruction:
         key = photo_latent(self.state)
         ref = key.photo
         if ref is None or key.base is None:

@@ -26,6 +26,7 @@ from engine.files.storage import file_sha256
 from engine.models.estimator import load_estimator
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
+from engine.worker import JobContext
 
 
 def row_resolutions(cfg: GeneratorConfig) -> tuple[int, ...]:
@@ -66,7 +67,7 @@ def load_model(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generato
     return G.to(device)
 
 
-def cached_model(ctx, ref: ModelRef) -> Generator:
+def cached_model(ctx: JobContext, ref: ModelRef) -> Generator:
     """The generator for ``ref`` from the worker's model cache (loaded on first use)."""
     return ctx.models.get(("stylegan2", ref.path, ref.sha256), lambda: load_model(ref, device=ctx.device))
 
@@ -257,28 +258,28 @@ class FlowProbeJob:
 
     ref: ModelRef
 
-    def __call__(self, ctx) -> FlowProbe:
+    def __call__(self, ctx: JobContext) -> FlowProbe:
         ref = pinned(self.ref)
         flow = load_flow(default_flow_path() if ref.is_default else Path(ref.path))
         return FlowProbe(ref, flow.cfg.cond_dim, flow.layout, flow.layout_source == STATED, flow.layout_source,
                          flow.info.description)
 
 
-def cached_tools(ctx, state: EditState) -> FlowTools:
+def cached_tools(ctx: JobContext, state: EditState) -> FlowTools:
     """The flow tools of ``state.flow`` with ``state.flow_layout``, from the worker's model cache."""
     ref, layout = state.flow, state.flow_layout
     return ctx.models.get(("flow", ref.path, ref.sha256, layout),
                           lambda: load_flow_tools(ref, layout=layout, device=ctx.device))
 
 
-def cached_condition(ctx, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
+def cached_condition(ctx: JobContext, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
     """The estimator's reading [1, C] of the state's face before attribute edits, memoised per face."""
     base = state.replace(edits=(), locks=())
     return ctx.memo.get(("cond0", base),
                         lambda: read_condition(tools.estimator, render_state(G, base), layout=tools.layout))
 
 
-def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
+def worker_ws(ctx: JobContext, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they reach [1, C], using
     the worker's caches. Edited latents are memoised per state: the frame, its attribute reading and a latent
     export of the same state share one flow solve."""
@@ -296,7 +297,7 @@ def worker_ws(ctx, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.
     return ctx.memo.get(("edited", state), solve)
 
 
-def render_in_worker(ctx, state: EditState, *, max_resolution: int | None = None,
+def render_in_worker(ctx: JobContext, state: EditState, *, max_resolution: int | None = None,
                      translate: bool = True) -> np.ndarray:
     """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits);
     with a translation (and ``translate``), the image of the target model instead (``render_translation``)."""
@@ -357,7 +358,7 @@ class RenderJob:
     state: EditState
     preview_limit: int | None = None
 
-    def __call__(self, ctx) -> RenderResult:
+    def __call__(self, ctx: JobContext) -> RenderResult:
         t0 = time.perf_counter()
         res = preview_resolution(cached_model(ctx, self.state.model), self.preview_limit)
         image = render_in_worker(ctx, self.state, max_resolution=res)
@@ -370,7 +371,7 @@ class ModelJob:
 
     ref: ModelRef
 
-    def __call__(self, ctx) -> ModelSummary:
+    def __call__(self, ctx: JobContext) -> ModelSummary:
         ctx.progress(0.0, f"loading {self.ref.label()}")
         ref = pinned(self.ref)
         G = cached_model(ctx, ref)
@@ -398,7 +399,7 @@ class ThumbnailJob:
     sources: tuple[Source, ...]
     limit: int = 64
 
-    def __call__(self, ctx) -> ThumbnailResult:
+    def __call__(self, ctx: JobContext) -> ThumbnailResult:
         G = cached_model(ctx, self.state.model)
         res = preview_resolution(G, self.limit)
         images = []
@@ -415,7 +416,7 @@ class LatentJob:
 
     state: EditState
 
-    def __call__(self, ctx) -> np.ndarray:
+    def __call__(self, ctx: JobContext) -> np.ndarray:
         G = cached_model(ctx, self.state.model)
         return worker_ws(ctx, G, self.state)[0][0].cpu().numpy().astype(np.float32)
 
@@ -441,7 +442,7 @@ class AttributeReadJob:
 
     state: EditState
 
-    def __call__(self, ctx) -> AttributeReading:
+    def __call__(self, ctx: JobContext) -> AttributeReading:
         G = cached_model(ctx, self.state.model)
         tools = cached_tools(ctx, self.state)
         cond0 = cached_condition(ctx, G, self.state, tools)

@@ -24,6 +24,7 @@ from engine.jobs.photo import InvertJob, ScanJob
 from engine.jobs.render import ModelSummary, cached_model, pinned, render_in_worker, summarize
 from engine.photos.align import face_transform
 from engine.project import EditState, ModelRef, ProjectError, Source
+from engine.worker import JobContext
 
 TARGET_KIND = "finetuned-generator"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -64,7 +65,7 @@ def shipped_targets(folder: Path = ASSETS_DIR) -> list[ShippedTarget]:
     return sorted(found, key=lambda t: t.domain)
 
 
-def _check_target(ctx, state: EditState):
+def _check_target(ctx: JobContext, state: EditState):
     """(base generator, target generator) of a translated state; refuses a state without a translation and a
     target of another architecture."""
     tr = state.translation
@@ -99,7 +100,7 @@ class TargetJob:
     base: ModelRef
     target: ModelRef
 
-    def __call__(self, ctx) -> TargetInfo:
+    def __call__(self, ctx: JobContext) -> TargetInfo:
         ctx.progress(0.0, f"loading {self.target.label()}")
         ref = pinned(self.target)
         T = cached_model(ctx, ref)
@@ -123,7 +124,7 @@ class SourceRenderJob:
 
     state: EditState
 
-    def __call__(self, ctx) -> SourceRender:
+    def __call__(self, ctx: JobContext) -> SourceRender:
         return SourceRender(self.state, render_in_worker(ctx, self.state, translate=False))
 
 
@@ -145,7 +146,7 @@ class StyleGridJob:
     seed: int
     n: int = 8
 
-    def __call__(self, ctx) -> StyleGrid:
+    def __call__(self, ctx: JobContext) -> StyleGrid:
         if self.n < 1:
             raise ValueError(f"a style grid needs at least one sample, got n={self.n}")
         _check_target(ctx, self.state)
@@ -167,7 +168,7 @@ class SamplesExportJob:
     seeds: tuple[int, ...]
     folder: str
 
-    def __call__(self, ctx) -> tuple[str, ...]:
+    def __call__(self, ctx: JobContext) -> tuple[str, ...]:
         _check_target(ctx, self.state)
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,7 @@ class DistanceJob:
     seed: int = 0
     depths: bool = False
 
-    def __call__(self, ctx) -> ModelDistance:
+    def __call__(self, ctx: JobContext) -> ModelDistance:
         def measure() -> ModelDistance:
             ctx.progress(0.0, f"measuring how far {self.target.label()} is from its base")
             G, T = cached_model(ctx, self.base), cached_model(ctx, self.target)
@@ -226,9 +227,9 @@ class FolderSummary:
 
 
 class _Share:
-    """A job context seen by a sub-job: its progress mapped into [lo, hi] of the whole, its partials dropped."""
+    """The ``JobContext`` a sub-job sees: its progress mapped into [lo, hi] of the whole, its partials dropped."""
 
-    def __init__(self, ctx, lo: float, hi: float, prefix: str):
+    def __init__(self, ctx: JobContext, lo: float, hi: float, prefix: str):
         self._ctx, self._lo, self._hi, self._prefix = ctx, lo, hi, prefix
         self.device, self.models, self.memo, self.photos = ctx.device, ctx.models, ctx.memo, ctx.photos
 
@@ -284,7 +285,7 @@ class TranslateFolderJob:
     optimise: bool = True
     detector: str = "auto"
 
-    def __call__(self, ctx) -> FolderSummary:
+    def __call__(self, ctx: JobContext) -> FolderSummary:
         t0 = time.perf_counter()
         if self.state.translation is None:
             raise ProjectError("no translation is set: choose a target model first")

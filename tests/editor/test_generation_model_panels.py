@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PySide6.QtCore import QObject, Signal
 
 from editor.controllers.document import Document
 from editor.controllers.settings import Settings
@@ -170,11 +169,11 @@ def test_preferences_refuse_a_device_this_machine_cannot_open_and_keep_the_old_o
     dialog.apply()
     assert Settings(tmp_path / "p.ini").device == "cpu"
 
-class _Bridge(QObject):
-    """The bridge's signals without a worker."""
+class _Bridge:
+    """A bridge without a worker, for widgets that submit nothing in the test."""
 
-    result, partial = Signal(str, int, object), Signal(str, int, object)
-    progress, failed, cancelled = Signal(str, int, float, str), Signal(str, int, object), Signal(str, int)
+    def submit(self, job, *, slot: str = "render"):
+        raise AssertionError(f"no job expected, got {job!r} in slot {slot!r}")
 
 
 def test_every_registered_icon_resolves(qtbot):

@@ -36,10 +36,10 @@ def test_opening_a_photo_or_inverting_is_refused_while_an_inversion_runs(qtbot, 
     asked = []
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: asked.append(a) or ("", ""))
     start_long_inversion(qtbot, win)
-    rid = win.photo_panel._invert_rid
+    inverting = win.photo_panel._invert_request
     QTest.keyClick(win, Qt.Key.Key_P, CTRL_SHIFT)
     QTest.keyClick(win, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
-    assert asked == [] and win.photo_panel._invert_rid == rid
+    assert asked == [] and win.photo_panel._invert_request is inverting and inverting is not None
     assert not win.act_open_photo.isEnabled() and not win.act_invert.isEnabled()
     assert "no other photo" in win.statusBar().currentMessage()
     win.photo_panel.cancel()

@@ -12,7 +12,7 @@ from PIL import Image
 
 from editor.controllers.document import Document
 from editor.controllers.projects import ProjectController
-from editor.panels.photo_panel import PhotoPanel
+from editor.panels.photo_panel import INVERT_SLOT, SCAN_SLOT, PhotoPanel
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.jobs.photo import ReconstructionJob
 from engine.project import ModelRef, Source, save_project
@@ -188,13 +188,15 @@ def test_nothing_else_starts_while_an_inversion_runs(qtbot, panel, tmp_path):
     panel.open_path(str(ASTRONAUT))
     qtbot.waitUntil(lambda: "/3000 ·" in panel.quality.text(), timeout=60000)
     assert running == [True] and "Esc" in messages[-1]  # the status bar says how to cancel
-    rids = panel._scan_rid, panel._invert_rid
+    inverting = panel._invert_request
+    assert inverting is not None and panel._bridge.newest(SCAN_SLOT) is None  # the scan has ended
     other = tmp_path / "other.png"
     shutil.copy(ASTRONAUT, other)
     panel.open_path(str(other))
     assert "inversion is running" in messages[-1]
     panel.start_inversion()
-    assert "inversion is running" in messages[-1] and (panel._scan_rid, panel._invert_rid) == rids
+    assert "inversion is running" in messages[-1] and panel._invert_request is inverting
+    assert panel._bridge.newest(SCAN_SLOT) is None and panel._bridge.newest(INVERT_SLOT) is inverting  # none sent
     panel.cancel()
     qtbot.waitUntil(lambda: not panel.running(), timeout=30000)
     assert running == [True, False] and panel._doc.state.photo is None

@@ -84,4 +84,5 @@ def test_requests_after_shutdown_are_ignored_not_raised(qtbot, tiny_state):
 
     b = EngineBridge(device="cpu").start()
     b.shutdown()
-    assert b.submit(lambda ctx: 1, slot="x") == 0 and b.newest("x") is None
+    request = b.submit(lambda ctx: 1, slot="x")
+    assert request.done() and request.handle is None and b.newest("x") is None  # queued nowhere, emits nothing
