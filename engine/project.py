@@ -133,13 +133,15 @@ class NoiseMaps:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseMaps":
+        """The inverse of ``to_dict`` (the maps' bytes are zlib-compressed base64 there)."""
+        if not isinstance(d, dict) or not isinstance(d.get("zlib"), str):
+            raise ProjectError("the stored noise maps lack their data (a base64 text under 'zlib')")
         try:
             data = zlib.decompress(base64.b64decode(d["zlib"], validate=True))
-            return cls(data, tuple(tuple(int(x) for x in s) for s in d["shapes"]))
-        except (KeyError, TypeError, ValueError, zlib.error) as e:
-            if isinstance(e, ProjectError):
-                raise
-            raise ProjectError(f"the stored noise maps are unreadable ({e})") from e
+        except (ValueError, zlib.error) as e:
+            raise ProjectError(f"the stored noise maps are unreadable ({e})") from None
+        rest = {k: v for k, v in d.items() if k != "zlib"}
+        return from_dict(cls, rest | {"data": data}, what="the noise maps", error=ProjectError, unknown="ignore")
 
 
 @dataclass(frozen=True)

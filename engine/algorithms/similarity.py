@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from engine.models.ops import gaussian_blur
+
 WINDOW = 11
 SIGMA = 1.5
 K1 = 0.01
@@ -33,34 +35,25 @@ def psnr(a: torch.Tensor, b: torch.Tensor, *, data_range: float = 2.0) -> torch.
     return 10 * torch.log10(data_range**2 / mse)
 
 
-def _gaussian_taps(window: int, sigma: float, *, device, dtype) -> torch.Tensor:
-    x = torch.arange(window, device=device, dtype=dtype) - (window - 1) / 2
-    g = torch.exp(-x.square() / (2 * sigma**2))
-    return g / g.sum()  # [window]
-
-
-def _blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter over the valid region: [B, C, H, W] -> [B, C, H - k + 1, W - k + 1]."""
-    c = x.shape[1]
-    k = taps.numel()
-    x = F.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
-    return F.conv2d(x, taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-
-
 def _ssim_terms(a: torch.Tensor, b: torch.Tensor, *, data_range: float, window: int,
                 sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(SSIM, contrast-structure) per image, each averaged over channels and valid positions. [B], [B]"""
     if min(a.shape[-2:]) < window:
         raise ValueError(f"SSIM needs images of at least {window}x{window} pixels (its window), got "
                          f"{a.shape[-2]}x{a.shape[-1]}")
+    if window % 2 != 1:
+        raise ValueError(f"the SSIM window must be an odd number of pixels, got {window}")
     a, b = a.float(), b.float()
-    taps = _gaussian_taps(window, sigma, device=a.device, dtype=a.dtype)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, C, H - window + 1, W - window + 1]
+        return gaussian_blur(x, sigma, radius=window // 2, padding="valid")
+
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    mu_a, mu_b = _blur(a, taps), _blur(b, taps)
-    var_a = _blur(a * a, taps) - mu_a.square()
-    var_b = _blur(b * b, taps) - mu_b.square()
-    cov = _blur(a * b, taps) - mu_a * mu_b
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a.square()
+    var_b = blur(b * b) - mu_b.square()
+    cov = blur(a * b) - mu_a * mu_b
     cs = (2 * cov + c2) / (var_a + var_b + c2)  # [B, C, h, w]
     lum = (2 * mu_a * mu_b + c1) / (mu_a.square() + mu_b.square() + c1)
     return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)

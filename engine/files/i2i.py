@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from engine.convert.bicyclegan import FORMAT as BICYCLEGAN_FORMAT
@@ -27,6 +26,7 @@ from engine.convert.i2i_common import read_source
 from engine.convert.tunit import CHECKPOINT_LIST, NETWORK_KEYS, load_tunit
 from engine.errors import ModelFormatError
 from engine.models import bicyclegan, tunit
+from engine.models.ops import gaussian_blur
 from engine.models.tunit import FORMAT as TUNIT_FORMAT
 
 METHODS = ("bicyclegan", "tunit")
@@ -172,21 +172,12 @@ def fit_input(image: np.ndarray, size: int) -> tuple[torch.Tensor, str | None]:
     return x, notice
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [B, 1, H, W] with ``sigma`` in pixels."""
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype) ** 2 / (2 * sigma * sigma))
-    k = k / k.sum()
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
-
-
 def line_drawing(x: torch.Tensor) -> torch.Tensor:
     """Dark lines on white from images: XDoG on the luma. x [B, 3, H, W] in [-1, 1] -> [B, 3, H, W] in [-1, 1]
     (the three channels equal)."""
     luma = sum(c * x[:, i:i + 1] for i, c in enumerate(_LUMA)) * 0.5 + 0.5  # [B, 1, H, W] in [0, 1]
     sigma = LINE_SIGMA * x.shape[-1]
-    d = _blur(luma, sigma) - LINE_P * _blur(luma, sigma * LINE_K)
+    d = gaussian_blur(luma, sigma) - LINE_P * gaussian_blur(luma, sigma * LINE_K)
     e = torch.where(d >= LINE_EPS, torch.ones_like(d), 1 + torch.tanh(LINE_PHI * (d - LINE_EPS)))
     return (e.clamp(0, 1) * 2 - 1).expand(-1, 3, -1, -1).contiguous()
 

@@ -1,4 +1,5 @@
-"""Pure-PyTorch reference ops for the StyleGAN2 networks: FIR resampling (upfirdn2d) and biased leaky ReLU.
+"""Pure-PyTorch reference ops: FIR resampling (upfirdn2d) and biased leaky ReLU for the StyleGAN2 networks, and
+the one Gaussian blur (line drawings, synthetic styles, augmentation, SSIM's window).
 
 Nothing here compiles or touches CUDA; every op runs wherever its input tensor lives.
 """
@@ -11,6 +12,8 @@ import torch.nn.functional as F
 
 SQRT2 = math.sqrt(2.0)
 LRELU_SLOPE = 0.2
+MIN_SIGMA = 1e-3  # px: a narrower Gaussian is a single tap of 1 (the image unchanged)
+BLUR_PADDINGS = ("replicate", "valid")
 
 
 def fir_taps(taps: tuple[float, ...] | list[float], *, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -71,3 +74,51 @@ def bias_lrelu(x: torch.Tensor, bias: torch.Tensor | None, *, gain: float = 1.0,
     if clamp is not None:
         x = x.clamp(-clamp, clamp)
     return x
+
+
+def gaussian_taps(sigma: float | torch.Tensor, *, radius: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Normalised Gaussian taps ``exp(-t^2 / (2 sigma^2))`` at t = -radius..radius pixels (K = 2 radius + 1).
+
+    sigma: a number -> [K]; a tensor [B] (one per image) -> [B, K]. A sigma below ``MIN_SIGMA`` counts as
+    ``MIN_SIGMA``: its taps are a single 1, so sigma 0 leaves an image unchanged."""
+    t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)  # [K]
+    if isinstance(sigma, torch.Tensor):
+        s = sigma.to(device=device, dtype=dtype).clamp_min(MIN_SIGMA)[:, None]  # [B, 1]
+        k = torch.exp(-t.square() / (2 * s.square()))  # [B, K]
+        return k / k.sum(1, keepdim=True)
+    s = max(float(sigma), MIN_SIGMA)
+    k = torch.exp(-t.square() / (2 * s * s))
+    return k / k.sum()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float | torch.Tensor, *, radius: int | None = None,
+                  padding: str = "replicate") -> torch.Tensor:
+    """Separable Gaussian blur (rows, then columns) of x [B, C, H, W], each channel on its own.
+
+    sigma: in pixels, a number for every image or a tensor [B] with one per image (then ``radius`` is required).
+    radius: taps each side (default ``max(1, ceil(3 sigma))``). padding: ``"replicate"`` the border pixels ->
+    [B, C, H, W], or ``"valid"`` (no padding, only the positions the whole window covers) -> [B, C, H - 2r, W - 2r].
+    """
+    if padding not in BLUR_PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(BLUR_PADDINGS)}, got {padding!r}")
+    if radius is None:
+        if isinstance(sigma, torch.Tensor):
+            raise ValueError("a blur with one sigma per image needs its radius")
+        radius = max(1, math.ceil(3 * sigma))
+    b, c, h, w = x.shape
+    taps = gaussian_taps(sigma, radius=radius, device=x.device, dtype=x.dtype)
+    if taps.ndim == 1:
+        return _separable(x, taps.expand(c, -1), radius, padding)
+    y = _separable(x.reshape(1, b * c, h, w), taps.repeat_interleave(c, 0), radius, padding)  # [1, B*C, h', w']
+    return y.view(b, c, *y.shape[-2:])
+
+
+def _separable(x: torch.Tensor, taps: torch.Tensor, radius: int, padding: str) -> torch.Tensor:
+    """Channel g of x [N, G, H, W] filtered by taps[g] [G, K] along the rows, then the columns."""
+    g = taps.shape[0]
+    if padding != "valid":
+        x = F.pad(x, (radius, radius, 0, 0), mode=padding)
+    x = F.conv2d(x, taps[:, None, None, :], groups=g)
+    if padding != "valid":
+        x = F.pad(x, (0, 0, radius, radius), mode=padding)
+    return F.conv2d(x, taps[:, None, :, None], groups=g)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.models.ops import gaussian_blur
 from engine.synth.render import Scene, build_scene, coverage, line_profile, smoothstep
 
 # irradiance / pi = sum_k A_k c_k Y_k(n), A = (pi, 2pi/3, pi/4) / pi per SH order
@@ -39,16 +40,9 @@ def _specular(scene: Scene, *, power: float) -> torch.Tensor:
 
 
 def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur, ``sigma`` in image widths (skipped below a third of a pixel)."""
+    """``gaussian_blur`` with ``sigma`` in image widths, 2.5 sigma each side (skipped below a third of a pixel)."""
     s = sigma * img.shape[-1]
-    if s < 0.33:
-        return img
-    r = max(1, math.ceil(2.5 * s))
-    k = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32) ** 2) / (2 * s * s))
-    k = (k / k.sum()).to(img.dtype)
-    c = img.shape[1]
-    img = F.conv2d(F.pad(img, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(img, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    return img if s < 0.33 else gaussian_blur(img, s, radius=max(1, math.ceil(2.5 * s)))
 
 
 def _shaded(scene: Scene) -> torch.Tensor:

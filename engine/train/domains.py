@@ -49,6 +49,7 @@ from engine.models.domains import (
     load_domains,
     save_domains,
 )
+from engine.models.ops import gaussian_blur
 from engine.runtime import set_threads
 from engine.synth import DOMAINS, build_scene, sample_params
 from engine.synth.styles import STYLES, check_domain
@@ -163,19 +164,6 @@ def training_batch(cfg: DomainTrainConfig, step: int) -> tuple[torch.Tensor, tor
     params = sample_params(k, seed=cfg.seed, start_index=step * k)
     labels = torch.arange(len(cfg.domains)).repeat_interleave(k)
     return render_domains(params, size=cfg.size, domains=cfg.domains), labels
-
-
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, *, radius: int) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma (pixels; 0 = unchanged) per image, replicate borders.
-    [B,C,H,W], sigma [B] -> [B,C,H,W]"""
-    b, c, h, w = x.shape
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)  # [K]
-    k = torch.exp(-t.square() / (2 * sigma.to(x.dtype).clamp_min(1e-3)[:, None].square()))  # [B, K]
-    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [B*C, K]
-    y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(b * c, 1, -1, 1), groups=b * c)
-    return y.view(b, c, h, w)
 
 
 def augment(x: torch.Tensor, *, gen: torch.Generator, cfg: DomainTrainConfig) -> torch.Tensor:
