@@ -134,3 +134,28 @@ def test_the_model_panel_reports_a_failure_with_the_engines_exception_kept(qtbot
     assert isinstance(report, ErrorReport) and isinstance(report.exception, ModelFormatError)
     assert report.kind == "ModelFormatError" and "Traceback" in report.details
     assert report.message.startswith("Could not load the model.") and "ModelFormatError" not in report.message
+
+
+def test_a_widget_hears_only_its_own_requests(qtbot, tmp_path, bridge, tiny_state):
+    from editor.controllers.document import Document
+    from editor.controllers.settings import Settings
+    from editor.panels.model_panel import ModelPanel
+    from editor.panels.photo_panel import PhotoPanel
+
+    doc = Document(tiny_state)
+    model_panel = ModelPanel(doc, bridge, Settings(tmp_path / "s.ini"))
+    photo_panel = PhotoPanel(doc, bridge)
+    for panel in (model_panel, photo_panel):
+        qtbot.addWidget(panel)
+    failures = {"model": [], "photo": []}
+    model_panel.failed.connect(failures["model"].append)
+    photo_panel.failed.connect(failures["photo"].append)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo at all")
+    model_panel.load_current()
+    photo_panel.open_path(str(broken))  # both in flight on the same bridge, in different slots
+    qtbot.waitUntil(lambda: doc.summary is not None and bool(failures["photo"]), timeout=20000)
+    qtbot.wait(50)
+    assert failures["model"] == [] and len(failures["photo"]) == 1  # the photo's failure reached its panel only
+    assert isinstance(failures["photo"][0].exception, PhotoError)
+    assert photo_panel.info.text() == "Could not open the photo." and "tiny.pt" in model_panel.info.text()
