@@ -4,6 +4,7 @@ layout, lighting presets and the fast solver's steps), loaded into ``engine.mode
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -15,6 +16,8 @@ from engine.files.checkpoints import atomic_torch_save
 from engine.files.loading import ModelInfo
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF
+
+log = logging.getLogger(__name__)
 
 
 def flow_checkpoint(flow: ConditionalCNF, *, extras: dict | None = None,
@@ -74,4 +77,6 @@ def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCN
     extras = obj.get("extras") if isinstance(obj, dict) and obj.get("format") == FORMAT else None
     flow.extras = dict(extras) if isinstance(extras, dict) else {}  # e.g. lighting presets written by `train flow`
     flow.layout, flow.layout_source = stated, source_text
+    log.info("loaded attribute flow %s (%s [%s], condition of %d values, layout %s, sha256 %s)", label, description,
+             fmt, cfg.cond_dim, source_text, sha)
     return flow

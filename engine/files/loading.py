@@ -7,7 +7,9 @@ pickles. Anything else is refused with a ``ModelFormatError`` that names what wa
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from engine.errors import ModelFormatError, describe
 from engine.files import checkpoints
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+
+log = logging.getLogger(__name__)
 
 W_AVG_SAMPLES = 4096
 W_AVG_SEED = 0x5EED
@@ -225,14 +229,20 @@ def load_generator(source) -> Generator:
 
     The module carries ``G.model_info`` (format, description, conversion notes, sha256 of the file).
     """
+    t0 = time.perf_counter()
     kind, obj, label, sha, path = _source(source)
     cfg, sd, notes, fmt, desc = _generator_parts(kind, obj, label)
+    log.debug("%s: a %s file, detected as %s", label, kind, desc)
     notes = list(notes)
     G = build_generator(cfg, sd, label=label, notes=notes)
     extras = obj.get("extras") if fmt == "face-editor" else None
     data = extras.get("data") if isinstance(extras, dict) else None
     G.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path,
                              training_data=data if isinstance(data, str) and data else None)
+    log.info("loaded generator %s (%s [%s], %d px, %d W+ rows, sha256 %s) in %.2f s", label, desc, fmt,
+             cfg.img_resolution, cfg.num_ws, sha, time.perf_counter() - t0)
+    for note in notes:
+        log.debug("%s: %s", label, note)
     return G
 
 
