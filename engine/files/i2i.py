@@ -221,11 +221,5 @@ def cluster_style(model: I2IModel, k: int) -> torch.Tensor:
     return model.styles[k]
 
 
-def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
-    """[N, 3, H, W] in [-1, 1] -> N uint8 [H, W, 3]."""
-    a = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [np.ascontiguousarray(im.permute(1, 2, 0).numpy()) for im in a]
-
-
 __all__ = ["I2IModel", "load_i2i", "fit_input", "line_drawing", "code_for_seed", "sweep_code", "reference_code",
-           "translate", "cluster_style", "to_uint8", "METHODS", "METHOD_NAMES"]
+           "translate", "cluster_style", "METHODS", "METHOD_NAMES"]

@@ -12,13 +12,18 @@ from PIL import Image, PngImagePlugin
 from engine.files.paths import names_only
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """Raw images [B, C, H, W] (nominal range [-1, 1]) -> uint8 [B, H, W, C], as NVIDIA's scripts convert them:
-    ``clamp(x * 127.5 + 128, 0, 255)`` truncated to integers."""
+def to_uint8(img: torch.Tensor, *, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
+    """Images [B, C, H, W] whose nominal range is ``value_range`` (lo, hi) -> C-contiguous uint8 [B, H, W, C], as
+    NVIDIA's scripts convert raw generator output: ``clamp(x * s + 0.5 - lo * s, 0, 255)`` truncated to integers,
+    s = 255 / (hi - lo) (for [-1, 1]: ``x * 127.5 + 128``), so every level rounds to the nearest, halves up."""
     if img.ndim != 4:
         raise ValueError(f"expected images [B, C, H, W], got shape {tuple(img.shape)}")
-    x = (img.detach().to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must go from low to high, got {value_range}")
+    scale = 255.0 / (hi - lo)
+    x = (img.detach().to(torch.float32) * scale + (0.5 - lo * scale)).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def to_pil(arr: np.ndarray) -> Image.Image:

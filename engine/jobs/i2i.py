@@ -29,9 +29,9 @@ from engine.files.i2i import (
     load_i2i,
     reference_code,
     sweep_code,
-    to_uint8,
     translate,
 )
+from engine.files.images import to_uint8
 from engine.files.storage import file_sha256
 from engine.jobs.export import save_image
 from engine.jobs.photo import cached_photo
@@ -256,7 +256,7 @@ def run_request(ctx: JobContext, model: I2IModel, x: torch.Tensor, specs: list[S
     if not specs:
         return []
     with torch.no_grad():
-        return to_uint8(translate(model, x, sample_codes(ctx, model, specs)))
+        return list(to_uint8(translate(model, x, sample_codes(ctx, model, specs))))
 
 
 @dataclass(frozen=True)

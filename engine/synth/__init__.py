@@ -17,7 +17,6 @@ from engine.synth.dataset import (
                       read_labels,
                       run_synth,
                       sample_batch,
-                      to_uint8,
                       write_dataset,
 )
 from engine.synth.params import (
@@ -47,5 +46,5 @@ __all__ = [
     "sample_params", "draw_params", "sample_rng", "clip_params", "with_params", "attributes", "lighting_sh",
     "light_direction", "sh_basis", "sh_coefficients",
     "PARAM_NAMES", "PARAM_INDEX", "PARAM_RANGES", "NUM_PARAMS", "ATTRIBUTE_NAMES", "SH_NAMES", "CONDITION_NAMES",
-    "sample_batch", "write_dataset", "read_labels", "to_uint8", "add_synth_arguments", "run_synth", "cli_synth",
+    "sample_batch", "write_dataset", "read_labels", "add_synth_arguments", "run_synth", "cli_synth",
 ]

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
+from engine.files.images import to_uint8
 from engine.synth.params import (
     ATTRIBUTE_NAMES,
     NUM_PARAMS,
@@ -52,11 +52,6 @@ def sample_batch(batch_size: int, *, size: int, domain: str = "photo",
     return images, params, attributes(params)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """RGB in [0,1] [B,3,H,W] -> uint8 [B,H,W,3]."""
-    return (images.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 def write_dataset(out_dir, *, domain: str = "photo", n: int, size: int = 64, seed: int = 0, batch: int = 64,
                   start_index: int = 0, progress: Progress | None = None) -> Path:
     """Render ``n`` faces to ``out_dir/NNNNN.png`` and write ``out_dir/labels.json``; returns the labels path.
@@ -78,7 +73,7 @@ def write_dataset(out_dir, *, domain: str = "photo", n: int, size: int = 64, see
         count = min(batch, n - first)
         index0 = start_index + first
         params = sample_params(count, seed=seed, start_index=index0)
-        pixels = to_uint8(render_faces(params, size=size, domain=domain))
+        pixels = to_uint8(render_faces(params, size=size, domain=domain), value_range=(0.0, 1.0))
         conditions = attributes(params)
         for k in range(count):
             name = f"{index0 + k:0{digits}d}.png"

@@ -16,7 +16,7 @@ from PIL import Image
 from engine.errors import ModelFormatError
 from engine.files import i2i
 from engine.files.checkpoints import save_generator
-from engine.files.images import read_png_parameters
+from engine.files.images import read_png_parameters, to_uint8
 from engine.jobs.i2i import (
     I2IExportJob,
     I2IFolderJob,
@@ -175,7 +175,7 @@ def test_bicyclegan_samples_are_seeded_and_each_is_reproduced_alone(ctx, state, 
         np.testing.assert_array_equal(alone.images[0], image)
     x, _ = i2i.fit_input(strip.input_image, SIZE)
     G = files["b"]["G"]
-    expected = i2i.to_uint8(bicyclegan.translate(G, x, bicyclegan.sample_codes(1, 4, seed=6)).clamp(-1, 1))[0]
+    expected = to_uint8(bicyclegan.translate(G, x, bicyclegan.sample_codes(1, 4, seed=6)).clamp(-1, 1))[0]
     np.testing.assert_array_equal(strip.images[1], expected)
 
 
@@ -183,7 +183,7 @@ def test_lines_turn_the_input_into_a_line_drawing_first(ctx, state, files):
     plain = I2IJob(state, I2IRequest(ref(files["bicyclegan"]), lines=False, n=1))(ctx)
     drawn = I2IJob(state, I2IRequest(ref(files["bicyclegan"]), lines=None, n=1))(ctx)  # the model wants lines
     x, _ = i2i.fit_input(plain.input_image, SIZE)
-    np.testing.assert_array_equal(drawn.input_image, i2i.to_uint8(i2i.line_drawing(x))[0])
+    np.testing.assert_array_equal(drawn.input_image, to_uint8(i2i.line_drawing(x))[0])
     assert not np.array_equal(drawn.images[0], plain.images[0])
 
 
@@ -208,7 +208,7 @@ def test_a_reference_image_adds_its_encoded_sample_first(ctx, state, files, tmp_
     assert strip.labels == ("from ref.png", "z seed 0", "z seed 1")
     x, _ = i2i.fit_input(strip.input_image, SIZE)
     code = bicyclegan.encode(files["b"]["E"], i2i.fit_input(face(64, seed=3), SIZE)[0])
-    expected = i2i.to_uint8(bicyclegan.translate(files["b"]["G"], x, code).clamp(-1, 1))[0]
+    expected = to_uint8(bicyclegan.translate(files["b"]["G"], x, code).clamp(-1, 1))[0]
     np.testing.assert_array_equal(strip.images[0], expected)
 
 
@@ -218,7 +218,7 @@ def test_tunit_translates_with_every_cluster_style_and_a_reference(ctx, state, f
     x, _ = i2i.fit_input(strip.input_image, SIZE)
     styles = tunit_styles(files["t"])
     for image, k in zip(strip.images, (0, 2)):
-        expected = i2i.to_uint8(tunit.translate(files["t"]["G_EMA"], x, styles[k]).clamp(-1, 1))[0]
+        expected = to_uint8(tunit.translate(files["t"]["G_EMA"], x, styles[k]).clamp(-1, 1))[0]
         np.testing.assert_array_equal(image, expected)
     picked = I2IJob(state, I2IRequest(ref(files["tunit"]), clusters=(2,)))(ctx)
     np.testing.assert_array_equal(picked.images[0], strip.images[1])
@@ -226,7 +226,7 @@ def test_tunit_translates_with_every_cluster_style_and_a_reference(ctx, state, f
     Image.fromarray(face(SIZE, seed=8)).save(path)
     with_ref = I2IJob(state, I2IRequest(ref(files["tunit"]), reference=str(path), clusters=()))(ctx)
     s = tunit.reference_style(files["t"]["C_EMA"], i2i.fit_input(face(SIZE, seed=8), SIZE)[0])
-    np.testing.assert_array_equal(with_ref.images[0], i2i.to_uint8(tunit.translate(files["t"]["G_EMA"], x, s))[0])
+    np.testing.assert_array_equal(with_ref.images[0], to_uint8(tunit.translate(files["t"]["G_EMA"], x, s))[0])
     with pytest.raises(ProjectError, match="no cluster styles"):
         I2IJob(state, I2IRequest(ref(files["ckpt"])))(ctx)
     with pytest.raises(ValueError, match="no style for cluster 1"):
@@ -251,7 +251,7 @@ def test_the_photo_input_is_the_aligned_crop_of_the_photo(ctx, state, files):
     with_photo = state.replace(photo=PhotoRef(str(DATA / "astronaut_face.png"), photo.sha256, t.quad, t.size))
     strip = I2IJob(with_photo, I2IRequest(ref(files["tunit"]), I2IInput("photo")))(ctx)
     assert "48×48" in strip.notice
-    np.testing.assert_array_equal(strip.input_image, i2i.to_uint8(i2i.fit_input(align_image(photo.pixels, t),
+    np.testing.assert_array_equal(strip.input_image, to_uint8(i2i.fit_input(align_image(photo.pixels, t),
                                                                                 SIZE)[0])[0])
 
 

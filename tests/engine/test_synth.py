@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from engine import synth
+from engine.files.images import to_uint8
 
 SIZE = 64
 EYES = (slice(24, 37), slice(18, 46))  # rows, cols around both eyes at 64 px (eyes near v=0.47, u=0.38/0.62)
@@ -42,7 +43,7 @@ def test_same_seed_same_pixels_and_samples_regenerate_alone():
     batch, params, cond = synth.sample_batch(6, size=SIZE, domain="photo", rng_or_seed=11)
     alone, params4, _ = synth.sample_batch(1, size=SIZE, domain="photo", rng_or_seed=11, start_index=4)
     assert np.array_equal(params4[0], params[4])
-    assert np.array_equal(synth.to_uint8((alone + 1) / 2), synth.to_uint8((batch[4:5] + 1) / 2))
+    assert np.array_equal(to_uint8(alone), to_uint8(batch[4:5]))
     assert torch.equal(synth.render_faces(a, size=SIZE), synth.render_faces(a, size=SIZE))
 
 
@@ -155,7 +156,7 @@ def test_dataset_writer_round_trips(tmp_path):
     assert np.allclose(labels["lighting_sh"], synth.lighting_sh(labels["params"]), atol=1e-6)
     png = np.asarray(Image.open(path.parent / "00003.png"))
     assert png.shape == (32, 32, 3) and png.dtype == np.uint8
-    again = synth.to_uint8(synth.render_faces(labels["params"][3:4], size=32, domain="sketch"))[0]
+    again = to_uint8(synth.render_faces(labels["params"][3:4], size=32, domain="sketch"), value_range=(0, 1))[0]
     assert np.array_equal(png, again)
 
 
