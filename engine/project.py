@@ -20,7 +20,7 @@ from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
 from engine.files.configs import DictForm, from_dict
 from engine.files.paths import relative_to, resolve_from
-from engine.files.storage import atomic_write
+from engine.files.storage import write_text_atomic
 from engine.models.stylegan2 import NOISE_MODES
 from engine.photos.align import AlignTransform
 
@@ -282,11 +282,6 @@ def project_dict(state: EditState, *, extras: dict | None = None) -> dict:
 
 def _is_path_key(key) -> bool:
     return isinstance(key, str) and (key == "path" or key.endswith("_path"))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (``engine.files.storage.atomic_write``)."""
-    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from engine.files.images import to_uint8
+from engine.files.storage import write_text_atomic
 from engine.synth.params import (
     ATTRIBUTE_NAMES,
     NUM_PARAMS,
@@ -88,11 +88,7 @@ def write_dataset(out_dir, *, domain: str = "photo", n: int, size: int = 64, see
             progress(first + count, n)
     labels = {"domain": domain, "size": size, "seed": seed, "param_names": list(PARAM_NAMES),
               "attribute_names": list(ATTRIBUTE_NAMES), "sh_names": list(SH_NAMES), "images": records}
-    path = out / LABELS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(labels))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(out / LABELS_FILE, json.dumps(labels))
 
 
 def read_labels(out_dir) -> dict:
