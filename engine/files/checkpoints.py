@@ -43,18 +43,14 @@ def module_checkpoint(module: torch.nn.Module, *, fmt: str, version: int, meta_k
             "state_dict": module_state(module, weights_dtype=weights_dtype), meta_key: dict(meta or {})}
 
 
-def read_checkpoint_source(source, *, noun: str, dict_what: str,
-                           read_file: Callable[[str | os.PathLike], tuple[object, str]] | None = None
-                           ) -> tuple[object, str]:
+def read_checkpoint_source(source, *, noun: str, dict_what: str) -> tuple[object, str]:
     """``(content, what)`` of a model path or an already-loaded dict; ``what`` names it in messages (the path, or
-    ``dict_what``). Paths go through ``read_file`` (default: ``storage.read_model_file``, which only accepts
-    ``torch.save`` files here, read with ``weights_only=True``). ``noun`` ("an encoder") names the expected model."""
+    ``dict_what``). Paths go through ``storage.read_model_file``, and only ``torch.save`` files (read with
+    ``weights_only=True``) are accepted. ``noun`` ("an encoder") names the expected model."""
     if isinstance(source, dict):
         return source, dict_what
     if not isinstance(source, (str, os.PathLike)):
         raise ModelFormatError(f"not {noun}: expected a file path or a checkpoint dict, got {describe(source)}")
-    if read_file is not None:
-        return read_file(source)
     what = str(source)
     kind, obj = read_model_file(source)
     if kind != "torch":
@@ -74,7 +70,8 @@ def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str,
     """Check a project-format dict (format ``fmt`` of ``version``), build ``module_cls`` from its config
     (``arch_config``) and load its weights strictly; every problem is a ``ModelFormatError`` prefixed by ``what``.
     ``noun`` ("an encoder") and ``label`` ("encoder") name the model in messages. With ``state_dtypes``, every tensor
-    of the state dict must have one of them and is loaded as float32. Returns the module (in training mode)."""
+    of the state dict must have one of them and is loaded as float32. Weights that are NaN or infinite anywhere are
+    refused. Returns the module (in training mode)."""
     if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
         found = ckpt.get("format") if isinstance(ckpt, dict) else describe(ckpt)
         raise ModelFormatError(f"{what}: not {noun} (format {found!r}, expected {fmt!r})")
@@ -96,11 +93,34 @@ def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str,
             names = " / ".join(str(d).removeprefix("torch.") for d in state_dtypes)
             raise ModelFormatError(f"{what}: 'state_dict' is missing or holds something other than {names} tensors")
         state = {k: v.to(torch.float32) for k, v in state.items()}
+    if any(isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+           for v in state.values()):
+        raise ModelFormatError(f"{what}: the weights hold non-finite values (NaN or infinity)")
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise ModelFormatError(f"{what}: weights do not match the architecture: {e}") from None
     return module
+
+
+def load_module(source, *, fmt: str, version: int, noun: str, label: str, config_cls, module_cls,
+                meta_key: str = "extras", state_dtypes: tuple[torch.dtype, ...] | None = None,
+                check: Callable[[torch.nn.Module], str | None] | None = None):
+    """A small model (in eval mode) from a project-format file or dict (``module_checkpoint``'s layout):
+    ``read_checkpoint_source`` then ``build_from_checkpoint``, its metadata under ``meta_key`` (a dictionary, or
+    absent) kept as the module's attribute of that name. ``noun`` ("an encoder") and ``label`` ("encoder") name the
+    model in messages; ``check(module)`` may name one more problem of the loaded model. Every problem is a
+    ``ModelFormatError``."""
+    ckpt, what = read_checkpoint_source(source, noun=noun, dict_what=f"{label} dict")
+    module = build_from_checkpoint(ckpt, what=what, fmt=fmt, version=version, noun=noun, label=label,
+                                   config_cls=config_cls, module_cls=module_cls, state_dtypes=state_dtypes)
+    if check is not None and (problem := check(module)):
+        raise ModelFormatError(f"{what}: {problem}")
+    meta = ckpt.get(meta_key)
+    if meta is not None and not isinstance(meta, dict):
+        raise ModelFormatError(f"{what}: '{meta_key}' must be a dictionary, got {describe(meta)}")
+    setattr(module, meta_key, dict(meta or {}))
+    return module.eval()
 
 
 def is_own_checkpoint(obj) -> bool:

@@ -15,12 +15,11 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
-from engine.models.estimator import ResidualBlock, init_weights
+from engine.models.estimator import ResidualBlock, fit_images, init_weights
 
 FORMAT = "face-editor/domains"
 FORMAT_VERSION = 1
@@ -85,20 +84,10 @@ class DomainClassifier(nn.Module):
     def domain_names(self) -> tuple[str, ...]:
         return self.cfg.domain_names
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Check the shape and resize to the training size (antialiased bilinear). -> [B,3,S,S] float32"""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"images must be [B, 3, H, W] RGB in [-1, 1], got shape {tuple(x.shape)}")
-        x = x.to(torch.float32)
-        s = self.cfg.input_size
-        if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return x
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Mean and standard deviation over space of the last stage. [B,3,H,W] -> [B, 2 * widths[-1]]"""
         # contiguous layout: channels_last backward corrupted memory with some widths (12) on torch 2.13 CPU
-        h = self.stages(self.stem(self.prepare(x)))  # [B, C, s, s]
+        h = self.stages(self.stem(fit_images(x, self.cfg.input_size)))  # [B, C, s, s]
         return torch.cat([h.mean(dim=(2, 3)), h.flatten(2).std(dim=2, unbiased=False)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,12 +139,8 @@ def save_domains(path: str | os.PathLike, model: DomainClassifier, *, extras: di
 def load_domains(path_or_dict) -> DomainClassifier:
     """A domain classifier (in eval mode) from a project-format file or dict; ModelFormatError says what is
     wrong. Files are read with ``weights_only=True``."""
-    ckpt, what = read_checkpoint_source(path_or_dict, noun="a domain classifier", dict_what="domain classifier dict")
-    model = build_from_checkpoint(ckpt, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="a domain classifier",
-                                  label="domain classifier", config_cls=DomainConfig, module_cls=DomainClassifier)
-    extras = ckpt.get("extras")
-    model.extras = dict(extras) if isinstance(extras, dict) else {}
-    return model.eval()
+    return load_module(path_or_dict, fmt=FORMAT, version=FORMAT_VERSION, noun="a domain classifier",
+                       label="domain classifier", config_cls=DomainConfig, module_cls=DomainClassifier)
 
 
 __all__ = ["DomainConfig", "DomainClassifier", "domain_index", "classify", "confidence", "domains_checkpoint",

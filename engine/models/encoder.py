@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import ModelFormatError, describe
-from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.errors import ModelFormatError
+from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
 from engine.models.ops import LRELU_SLOPE, SQRT2
 from engine.models.stylegan2 import GeneratorConfig, channels_from_base
@@ -227,18 +227,9 @@ def save_encoder(path: str | os.PathLike, encoder: Encoder, *, info: dict | None
 def load_encoder(source) -> Encoder:
     """An encoder (eval mode, CPU) from a project-format file or dict, with ``encoder.info``; anything else is a
     ``ModelFormatError`` that says what was found."""
-    obj, what = read_checkpoint_source(source, noun="an encoder", dict_what="encoder dict")
-    encoder = build_from_checkpoint(obj, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="an encoder",
-                                    label="encoder", config_cls=EncoderConfig, module_cls=Encoder,
-                                    state_dtypes=STORAGE_DTYPES)
-    state = obj["state_dict"]
-    if not all(torch.isfinite(v).all() for v in state.values()) or not (encoder.w_scale > 0).all():
-        raise ModelFormatError(f"{what}: the weights hold non-finite values or a non-positive w_scale")
-    info = obj.get("info")
-    if info is not None and not isinstance(info, dict):
-        raise ModelFormatError(f"{what}: 'info' must be a dictionary, got {describe(info)}")
-    encoder.info = dict(info or {})
-    return encoder.eval()
+    return load_module(source, fmt=FORMAT, version=FORMAT_VERSION, noun="an encoder", label="encoder",
+                       config_cls=EncoderConfig, module_cls=Encoder, meta_key="info", state_dtypes=STORAGE_DTYPES,
+                       check=lambda e: None if (e.w_scale > 0).all() else "its w_scale is not positive everywhere")
 
 
 __all__ = ["EncoderConfig", "Encoder", "DownBlock", "init_weights", "check_compatible", "encoder_checkpoint",

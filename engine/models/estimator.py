@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import ModelFormatError, unreadable_reason
-from engine.files.checkpoints import atomic_torch_save, build_from_checkpoint, module_checkpoint, read_checkpoint_source
+from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
 
 FORMAT = "face-editor/estimator"
@@ -128,19 +126,10 @@ class AttributeEstimator(nn.Module):
         self.extras: dict = {}
         init_weights(self, seed=seed)
 
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Check the shape and resize to the training size (antialiased bilinear). -> [B,3,S,S] float32"""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"images must be [B, 3, H, W] RGB in [-1, 1], got shape {tuple(x.shape)}")
-        x = x.to(torch.float32)
-        s = self.cfg.input_size
-        if x.shape[-2:] != (s, s):
-            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        return x
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate embedding. [B,3,H,W] in [-1,1] -> [B, feature_dim]"""
-        h = self.stages(self.stem(self.prepare(x).contiguous(memory_format=torch.channels_last)))
+        x = fit_images(x, self.cfg.input_size)
+        h = self.stages(self.stem(x.contiguous(memory_format=torch.channels_last)))
         return F.relu(self.embed(h.mean(dim=(2, 3))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,6 +144,17 @@ class AttributeEstimator(nn.Module):
         """Name -> [B] values in real units (probabilities for binary outputs). Call ``eval()`` first."""
         values = self.to_units(self(x))
         return {name: values[:, k] for k, name in enumerate(self.cfg.output_names)}
+
+
+def fit_images(x: torch.Tensor, size: int) -> torch.Tensor:
+    """RGB images [B, 3, H, W] checked and resized to the training size (antialiased bilinear). -> [B, 3, S, S]
+    float32"""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W] RGB in [-1, 1], got shape {tuple(x.shape)}")
+    x = x.to(torch.float32)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
 
 
 def init_weights(module: nn.Module, *, seed: int) -> None:
@@ -186,27 +186,11 @@ def save_estimator(path: str | os.PathLike, model: AttributeEstimator, *, extras
     atomic_torch_save(estimator_checkpoint(model, extras=extras), path)
 
 
-def _read_file(path: str | os.PathLike) -> tuple[object, str]:
-    path = Path(path)
-    what = str(path)
-    if not path.is_file():
-        raise ModelFormatError(f"{what}: no such estimator file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a format problem for the user
-        raise ModelFormatError(f"{what} cannot be read: {unreadable_reason(e)}") from None
-    return obj, what
-
-
 def load_estimator(path_or_dict) -> AttributeEstimator:
     """An estimator (in eval mode) from a project-format file or dict; ModelFormatError says what is wrong."""
-    ckpt, what = read_checkpoint_source(path_or_dict, noun="an attribute estimator", dict_what="estimator dict",
-                                        read_file=_read_file)
-    model = build_from_checkpoint(ckpt, what=what, fmt=FORMAT, version=FORMAT_VERSION, noun="an attribute estimator",
-                                  label="estimator", config_cls=EstimatorConfig, module_cls=AttributeEstimator)
-    model.extras = dict(ckpt.get("extras") or {})
-    return model.eval()
+    return load_module(path_or_dict, fmt=FORMAT, version=FORMAT_VERSION, noun="an attribute estimator",
+                       label="estimator", config_cls=EstimatorConfig, module_cls=AttributeEstimator)
 
 
-__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "init_weights", "estimator_checkpoint",
-           "save_estimator", "load_estimator", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "fit_images", "init_weights",
+           "estimator_checkpoint", "save_estimator", "load_estimator", "FORMAT", "FORMAT_VERSION"]

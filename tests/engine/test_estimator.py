@@ -112,8 +112,8 @@ def test_bad_files_are_refused(tiny, tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file")
     cases = {
-        "no such estimator file": tmp_path / "missing.pt",
-        "cannot be read": garbage,
+        "no such file": tmp_path / "missing.pt",
+        "not a model file": garbage,
         "not an attribute estimator": {**good, "format": "face-editor/stylegan2"},
         "version 2 is not supported": {**good, "format_version": 2},
         "invalid architecture: unknown fields depth": {**good, "arch": {**good["arch"], "depth": 3}},
