@@ -382,40 +382,36 @@ def _convert(convert, obj, label: str):
         raise ModelFormatError(f"cannot read {label}: its networks nest too deeply or refer to themselves") from None
 
 
+# kind -> (is it, its content, what it is in words, the reader for it alone)
+_KINDS = {"nvlabs-pickle": (_is_nvlabs, _nvlabs_content, "an NVIDIA PyTorch network pickle", "read_nvlabs_pickle"),
+          "tf-pickle": (_is_tf, _tf_content, "a legacy TensorFlow StyleGAN pickle", "read_tf_pickle")}
+
+
+def read_pickle(source, *, kind: str | None = None) -> tuple[str, dict[str, NetworkRecord | object] | TFPickle]:
+    """Read either kind of NVIDIA pickle (path, bytes or binary file) without executing it; returns
+    ``('nvlabs-pickle', dict)`` or ``('tf-pickle', TFPickle)``. With ``kind``, the other kind is refused."""
+    obj, label = _unpickle(source)
+    found = next((k for k, (test, *_) in _KINDS.items() if test(obj)), None)
+    if found is None:
+        raise _neither(label, obj)
+    _, content, words, reader = _KINDS[found]
+    if kind is not None and found != kind:
+        raise ModelFormatError(f"{label} is {words}, not {_KINDS[kind][2]} (read it with {reader})")
+    return found, _convert(content, obj, label)
+
+
 def read_nvlabs_pickle(source) -> dict[str, NetworkRecord | object]:
     """Read a stylegan2-ada-pytorch / stylegan3 ``.pkl`` (path, bytes or binary file) without executing it.
 
     Returns the pickled dict with every network (``'G'``, ``'D'``, ``'G_ema'``, ``'augment_pipe'``) as a
     :class:`NetworkRecord` and the other entries as plain Python values.
     """
-    obj, label = _unpickle(source)
-    if _is_nvlabs(obj):
-        return _convert(_nvlabs_content, obj, label)
-    if _is_tf(obj):
-        raise ModelFormatError(f"{label} is a legacy TensorFlow StyleGAN pickle, not a PyTorch network pickle "
-                               "(read it with read_tf_pickle)")
-    raise _neither(label, obj)
+    return read_pickle(source, kind="nvlabs-pickle")[1]
 
 
 def read_tf_pickle(source) -> TFPickle:
     """Read a legacy TensorFlow StyleGAN pickle ``(G, D, Gs)`` (path, bytes or binary file); no TensorFlow needed."""
-    obj, label = _unpickle(source)
-    if _is_tf(obj):
-        return _convert(_tf_content, obj, label)
-    if _is_nvlabs(obj):
-        raise ModelFormatError(f"{label} is an NVIDIA PyTorch network pickle, not a legacy TensorFlow one "
-                               "(read it with read_nvlabs_pickle)")
-    raise _neither(label, obj)
-
-
-def read_pickle(source) -> tuple[str, dict[str, NetworkRecord | object] | TFPickle]:
-    """Read either kind of NVIDIA pickle; returns ``('nvlabs-pickle', dict)`` or ``('tf-pickle', TFPickle)``."""
-    obj, label = _unpickle(source)
-    if _is_nvlabs(obj):
-        return "nvlabs-pickle", _convert(_nvlabs_content, obj, label)
-    if _is_tf(obj):
-        return "tf-pickle", _convert(_tf_content, obj, label)
-    raise _neither(label, obj)
+    return read_pickle(source, kind="tf-pickle")[1]
 
 
 __all__ = ["NetworkRecord", "TFNetwork", "TFPickle", "EasyDict", "RestrictedUnpickler", "read_pickle",
