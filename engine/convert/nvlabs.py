@@ -110,17 +110,22 @@ def generator_from_nvlabs(sd: dict, init_kwargs: dict | None = None, *,
     if "num_layers" in mapping_kwargs:
         require(int(mapping_kwargs["num_layers"]) == n_fc,
                 f"{what}: init kwargs say {mapping_kwargs['num_layers']} mapping layers, the weights have {n_fc}")
-    if "channel_base" in kw and "channel_max" in kw:
-        rule = channels_from_base(resolution, channel_base=int(kw["channel_base"]),
-                                  channel_max=int(kw["channel_max"]))
-        require(rule == channels, f"{what}: channel table {channels} of the weights disagrees with channel_base="
-                                  f"{kw['channel_base']}, channel_max={kw['channel_max']}")
+    _check_channel_rule(kw, resolution, channels, what=what)
     if init_kwargs is None:
         notes.append("no constructor kwargs: architecture inferred from the weights, conv_clamp assumed None")
     native = {k: v for k, v in sd.items() if not k.endswith("resample_filter")}
     if "mapping.w_avg" not in native:
         notes.append("the file has no w_avg")
     return cfg, native, notes
+
+
+def _check_channel_rule(kw: dict, resolution: int, channels: tuple[int, ...], *, what: str) -> None:
+    """When the init kwargs state channel_base and channel_max, the weights' channel table must follow them."""
+    if "channel_base" in kw and "channel_max" in kw:
+        rule = channels_from_base(resolution, channel_base=int(kw["channel_base"]),
+                                  channel_max=int(kw["channel_max"]))
+        require(rule == channels, f"{what}: channel table {channels} of the weights disagrees with channel_base="
+                                  f"{kw['channel_base']}, channel_max={kw['channel_max']}")
 
 
 def discriminator_from_nvlabs(sd: dict, init_kwargs: dict | None = None, *,
@@ -162,10 +167,7 @@ def discriminator_from_nvlabs(sd: dict, init_kwargs: dict | None = None, *,
     if "img_resolution" in kw:
         require(int(kw["img_resolution"]) == resolution,
                 f"{what}: init kwargs say img_resolution={kw['img_resolution']}, the weights have {resolution}")
-    if "channel_base" in kw and "channel_max" in kw:
-        rule = channels_from_base(resolution, channel_base=int(kw["channel_base"]),
-                                  channel_max=int(kw["channel_max"]))
-        require(rule == channels, f"{what}: channel table {channels} disagrees with channel_base/channel_max")
+    _check_channel_rule(kw, resolution, channels, what=what)
     native = {k: v for k, v in sd.items() if not k.endswith("resample_filter")}
     return cfg, native, notes
 
