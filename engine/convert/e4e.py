@@ -154,11 +154,13 @@ def _check_opts(cfg: E4EConfig, opts: dict, *, what: str, notes: list[str]) -> N
 
 def build_encoder(cfg: E4EConfig, sd: dict, *, what: str) -> Encoder4Editing:
     """An eval-mode encoder holding the weights ``sd`` (float32, CPU), built without initialising them first; refuses
-    missing, unexpected or misshapen entries naming them."""
+    missing, unexpected, misshapen or non-finite entries naming them."""
     with torch.device("meta"):
         encoder = Encoder4Editing(cfg)
     check_weights(encoder, sd, what=what)
     sd = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype) for k, v in sd.items()}
+    broken = [f"encoder.{k}" for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    require(not broken, f"{what}: the encoder's weights hold NaN or infinite values ({short_list(broken)})")
     encoder.load_state_dict(sd, strict=True, assign=True)
     return encoder.eval().requires_grad_(False)
 

@@ -59,6 +59,7 @@ def _latent_avg(value, cfg: E4EConfig, what: str) -> torch.Tensor | None:
     shape = tuple(value.shape)
     require(shape in ((n, d), (1, d), (d,)),
             f"{what}: latent_avg has shape {shape}; the encoder makes W+ latents [{n}, {d}]")
+    require(bool(torch.isfinite(value).all()), f"{what}: latent_avg holds NaN or infinite values")
     return value.detach().to("cpu", torch.float32).reshape(-1, d).expand(n, d).clone()
 
 

@@ -352,6 +352,14 @@ def test_missing_and_misshapen_weights_are_refused_naming_them(fixture, tmp_path
     assert "only some body units have squeeze-excitation" in _refused(_edited(fixture, state_dict=sd), tmp_path)
     assert "latent_avg has shape (10, 31)" in _refused(_edited(fixture, latent_avg=torch.zeros(10, 31)), tmp_path)
     assert "latent_avg is a list" in _refused(_edited(fixture, latent_avg=[0.0]), tmp_path)
+    sd = dict(fixture["checkpoint"]["state_dict"])
+    sd["encoder.styles.2.convs.0.bias"] = sd["encoder.styles.2.convs.0.bias"].clone()
+    sd["encoder.styles.2.convs.0.bias"][1] = float("nan")
+    assert "NaN or infinite values ('encoder.styles.2.convs.0.bias')" in _refused(_edited(fixture, state_dict=sd),
+                                                                                  tmp_path)
+    inf = fixture["checkpoint"]["latent_avg"].clone()
+    inf[0, 0] = float("inf")
+    assert "latent_avg holds NaN or infinite" in _refused(_edited(fixture, latent_avg=inf), tmp_path)
 
 
 def test_options_that_contradict_the_weights_are_refused(fixture, tmp_path):
