@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
-from engine.models.estimator import ResidualBlock, fit_images, init_weights
+from engine.models.estimator import ResidualBlock, check_stages, fit_images, init_weights
 
 FORMAT = "face-editor/domains"
 FORMAT_VERSION = 1
@@ -47,13 +47,7 @@ class DomainConfig(DictForm, what="the domain classifier's architecture"):
         names = self.domain_names
         if len(names) < 2 or len(set(names)) != len(names):
             raise ValueError(f"domain_names must hold at least two distinct names, got {list(names)}")
-        if not self.widths or len(self.widths) != len(self.blocks):
-            raise ValueError(f"widths and blocks need one entry per stage, got {list(self.widths)} and "
-                             f"{list(self.blocks)}")
-        if min(self.widths) <= 0 or min(self.blocks) <= 0 or self.stem_width <= 0:
-            raise ValueError("widths, blocks and stem_width must be positive")
-        if self.input_size < 2 ** (len(self.widths) + 1):
-            raise ValueError(f"input_size {self.input_size} is too small for {len(self.widths)} stages")
+        check_stages(self)
 
     @property
     def num_domains(self) -> int:

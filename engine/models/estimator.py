@@ -27,6 +27,17 @@ FORMAT = "face-editor/estimator"
 FORMAT_VERSION = 1
 
 
+def check_stages(cfg) -> None:
+    """The residual stages of a config (``widths``, ``blocks``, ``stem_width``, ``input_size``) can be built:
+    one width and block count per stage, all positive, and an input that survives every stage's halving."""
+    if not cfg.widths or len(cfg.widths) != len(cfg.blocks):
+        raise ValueError(f"widths and blocks need one entry per stage, got {list(cfg.widths)} and {list(cfg.blocks)}")
+    if min(cfg.widths) <= 0 or min(cfg.blocks) <= 0 or cfg.stem_width <= 0:
+        raise ValueError("widths, blocks and stem_width must be positive")
+    if cfg.input_size < 2 ** (len(cfg.widths) + 1):
+        raise ValueError(f"input_size {cfg.input_size} is too small for {len(cfg.widths)} stages")
+
+
 @dataclass(frozen=True)
 class EstimatorConfig(DictForm, what="the estimator's architecture"):
     """Architecture and output coding of an estimator; everything needed to rebuild it.
@@ -64,13 +75,9 @@ class EstimatorConfig(DictForm, what="the estimator's architecture"):
             raise ValueError(f"target_mean and target_std need {n} values each, got {len(mean)} and {len(std)}")
         if min(std) <= 0:
             raise ValueError(f"target_std must be positive, got {list(std)}")
-        if not self.widths or len(self.widths) != len(self.blocks):
-            raise ValueError(f"widths and blocks need one entry per stage, got {list(self.widths)} and "
-                             f"{list(self.blocks)}")
-        if min(self.widths) <= 0 or min(self.blocks) <= 0 or self.stem_width <= 0 or self.feature_dim <= 0:
-            raise ValueError("widths, blocks, stem_width and feature_dim must be positive")
-        if self.input_size < 2 ** (len(self.widths) + 1):
-            raise ValueError(f"input_size {self.input_size} is too small for {len(self.widths)} stages")
+        check_stages(self)
+        if self.feature_dim <= 0:
+            raise ValueError(f"feature_dim must be positive, got {self.feature_dim}")
 
     @property
     def num_outputs(self) -> int:
@@ -192,5 +199,5 @@ def load_estimator(path_or_dict) -> AttributeEstimator:
                        label="estimator", config_cls=EstimatorConfig, module_cls=AttributeEstimator)
 
 
-__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "fit_images", "init_weights",
+__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "check_stages", "fit_images", "init_weights",
            "estimator_checkpoint", "save_estimator", "load_estimator", "FORMAT", "FORMAT_VERSION"]
