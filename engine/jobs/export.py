@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from engine.files.storage import file_sha256
 from engine.jobs.render import render_in_worker
 from engine.project import EditState, ModelRef, ProjectError, project_dict
 from engine.worker import JobContext
+
+log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 LATENT_FORMATS = (".npy", ".pt")
@@ -48,6 +52,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray, *, state: EditState |
     ``face-editor`` text chunk, naming files by name and sha256 only."""
     path = Path(path)
     fmt = image_format(path)
+    log.debug("writing %s (%d x %d px)", path.name, image.shape[1], image.shape[0])
     if fmt == "PNG":
         return save_png(path, image,
                         parameters=None if state is None else project_dict(pinned_state(state), extras=extras))
@@ -113,6 +118,7 @@ class BatchExportJob:
     ext: str = ".png"
 
     def __call__(self, ctx: JobContext) -> tuple[str, ...]:
+        t0 = time.perf_counter()
         image_format(f"x{self.ext}")
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -123,4 +129,5 @@ class BatchExportJob:
             path = save_image(folder / f"seed{seed:05d}{self.ext}", render_in_worker(ctx, state), state=state)
             written.append(str(path))
             ctx.progress((i + 1) / len(self.seeds), f"{i + 1} of {len(self.seeds)} images")
+        log.info("batch export: %d images to %s in %.1f s", len(written), folder, time.perf_counter() - t0)
         return tuple(written)

@@ -12,6 +12,7 @@ when a project is reopened).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from engine.photos.faces import Face, detect_faces
 from engine.photos.read import Photo, load_photo
 from engine.project import EditState, NoiseMaps, PhotoRef, ProjectError, Source
 from engine.worker import JobContext
+
+log = logging.getLogger(__name__)
 
 PREVIEW_EVERY = 10
 
@@ -122,7 +125,9 @@ class ScanJob:
         ctx.check()
         ctx.progress(0.5, "finding faces")
         faces = tuple(detect_faces(photo.pixels, detector=self.detector))
-        return PhotoScan(photo, faces, alignment_recipe(G), G.img_resolution, (time.perf_counter() - t0) * 1e3)
+        ms = (time.perf_counter() - t0) * 1e3
+        log.info("%s: %d x %d px, %d face(s) found in %.0f ms", Path(self.path).name, *photo.size, len(faces), ms)
+        return PhotoScan(photo, faces, alignment_recipe(G), G.img_resolution, ms)
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,9 @@ class InvertJob:
         target = to_target(aligned, G.w_avg.device)
         init_ws, init_noise, encoded = self._start(ctx, G, target)
         total = self.settings.steps if self.optimise else 0
+        log.info("%s %s: %d optimiser steps from %s", "refining" if self.refine else "inverting",
+                 Path(self.photo_path).name, total, "the encoder's guess" if encoded else
+                 "its latent" if self.refine else "the mean latent")
         start_ws = G.w_avg.expand(1, G.num_ws, -1) if init_ws is None else init_ws  # [1, num_ws, w_dim]
         start = self.state.replace(base=Source.from_latent(start_ws.detach().cpu().numpy(), name="start"),
                                    noise_maps=None if init_noise is None else NoiseMaps.from_arrays(
@@ -225,6 +233,9 @@ class InvertJob:
         image, quality_psnr, quality_ssim = reconstruct(G, state, target)
         if self.refine and (kept == 0 or quality_psnr < start_psnr):  # nothing better: the start as it was
             state, image, quality_psnr, quality_ssim, kept = self.state, first, start_psnr, start_ssim, 0
+        log.info("%s inverted in %.1f s: %d steps%s, PSNR %.2f dB (from %.2f), SSIM %.4f", Path(self.photo_path).name,
+                 time.perf_counter() - t0, steps, " (stopped)" if self.stop.is_set() else "", quality_psnr,
+                 start_psnr, quality_ssim)
         return InversionOutcome(state, aligned, to_uint8(image)[0], quality_psnr, quality_ssim, steps,
                                 time.perf_counter() - t0, encoded, self.stop.is_set(), start_psnr, kept, self.refine)
 

@@ -6,6 +6,7 @@ immutable results whose images are uint8 [H, W, 3] arrays owned by the result.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from engine.models.estimator import load_estimator
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
 from engine.worker import JobContext
+
+log = logging.getLogger(__name__)
 
 
 def row_resolutions(cfg: GeneratorConfig) -> tuple[int, ...]:
@@ -236,6 +239,8 @@ def load_flow_tools(ref: ModelRef, *, layout: ConditionLayout | None = None,
     if "fast_steps" in flow.extras:  # chosen at release for this flow's dynamics
         flow = FastSteps(flow, flow.extras["fast_steps"])
     estimator = load_estimator(default_estimator_path()).to(device).eval()
+    log.info("attribute edits with %s (%s; %d lighting presets) and the embedded estimator", path.name,
+             layout.describe(), len(names))
     return FlowTools(flow, estimator, presets, layout, measured(estimator, layout), names)
 
 
@@ -362,7 +367,9 @@ class RenderJob:
         t0 = time.perf_counter()
         res = preview_resolution(cached_model(ctx, self.state.model), self.preview_limit)
         image = render_in_worker(ctx, self.state, max_resolution=res)
-        return RenderResult(self.state, image, res is None, (time.perf_counter() - t0) * 1e3, str(ctx.device))
+        ms = (time.perf_counter() - t0) * 1e3
+        log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
+        return RenderResult(self.state, image, res is None, ms, str(ctx.device))
 
 
 @dataclass(frozen=True)

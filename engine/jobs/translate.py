@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from engine.jobs.render import ModelSummary, cached_model, pinned, render_in_wor
 from engine.photos.align import face_transform
 from engine.project import EditState, ModelRef, ProjectError, Source
 from engine.worker import JobContext
+
+log = logging.getLogger(__name__)
 
 TARGET_KIND = "finetuned-generator"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -178,6 +181,7 @@ class SamplesExportJob:
             state = with_style(self.state, Source(seed=s))
             written.append(str(save_image(folder / f"style{s:05d}.png", render_in_worker(ctx, state), state=state)))
             ctx.progress((i + 1) / len(self.seeds), f"{i + 1} of {len(self.seeds)} samples")
+        log.info("wrote %d appearance samples to %s", len(written), folder)
         return tuple(written)
 
 
@@ -314,4 +318,6 @@ class TranslateFolderJob:
             image = render_in_worker(ctx, outcome.state)
             written.append(str(save_image(out / name, image, state=outcome.state)))
             ctx.progress(hi, f"{head} · done")
+        log.info("translated the photos of %s in %.1f s: %d written, %d without a face, %d unreadable", self.folder,
+                 time.perf_counter() - t0, len(written), len(no_face), len(failed))
         return FolderSummary(tuple(written), tuple(no_face), tuple(failed), time.perf_counter() - t0)
