@@ -11,6 +11,7 @@ that starts at seed ``s`` uses ``code_for_seed(nz, s + i)``, so any sample is re
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ RELEASED_SIZE = 256  # the released BicycleGAN models (edges2shoes, facades, …
 # XDoG (Winnemoeller et al. 2012) tuned so a 64 px face looks like the synthetic `edges` domain; sigma in widths
 LINE_SIGMA, LINE_K, LINE_P, LINE_EPS, LINE_PHI = 0.6 / 64, 1.6, 0.99, -0.01, 50.0
 _LUMA = (0.299, 0.587, 0.114)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +123,7 @@ def load_i2i(path: str | os.PathLike) -> I2IModel:
         raise ModelFormatError(f"{path} does not exist")
     obj = None if path.is_dir() else read_source(path, what="image-to-image model")[0]
     kind = _kind_of(obj, path)
+    log.info("loading %s: a %s model (%s)", path.name, METHOD_NAMES[kind], "folder" if path.is_dir() else "file")
     extras = (obj.get("extras") or {}) if isinstance(obj, dict) and "format" in obj else {}
     config = extras.get("train_config") or {}
     recipe = "synthetic" if "data_seed" in extras else "ffhq"  # the editor's own trainers draw synthetic faces

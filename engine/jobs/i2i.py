@@ -10,6 +10,7 @@ carries a ``SampleSpec`` that reproduces it, and exported PNGs keep it (with the
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ from engine.photos.align import AlignTransform, align_image, face_transform, who
 from engine.photos.faces import detect_faces
 from engine.project import EditState, ModelRef, ProjectError
 from engine.worker import JobContext
+
+log = logging.getLogger(__name__)
 
 INPUTS = ("face", "photo", "file")
 MAX_SAMPLES = 64
@@ -379,6 +382,9 @@ class I2IFolderJob:
             for spec, image in zip(specs, images):
                 written.append(str(save_image(out / f"{stem}-{model.method}-{spec.stem()}.png", image)))
         ctx.progress(1.0, f"{len(named)} photos")
+        log.info("translated the photos of %s with %s in %.1f s: %d images written, %d photos without a face, %d "
+                 "unreadable", self.folder, model.label, time.perf_counter() - t0, len(written), len(no_face),
+                 len(failed))
         return FolderSummary(tuple(written), tuple(no_face), tuple(failed), time.perf_counter() - t0)
 
 
