@@ -3,18 +3,21 @@
 Users see one sentence per problem; the full story (tracebacks, the job that failed) goes to
 ``<log folder>/face-editor.log``, rotated at 1 MB with three old files kept. The folder is ``FACE_EDITOR_LOG_DIR``
 if set, else ``$XDG_STATE_HOME/face-editor/logs`` (``~/.local/state/face-editor/logs``). Nothing is written until
-``setup_logging`` is called, so importing the engine never touches the disk.
+``setup_logging`` is called, so importing the engine never touches the disk. The command line also shows the log
+on stderr (``log_to_stderr``): warnings by default, more with ``-v`` / ``-vv``, only errors with ``-q``.
 """
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import os
+import sys
 from pathlib import Path
 
 LOG_NAME = "face-editor.log"
 _FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"
 _handler: logging.Handler | None = None
+_stderr: logging.Handler | None = None
 
 
 def log_dir() -> Path:
@@ -54,3 +57,35 @@ def setup_logging(folder: str | os.PathLike | None = None, *, level: int = loggi
         _handler.close()
     _handler = handler
     return path
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as lines on the current ``sys.stderr`` (through tqdm, so that a progress bar stays whole);
+    a record logged with ``extra={"stderr": False}`` goes to the file only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "stderr", True) is not False and super().filter(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never break the program
+            self.handleError(record)
+
+
+def log_to_stderr(*, verbose: int = 0, quiet: bool = False) -> logging.Handler:
+    """Show the ``engine`` logger on stderr: WARNING and above, INFO with ``verbose`` 1, DEBUG with 2 or more,
+    ERROR only when ``quiet``. Idempotent: a second call replaces the first's handler."""
+    global _stderr
+    level = logging.ERROR if quiet else logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
+    logger = logging.getLogger("engine")
+    if _stderr is not None:
+        logger.removeHandler(_stderr)
+    _stderr = _StderrHandler(level)
+    _stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(_stderr)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    return _stderr

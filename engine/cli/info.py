@@ -1,12 +1,27 @@
-"""``main.py info`` for attribute flow files: the architecture and the condition layout, or what to pass for it."""
+"""``python main.py info FILE``: the detected format and architecture of a generator file, or of an attribute flow
+file its architecture and condition layout (or what to pass for it)."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 
-from engine.algorithms.flow_layout import ConditionLayout, parse_layout
+from engine.algorithms.flow_layout import FLOW_LAYOUT_HELP, ConditionLayout, parse_layout
+from engine.cli.common import UserError, command_parser
 from engine.convert.styleflow import is_flow_content
+from engine.errors import ModelFormatError
 from engine.files.flows import load_flow
+from engine.files.loading import inspect_model
 from engine.files.storage import read_model_file
+
+DESCRIPTION = ("Print what a model file holds without building it: the detected format, the architecture and the "
+               "conversion notes of a generator; an attribute flow's architecture and condition layout.")
+
+EXAMPLES = """
+python main.py info assets/generator.pt
+python main.py info stylegan2-ffhq-config-f.pkl --json
+python main.py info modellarge10k.pt --flow-layout styleflow
+"""
 
 
 def flow_file_info(path: str | os.PathLike, *, layout_text: str | None = None) -> dict | None:
@@ -44,3 +59,44 @@ def flow_info_lines(info: dict) -> list[str]:
                  + (f", fast mode {info['fast_steps']} steps" if info["fast_steps"] else ""))
     lines += [f"note:          {n}" for n in info["notes"]]
     return lines
+
+
+def cmd_info(args) -> int:
+    try:
+        info = inspect_model(args.model)
+    except ModelFormatError:
+        flow = flow_file_info(args.model, layout_text=args.flow_layout)
+        if flow is None:
+            raise
+        print(json.dumps(flow, indent=2) if args.json else "\n".join(flow_info_lines(flow)))
+        return 0
+    if args.flow_layout:
+        raise UserError("--flow-layout describes an attribute flow's condition, and this file is a generator")
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    g = info["generator"]
+    lines = [
+        f"file:          {info['path']}",
+        f"sha256:        {info['sha256']}",
+        f"format:        {info['description']} [{info['format']}]",
+        f"resolution:    {g['img_resolution']} x {g['img_resolution']}, {g['img_channels']} channels",
+        f"latents:       z_dim {g['z_dim']}, w_dim {g['w_dim']}, num_ws {info['num_ws']}",
+        f"mapping:       {g['mapping_layers']} layers, lr multiplier {g['mapping_lr_mult']}"
+        + (f", hidden width {g['mapping_features']}" if g["mapping_features"] else ""),
+        "channels:      " + ", ".join(f"{2 ** (i + 2)}:{c}" for i, c in enumerate(g["channels"])),
+        f"conv_clamp:    {g['conv_clamp']}   num_fp16_res: {g['num_fp16_res']}   noise: {g['use_noise']}",
+        "discriminator: " + ("yes, mbstd group {mbstd_group_size}".format(**info["discriminator"])
+                             if info["discriminator"] else "no"),
+    ]
+    lines += [f"note:          {n}" for n in info["notes"]]
+    print("\n".join(lines))
+    return 0
+
+
+def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
+    p = command_parser(sub, "info", help=help, description=DESCRIPTION, examples=EXAMPLES)
+    p.add_argument("model", metavar="FILE", help="model file: a generator or an attribute flow")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--flow-layout", metavar="LAYOUT", help=FLOW_LAYOUT_HELP)
+    p.set_defaults(func=cmd_info)

@@ -2,43 +2,42 @@
 
 Reads the photo, finds its faces, aligns one (or a given box), inverts it into the generator (encoder guess, then
 the optimiser) and writes the aligned face, the reconstruction, the face pasted back into the photo, the W+ latent
-and a project that opens the result in the editor.
+and a project that opens the result in the editor. The face choice and the inversion options are shared with
+``edit --photo`` and ``translate --method layer-swap`` (``add_face_arguments``, ``add_inversion_arguments``,
+``invert_photo``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from engine.algorithms.projection import InversionSettings
-from engine.cli.common import UserError, setup_compute
+from engine.cli.common import UserError, add_compute, add_model, command_parser, model_ref, say, start
 from engine.files.images import save_png
-from engine.jobs.photo import InvertJob, PasteJob, ScanJob
-from engine.photos.align import box_transform, face_transform, whole_image_transform
-from engine.project import EditState, ModelRef, save_project
-from engine.worker import InlineContext
+from engine.jobs.photo import InversionOutcome, InvertJob, PasteJob, PhotoScan, ScanJob
+from engine.photos.align import AlignTransform, box_transform, face_transform, whole_image_transform
+from engine.photos.read import Photo
+from engine.project import EditState, save_project
+
+log = logging.getLogger(__name__)
 
 METHODS = {"encoder+optimiser": (True, True), "optimiser": (False, True), "encoder": (True, False)}
 
+DESCRIPTION = ("Find the face in a photo (or take a box, or the whole image), align it the way the model's training "
+               "faces were and invert it into the generator: the encoder's guess, then the optimiser. Writes the "
+               "aligned face, the reconstruction, the face pasted back into the photo, the W+ latent (.npy) and a "
+               "project (.fproj) that opens the result in the editor.")
 
-class _Bar:
-    """A tqdm bar fed by the job's progress reports and partial results."""
-
-    def __init__(self, quiet: bool):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=1000, desc="invert", file=sys.stderr, disable=quiet,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
-
-    def progress(self, fraction: float, _message: str) -> None:
-        self.bar.n = round(1000 * fraction)
-        self.bar.refresh()
-
-    def partial(self, step) -> None:
-        self.bar.set_description_str(f"invert · step {step.step}/{step.total} · PSNR {step.psnr:.1f} dB")
+EXAMPLES = """
+python main.py invert photo.jpg --out out/
+python main.py invert group.jpg --face 1 --steps 200 --out out/
+python main.py invert face.png --whole --inversion encoder --out out/
+python main.py invert photo.jpg --model ffhq.pkl --lpips vgg16-397923af.pth --out out/
+"""
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
@@ -49,66 +48,91 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def cmd_invert(args) -> int:
-    device = setup_compute(args)
-    model = ModelRef(path=str(Path(args.model).resolve())) if args.model else ModelRef()
-    state = EditState(model=model)
-    bar = _Bar(args.quiet)
-    ctx = InlineContext(device=device, on_progress=bar.progress, on_partial=bar.partial)
-    scan = ScanJob(str(args.photo), state)(ctx)
+def add_face_arguments(p: argparse.ArgumentParser) -> None:
+    """Which face of the photo: ``--face N`` (detected, best first), ``--box`` or ``--whole``."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--face", type=int, default=0, help="which detected face, best first (default 0)")
+    where.add_argument("--box", type=_box, help="a square crop box x0,y0,x1,y1 in photo pixels instead")
+    where.add_argument("--whole", action="store_true", help="the centred square of the whole photo instead")
+
+
+def add_inversion_arguments(p: argparse.ArgumentParser, *, seed: str = "--seed") -> None:
+    """``--inversion`` (also ``--method`` where a command has no other method), ``--steps``, the optimiser's seed
+    (``seed`` names the option) and ``--lpips``."""
+    names = ("--inversion",) if seed != "--seed" else ("--method", "--inversion")
+    p.add_argument(*names, dest="inversion", choices=list(METHODS), default="encoder+optimiser",
+                   help="encoder guess, optimiser, or both (default; the encoder is used when one fits the model)")
+    p.add_argument("--steps", type=int, default=InversionSettings().steps,
+                   help=f"optimiser steps (default {InversionSettings().steps})")
+    p.add_argument(seed, dest="inversion_seed", type=int, default=0,
+                   help="seed of the optimiser's starting noise maps (default 0)")
+    p.add_argument("--lpips", metavar="VGG16_PTH", help="use LPIPS-VGG as the loss (torchvision's VGG16 weights, "
+                                                        "lpips' vgg.pth beside them)")
+
+
+def chosen_transform(photo: Photo, faces, args, *, size: int, recipe: str, name: str) -> AlignTransform:
+    """The alignment ``--face`` / ``--box`` / ``--whole`` asks for, cutting ``size`` px squares by ``recipe``."""
     if args.box is not None:
-        transform = box_transform(args.box, size=scan.size)
-    elif args.whole:
-        h, w = scan.photo.pixels.shape[:2]
-        transform = whole_image_transform(w, h, size=scan.size)
-    else:
-        if not scan.faces:
-            raise UserError(f"no face found in {Path(args.photo).name}: give --box x0,y0,x1,y1 or --whole")
-        if not 0 <= args.face < len(scan.faces):
-            raise UserError(f"--face {args.face}: the photo has {len(scan.faces)} face(s), numbered from 0")
-        transform = face_transform(scan.faces[args.face], size=scan.size, recipe=scan.recipe)
-    use_encoder, optimise = METHODS[args.method]
+        return box_transform(args.box, size=size)
+    if args.whole:
+        return whole_image_transform(*photo.size, size=size)
+    if not faces:
+        raise UserError(f"no face found in {name}: give --box x0,y0,x1,y1 or --whole")
+    if not 0 <= args.face < len(faces):
+        raise UserError(f"--face {args.face}: the photo has {len(faces)} face(s), numbered from 0")
+    return face_transform(faces[args.face], size=size, recipe=recipe)
+
+
+def inversion_settings(args) -> InversionSettings:
+    if args.steps < 0:
+        raise UserError("--steps must be at least 0")
     extra = dict(loss="lpips", lpips_path=args.lpips) if args.lpips else {}
-    settings = dataclasses.replace(InversionSettings(), steps=args.steps, seed=args.seed, **extra)
-    out = InvertJob(state, str(args.photo), transform, settings, use_encoder=use_encoder, optimise=optimise)(ctx)
-    bar.bar.close()
+    return dataclasses.replace(InversionSettings(), steps=args.steps, seed=args.inversion_seed, **extra)
+
+
+def invert_photo(ctx, bar, state: EditState, args, *, until: float) -> tuple[PhotoScan, InversionOutcome]:
+    """Find the faces of ``args.photo``, align the chosen one and invert it into ``state.model`` (the jobs the
+    editor's photo panel runs); the bar fills up to ``until``."""
+    name = Path(args.photo).name
+    scan = bar.run(ScanJob(str(args.photo), state), ctx, until=0.02 * until)
+    transform = chosen_transform(scan.photo, scan.faces, args, size=scan.size, recipe=scan.recipe, name=name)
+    use_encoder, optimise = METHODS[args.inversion]
+    job = InvertJob(state, str(args.photo), transform, inversion_settings(args), use_encoder=use_encoder,
+                    optimise=optimise)
+    return scan, bar.run(job, ctx, until=until)
+
+
+def cmd_invert(args) -> int:
+    ctx, bar = start(args, "invert")
+    state = EditState(model=model_ref(args.model))
+    scan, out = invert_photo(ctx, bar, state, args, until=0.95)
+    pasted = bar.run(PasteJob(out.state), ctx)
+    bar.close()
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     stem = Path(args.photo).stem
     summary = {"photo": Path(args.photo).name, "photo_sha256": out.state.photo.sha256,
                "faces_found": len(scan.faces), "recipe": scan.recipe,
                "psnr": round(out.psnr, 3), "ssim": round(out.ssim, 4), "steps": out.steps,
-               "encoder": out.encoder, "seconds": round(out.seconds, 2), "settings": settings.to_dict()}
+               "encoder": out.encoder, "seconds": round(out.seconds, 2), "settings": inversion_settings(args).to_dict()}
     save_png(folder / f"{stem}-aligned.png", out.aligned)
     save_png(folder / f"{stem}-inverted.png", out.image, parameters=summary)
-    save_png(folder / f"{stem}-pasted.png", PasteJob(out.state)(ctx).pasted, parameters=summary)
+    save_png(folder / f"{stem}-pasted.png", pasted.pasted, parameters=summary)
     np.save(folder / f"{stem}-latent.npy", out.state.base.array())  # W+ [num_ws, w_dim]
     save_project(folder / f"{stem}.fproj", out.state, extras={"inversion": summary})
-    if not args.quiet:
-        print(f"{Path(args.photo).name}: {len(scan.faces)} face(s) found; inverted in {out.seconds:.1f} s "
+    say(args, f"{Path(args.photo).name}: {len(scan.faces)} face(s) found; inverted in {out.seconds:.1f} s "
               f"({out.steps} steps{', from the encoder' if out.encoder else ''}): PSNR {out.psnr:.2f} dB, "
               f"SSIM {out.ssim:.4f}. Wrote {stem}-aligned/-inverted/-pasted.png, {stem}-latent.npy and "
               f"{stem}.fproj (open it in the editor) to {folder}")
     return 0
 
 
-def add_photo_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("invert", help="find the face in a photo and invert it into a generator (writes the "
-                                      "reconstruction, the pasted-back photo, the latent and a project)")
+def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
+    p = command_parser(sub, "invert", help=help, examples=EXAMPLES, description=DESCRIPTION)
     p.add_argument("photo", help="photo file (JPEG, PNG, WebP, BMP, TIFF)")
-    p.add_argument("--model", help="generator file; default: the embedded default model")
-    p.add_argument("--out", required=True, help="output folder")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--face", type=int, default=0, help="which detected face, best first (default 0)")
-    where.add_argument("--box", type=_box, help="a square crop box x0,y0,x1,y1 in photo pixels instead")
-    where.add_argument("--whole", action="store_true", help="the centred square of the whole photo instead")
-    p.add_argument("--method", choices=list(METHODS), default="encoder+optimiser",
-                   help="encoder guess, optimiser, or both (default; the encoder is used when one fits the model)")
-    p.add_argument("--steps", type=int, default=InversionSettings().steps, help="optimiser steps")
-    p.add_argument("--seed", type=int, default=0, help="seed of the optimiser's starting noise maps")
-    p.add_argument("--lpips", metavar="VGG16_PTH", help="use LPIPS-VGG as the loss (torchvision's VGG16 weights, "
-                                                        "lpips' vgg.pth beside them)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: torch's; use fewer on a busy machine)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_model(p)
+    p.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
+    add_face_arguments(p)
+    add_inversion_arguments(p)
+    add_compute(p)
     p.set_defaults(func=cmd_invert)

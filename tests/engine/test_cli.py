@@ -82,7 +82,7 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(tmp_path):
 
 def test_an_unexpected_failure_is_one_sentence_with_the_log_path_and_the_traceback_in_the_log(tmp_path):
     env_log = tmp_path / "logs"
-    r = subprocess.run([sys.executable, "-c", "import main, engine.cli.main as c; "
+    r = subprocess.run([sys.executable, "-c", "import main, engine.cli.info as c; "
                         "c.cmd_info = lambda a: 1 / 0; "
                         "import sys; sys.exit(main.main(['info', 'x.pt']))"],
                        cwd=REPO, capture_output=True, text=True, timeout=120,
