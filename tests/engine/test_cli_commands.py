@@ -278,6 +278,7 @@ def test_bad_input_is_one_error_line_and_exit_status_2(argv, tmp_path, monkeypat
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line and not line.startswith(f"{argv[0]}:")]  # not the bar
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert "inside the engine" not in err  # the input's fault, said as such
     assert err.endswith(lines[0] + "\n")  # after the bar, on a line of its own
     assert not (tmp_path / "x.png").exists()
 
