@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -161,8 +160,8 @@ def read_training_state(path: str | os.PathLike, *, fmt: str, version: int, what
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    check_training_state(state, fmt=fmt, version=version, what=what, wrong=wrong)
+    kind, state = read_model_file(path)  # an unreadable file is a ModelFormatError saying why
+    check_training_state(state if kind == "torch" else None, fmt=fmt, version=version, what=what, wrong=wrong)
     return state
 
 
@@ -173,16 +172,6 @@ def check_training_state(state, *, fmt: str, version: int, what: str, wrong: str
     if state.get("format_version") != version:
         raise ValueError(f"{what} version {state.get('format_version')!r} is not supported (this version reads "
                          f"{version})")
-
-
-def resumed_config(config_cls, stored: dict, overrides: dict | None, *, allowed: tuple[str, ...]):
-    """``config_cls.from_dict(stored)`` with the ``allowed`` settings of ``overrides`` replaced (None values keep the
-    stored ones); ValueError for any other setting."""
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    bad = set(overrides) - set(allowed)
-    if bad:
-        raise ValueError(f"cannot change {sorted(bad)} when resuming")
-    return replace(config_cls.from_dict(stored), **overrides)
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

@@ -1,4 +1,4 @@
-"""Training BicycleGAN (cVAE-GAN + cLR-GAN hybrid) on paired synthetic faces, its held-out figures and its release.
+"""Training BicycleGAN (cVAE-GAN + cLR-GAN hybrid) on paired synthetic faces, and its held-out figures.
 
 Data, rendered afresh every step: step ``s`` draws faces ``s*B .. s*B+B-1`` of the data seed and renders each of them
 in the ``source`` domain (A, default ``edges``) and the ``target`` domain (B, default ``photo``) from one scene, so
@@ -19,22 +19,15 @@ Held-out figures on faces ``0..eval_n-1`` of ``EVAL_SEED`` (which no training se
 scale: ``recon_l1`` = mean |G(A, mu(E(B))) - B| (the encoded sample), ``random_l1`` = mean |G(A, z) - B| over random
 codes, ``diversity`` = mean pairwise |G(A, z_i) - G(A, z_j)| between ``eval_samples`` random samples of each input.
 
-Run folder: ``checkpoint.pt`` (training state, atomic), ``bicyclegan.pt`` (latest G, E, D, D2), ``metrics.csv``,
-``eval.csv`` / ``eval.json``, ``config.json``.
-``python main.py train bicyclegan --out RUN --size 64 --steps N --batch B --threads 1 --seed 0 --resume auto`` trains;
-``python main.py train release-bicyclegan RUN/bicyclegan.pt`` writes ``assets/bicyclegan.pt`` (G and E),
-``assets/bicyclegan.json`` (sha256, commands, time, hardware, figures) and ``assets/bicyclegan_samples.png``.
+Run folder (``engine.train.loop``): ``checkpoint.pt`` (training state, atomic), ``bicyclegan.pt`` (latest G, E, D,
+D2), ``metrics.csv``, ``eval.csv`` / ``eval.json``, ``config.json``. ``python main.py train bicyclegan --out RUN
+--size 64 --steps N --batch B --threads 1 --seed 0 --resume auto`` trains; ``python main.py train release-bicyclegan
+RUN/bicyclegan.pt`` releases it (``engine.train.release.bicyclegan``).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import sys
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,13 +40,10 @@ from engine.algorithms.bicyclegan_losses import (
     discriminator_losses,
     generator_encoder_losses,
 )
-from engine.assets import ASSETS_DIR, DEFAULT_BICYCLEGAN
 from engine.convert.bicyclegan import load_bicyclegan
 from engine.errors import ModelFormatError
-from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state
-from engine.files.images import save_png, to_uint8
-from engine.files.paths import command_line, write_json
-from engine.files.storage import file_sha256, read_model_file
+from engine.files.configs import DictForm
+from engine.files.images import to_uint8
 from engine.models.bicyclegan import (
     FORMAT,
     BicycleEncoderConfig,
@@ -67,24 +57,16 @@ from engine.models.bicyclegan import (
     encode,
     sample_codes,
 )
-from engine.runtime import set_threads
 from engine.synth import sample_params
 from engine.synth.styles import check_domain
 from engine.train.domains import render_domains
-from engine.train.estimator import (
-    StepTrainer,
-    add_schedule_arguments,
-    given_fields,
-    resume_trainer,
-    start_run,
-    step_generator,
-)
-from engine.train.release.estimator import EVAL_SEED, cpu_model
+from engine.train.estimator import step_generator
+from engine.train.loop import ModelTrainer
+from engine.train.release.estimator import EVAL_SEED
 
 STATE_FORMAT = "face-editor/train-bicyclegan"
 STATE_VERSION = 1
-CHECKPOINT_NAME, MODEL_NAME = "checkpoint.pt", "bicyclegan.pt"
-GRID_NAME = "bicyclegan_samples.png"
+MODEL_NAME = "bicyclegan.pt"
 METRIC_FIELDS = ("step", "images", "loss", "G_GAN", "G_GAN2", "G_L1", "kl", "z_L1", "D", "D2", "lr", "img_per_s",
                  "elapsed_s")
 EVAL_FIELDS = ("step", "recon_l1", "random_l1", "diversity")
@@ -92,7 +74,7 @@ WEIGHT_FIELDS = ("lambda_L1", "lambda_GAN", "lambda_GAN2", "lambda_z", "lambda_k
 
 
 @dataclass(frozen=True)
-class BicycleGANTrainConfig:
+class BicycleGANTrainConfig(DictForm, what="the BicycleGAN training settings"):
     """A training run; ``seed`` seeds the initialisation, the faces (sample indices) and the codes.
 
     batch_size: (A, B) pairs per step, even (half per branch). size: image side, a power of two >= 32.
@@ -159,14 +141,6 @@ class BicycleGANTrainConfig:
     def weights(self) -> BicycleGANWeights:
         return BicycleGANWeights(**{k: getattr(self, k) for k in WEIGHT_FIELDS})
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BicycleGANTrainConfig:
-        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
-            raise ValueError(f"unknown BicycleGAN training settings {unknown} (written by a newer version?)")
-        return cls(**d)
 
 
 def network_configs(cfg: BicycleGANTrainConfig) -> dict:
@@ -266,24 +240,22 @@ def sample_grid(G: UnetGenerator, E: Encoder, A: torch.Tensor, B: torch.Tensor, 
 # ---- trainer --------------------------------------------------------------------------------------------------
 
 
-class BicycleGANTrainer(StepTrainer):
+class BicycleGANTrainer(ModelTrainer):
     """G, E, D, D2 (``self.model``, a ModuleDict), their Adam optimiser and the step counter; ``train()`` runs to
-    ``cfg.steps``. out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this
-    much training time in one ``train()`` call. model: starting networks (resume); otherwise fresh ones."""
+    ``cfg.steps`` (``engine.train.loop``). model: starting networks (resume); otherwise fresh ones."""
 
-    desc, model_name, metric_fields, eval_fields = "train bicyclegan", MODEL_NAME, METRIC_FIELDS, EVAL_FIELDS
+    kind, command, keeps_best = "BicycleGAN", "train bicyclegan", False
+    state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, BicycleGANTrainConfig
+    model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
+    load_model = staticmethod(load_networks)
 
-    def __init__(self, cfg: BicycleGANTrainConfig, *, out_dir: str | Path | None = None,
-                 model: nn.ModuleDict | None = None, command_line: str = "", progress: bool = True,
-                 max_seconds: float | None = None):
+    def __init__(self, cfg: BicycleGANTrainConfig, *, model: nn.ModuleDict | None = None, **kwargs):
         model = (model if model is not None else build_networks(cfg)).train()
         want = network_configs(cfg)
         if {k: model[k].cfg for k in want} != want:
             raise ValueError("the networks are not the ones the training config describes")
-        super().__init__(cfg, model, out_dir=out_dir, command_line=command_line, progress=progress,
-                         max_seconds=max_seconds, best_score=None)
-        for group in self.opt.param_groups:
-            group["betas"] = (cfg.beta1, 0.999)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        super().__init__(cfg, model, optimizer=opt, **kwargs)
         self.weights = cfg.weights()
 
     def train_step(self) -> dict:
@@ -319,212 +291,34 @@ class BicycleGANTrainer(StepTrainer):
                 "G_L1": f(ge["loss_G_L1"]), "kl": f(ge["loss_kl"]), "z_L1": f(ge["loss_z_L1"]),
                 "D": f(d.get("loss_D", zero)), "D2": f(d.get("loss_D2", zero)), "lr": lr}
 
-    def evaluate(self) -> dict:
-        """Held-out figures of the current networks (the faces are rendered once and kept)."""
+    def held_out_figures(self) -> dict:
+        """``figures`` of the current networks (the faces are rendered once and kept)."""
         cfg = self.cfg
         if self._eval_data is None or len(self._eval_data[0]) != cfg.eval_n:
             self._eval_data = held_out_pairs(n=cfg.eval_n, size=cfg.size, source=cfg.source, target=cfg.target)
         a, b = self._eval_data
-        self.last_eval = {"step": self.step, **figures(self.model["G"], self.model["E"], a, b,
-                                                       samples=cfg.eval_samples)}
-        return self.last_eval
+        return figures(self.model["G"], self.model["E"], a, b, samples=cfg.eval_samples)
 
     def extras(self) -> dict:
-        """Metadata stored in exported models."""
-        return {**self.run_extras(), "source_domain": self.cfg.source, "target_domain": self.cfg.target}
+        return {**super().extras(), "source_domain": self.cfg.source, "target_domain": self.cfg.target}
 
     def checkpoint(self) -> dict:
         return bicyclegan_checkpoint(dict(self.model.items()), extras=self.extras())
 
-    def state_dict(self) -> dict:
-        """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {**self.run_state(STATE_FORMAT, STATE_VERSION), "model": self.checkpoint(),
-                "optimizer": self.opt.state_dict()}
-
-    def save_model(self, path: Path) -> None:
-        atomic_torch_save(self.checkpoint(), path)
-
-    def _postfix(self, stats: dict) -> dict:
-        post = {"step": self.step, "L1": f"{stats['G_L1']:.3f}", "D": f"{stats['D']:.3f}"}
-        if self.last_eval is not None:
+    def postfix(self) -> dict:
+        post = {"L1": f"{self.stats['G_L1']:.3f}", "D": f"{self.stats['D']:.3f}"}
+        if self.last_eval:
             post["rec"] = f"{self.last_eval['recon_l1']:.3f}"
             post["div"] = f"{self.last_eval['diversity']:.3f}"
         return post
 
-    def _final_eval_due(self) -> bool:
-        return self.last_eval is None or self.last_eval["step"] != self.step
 
-    def _record_eval(self) -> None:
-        ev = self.evaluate()
-        if self.out_dir is None:
-            return
-        self._eval_log.write({k: ev[k] for k in EVAL_FIELDS})
-        self._out("eval.json").write_text(json.dumps(ev, indent=2))
-
-
-_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="BicycleGAN training checkpoint",
-                    wrong="not a BicycleGAN training checkpoint (train bicyclegan writes OUT/checkpoint.pt)")
-
-
-def read_state(path: str | Path) -> dict:
-    """A training checkpoint written by ``BicycleGANTrainer``; ValueError if it is something else."""
-    return read_training_state(path, **_STATE_CHECK)
-
-
-def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) -> BicycleGANTrainer:
-    """Continue a checkpoint; ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
-    check_training_state(state, **_STATE_CHECK)
-    return resume_trainer(BicycleGANTrainer, BicycleGANTrainConfig, state, load_model=load_networks,
-                          overrides=overrides, **kwargs)
-
-
-# ---- release --------------------------------------------------------------------------------------------------
-
-
-def release_bicyclegan(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval_n: int = 256,
-                       samples: int = 10, grid_rows: int = 8, half: bool = True, command_line: str = "") -> dict:
-    """Release ``source`` (``RUN/bicyclegan.pt`` or ``RUN/checkpoint.pt`` of ``train bicyclegan``) as
-    ``out_dir/bicyclegan.pt`` (G and E, project format) with the manifest ``out_dir/bicyclegan.json`` (sha256,
-    training and release commands, time, hardware, held-out figures on ``eval_n`` faces with ``samples`` random
-    codes each) and the sample grid ``out_dir/bicyclegan_samples.png`` (``grid_rows`` held-out inputs). half: store
-    the weights as float16 (they load into float32 networks); the figures are those of the stored weights. -> manifest
-    """
-    source, out_dir = Path(source), Path(out_dir)
-    if eval_n < 1 or samples < 2 or grid_rows < 1:
-        raise ValueError(f"need eval_n >= 1, samples >= 2 and grid_rows >= 1, got {eval_n}, {samples}, {grid_rows}")
-    kind, obj = read_model_file(source)
-    if kind == "torch" and isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
-        check_training_state(obj, **_STATE_CHECK)
-        obj = obj["model"]
-    if kind != "torch" or not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ModelFormatError(f"{source}: not a file written by 'train bicyclegan' (RUN/bicyclegan.pt or "
-                               "RUN/checkpoint.pt)")
-    extras = dict(obj.get("extras") or {})
-    if "train_config" not in extras:
-        raise ModelFormatError(f"{source} holds no training metadata: release a file written by 'train bicyclegan'")
-    tc = BicycleGANTrainConfig.from_dict(extras["train_config"])
-    trained = load_bicyclegan(obj)
-    released = bicyclegan_checkpoint({"G": trained["G"], "E": trained["E"]})
-    if half:
-        for entry in released["networks"].values():
-            sd = entry["state_dict"]
-            entry["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
-    nets = load_bicyclegan(released)
-    G, E = nets["G"], nets["E"]
-    a, b = held_out_pairs(n=max(eval_n, grid_rows), size=tc.size, source=tc.source, target=tc.target)
-    figs = figures(G, E, a[:eval_n], b[:eval_n], samples=samples)
-    grid = sample_grid(G, E, a[:grid_rows], b[:grid_rows], samples=4)
-    extras.update(held_out_release=figs, released_from=source.name, weights_dtype="float16" if half else "float32")
-    released["extras"] = extras
-    out_path = out_dir / DEFAULT_BICYCLEGAN
-    atomic_torch_save(released, out_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_png(out_dir / GRID_NAME, grid, parameters={"model": DEFAULT_BICYCLEGAN, "sha256": file_sha256(out_path)})
-    manifest = {
-        "file": DEFAULT_BICYCLEGAN, "sha256": file_sha256(out_path), "bytes": out_path.stat().st_size,
-        "format": FORMAT, "weights_dtype": extras["weights_dtype"],
-        "networks": {k: {"arch": n.cfg.to_dict(), "parameters": sum(p.numel() for p in n.parameters())}
-                     for k, n in (("G", G), ("E", E))},
-        "domains": {"A": tc.source, "B": tc.target},
-        "input": f"A: RGB [B, 3, {tc.size}, {tc.size}] in [-1, 1] ({tc.source}); z [B, {tc.nz}] ~ N(0, I); "
-                 f"E reads B images ({tc.target}) of the same size",
-        "command": extras.get("command_line", ""), "release_command": command_line,
-        "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_seed": extras.get("data_seed"), "eval_seed": EVAL_SEED, "train_config": extras.get("train_config"),
-        "steps": extras.get("step"), "images_seen": extras.get("images_seen"),
-        "train_seconds": round(float(extras.get("train_seconds", 0.0)), 1),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": extras.get("threads"),
-                     "torch": torch.__version__, "device": "cpu"},
-        "released_from": source.name,
-        "figures": {**figs, "scale": "mean absolute difference on [0, 1] pixels",
-                    "note": "recon_l1: G(A, mu(E(B))) vs B; random_l1: G(A, z) vs B; diversity: mean pairwise L1 "
-                            "between the random samples of one input"},
-        "held_out_during_training": extras.get("held_out"),
-        "grid": {"file": GRID_NAME, "rows": grid_rows, "columns": ["A", "B (ground truth)", "encoded",
-                                                                  "random 1", "random 2", "random 3", "random 4"]},
-    }
-    return write_json(out_dir / f"{Path(DEFAULT_BICYCLEGAN).stem}.json", manifest)
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-
-
-# argparse destination -> BicycleGANTrainConfig field
-_FLAGS = {"steps": "steps", "batch": "batch_size", "size": "size", "seed": "seed", "lr": "lr", "nz": "nz",
-          "ngf": "ngf", "nef": "nef", "ndf": "ndf", "eval_n": "eval_n", "eval_every": "eval_every",
-          "checkpoint_every": "checkpoint_every", "log_every": "log_every", "source": "source", "target": "target"}
-
-
-def add_bicyclegan_commands(sub) -> None:
-    """``train bicyclegan`` and ``train release-bicyclegan`` on the ``train`` subcommand set."""
-    d = BicycleGANTrainConfig()
-    p = sub.add_parser("bicyclegan", help="train BicycleGAN on paired synthetic faces (edges -> photo)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, bicyclegan.pt, metrics.csv, eval.csv, "
-                   "eval.json)")
-    p.add_argument("--resume", metavar="PATH|auto", help="continue a training checkpoint; 'auto': OUT/checkpoint.pt "
-                   "if present")
-    p.add_argument("--steps", type=int, help=f"iterations (default {d.steps})")
-    p.add_argument("--batch", type=int, help=f"(A, B) pairs per iteration, even (default {d.batch_size})")
-    p.add_argument("--size", type=int, help=f"image side, a power of two >= 32 (default {d.size})")
-    p.add_argument("--seed", type=int, help=f"seed of initialisation, faces and codes (default {d.seed})")
-    p.add_argument("--source", help=f"domain of A (default {d.source})")
-    p.add_argument("--target", help=f"domain of B (default {d.target})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--nz", type=int, help=f"code size (default {d.nz})")
-    p.add_argument("--ngf", type=int, help=f"generator width (default {d.ngf})")
-    p.add_argument("--nef", type=int, help=f"encoder width (default {d.nef})")
-    p.add_argument("--ndf", type=int, help=f"discriminator width (default {d.ndf})")
-    p.add_argument("--eval-n", type=int, help=f"held-out faces (default {d.eval_n})")
-    add_schedule_arguments(p, d)
-    p.set_defaults(func=run_train_bicyclegan)
-
-    p = sub.add_parser("release-bicyclegan", help="release a trained BicycleGAN as assets/bicyclegan.pt with its "
-                       "manifest and sample grid", description=release_bicyclegan.__doc__)
-    p.add_argument("source", help="RUN/bicyclegan.pt or RUN/checkpoint.pt of a 'train bicyclegan' run")
-    p.add_argument("--out", default=str(ASSETS_DIR), help="output folder (default: this checkout's assets/)")
-    p.add_argument("--eval-n", type=int, default=256, help="held-out faces (default 256)")
-    p.add_argument("--samples", type=int, default=10, help="random codes per face for diversity (default 10)")
-    p.add_argument("--float32", action="store_true", help="store float32 weights (default: float16, half the size)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.set_defaults(func=run_release_bicyclegan)
-
-
-def _format(ev: dict) -> str:
+def format_figures(ev: dict) -> str:
+    """One line of held-out figures (``figures``)."""
     return (f"reconstruction L1 {ev['recon_l1']:.4f}, random-sample L1 {ev['random_l1']:.4f}, diversity "
             f"{ev['diversity']:.4f} ({ev['n']} faces x {ev['samples']} codes, [0, 1] pixels)")
 
 
-def run_train_bicyclegan(args: argparse.Namespace) -> int:
-    """``train bicyclegan``: train (or resume); 0 when done (or stopped by --max-minutes), 130 when interrupted."""
-    set_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = given_fields(args, _FLAGS)
-    trainer = start_run(args, given, kind="BicycleGAN", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
-                        from_state=trainer_from_state, log=log,
-                        fresh=lambda **kw: BicycleGANTrainer(BicycleGANTrainConfig(**given), **kw))
-    c = trainer.cfg
-    n = {k: sum(p.numel() for p in net.parameters()) for k, net in trainer.model.items()}
-    log(f"training BicycleGAN {c.source} -> {c.target} at {c.size} px (G {n['G'] / 1e6:.2f} M, E "
-        f"{n['E'] / 1e6:.2f} M, D+D2 {(n['D'] + n['D2']) / 1e6:.2f} M parameters), batch {c.batch_size}, "
-        f"{c.steps} steps, {torch.get_num_threads()} threads")
-    status = trainer.train()
-    log(f"{status} at step {trainer.step} ({trainer.elapsed_s / 60:.1f} min); held-out: {_format(trainer.last_eval)}")
-    return 130 if status == "interrupted" else 0
-
-
-def run_release_bicyclegan(args: argparse.Namespace) -> int:
-    """``train release-bicyclegan SOURCE``: write ``bicyclegan.pt``, ``bicyclegan.json`` and the grid into --out."""
-    set_threads(args.threads)
-    m = release_bicyclegan(args.source, args.out, eval_n=args.eval_n, samples=args.samples, half=not args.float32,
-                           command_line=command_line())
-    print(f"released {Path(args.out) / DEFAULT_BICYCLEGAN} (sha256 {m['sha256'][:12]}..., step {m['steps']}): "
-          f"{_format(m['figures'])}; grid {Path(args.out) / GRID_NAME}", file=sys.stderr)
-    return 0
-
-
 __all__ = ["BicycleGANTrainConfig", "BicycleGANTrainer", "network_configs", "build_networks", "load_networks",
            "lr_at", "render_pairs", "training_batch", "held_out_pairs", "sample_outputs", "figures", "sample_grid",
-           "read_state", "trainer_from_state", "release_bicyclegan", "add_bicyclegan_commands",
-           "run_train_bicyclegan", "run_release_bicyclegan", "STATE_FORMAT", "CHECKPOINT_NAME", "MODEL_NAME",
-           "DEFAULT_BICYCLEGAN", "GRID_NAME", "EVAL_SEED"]
+           "format_figures", "STATE_FORMAT", "MODEL_NAME", "EVAL_SEED"]

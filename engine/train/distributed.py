@@ -109,13 +109,13 @@ def mean_over_processes(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return y / ctx.world_size
 
 
-def any_process(flag: bool, ctx: DistContext) -> bool:
-    """True on every process when ``flag`` is true on at least one (used to stop all ranks together)."""
+def max_over_processes(value: int, ctx: DistContext) -> int:
+    """The largest ``value`` of all processes, on every process (used to stop all ranks together)."""
     if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+        return value
+    t = torch.tensor([float(value)], device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return int(t.item())
 
 
 def broadcast_module(module: torch.nn.Module, ctx: DistContext) -> None:
@@ -133,4 +133,4 @@ def barrier(ctx: DistContext) -> None:
 
 
 __all__ = ["DistContext", "resolve_device", "launched_by_torchrun", "init_process", "init_from_env", "shutdown",
-           "average_gradients", "mean_over_processes", "any_process", "broadcast_module", "barrier"]
+           "average_gradients", "mean_over_processes", "max_over_processes", "broadcast_module", "barrier"]

@@ -1,4 +1,4 @@
-"""Training the domain classifier on the synthetic face world, its held-out evaluation and its release.
+"""Training the domain classifier on the synthetic face world, and its held-out evaluation.
 
 Data, rendered afresh every step: step ``s`` draws ``batch_size / len(domains)`` faces (samples ``s*k .. s*k+k-1``
 of the data seed) and draws each of them in every domain, so no face, pose or lighting cue tells domains apart,
@@ -9,73 +9,43 @@ draw of step ``s`` comes from ``step_generator(seed, s)`` and the learning rate 
 resumed run repeats an uninterrupted one bit for bit (same thread count).
 
 Held-out figures: samples ``0..n-1`` of ``EVAL_SEED`` (which no training seed may use) drawn in every domain and
-quantised to 8 bits (``estimator_eval.held_out``): accuracy per domain, the confusion matrix (rows: true domain,
-columns: predicted), the mean probability of the true domain and the mean cross-entropy.
+quantised to 8 bits (``engine.train.release.estimator.held_out``): accuracy per domain, the confusion matrix (rows:
+true domain, columns: predicted), the mean probability of the true domain and the mean cross-entropy.
 
-Run folder: ``checkpoint.pt`` (training state, atomic), ``domains.pt`` (latest model), ``best.pt`` (best held-out
-accuracy, then cross-entropy), ``metrics.csv``, ``eval.csv`` / ``eval.json``, ``config.json``.
-``python main.py train domains --out RUN --steps N --batch B --threads 1 --seed 0 --resume auto`` trains;
-``python main.py train release-domains RUN/best.pt`` writes ``assets/domains.pt`` and its manifest
-``assets/domains.json`` (sha256, commands, time, hardware, held-out accuracy per domain and confusion matrix, and a
-sanity check on images of the embedded default generator, which are all ``photo``).
+Run folder (``engine.train.loop``): ``checkpoint.pt`` (training state, atomic), ``domains.pt`` (latest model),
+``best.pt`` (best held-out accuracy, then cross-entropy), ``metrics.csv``, ``eval.csv`` / ``eval.json``,
+``config.json``. ``python main.py train domains --out RUN --steps N --batch B --threads 1 --seed 0 --resume auto``
+trains; ``python main.py train release-domains RUN/best.pt`` releases it (``engine.train.release.domains``).
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import math
-import os
-import sys
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.assets import ASSETS_DIR, DEFAULT_DOMAINS
-from engine.errors import ModelFormatError
-from engine.files.checkpoints import check_training_state, read_training_state
-from engine.files.paths import command_line, write_json
-from engine.files.storage import file_sha256, read_model_file
-from engine.models.domains import (
-    FORMAT,
-    DomainClassifier,
-    DomainConfig,
-    classify,
-    domains_checkpoint,
-    load_domains,
-    save_domains,
-)
+from engine.files.configs import DictForm
+from engine.models.domains import FORMAT, DomainClassifier, DomainConfig, classify, domains_checkpoint, load_domains
 from engine.models.ops import gaussian_blur
-from engine.runtime import set_threads
 from engine.synth import DOMAINS, build_scene, sample_params
 from engine.synth.styles import STYLES, check_domain
-from engine.train.estimator import (
-    StepTrainer,
-    add_schedule_arguments,
-    given_fields,
-    int_list,
-    lr_at,
-    resume_trainer,
-    start_run,
-    step_generator,
-)
 from engine.train.estimator import augment as estimator_augment
-from engine.train.release.estimator import EVAL_SEED, cpu_model, held_out
+from engine.train.estimator import lr_at, step_generator
+from engine.train.loop import ModelTrainer
+from engine.train.release.estimator import EVAL_SEED, held_out
 
 STATE_FORMAT = "face-editor/train-domains"
 STATE_VERSION = 1
-CHECKPOINT_NAME, MODEL_NAME, BEST_NAME = "checkpoint.pt", "domains.pt", "best.pt"
+MODEL_NAME = "domains.pt"
 METRIC_FIELDS = ("step", "images", "loss", "accuracy", "lr", "img_per_s", "elapsed_s")
 EVAL_FIELDS = ("step", "domain", "accuracy", "confidence")
 GENERATOR_DOMAIN = "photo"
 
 
 @dataclass(frozen=True)
-class DomainTrainConfig:
+class DomainTrainConfig(DictForm, what="the domain classifier's training settings"):
     """A training run; ``seed`` seeds the initialisation, the faces (sample indices) and the augmentation.
 
     batch_size: images per step, a multiple of ``len(domains)`` (each face is drawn in every domain).
@@ -131,14 +101,6 @@ class DomainTrainConfig:
     def faces_per_step(self) -> int:
         return self.batch_size // len(self.domains)
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DomainTrainConfig:
-        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
-            raise ValueError(f"unknown domain training settings {unknown} (written by a newer version?)")
-        return cls(**d)
 
 
 def domain_config(cfg: DomainTrainConfig) -> DomainConfig:
@@ -203,28 +165,6 @@ def evaluate(model: DomainClassifier, data: dict[str, tuple[torch.Tensor, object
             "order": list(names), "confusion": confusion.tolist()}
 
 
-def blurred(data: dict, *, sigma: float) -> dict:
-    """``data`` (as ``held_out`` returns it) with every image blurred by ``sigma`` pixels, still uint8."""
-    out = {}
-    for domain, (pixels, rest) in data.items():
-        x = gaussian_blur(pixels.float(), torch.full((len(pixels),), float(sigma)), radius=max(1, math.ceil(3 * sigma)))
-        out[domain] = (x.round().clamp(0, 255).to(torch.uint8), rest)
-    return out
-
-
-def generator_check(model: DomainClassifier, G, *, n: int, psi: float, batch: int = 64) -> dict:
-    """How ``model`` classifies ``G``'s images of z seeds ``0..n-1`` (constant noise, quantised to 8 bits like
-    saved images); every one of them is a ``photo``. -> share classified as each domain, accuracy, confidence"""
-    from engine.train.release.generator import fake_batches, quantised
-
-    probs = torch.cat([classify(model, quantised(x)) for x in fake_batches(G, range(n), psi=psi, batch=batch)])
-    names = model.domain_names
-    t = names.index(GENERATOR_DOMAIN)
-    share = torch.bincount(probs.argmax(1), minlength=len(names)).double() / n
-    return {"psi": psi, "n": n, "accuracy": float(share[t]), "confidence": float(probs[:, t].mean()),
-            "predicted_share": dict(zip(names, share.tolist()))}
-
-
 def format_figures(figures: dict) -> str:
     """A text table of ``evaluate``'s figures: accuracy and confidence per domain, then the confusion matrix."""
     names = figures["order"]
@@ -242,24 +182,21 @@ def format_figures(figures: dict) -> str:
 # ---- trainer --------------------------------------------------------------------------------------------------
 
 
-class DomainTrainer(StepTrainer):
-    """The network, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps``.
+class DomainTrainer(ModelTrainer):
+    """The network, its Adam optimiser and the step counter; ``train()`` runs to ``cfg.steps`` (``engine.train.loop``).
+    model: a starting network (resume); otherwise a fresh one from ``cfg``. best.pt: the best held-out mean
+    accuracy, then cross-entropy."""
 
-    out_dir: run folder (None: nothing is written). max_seconds: stop (with a checkpoint) after this much
-    training time in one ``train()`` call. model: a starting network (resume); otherwise a fresh one from ``cfg``.
-    best_score: [held-out mean accuracy, -cross-entropy] of ``best.pt``.
-    """
+    kind, command = "domain classifier", "train domains"
+    state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, DomainTrainConfig
+    model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
+    load_model = staticmethod(load_domains)
 
-    desc, model_name, metric_fields, eval_fields = "train domains", MODEL_NAME, METRIC_FIELDS, EVAL_FIELDS
-
-    def __init__(self, cfg: DomainTrainConfig, *, out_dir: str | Path | None = None,
-                 model: DomainClassifier | None = None, command_line: str = "", progress: bool = True,
-                 max_seconds: float | None = None):
+    def __init__(self, cfg: DomainTrainConfig, *, model: DomainClassifier | None = None, **kwargs):
         model = (model or DomainClassifier(domain_config(cfg), seed=cfg.seed)).train()
         if model.cfg != domain_config(cfg):
             raise ValueError(f"the network {model.cfg} is not the one the training config describes")
-        super().__init__(cfg, model, out_dir=out_dir, command_line=command_line, progress=progress,
-                         max_seconds=max_seconds, best_score=None)
+        super().__init__(cfg, model, **kwargs)
 
     def train_step(self) -> dict:
         """One optimiser step on the batch of ``self.step``; returns its loss, accuracy and learning rate."""
@@ -281,215 +218,29 @@ class DomainTrainer(StepTrainer):
         return {"loss": float(loss.detach()), "accuracy": float((logits.argmax(1) == labels).float().mean()),
                 "lr": lr}
 
-    def evaluate(self) -> dict:
-        """Held-out figures of the current network (the faces are rendered once and kept)."""
+    def held_out_figures(self) -> dict:
+        """``evaluate``'s figures of the current network (the faces are rendered once and kept)."""
         if self._eval_data is None or len(next(iter(self._eval_data.values()))[0]) != self.cfg.eval_n:
             self._eval_data = held_out(n=self.cfg.eval_n, size=self.cfg.size, domains=self.cfg.domains)
-        self.last_eval = {"step": self.step, **evaluate(self.model, self._eval_data)}
-        return self.last_eval
+        return evaluate(self.model, self._eval_data)
 
-    def extras(self) -> dict:
-        """Metadata stored in exported models."""
-        return self.run_extras()
+    def eval_rows(self, figures: dict) -> list[dict]:
+        return [{"step": self.step, "domain": d, "accuracy": a, "confidence": figures["confidence"][d]}
+                for d, a in figures["accuracy"].items()]
 
-    def state_dict(self) -> dict:
-        """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {**self.run_state(STATE_FORMAT, STATE_VERSION),
-                "model": domains_checkpoint(self.model, extras=self.extras()), "optimizer": self.opt.state_dict()}
+    def score(self, figures: dict) -> list[float]:
+        return [figures["mean_accuracy"], -figures["nll"]]
 
-    def save_model(self, path: Path) -> None:
-        save_domains(path, self.model, extras=self.extras())
+    def checkpoint(self) -> dict:
+        return domains_checkpoint(self.model, extras=self.extras())
 
-    def _postfix(self, stats: dict) -> dict:
-        post = super()._postfix(stats)
-        if self.last_eval is not None:
+    def postfix(self) -> dict:
+        post = {"loss": f"{self.stats['loss']:.4f}"}
+        if self.last_eval:
             post["held_out"] = f"{100 * self.last_eval['mean_accuracy']:.1f}%"
         return post
 
-    def _final_eval_due(self) -> bool:
-        return self.last_eval is None or self.last_eval["step"] != self.step
-
-    def _record_eval(self) -> None:
-        ev = self.evaluate()
-        if self.out_dir is None:
-            return
-        self._eval_log.write(*[{"step": self.step, "domain": d, "accuracy": a, "confidence": ev["confidence"][d]}
-                               for d, a in ev["accuracy"].items()])
-        self._out("eval.json").write_text(json.dumps(ev, indent=2))
-        score = [ev["mean_accuracy"], -ev["nll"]]
-        if self.best_score is None or score > self.best_score:
-            self.best_score = score
-            self.save_model(self._out(BEST_NAME))
-
-
-_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="domain classifier training checkpoint",
-                    wrong="not a domain classifier training checkpoint (train domains writes OUT/checkpoint.pt)")
-
-
-def read_state(path: str | Path) -> dict:
-    """A training checkpoint written by ``DomainTrainer``; ValueError if it is something else."""
-    return read_training_state(path, **_STATE_CHECK)
-
-
-def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) -> DomainTrainer:
-    """Continue a checkpoint; ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
-    check_training_state(state, **_STATE_CHECK)
-    trainer = resume_trainer(DomainTrainer, DomainTrainConfig, state, load_model=load_domains, overrides=overrides,
-                             **kwargs)
-    trainer.best_score = state.get("best_score")
-    return trainer
-
-
-# ---- release --------------------------------------------------------------------------------------------------
-
-
-def _eval_curve(run_dir: Path, last_step: int) -> list[dict]:
-    """The run's held-out mean accuracy per evaluated step up to ``last_step`` (from ``eval.csv``), or []."""
-    path = run_dir / "eval.csv"
-    if not path.is_file():
-        return []
-    steps: dict[int, list[float]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            steps.setdefault(int(row["step"]), []).append(float(row["accuracy"]))
-    return [{"step": s, "mean_accuracy": sum(v) / len(v)} for s, v in sorted(steps.items()) if s <= last_step]
-
-
-def release_domains(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval_n: int = 512,
-                    blur_sigma: float = 1.0, generator: str | os.PathLike | None = None, generator_n: int = 256,
-                    command_line: str = "") -> dict:
-    """Release ``source`` (``RUN/best.pt``, ``RUN/domains.pt`` or ``RUN/checkpoint.pt`` of ``train domains``) as
-    ``out_dir/domains.pt`` with the manifest ``out_dir/domains.json``: sha256, the training and release commands,
-    training time, hardware, fresh held-out figures on ``eval_n`` faces per domain (clean, and blurred by
-    ``blur_sigma`` pixels), the training curve, and the share of ``generator_n`` images of ``generator`` (default:
-    the embedded default generator; all ``photo``) classified as photo at psi 1 and 0.7. -> manifest"""
-    from engine.files.loading import load_generator
-
-    source, out_dir = Path(source), Path(out_dir)
-    kind, obj = read_model_file(source)
-    if kind == "torch" and isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
-        check_training_state(obj, **_STATE_CHECK)
-        model = load_domains(obj["model"])
-    else:
-        model = load_domains(source)
-    extras = dict(model.extras)
-    if "train_config" not in extras:
-        raise ModelFormatError(f"{source} holds no training metadata: release a file written by 'train domains'")
-    data = held_out(n=eval_n, size=model.cfg.input_size, domains=model.domain_names)
-    figures = evaluate(model, data)
-    figures_blurred = {"sigma_px": blur_sigma, **evaluate(model, blurred(data, sigma=blur_sigma))}
-    if generator is None:
-        from engine.assets import default_generator_path
-
-        generator = default_generator_path()
-    G = load_generator(generator)
-    gen_check = {"generator": Path(generator).name, "generator_sha256": file_sha256(generator),
-                 "domain": GENERATOR_DOMAIN, "noise_mode": "const", "seeds": f"0-{generator_n - 1}",
-                 "results": [generator_check(model, G, n=generator_n, psi=psi) for psi in (1.0, 0.7)]}
-    extras.update(held_out=figures, held_out_blurred=figures_blurred, generator_check=gen_check,
-                  released_from=source.name)
-    out_path = out_dir / DEFAULT_DOMAINS
-    save_domains(out_path, model, extras=extras)
-    run_dir = source.parent
-    manifest = {
-        "file": DEFAULT_DOMAINS, "sha256": file_sha256(out_path), "bytes": out_path.stat().st_size,
-        "format": FORMAT, "parameters": sum(p.numel() for p in model.parameters()),
-        "architecture": model.cfg.to_dict(), "domains": list(model.domain_names),
-        "input": "RGB [B, 3, H, W] in [-1, 1]; other sizes are resized (antialiased bilinear) to input_size",
-        "command": extras.get("command_line", ""), "release_command": command_line,
-        "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_seed": extras.get("data_seed"), "eval_seed": EVAL_SEED, "eval_faces_per_domain": eval_n,
-        "train_config": extras.get("train_config"), "steps": extras.get("step"),
-        "images_seen": extras.get("images_seen"), "train_seconds": round(float(extras.get("train_seconds", 0.0)), 1),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": extras.get("threads"),
-                     "torch": torch.__version__, "device": "cpu"},
-        "released_from": source.name,
-        "held_out": figures, "held_out_blurred": figures_blurred, "generator_check": gen_check,
-        "held_out_curve": _eval_curve(run_dir, int(extras.get("step") or 0)),
-    }
-    return write_json(out_dir / f"{Path(DEFAULT_DOMAINS).stem}.json", manifest)
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-
-
-# argparse destination -> DomainTrainConfig field
-_FLAGS = {"steps": "steps", "batch": "batch_size", "size": "size", "seed": "seed", "lr": "lr", "blur": "blur",
-          "widths": "widths", "blocks": "blocks", "stem_width": "stem_width", "eval_n": "eval_n",
-          "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every"}
-
-
-def add_domains_commands(sub) -> None:
-    """``train domains`` and ``train release-domains`` on the ``train`` subcommand set."""
-    d = DomainTrainConfig()
-    p = sub.add_parser("domains", help="train the domain classifier on the synthetic face world",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, domains.pt, best.pt, metrics.csv, "
-                   "eval.csv, eval.json)")
-    p.add_argument("--resume", metavar="PATH|auto", help="continue a training checkpoint; 'auto': OUT/checkpoint.pt "
-                   "if present")
-    p.add_argument("--steps", type=int, help=f"optimiser steps (default {d.steps})")
-    p.add_argument("--batch", type=int, help=f"images per step, a multiple of the {len(d.domains)} domains "
-                   f"(default {d.batch_size})")
-    p.add_argument("--size", type=int, help=f"image side the network reads (default {d.size})")
-    p.add_argument("--seed", type=int, help=f"seed of initialisation, faces and augmentation (default {d.seed})")
-    p.add_argument("--lr", type=float, help=f"peak Adam learning rate (default {d.lr})")
-    p.add_argument("--blur", type=float, help=f"largest augmentation blur sigma in pixels (default {d.blur})")
-    p.add_argument("--widths", type=int_list, help=f"channels per stage (default {','.join(map(str, d.widths))})")
-    p.add_argument("--blocks", type=int_list,
-                   help=f"residual blocks per stage (default {','.join(map(str, d.blocks))})")
-    p.add_argument("--stem-width", type=int, help=f"channels of the stem (default {d.stem_width})")
-    p.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
-    add_schedule_arguments(p, d)
-    p.set_defaults(func=run_train_domains)
-
-    p = sub.add_parser("release-domains", help="release a trained domain classifier as assets/domains.pt with its "
-                       "manifest", description=release_domains.__doc__)
-    p.add_argument("source", help="RUN/best.pt, RUN/domains.pt or RUN/checkpoint.pt of a 'train domains' run")
-    p.add_argument("--out", default=str(ASSETS_DIR), help="output folder (default: this checkout's assets/)")
-    p.add_argument("--eval-n", type=int, default=512, help="held-out faces per domain (default 512)")
-    p.add_argument("--generator", help="generator for the photo sanity check (default: the embedded default)")
-    p.add_argument("--generator-n", type=int, default=256, help="generated images per psi (default 256)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.set_defaults(func=run_release_domains)
-
-
-def run_train_domains(args: argparse.Namespace) -> int:
-    """``train domains``: train (or resume) the classifier; 0 when done (or stopped by --max-minutes), 130 when
-    interrupted. User errors raise ValueError / FileNotFoundError / ModelFormatError (one line from main.py)."""
-    set_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = given_fields(args, _FLAGS)
-    trainer = start_run(args, given, kind="domain classifier", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
-                        from_state=trainer_from_state, log=log,
-                        fresh=lambda **kw: DomainTrainer(DomainTrainConfig(**given), **kw))
-    c = trainer.cfg
-    n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"training the domain classifier ({n_params / 1e3:.0f} k parameters, widths {list(c.widths)}) on {c.size} px "
-        f"synthetic faces in {len(c.domains)} domains, batch {c.batch_size}, {c.steps} steps, "
-        f"{torch.get_num_threads()} threads")
-    status = trainer.train()
-    log(f"{status} at step {trainer.step} ({trainer.images_seen} images, {trainer.elapsed_s / 60:.1f} min); "
-        f"held-out figures:\n{format_figures(trainer.last_eval)}")
-    return 130 if status == "interrupted" else 0
-
-
-def run_release_domains(args: argparse.Namespace) -> int:
-    """``train release-domains SOURCE``: write ``domains.pt`` and ``domains.json`` into ``--out``."""
-    set_threads(args.threads)
-    if args.eval_n < 1 or args.generator_n < 1:
-        raise ValueError(f"--eval-n and --generator-n must be at least 1, got {args.eval_n} and {args.generator_n}")
-    m = release_domains(args.source, args.out, eval_n=args.eval_n, generator=args.generator,
-                        generator_n=args.generator_n, command_line=command_line())
-    g = ", ".join(f"psi {r['psi']:g}: {100 * r['accuracy']:.1f}%" for r in m["generator_check"]["results"])
-    print(f"released {Path(args.out) / DEFAULT_DOMAINS} (sha256 {m['sha256'][:12]}..., step {m['steps']}):\n"
-          f"{format_figures(m['held_out'])}\nblurred by {m['held_out_blurred']['sigma_px']:g} px: "
-          f"{100 * m['held_out_blurred']['mean_accuracy']:.1f}%; generator images classified as photo: {g}",
-          file=sys.stderr)
-    return 0
-
 
 __all__ = ["DomainTrainConfig", "DomainTrainer", "domain_config", "render_domains", "training_batch",
-           "gaussian_blur", "augment", "evaluate", "blurred", "generator_check", "format_figures", "read_state",
-           "trainer_from_state", "release_domains", "add_domains_commands", "run_train_domains",
-           "run_release_domains", "STATE_FORMAT", "CHECKPOINT_NAME", "MODEL_NAME", "BEST_NAME", "EVAL_SEED"]
+           "gaussian_blur", "augment", "evaluate", "format_figures", "STATE_FORMAT",
+           "MODEL_NAME", "GENERATOR_DOMAIN", "EVAL_SEED"]

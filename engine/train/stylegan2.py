@@ -10,50 +10,39 @@ Randomness: step ``s`` on rank ``r`` draws everything (z, mixing, noise, flips, 
 position, so the step counter and data position are the complete random state and a resumed run repeats an
 uninterrupted one bit for bit (on CPU).
 
-Files (rank 0 only) under ``out_dir``: ``checkpoint.pt`` (training state, atomic), ``model.pt`` and
-``snapshots/network-KKKKKK.pt`` (G_ema + D in the project's model format), ``samples/*.png``, ``metrics.csv``,
-``config.json``.
+Files (rank 0 only; the loop is ``engine.train.loop``) under ``out_dir``: ``checkpoint.pt`` (training state,
+atomic), ``model.pt`` and ``snapshots/network-KKKKKKkimg.pt`` (G_ema + D in the project's model format),
+``samples/*.png``, ``metrics.csv``, ``config.json``.
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
-import sys
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state, save_generator
+from engine.files.checkpoints import save_generator
+from engine.files.configs import DictForm
 from engine.files.images import save_png, to_uint8
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
-from engine.runtime import GracefulStop
-from engine.train.csvlog import CsvLog
 from engine.train.data import DataSource
-from engine.train.distributed import (
-    DistContext,
-    any_process,
-    average_gradients,
-    barrier,
-    broadcast_module,
-    mean_over_processes,
-)
+from engine.train.distributed import average_gradients, broadcast_module, mean_over_processes
+from engine.train.loop import StepTrainer
 
 STATE_FORMAT = "face-editor/train-stylegan2"
 STATE_VERSION = 1
-CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 METRIC_FIELDS = ("step", "kimg", "time_s", "sec_per_step", "loss_G", "loss_D", "real_logit", "fake_logit", "r1",
                  "pl", "pl_mean", "ema_beta")
-OVERRIDABLE_ON_RESUME = ("kimg", "log_every", "sample_every", "snapshot_every", "checkpoint_every")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictForm, what="the StyleGAN2 training settings"):
     """Everything that defines a training run (architecture, recipe, schedule). Intervals count steps.
 
     channels: explicit widths at 4, 8, ..., resolution; None derives them from channel_base / channel_max.
@@ -130,15 +119,6 @@ class TrainConfig:
                                    channels=channels or self.generator_config().channels,
                                    mbstd_group_size=self.mbstd_group_size)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)} (written by a newer version?)")
-        return cls(**d)
 
 
 def _adam(params: list, *, lr: float, beta2: float, reg_every: int) -> torch.optim.Adam:
@@ -167,26 +147,28 @@ def image_grid(images: torch.Tensor, cols: int) -> np.ndarray:
     return grid.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
-class Trainer:
-    """Holds G, D, G_ema and their optimisers; ``train()`` runs to ``cfg.kimg`` writing files under ``out_dir``.
+class Trainer(StepTrainer):
+    """Holds G, D, G_ema and their optimisers; ``train()`` runs to ``cfg.kimg`` writing files under ``out_dir``
+    (``engine.train.loop``; ``ctx``: this process's place in a data-parallel run).
 
-    G / D: optional starting networks (fine-tuning from a base model, or shells for ``resume``); their
+    G / D: optional starting networks (fine-tuning from a base model, or shells for ``from_state``); their
     architecture wins over the config's channel settings. With ``cfg.freeze_mapping`` the mapping network is left
     out of G's optimiser and out of the EMA, so G.mapping and G_ema.mapping stay exactly the starting ones.
+    data_spec: how the data were named (default: the source's description); base: the model fine-tuned from.
     """
 
-    def __init__(self, cfg: TrainConfig, source: DataSource, *, out_dir: str | Path | None = None,
-                 ctx: DistContext | None = None, G: Generator | None = None, D: Discriminator | None = None,
-                 data_spec: str = "", command_line: str = "", base: str | None = None, progress: bool = True):
-        self.cfg = cfg
-        self.ctx = ctx or DistContext()
+    kind, command = "StyleGAN2", "train stylegan2"
+    resume_hint = "; start from a model file with --base"
+    state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, TrainConfig
+    model_name, snapshot_stem, metric_fields = MODEL_NAME, "network", METRIC_FIELDS
+
+    def __init__(self, cfg: TrainConfig, source: DataSource, *, G: Generator | None = None,
+                 D: Discriminator | None = None, data_spec: str = "", base: str | None = None, **kwargs):
+        super().__init__(cfg, **kwargs)
         self.device = self.ctx.device
         self.source = source
-        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.data_spec = data_spec or source.description
-        self.command_line = command_line
         self.base = base
-        self.progress = progress
         self.local_batch = self._check_batch(source)
 
         g_cfg = G.cfg if G is not None else cfg.generator_config()
@@ -220,10 +202,7 @@ class Trainer:
         self.d_params = list(self.D.parameters())
         self.opt_G = _adam(self.g_params, lr=cfg.g_lr, beta2=cfg.adam_beta2, reg_every=cfg.g_reg_every)
         self.opt_D = _adam(self.d_params, lr=cfg.d_lr, beta2=cfg.adam_beta2, reg_every=cfg.d_reg_every)
-        self.step = 0
-        self.elapsed_s = 0.0
         self.pl_mean = torch.zeros([], device=self.device)
-        self.stats: dict[str, float] = {}
         self.sample_z = torch.randn(cfg.sample_grid**2, g_cfg.z_dim,
                                     generator=torch.Generator().manual_seed(cfg.seed))  # [N, z_dim]
 
@@ -238,8 +217,8 @@ class Trainer:
         return local
 
     @property
-    def images_seen(self) -> int:
-        return self.step * self.cfg.batch_size
+    def total_steps(self) -> int:
+        return self.cfg.total_steps
 
     # ---- one step -----------------------------------------------------------------------------------------
 
@@ -344,8 +323,9 @@ class Trainer:
                     b.copy_(src[name])
         self.stats["ema_beta"] = beta
 
-    def train_step(self) -> None:
-        """One D step, one G step (each with its lazy regulariser when due) and the EMA update."""
+    def train_step(self) -> dict:
+        """One D step, one G step (each with its lazy regulariser when due) and the EMA update; returns the figures
+        (the regularisers' ones from their last step)."""
         gen = step_generator(self.cfg.seed, self.ctx.rank, self.step)
         real = next(self.source).to(self.device)  # [b, 3, R, R]
         if self.cfg.xflip:
@@ -355,44 +335,36 @@ class Trainer:
         self._g_step(gen)
         self.step += 1
         self._update_ema()
+        return dict(self.stats)
 
     # ---- state --------------------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict:
-        """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
+    def model_state(self) -> dict:
         return {
-            "format": STATE_FORMAT, "format_version": STATE_VERSION, "config": self.cfg.to_dict(),
             "g_arch": self.G.cfg.to_dict(), "d_arch": self.D.cfg.to_dict(),
             "G": _cpu_state(self.G), "D": _cpu_state(self.D), "G_ema": _cpu_state(self.G_ema),
-            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "step": self.step, "pl_mean": float(self.pl_mean), "elapsed_s": self.elapsed_s,
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(), "pl_mean": float(self.pl_mean),
             "data": self.source.state_dict(), "data_spec": self.data_spec, "world_size": self.ctx.world_size,
             "rng": {"scheme": "torch.Generator per step seeded by SeedSequence([seed, rank, step])",
                     "seed": self.cfg.seed},
-            "base": self.base, "command_line": self.command_line, "stats": dict(self.stats),
+            "base": self.base,
         }
 
-    def load_state_dict(self, state: dict) -> None:
-        check_state(state)
+    def load_model_state(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        self.step = int(state["step"])
         self.pl_mean = torch.tensor(float(state["pl_mean"]), device=self.device)
-        self.elapsed_s = float(state["elapsed_s"])
-        self.stats = dict(state.get("stats") or {})
         self.base = state.get("base")
         self.source.load_state_dict(state["data"])
 
-    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
-        """Write the training state atomically (rank 0 only); returns the path written."""
-        if not self.ctx.is_main:
-            return None
-        path = Path(path) if path is not None else self._out(CHECKPOINT_NAME)
-        atomic_torch_save(self.state_dict(), path)
-        return path
+    @classmethod
+    def resume_args(cls, state: dict) -> dict:
+        return {"G": Generator(GeneratorConfig.from_dict(state["g_arch"])),
+                "D": Discriminator(DiscriminatorConfig.from_dict(state["d_arch"])),
+                "data_spec": state.get("data_spec", ""), "base": state.get("base")}
 
     def extras(self) -> dict:
         """Metadata stored with an exported model."""
@@ -401,21 +373,15 @@ class Trainer:
                 "command_line": self.command_line, "data": self.data_spec, "seed": self.cfg.seed,
                 "base": self.base or "", "train_config": json.dumps(self.cfg.to_dict())}
 
-    def export(self, path: str | Path) -> Path:
-        """Save G_ema (+ D) in the project's model format (rank 0 writes; the path is returned on every rank)."""
-        path = Path(path)
-        if self.ctx.is_main:
-            save_generator(path, self.G_ema, D=self.D, extras=self.extras())
-        return path
+    def write_model(self, path: Path) -> None:
+        """G_ema (+ D) in the project's model format."""
+        save_generator(path, self.G_ema, D=self.D, extras=self.extras())
 
-    # ---- loop ---------------------------------------------------------------------------------------------
+    def run_record(self) -> dict:
+        return {**super().run_record(), "data": self.data_spec, "base": self.base,
+                "world_size": self.ctx.world_size}
 
-    def _out(self, name: str) -> Path:
-        if self.out_dir is None:
-            raise ValueError("this trainer has no output folder")
-        path = self.out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+    # ---- samples ------------------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample_images(self, *, chunk: int = 16) -> torch.Tensor:
@@ -427,110 +393,23 @@ class Trainer:
         return save_png(self._out(f"samples/{name}.png"), image_grid(self.sample_images(), self.cfg.sample_grid),
                         parameters={"step": self.step, "kimg": self.images_seen / 1000, "seed": self.cfg.seed})
 
-    def _write_reals(self) -> None:
+    def begin(self) -> None:
+        """The real images and the starting fakes."""
         n = self.cfg.sample_grid**2
         imgs = torch.cat([self.source.batch(i) for i in range(math.ceil(n / self.local_batch))])[:n]
         save_png(self._out("samples/reals.png"), image_grid(imgs, self.cfg.sample_grid))
+        self.write_samples("fakes-0000000")
 
-    def _periodic(self, metrics: CsvLog | None, sec_per_step: float) -> None:
-        cfg, s = self.cfg, self.step
-        if metrics is not None and s % cfg.log_every == 0:
-            row = {k: self.stats.get(k, "") for k in METRIC_FIELDS}
-            row.update(step=s, kimg=self.images_seen / 1000, time_s=round(self.elapsed_s, 2),
-                       sec_per_step=sec_per_step, pl_mean=float(self.pl_mean))
-            metrics.write(row)
-        if not self.ctx.is_main or self.out_dir is None:
-            return
-        if cfg.sample_every and s % cfg.sample_every == 0:
-            self.write_samples(f"fakes-{s:07d}")
-        if cfg.snapshot_every and s % cfg.snapshot_every == 0:
-            self.export(self._out(f"snapshots/network-{self.images_seen // 1000:06d}kimg.pt"))
-        if s % cfg.checkpoint_every == 0:
-            self.save_checkpoint()
-
-    def _finish(self) -> None:
-        if self.ctx.is_main and self.out_dir is not None:
-            self.save_checkpoint()
-            self.export(self._out(MODEL_NAME))
+    def write_periodic(self) -> None:
+        if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
             self.write_samples(f"fakes-{self.step:07d}")
-        barrier(self.ctx)
 
-    def train(self, *, on_step=None) -> str:
-        """Train until ``cfg.kimg``; returns ``"done"`` or ``"interrupted"`` (Ctrl-C / SIGTERM: the running step
-        finishes, a checkpoint and ``model.pt`` are written, all processes stop together).
+    def write_final(self) -> None:
+        self.write_samples(f"fakes-{self.step:07d}")
 
-        on_step: optional callback ``on_step(trainer)`` after every step (tests, GUIs).
-        """
-        from tqdm import tqdm
-
-        writes = self.ctx.is_main and self.out_dir is not None
-        metrics = None
-        if writes:
-            metrics = CsvLog(self._out("metrics.csv"), METRIC_FIELDS, resume_step=self.step)
-            self._out("config.json").write_text(json.dumps(
-                {"config": self.cfg.to_dict(), "data": self.data_spec, "base": self.base,
-                 "command_line": self.command_line, "world_size": self.ctx.world_size}, indent=2))
-            if self.step == 0:
-                self._write_reals()
-                self.write_samples("fakes-0000000")
-        total = self.cfg.total_steps
-        status = "done"
-        with GracefulStop() as stop, tqdm(total=total, initial=self.step, unit="step", file=sys.stderr,
-                                          dynamic_ncols=True, disable=not (self.progress and self.ctx.is_main),
-                                          desc="train") as bar:
-            while self.step < total:
-                t0 = time.perf_counter()
-                self.train_step()
-                dt = time.perf_counter() - t0
-                self.elapsed_s += dt
-                bar.update(1)
-                bar.set_postfix(kimg=f"{self.images_seen / 1000:.2f}", G=f"{self.stats['loss_G']:.3f}",
-                                D=f"{self.stats['loss_D']:.3f}", refresh=False)
-                self._periodic(metrics, dt)
-                if on_step is not None:
-                    on_step(self)
-                if any_process(stop.requested, self.ctx):
-                    status = "interrupted"
-                    break
-        self._finish()
-        return status
+    def postfix(self) -> dict:
+        return {"kimg": f"{self.images_seen / 1000:.2f}", "G": f"{self.stats['loss_G']:.3f}",
+                "D": f"{self.stats['loss_D']:.3f}"}
 
 
-_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="training checkpoint",
-                    wrong="not a StyleGAN2 training checkpoint (use --base to start from a model file)")
-
-
-def check_state(state) -> None:
-    """Refuse anything that is not a training state this version can continue."""
-    check_training_state(state, **_STATE_CHECK)
-
-
-def read_state(path: str | Path) -> dict:
-    """Load a training checkpoint written by ``Trainer.save_checkpoint`` (weights only, on the CPU)."""
-    return read_training_state(path, **_STATE_CHECK)
-
-
-def resume_config(state: dict, **overrides) -> TrainConfig:
-    """The stored TrainConfig with the settings that may change on resume (``OVERRIDABLE_ON_RESUME``) replaced;
-    None values keep the stored ones."""
-    bad = set(overrides) - set(OVERRIDABLE_ON_RESUME)
-    if bad:
-        raise ValueError(f"cannot change {sorted(bad)} when resuming")
-    cfg = TrainConfig.from_dict(state["config"])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def trainer_from_state(state: dict, source: DataSource, *, cfg: TrainConfig | None = None, **kwargs) -> Trainer:
-    """A Trainer continuing a training checkpoint exactly (``kwargs`` as for ``Trainer``)."""
-    check_state(state)
-    G = Generator(GeneratorConfig.from_dict(state["g_arch"]))
-    D = Discriminator(DiscriminatorConfig.from_dict(state["d_arch"]))
-    kwargs.setdefault("data_spec", state.get("data_spec", ""))
-    kwargs.setdefault("base", state.get("base"))
-    trainer = Trainer(cfg or TrainConfig.from_dict(state["config"]), source, G=G, D=D, **kwargs)
-    trainer.load_state_dict(state)
-    return trainer
-
-
-__all__ = ["TrainConfig", "Trainer", "read_state", "resume_config", "trainer_from_state", "check_state",
-           "step_generator", "image_grid", "CHECKPOINT_NAME", "MODEL_NAME", "METRIC_FIELDS", "STATE_FORMAT"]
+__all__ = ["TrainConfig", "Trainer", "step_generator", "image_grid", "MODEL_NAME", "METRIC_FIELDS", "STATE_FORMAT"]

@@ -1,4 +1,4 @@
-"""Training TUNIT (Baek et al. 2021) on an unlabeled mixture of synthetic face domains, its figures and release.
+"""Training TUNIT (Baek et al. 2021) on an unlabeled mixture of synthetic face domains, and its held-out figures.
 
 Data, rendered afresh every step: step ``s`` draws ``batch_size`` faces (samples ``s*B .. s*B+B-1`` of the data
 seed), each in a domain drawn from ``step_generator(seed, s)``; the domain is never shown to the networks. The
@@ -16,26 +16,17 @@ Held-out figures on faces ``0..n-1`` of ``EVAL_SEED`` in every domain (the synth
 and ``accuracy``: the shipped domain classifier's top-1 on every held-out face translated (G_EMA) to each cluster's
 average style (C_EMA codes averaged over the cluster, clusters from C), scored against the cluster's domain.
 
-Run folder: ``checkpoint.pt`` (training state, atomic), ``tunit.pt`` (latest networks), ``best.pt`` (best held-out
-accuracy, then purity), ``metrics.csv``, ``eval.csv`` / ``eval.json``, ``config.json``.
+Run folder (``engine.train.loop``): ``checkpoint.pt`` (training state, atomic), ``tunit.pt`` (latest networks),
+``best.pt`` (best held-out accuracy, then purity), ``metrics.csv``, ``eval.csv`` / ``eval.json``, ``config.json``.
 ``python main.py train tunit --out RUN --clusters K --steps N --batch B --threads 1 --seed 0 --resume auto`` trains;
-``python main.py train release-tunit RUN/best.pt`` writes ``assets/tunit.pt`` (G_EMA, C, C_EMA), its manifest
-``assets/tunit.json`` and the sample grid ``assets/tunit-grid.png`` (rows: held-out faces; columns: the input, then
-its translation to each cluster's average style).
+``python main.py train release-tunit RUN/best.pt`` releases it (``engine.train.release.tunit``).
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
-import os
-import sys
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,14 +41,13 @@ from engine.algorithms.tunit_losses import (
     pseudo_labels,
     update_queue,
 )
-from engine.assets import ASSETS_DIR, DEFAULT_TUNIT, default_domains_path
+from engine.assets import default_domains_path
 from engine.convert.tunit import load_tunit
 from engine.errors import ModelFormatError
-from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state
-from engine.files.paths import command_line, write_json
-from engine.files.storage import file_sha256, read_model_file
+from engine.files.configs import DictForm
 from engine.models.domains import classify, load_domains
 from engine.models.tunit import (
+    FORMAT,
     Discriminator,
     Generator,
     GuidingConfig,
@@ -69,24 +59,16 @@ from engine.models.tunit import (
     translate,
     tunit_checkpoint,
 )
-from engine.runtime import set_threads
 from engine.synth import sample_params
 from engine.synth.styles import check_domain
 from engine.train.domains import render_domains
-from engine.train.estimator import (
-    StepTrainer,
-    add_schedule_arguments,
-    given_fields,
-    resume_trainer,
-    start_run,
-    step_generator,
-)
-from engine.train.release.estimator import EVAL_SEED, cpu_model, held_out
+from engine.train.estimator import step_generator
+from engine.train.loop import ModelTrainer
+from engine.train.release.estimator import EVAL_SEED, held_out
 
 STATE_FORMAT = "face-editor/train-tunit"
 STATE_VERSION = 1
-CHECKPOINT_NAME, MODEL_NAME, BEST_NAME = "checkpoint.pt", "tunit.pt", "best.pt"
-GRID_NAME = "tunit-grid.png"
+MODEL_NAME = "tunit.pt"
 METRIC_FIELDS = ("step", "images", "phase", "c_loss", "iic", "moco", "d_loss", "d_gp", "g_loss", "g_adv", "g_rec",
                  "g_style", "img_per_s", "elapsed_s")
 EVAL_FIELDS = ("step", "cluster", "domain", "images", "majority_share", "accuracy")
@@ -94,7 +76,7 @@ NETWORKS = ("C", "C_EMA", "G", "G_EMA", "D")
 
 
 @dataclass(frozen=True)
-class TunitTrainConfig:
+class TunitTrainConfig(DictForm, what="the TUNIT training settings"):
     """A training run; ``seed`` seeds the initialisation, the faces, their domains and the augmentation.
 
     clusters: K (the guiding network's cluster count). separated: steps that train only C; ema_start: the step at
@@ -152,14 +134,6 @@ class TunitTrainConfig:
         if not any(self.c_features) or min(self.c_features) < 0:
             raise ValueError(f"c_features needs positive widths (0 = max-pool), got {list(self.c_features)}")
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TunitTrainConfig:
-        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
-            raise ValueError(f"unknown TUNIT training settings {unknown} (written by a newer version?)")
-        return cls(**d)
 
 
 def network_configs(cfg: TunitTrainConfig) -> dict:
@@ -324,29 +298,38 @@ def format_figures(fig: dict) -> str:
 # ---- trainer --------------------------------------------------------------------------------------------------
 
 
-class TunitTrainer(StepTrainer):
+class TunitTrainer(ModelTrainer):
     """C, C_EMA, G, G_EMA, D (``self.model``, a ModuleDict), their optimisers, the MoCo queue and the step counter;
-    ``train()`` runs to ``cfg.steps``. classifier: the domain classifier for the translation accuracy (default:
-    the shipped ``assets/domains.pt``; None when it cannot be loaded: then only purity is measured)."""
+    ``train()`` runs to ``cfg.steps`` (``engine.train.loop``). classifier: the domain classifier for the translation
+    accuracy (default: the shipped ``assets/domains.pt``; None: only purity is measured). best.pt: the best
+    held-out translation accuracy once the GAN has started, then purity."""
 
-    desc, model_name, metric_fields, eval_fields = "train tunit", MODEL_NAME, METRIC_FIELDS, EVAL_FIELDS
+    kind, command = "TUNIT", "train tunit"
+    state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, TunitTrainConfig
+    model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
 
-    def __init__(self, cfg: TunitTrainConfig, *, out_dir: str | Path | None = None, model: nn.ModuleDict | None = None,
-                 command_line: str = "", progress: bool = True, max_seconds: float | None = None,
-                 classifier="default"):
+    def __init__(self, cfg: TunitTrainConfig, *, model: nn.ModuleDict | None = None, classifier="default", **kwargs):
         model = model if model is not None else build_networks(cfg)
         if {k: model[k].cfg for k in NETWORKS} != network_configs(cfg):
             raise ValueError("the networks are not the ones the training config describes")
         for k in NETWORKS:
             model[k].train()
-        super().__init__(cfg, model, out_dir=out_dir, command_line=command_line, progress=progress,
-                         max_seconds=max_seconds, best_score=None)
-        self.opt = Optimizers(model, cfg)
+        super().__init__(cfg, model, optimizer=Optimizers(model, cfg), **kwargs)
         self.weights = TunitWeights()
         self.queue = torch.zeros(0, cfg.sty_dim)
         if classifier == "default":
             classifier = load_domains(default_domains_path())
         self.classifier = classifier
+
+    @staticmethod
+    def load_model(checkpoint) -> nn.ModuleDict:
+        nets = load_tunit(checkpoint).networks
+        if missing := [k for k in NETWORKS if k not in nets]:
+            raise ModelFormatError(f"the training checkpoint lacks the networks {missing}")
+        out = nn.ModuleDict({k: nets[k] for k in NETWORKS})
+        for k in ("C_EMA", "G_EMA"):
+            out[k].requires_grad_(False)
+        return out
 
     def train_step(self) -> dict:
         """One iteration of the reference's loop on the batch of ``self.step``; returns its losses."""
@@ -400,261 +383,46 @@ class TunitTrainer(StepTrainer):
             copy_buffers(C_EMA, C)
         return stats
 
-    def evaluate(self) -> dict:
-        """Held-out figures of the current networks (the faces are rendered once and kept)."""
+    def held_out_figures(self) -> dict:
+        """``evaluate``'s figures of the current networks (the faces are rendered once and kept)."""
         if self._eval_data is None or len(self._eval_data[0]) != self.cfg.eval_n * len(self.cfg.domains):
             self._eval_data = held_out_images(self.cfg.domains, n=self.cfg.eval_n, size=self.cfg.size)
-        figs = evaluate(self.model, *self._eval_data, self.cfg.domains, classifier=self.classifier)
-        self.last_eval = {"step": self.step, **figs}
-        return self.last_eval
+        return evaluate(self.model, *self._eval_data, self.cfg.domains, classifier=self.classifier)
 
-    def extras(self) -> dict:
-        """Metadata stored in exported models."""
-        return self.run_extras()
+    def eval_rows(self, figures: dict) -> list[dict]:
+        rows, accuracy = [], figures.get("accuracy", {})
+        for c, size in enumerate(figures["cluster_sizes"]):
+            share = max(row[c] for row in figures["confusion"]) / size if size else 0.0
+            rows.append({"step": self.step, "cluster": c, "domain": figures["cluster_domain"].get(str(c), ""),
+                         "images": size, "majority_share": share, "accuracy": accuracy.get(str(c), "")})
+        return rows
 
-    def state_dict(self) -> dict:
-        """The full training state (plain containers and tensors; loadable with ``weights_only=True``)."""
-        return {**self.run_state(STATE_FORMAT, STATE_VERSION),
-                "model": tunit_checkpoint(dict(self.model.items()), extras=self.extras()),
-                "optimizer": self.opt.state_dict(), "queue": self.queue.clone()}
+    def score(self, figures: dict) -> list:
+        gan_started = self.step > self.cfg.ema_start
+        return [int(gan_started), figures.get("mean_accuracy", 0.0) if gan_started else 0.0, figures["purity"]]
 
-    def save_model(self, path: Path) -> None:
-        atomic_torch_save(tunit_checkpoint(dict(self.model.items()), extras=self.extras()), path)
+    def checkpoint(self) -> dict:
+        return tunit_checkpoint(dict(self.model.items()), extras=self.extras())
 
-    def _postfix(self, stats: dict) -> dict:
-        post = {"step": self.step, "C": f"{stats['c_loss']:.3f}"}
+    def model_state(self) -> dict:
+        return {**super().model_state(), "queue": self.queue.clone()}
+
+    def load_model_state(self, state: dict) -> None:
+        super().load_model_state(state)
+        self.queue = state["queue"].clone()
+
+    def postfix(self) -> dict:
+        stats = self.stats
+        post = {"C": f"{stats['c_loss']:.3f}"}
         if stats["phase"] == "gan":
             post.update(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}")
-        if self.last_eval is not None:
+        if self.last_eval:
             post["purity"] = f"{100 * self.last_eval['purity']:.0f}%"
             if "mean_accuracy" in self.last_eval:
                 post["acc"] = f"{100 * self.last_eval['mean_accuracy']:.0f}%"
         return post
 
-    def _final_eval_due(self) -> bool:
-        return self.last_eval is None or self.last_eval["step"] != self.step
-
-    def _record_eval(self) -> None:
-        ev = self.evaluate()
-        if self.out_dir is None:
-            return
-        rows = []
-        for c, size in enumerate(ev["cluster_sizes"]):
-            dom = ev["cluster_domain"].get(str(c), "")
-            share = max(row[c] for row in ev["confusion"]) / size if size else 0.0
-            rows.append({"step": self.step, "cluster": c, "domain": dom, "images": size, "majority_share": share,
-                         "accuracy": ev.get("accuracy", {}).get(str(c), "")})
-        self._eval_log.write(*rows)
-        self._out("eval.json").write_text(json.dumps(ev, indent=2))
-        gan_started = self.step > self.cfg.ema_start
-        score = [int(gan_started), ev.get("mean_accuracy", 0.0) if gan_started else 0.0, ev["purity"]]
-        if self.best_score is None or score > self.best_score:
-            self.best_score = score
-            self.save_model(self._out(BEST_NAME))
-
-
-_STATE_CHECK = dict(fmt=STATE_FORMAT, version=STATE_VERSION, what="TUNIT training checkpoint",
-                    wrong="not a TUNIT training checkpoint (train tunit writes OUT/checkpoint.pt)")
-
-
-def _networks_from(ckpt) -> nn.ModuleDict:
-    nets = load_tunit(ckpt).networks
-    if missing := [k for k in NETWORKS if k not in nets]:
-        raise ModelFormatError(f"the training checkpoint lacks the networks {missing}")
-    out = nn.ModuleDict({k: nets[k] for k in NETWORKS})
-    for k in ("C_EMA", "G_EMA"):
-        out[k].requires_grad_(False)
-    return out
-
-
-def read_state(path: str | Path) -> dict:
-    """A training checkpoint written by ``TunitTrainer``; ModelFormatError if it is something else."""
-    return read_training_state(path, **_STATE_CHECK)
-
-
-def trainer_from_state(state: dict, *, overrides: dict | None = None, **kwargs) -> TunitTrainer:
-    """Continue a checkpoint; ``overrides`` may change only ``OVERRIDABLE_ON_RESUME`` fields."""
-    check_training_state(state, **_STATE_CHECK)
-    trainer = resume_trainer(TunitTrainer, TunitTrainConfig, state, load_model=_networks_from, overrides=overrides,
-                             **kwargs)
-    trainer.queue = state["queue"].clone()
-    trainer.best_score = state.get("best_score")
-    return trainer
-
-
-# ---- release --------------------------------------------------------------------------------------------------
-
-
-def _load_source(source: Path):
-    kind, obj = read_model_file(source)
-    if kind == "torch" and isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
-        check_training_state(obj, **_STATE_CHECK)
-        obj = obj["model"]
-    model = load_tunit(obj)
-    extras = dict((obj.get("extras") if isinstance(obj, dict) else None) or {})
-    if "train_config" not in extras:
-        raise ModelFormatError(f"{source} holds no training metadata: release a file written by 'train tunit'")
-    return model, extras
-
-
-@torch.no_grad()
-def sample_grid(nets, x: torch.Tensor, styles: dict[int, torch.Tensor]) -> np.ndarray:
-    """Rows: images ``x`` [R, 3, S, S]; columns: the input, then its translation to each cluster style (G_EMA).
-    -> uint8 [R*S, (1+K)*S, 3]"""
-    G = nets["G_EMA"]
-    mode = G.training
-    G.eval()
-    cols = [x] + [translate(G, x, s) for s in styles.values()]
-    G.train(mode)
-    grid = torch.stack(cols, 1)  # [R, 1+K, 3, S, S]
-    r, k, _, s, _ = grid.shape
-    img = grid.permute(0, 3, 1, 4, 2).reshape(r * s, k * s, 3)
-    return ((img + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def release_tunit(source: str | os.PathLike, out_dir: str | os.PathLike, *, eval_n: int = 128, grid_rows: int = 6,
-                  classifier: str | os.PathLike | None = None, command_line: str = "") -> dict:
-    """Release ``source`` (``RUN/best.pt``, ``RUN/tunit.pt`` or ``RUN/checkpoint.pt`` of ``train tunit``) as
-    ``out_dir/tunit.pt`` (G_EMA, C, C_EMA; extras: cluster styles and the cluster -> domain map) with the manifest
-    ``out_dir/tunit.json`` (sha256, commands, time, hardware, fresh held-out purity and translation accuracy on
-    ``eval_n`` faces per domain) and the grid ``out_dir/tunit-grid.png``. -> manifest"""
-    from engine.files.images import save_png
-
-    source, out_dir = Path(source), Path(out_dir)
-    model, extras = _load_source(source)
-    nets = model.networks
-    if missing := [k for k in ("C", "C_EMA", "G_EMA") if k not in nets]:
-        raise ModelFormatError(f"{source} lacks the networks {missing}")
-    names = tuple(extras["train_config"]["domains"])
-    size = int(extras["train_config"]["size"])
-    clf = load_domains(classifier if classifier is not None else default_domains_path())
-    x, labels = held_out_images(names, n=eval_n, size=size)
-    figures = evaluate(nets, x, labels, names, classifier=clf)
-    clusters = cluster_labels(nets["C"], x)
-    styles = cluster_styles(nets["C_EMA"], x, clusters)
-    per = max(1, min(eval_n, grid_rows // len(names)))
-    rows = torch.cat([x[i * eval_n:i * eval_n + per] for i in range(len(names))])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    grid_path = save_png(out_dir / GRID_NAME, sample_grid(nets, rows, styles),
-                         parameters={"rows": "held-out faces " + ", ".join(f"{per} {d}" for d in names),
-                                     "columns": ["input"] + [f"cluster {c}" for c in styles]})
-    extras.update(held_out=figures, released_from=source.name,
-                  cluster_styles={str(c): s.tolist() for c, s in styles.items()},
-                  cluster_domain=figures["cluster_domain"])
-    out_path = out_dir / DEFAULT_TUNIT
-    atomic_torch_save(tunit_checkpoint({k: nets[k] for k in ("G_EMA", "C", "C_EMA")}, extras=extras), out_path)
-    manifest = {
-        "file": DEFAULT_TUNIT, "sha256": file_sha256(out_path), "bytes": out_path.stat().st_size,
-        "networks": ["G_EMA", "C", "C_EMA"],
-        "parameters": {k: sum(p.numel() for p in nets[k].parameters()) for k in ("G_EMA", "C")},
-        "architecture": {k: asdict(nets[k].cfg) for k in ("G_EMA", "C")}, "domains": list(names),
-        "input": f"RGB [B, 3, {size}, {size}] in [-1, 1]",
-        "command": extras.get("command_line", ""), "release_command": command_line,
-        "released_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_seed": extras.get("data_seed"), "eval_seed": EVAL_SEED, "eval_faces_per_domain": eval_n,
-        "train_config": extras.get("train_config"), "steps": extras.get("step"),
-        "images_seen": extras.get("images_seen"), "train_seconds": round(float(extras.get("train_seconds", 0.0)), 1),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": extras.get("threads"),
-                     "torch": torch.__version__, "device": "cpu"},
-        "released_from": source.name, "classifier_sha256": file_sha256(classifier or default_domains_path()),
-        "purity": figures["purity"], "translation_accuracy": figures["mean_accuracy"],
-        "cluster_domain": figures["cluster_domain"], "held_out": figures, "grid": grid_path.name,
-    }
-    return write_json(out_dir / f"{Path(DEFAULT_TUNIT).stem}.json", manifest)
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-
-
-def _feature_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(0 if v.strip().upper() == "M" else int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths and M, got {text!r}") from None
-
-
-# argparse destination -> TunitTrainConfig field
-_FLAGS = {"steps": "steps", "batch": "batch_size", "size": "size", "seed": "seed", "clusters": "clusters",
-          "lr": "lr", "lr_c": "lr_c", "separated": "separated", "ema_start": "ema_start", "c_features": "c_features",
-          "sty_dim": "sty_dim", "g_nf": "g_nf", "g_downs": "g_downs", "d_dim": "d_dim", "eval_n": "eval_n",
-          "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "log_every": "log_every"}
-
-
-def add_tunit_commands(sub) -> None:
-    """``train tunit`` and ``train release-tunit`` on the ``train`` subcommand set."""
-    d = TunitTrainConfig()
-    p = sub.add_parser("tunit", help="train TUNIT on an unlabeled mixture of synthetic domains",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, tunit.pt, best.pt, metrics.csv, "
-                   "eval.csv, eval.json)")
-    p.add_argument("--resume", metavar="PATH|auto", help="continue a training checkpoint; 'auto': OUT/checkpoint.pt "
-                   "if present")
-    p.add_argument("--domains", type=lambda t: tuple(t.split(",")),
-                   help=f"domains mixed without labels (default {','.join(d.domains)})")
-    p.add_argument("--clusters", type=int, help=f"clusters K (default {d.clusters})")
-    p.add_argument("--steps", type=int, help=f"iterations (default {d.steps})")
-    p.add_argument("--batch", type=int, help=f"images per step (default {d.batch_size})")
-    p.add_argument("--size", type=int, help=f"image side (default {d.size})")
-    p.add_argument("--seed", type=int, help=f"seed of initialisation, faces and augmentation (default {d.seed})")
-    p.add_argument("--lr", type=float, help=f"G and D RMSprop learning rate (default {d.lr})")
-    p.add_argument("--lr-c", type=float, help=f"C Adam learning rate (default {d.lr_c})")
-    p.add_argument("--separated", type=int, help=f"steps training only C (default {d.separated})")
-    p.add_argument("--ema-start", type=int, help=f"step at which G_EMA starts (default {d.ema_start})")
-    p.add_argument("--c-features", type=_feature_list, help="C's conv widths, M = max-pool (default "
-                   + ",".join("M" if v == 0 else str(v) for v in d.c_features) + ")")
-    p.add_argument("--sty-dim", type=int, help=f"style code size (default {d.sty_dim})")
-    p.add_argument("--g-nf", type=int, help=f"generator base width (default {d.g_nf})")
-    p.add_argument("--g-downs", type=int, help=f"generator down-samplings (default {d.g_downs})")
-    p.add_argument("--d-dim", type=int, help=f"discriminator base width (default {d.d_dim})")
-    p.add_argument("--eval-n", type=int, help=f"held-out faces per domain (default {d.eval_n})")
-    add_schedule_arguments(p, d)
-    p.set_defaults(func=run_train_tunit)
-
-    p = sub.add_parser("release-tunit", help="release a trained TUNIT as assets/tunit.pt with its manifest and grid",
-                       description=release_tunit.__doc__)
-    p.add_argument("source", help="RUN/best.pt, RUN/tunit.pt or RUN/checkpoint.pt of a 'train tunit' run")
-    p.add_argument("--out", default=str(ASSETS_DIR), help="output folder (default: this checkout's assets/)")
-    p.add_argument("--eval-n", type=int, default=128, help="held-out faces per domain (default 128)")
-    p.add_argument("--classifier", help="domain classifier for the accuracy (default: the embedded one)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.set_defaults(func=run_release_tunit)
-
-
-def run_train_tunit(args: argparse.Namespace) -> int:
-    """``train tunit``: train (or resume); 0 when done (or stopped by --max-minutes), 130 when interrupted."""
-    set_threads(args.threads)
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    given = given_fields(args, _FLAGS)
-    if args.domains is not None:
-        given["domains"] = args.domains
-    trainer = start_run(args, given, kind="TUNIT", checkpoint_name=CHECKPOINT_NAME, read_state=read_state,
-                        from_state=trainer_from_state, log=log,
-                        fresh=lambda **kw: TunitTrainer(TunitTrainConfig(**given), **kw))
-    c = trainer.cfg
-    n_params = {k: sum(p.numel() for p in trainer.model[k].parameters()) for k in ("C", "G", "D")}
-    log(f"training TUNIT (C {n_params['C'] / 1e3:.0f} k, G {n_params['G'] / 1e3:.0f} k, D {n_params['D'] / 1e3:.0f} k "
-        f"parameters, K = {c.clusters}) on {c.size} px unlabeled {'/'.join(c.domains)} faces, batch {c.batch_size}, "
-        f"{c.steps} steps (C only before {c.separated}), {torch.get_num_threads()} threads")
-    status = trainer.train()
-    log(f"{status} at step {trainer.step} ({trainer.images_seen} images, {trainer.elapsed_s / 60:.1f} min); "
-        f"held-out figures:\n{format_figures(trainer.last_eval)}")
-    return 130 if status == "interrupted" else 0
-
-
-def run_release_tunit(args: argparse.Namespace) -> int:
-    """``train release-tunit SOURCE``: write ``tunit.pt``, ``tunit.json`` and ``tunit-grid.png`` into ``--out``."""
-    set_threads(args.threads)
-    if args.eval_n < 1:
-        raise ValueError(f"--eval-n must be at least 1, got {args.eval_n}")
-    m = release_tunit(args.source, args.out, eval_n=args.eval_n, classifier=args.classifier,
-                      command_line=command_line())
-    print(f"released {Path(args.out) / DEFAULT_TUNIT} (sha256 {m['sha256'][:12]}..., step {m['steps']}):\n"
-          f"{format_figures(m['held_out'])}", file=sys.stderr)
-    return 0
-
 
 __all__ = ["TunitTrainConfig", "TunitTrainer", "Optimizers", "network_configs", "build_networks", "training_batch",
-           "positive_view", "flip", "held_out_images", "evaluate", "format_figures", "read_state",
-           "trainer_from_state", "sample_grid", "release_tunit", "add_tunit_commands", "run_train_tunit",
-           "run_release_tunit", "STATE_FORMAT", "CHECKPOINT_NAME", "MODEL_NAME", "BEST_NAME", "DEFAULT_TUNIT",
-           "GRID_NAME"]
+           "positive_view", "flip", "held_out_images", "evaluate", "format_figures", "STATE_FORMAT", "MODEL_NAME",
+           "NETWORKS"]

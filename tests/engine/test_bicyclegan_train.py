@@ -6,25 +6,23 @@ import json
 import pytest
 import torch
 
-from engine.assets import manifest, verified_asset
+from engine.assets import DEFAULT_BICYCLEGAN, manifest, verified_asset
 from engine.convert.bicyclegan import load_bicyclegan
 from engine.errors import ModelFormatError
 from engine.files.storage import file_sha256
 from engine.models.bicyclegan import encode, sample_codes, translate
 from engine.train.bicyclegan import (
-    DEFAULT_BICYCLEGAN,
-    GRID_NAME,
     BicycleGANTrainConfig,
     BicycleGANTrainer,
     figures,
     held_out_pairs,
     lr_at,
     network_configs,
-    read_state,
-    release_bicyclegan,
-    trainer_from_state,
     training_batch,
 )
+from engine.train.release.bicyclegan import GRID_NAME, release_bicyclegan
+
+read_state, trainer_from_state = BicycleGANTrainer.read_state, BicycleGANTrainer.from_state
 
 TINY = dict(size=32, batch_size=4, ngf=4, nef=4, ndf=4, nz=4, d_layers=1, eval_n=4, eval_samples=3,
             eval_every=2, checkpoint_every=2, log_every=1)
@@ -125,7 +123,7 @@ def test_release_writes_a_verified_loadable_model(tmp_path):
         assert im.size == (7 * 32, 2 * 32)
     other = tmp_path / "other.pt"
     torch.save({"weight": torch.zeros(2)}, other)
-    with pytest.raises(ModelFormatError, match="not a file written by"):
+    with pytest.raises(ModelFormatError, match="not a BicycleGAN model written by 'train bicyclegan'"):
         release_bicyclegan(other, tmp_path / "x")
 
 

@@ -31,19 +31,18 @@ from engine.train.domains import (
     DomainTrainConfig,
     DomainTrainer,
     augment,
-    blurred,
     domain_config,
     evaluate,
     format_figures,
     gaussian_blur,
-    read_state,
-    release_domains,
     render_domains,
-    trainer_from_state,
     training_batch,
 )
 from engine.train.estimator import step_generator
+from engine.train.release.domains import blurred, release_domains
 from engine.train.release.estimator import EVAL_SEED, held_out
+
+read_state, trainer_from_state = DomainTrainer.read_state, DomainTrainer.from_state
 
 TINY = dict(size=32, widths=(8, 8, 8, 8), blocks=(1, 1, 1, 1), stem_width=8, batch_size=12, eval_n=3, eval_every=2,
             checkpoint_every=2, log_every=1, warmup=2)
@@ -195,8 +194,8 @@ def test_resume_is_bit_identical_and_leaves_global_rngs_alone(tmp_path):
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
     straight = DomainTrainer(cfg, progress=False)
     assert straight.train() == "done"
-    first = DomainTrainer(cfg, out_dir=tmp_path, progress=False, max_seconds=0.0)
-    assert first.train() == "time limit" and first.step == 1
+    first = DomainTrainer(cfg, out_dir=tmp_path, progress=False)
+    assert first.train(max_seconds=0.0) == "time limit" and first.step == 1
     resumed = trainer_from_state(read_state(tmp_path / "checkpoint.pt"), out_dir=tmp_path, progress=False)
     assert resumed.step == 1 and resumed.train() == "done" and resumed.step == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()

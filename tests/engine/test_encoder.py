@@ -22,17 +22,12 @@ from engine.files.loading import load_generator
 from engine.files.storage import file_sha256
 from engine.models.encoder import Encoder, EncoderConfig, check_compatible, load_encoder, save_encoder
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.train.encoder import (
-    EncoderTrainConfig,
-    EncoderTrainer,
-    read_state,
-    release_encoder,
-    render,
-    sample_latents,
-)
+from engine.train.encoder import EncoderTrainConfig, EncoderTrainer, render, sample_latents
+from engine.train.release.encoder import release_encoder
 from engine.train.stylegan2 import step_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+read_state = EncoderTrainer.read_state
 
 G_CFG = GeneratorConfig(img_resolution=16, channels=(16, 16, 16), z_dim=16, w_dim=16, mapping_layers=2)
 TINY = ["--channel-base", "64", "--channel-max", "12", "--head-channels", "8", "--hidden", "24", "--batch", "4",

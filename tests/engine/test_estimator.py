@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from engine import synth
+from engine.cli.main import run
+from engine.cli.train import add_train_commands
 from engine.errors import ModelFormatError
 from engine.files.storage import file_sha256
 from engine.models.estimator import (
@@ -24,15 +26,11 @@ from engine.train.estimator import (
     BINARY,
     EstimatorTrainer,
     TrainConfig,
-    add_attributes_arguments,
     augment,
     domain_counts,
     estimator_config,
     losses,
-    read_state,
-    run_train_attributes,
     step_generator,
-    trainer_from_state,
 )
 from engine.train.release.estimator import EVAL_SEED, evaluate, format_table, held_out, release
 from tests.conftest import REPO
@@ -162,9 +160,10 @@ def test_resume_is_bit_identical_and_leaves_global_rngs_alone(tmp_path):
     torch_state, np_state = torch.get_rng_state(), np.random.get_state()
     straight = EstimatorTrainer(cfg, progress=False)
     assert straight.train() == "done"
-    first = EstimatorTrainer(cfg, out_dir=tmp_path, progress=False, max_seconds=0.0)
-    assert first.train() == "time limit" and first.step == 1
-    resumed = trainer_from_state(read_state(tmp_path / "checkpoint.pt"), out_dir=tmp_path, progress=False)
+    first = EstimatorTrainer(cfg, out_dir=tmp_path, progress=False)
+    assert first.train(max_seconds=0.0) == "time limit" and first.step == 1
+    resumed = EstimatorTrainer.from_state(EstimatorTrainer.read_state(tmp_path / "checkpoint.pt"), out_dir=tmp_path,
+                                          progress=False)
     assert resumed.step == 1 and resumed.train() == "done" and resumed.step == 4
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -174,7 +173,8 @@ def test_resume_is_bit_identical_and_leaves_global_rngs_alone(tmp_path):
     assert load_estimator(tmp_path / "estimator.pt").extras["step"] == 4
     assert (tmp_path / "best.pt").is_file() and json.loads((tmp_path / "eval.json").read_text())["step"] == 4
     with pytest.raises(ValueError, match="cannot change batch_size"):
-        trainer_from_state(read_state(tmp_path / "checkpoint.pt"), overrides={"batch_size": 6})
+        EstimatorTrainer.from_state(EstimatorTrainer.read_state(tmp_path / "checkpoint.pt"),
+                                    overrides={"batch_size": 6})
 
 
 def test_evaluation_reports_every_output_in_every_domain(tiny):
@@ -193,22 +193,26 @@ def test_evaluation_reports_every_output_in_every_domain(tiny):
     assert all(n in table for n in synth.CONDITION_NAMES) and "%" in table
 
 
-def _args(tmp_path, *extra: str) -> argparse.Namespace:
-    parser = add_attributes_arguments(argparse.ArgumentParser())
-    return parser.parse_args(["--out", str(tmp_path / "run"), "--size", "32", "--batch", "6", "--widths",
-                              "8,8,8,8", "--blocks", "1,1,1,1", "--eval-n", "2", "--quiet", *extra])
+def _train(tmp_path, *extra: str) -> int:
+    parser = argparse.ArgumentParser()
+    add_train_commands(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["train", "attributes", "--out", str(tmp_path / "run"), "--size", "32", "--batch",
+                                  "6", "--widths", "8,8,8,8", "--blocks", "1,1,1,1", "--eval-n", "2", "--quiet",
+                                  *extra]))
 
 
 def test_cli_trains_resumes_and_reports_user_errors(tmp_path, capsys):
-    assert run_train_attributes(_args(tmp_path, "--resume")) == 2
-    assert "no training checkpoint" in capsys.readouterr().err
-    assert run_train_attributes(_args(tmp_path, "--steps", "1")) == 0
-    assert run_train_attributes(_args(tmp_path, "--steps", "2")) == 2
-    assert "pass --resume" in capsys.readouterr().err
-    assert run_train_attributes(_args(tmp_path, "--steps", "2", "--resume")) == 0
-    assert read_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
-    assert run_train_attributes(_args(tmp_path, "--steps", "3", "--seed", "4", "--resume")) == 2
-    assert "cannot change seed" in capsys.readouterr().err
+    assert _train(tmp_path, "--resume") == 2
+    assert "no attribute estimator training checkpoint" in capsys.readouterr().err
+    assert _train(tmp_path, "--steps", "1") == 0
+    assert _train(tmp_path, "--steps", "2") == 2
+    assert "already holds an attribute estimator training run" in capsys.readouterr().err
+    assert _train(tmp_path, "--steps", "2", "--resume") == 0
+    assert EstimatorTrainer.read_state(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+    assert _train(tmp_path, "--steps", "3", "--seed", "4", "--resume") == 2
+    assert "Cannot change seed" in capsys.readouterr().err
+    assert _train(tmp_path, "--steps", "3", "--resume", "auto") == 0
+    assert EstimatorTrainer.read_state(tmp_path / "run" / "checkpoint.pt")["step"] == 3
 
 
 def test_release_writes_the_model_and_its_manifest(tiny, tmp_path):

@@ -23,7 +23,8 @@ from engine.files.storage import file_sha256
 from engine.models.estimator import AttributeEstimator, EstimatorConfig, save_estimator
 from engine.models.stylegan2 import GeneratorConfig
 from engine.train import TensorSource, TrainConfig, Trainer
-from engine.train.release.generator import GRID_PSIS, grid_name, option_value, release_generator
+from engine.train.release.generator import GRID_PSIS, grid_name, release_generator
+from engine.train.release.manifest import option_value
 
 R = 16
 COMMAND = "main.py train stylegan2 --data t --out run --threads 1 --seed 3"

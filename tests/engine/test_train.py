@@ -16,10 +16,11 @@ from engine.cli.train import add_train_commands
 from engine.files.checkpoints import save_generator
 from engine.files.loading import load_discriminator, load_generator
 from engine.models.stylegan2 import Discriminator, Generator
-from engine.train import TensorSource, TrainConfig, Trainer, open_source, read_state, resume_config, trainer_from_state
+from engine.train import TensorSource, TrainConfig, Trainer, open_source
 from engine.train.distributed import init_process, shutdown
 
 R = 16
+read_state = Trainer.read_state
 TINY = dict(resolution=R, channels=(16, 16, 16), z_dim=16, w_dim=16, mapping_layers=2, batch_size=4,
             d_reg_every=2, g_reg_every=2, sample_grid=2, log_every=1, checkpoint_every=2, sample_every=0,
             snapshot_every=0, ema_kimg=0.01)
@@ -132,8 +133,8 @@ def test_resume_is_bit_identical(tmp_path):
     half.train()
     state = read_state(tmp_path / "run" / "checkpoint.pt")
     assert state["step"] == 3 and state["data"]["position"] == 3
-    resumed = trainer_from_state(state, tensor_source(), cfg=resume_config(state, kimg=0.024),
-                                 out_dir=tmp_path / "run", progress=False)
+    resumed = Trainer.from_state(state, source=tensor_source(), overrides={"kimg": 0.024}, out_dir=tmp_path / "run",
+                                 progress=False)
     resumed.train()
     assert resumed.step == 6
     for name in ("G", "D", "G_ema"):
@@ -190,7 +191,7 @@ def test_cli_trains_exports_and_resumes(image_dir, tmp_path):
     args = _parse(argv[:argv.index("--kimg")] + ["--kimg", "0.016"] + argv[argv.index("--kimg") + 2:])
     assert args.func(args) == 0
     assert read_state(out / "checkpoint.pt")["step"] == 4
-    with pytest.raises(ValueError, match="already holds a training run"):
+    with pytest.raises(ValueError, match="already holds a StyleGAN2 training run"):
         fresh = _parse([a for a in argv if a not in ("--resume", "auto")])
         fresh.func(fresh)
     with pytest.raises(ValueError, match="cannot change w_dim"):

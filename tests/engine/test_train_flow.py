@@ -28,10 +28,10 @@ from engine.train.flow import (
     default_hidden_dims,
     lighting_presets,
     negative_log_likelihood,
-    read_state,
-    trainer_from_state,
 )
 from engine.train.flow_data import load_flow_data
+
+read_state = FlowTrainer.read_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -150,7 +150,7 @@ def test_trainer_resume_from_state_matches_one_go_stops_cleanly_and_refuses_othe
                         progress=False)
     assert first.train() == "done"
     state = read_state(tmp_path / "checkpoint.pt")
-    second = trainer_from_state(state, data, overrides={"steps": 5}, progress=False)
+    second = FlowTrainer.from_state(state, data=data, overrides={"steps": 5}, progress=False)
     assert second.step == 2 and second.train() == "done"
     assert all(torch.equal(v, second.flow.state_dict()[k]) for k, v in one.flow.state_dict().items())
 
@@ -158,14 +158,14 @@ def test_trainer_resume_from_state_matches_one_go_stops_cleanly_and_refuses_othe
     assert stopped.train(on_step=lambda t: t.step == 2 and os.kill(os.getpid(), signal.SIGINT)) == "interrupted"
     assert read_state(tmp_path / "stop" / "checkpoint.pt")["step"] == 2
     extras = torch.load(tmp_path / "stop" / "flow.pt", weights_only=True)["extras"]
-    assert extras["training_steps"] == 2 and extras["val_nll_step"] == 0
+    assert extras["training_steps"] == 2 and extras["val_nll_step"] == 2  # a stopped run is evaluated at its end
     timed = FlowTrainer(cfg, tiny_config(), data, out_dir=tmp_path / "timed", progress=False)
     assert timed.train(max_seconds=0) == "time limit" and timed.step == 1
 
     with pytest.raises(ValueError, match="differ from the checkpoint"):
-        trainer_from_state(state, fake_data(seed=1), progress=False)
+        FlowTrainer.from_state(state, data=fake_data(seed=1), progress=False)
     with pytest.raises(ValueError, match="cannot change"):
-        trainer_from_state(state, data, overrides={"lr": 1.0})
+        FlowTrainer.from_state(state, data=data, overrides={"lr": 1.0})
 
 
 def test_the_loss_is_styleflows_likelihood():

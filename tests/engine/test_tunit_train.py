@@ -6,24 +6,16 @@ import json
 import pytest
 import torch
 
-from engine.assets import ASSETS_DIR, verified_asset
+from engine.assets import ASSETS_DIR, DEFAULT_TUNIT, verified_asset
 from engine.convert.tunit import load_tunit
 from engine.files.storage import file_sha256
 from engine.models.domains import DomainClassifier, DomainConfig
 from engine.models.tunit import translate
-from engine.train.tunit import (
-    CHECKPOINT_NAME,
-    DEFAULT_TUNIT,
-    GRID_NAME,
-    MODEL_NAME,
-    TunitTrainConfig,
-    TunitTrainer,
-    evaluate,
-    positive_view,
-    read_state,
-    release_tunit,
-    trainer_from_state,
-)
+from engine.train.loop import CHECKPOINT_NAME
+from engine.train.release.tunit import GRID_NAME, release_tunit
+from engine.train.tunit import MODEL_NAME, TunitTrainConfig, TunitTrainer, evaluate, positive_view
+
+read_state, trainer_from_state = TunitTrainer.read_state, TunitTrainer.from_state
 
 DOMAINS = ("photo", "sketch")
 

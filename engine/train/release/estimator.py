@@ -8,16 +8,15 @@ at 0.5 (gender: female 0 .. male 1; glasses 0/1).
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine.files.paths import write_json
-from engine.files.storage import file_sha256
-from engine.models.estimator import AttributeEstimator, load_estimator, save_estimator
+from engine.models.estimator import FORMAT, AttributeEstimator, load_estimator, save_estimator
 from engine.synth import DOMAINS, sample_batch
+from engine.train.release.manifest import file_facts, release_facts, run_facts
 
 EVAL_SEED = 2**31 - 1
 
@@ -72,21 +71,10 @@ def format_table(results: dict, *, binary) -> str:
     return "\n".join(lines)
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or what the platform module knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 1024) -> dict:
+def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 1024, command_line: str = "") -> dict:
     """Copy the estimator file ``source`` to ``out`` with fresh held-out figures on ``eval_n`` faces per domain,
-    and write the manifest ``out`` with suffix ``.json`` (sha256, command, seeds, training time, hardware,
-    figures). Returns the manifest."""
+    and write the manifest ``out`` with suffix ``.json`` (sha256, the training and release commands, seeds,
+    training time, hardware, figures). Returns the manifest."""
     model = load_estimator(source)
     extras = dict(model.extras)
     results = evaluate(model, held_out(n=eval_n, size=model.cfg.input_size))
@@ -94,20 +82,13 @@ def release(source: str | os.PathLike, out: str | os.PathLike, *, eval_n: int = 
     out = Path(out)
     save_estimator(out, model, extras=extras)
     manifest = {
-        "file": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size,
-        "format": "face-editor/estimator", "parameters": sum(p.numel() for p in model.parameters()),
-        "architecture": model.cfg.to_dict(), "command": extras.get("command_line", ""),
-        "data_seed": extras.get("data_seed"), "eval_seed": EVAL_SEED, "eval_faces_per_domain": eval_n,
-        "train_config": extras.get("train_config"), "steps": extras.get("step"),
-        "images_seen": extras.get("images_seen"),
-        "train_seconds": round(float(extras.get("train_seconds", 0.0)), 1),
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": extras.get("threads"),
-                     "torch": torch.__version__, "device": "cpu"},
+        **file_facts(out), "format": FORMAT, "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": model.cfg.to_dict(), **run_facts(extras), **release_facts(source, command_line=command_line),
+        "eval_seed": EVAL_SEED, "eval_faces_per_domain": eval_n,
         "metrics": {name: "accuracy" if name in model.cfg.binary else "mae" for name in model.cfg.output_names},
         "held_out": results,
     }
     return write_json(out.with_suffix(".json"), manifest)
 
 
-__all__ = ["EVAL_SEED", "held_out", "evaluate", "photo_score", "format_table", "cpu_model",
-           "release"]
+__all__ = ["EVAL_SEED", "held_out", "evaluate", "photo_score", "format_table", "release"]

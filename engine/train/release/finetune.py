@@ -22,15 +22,15 @@ import torch
 
 from engine.algorithms.latents import seeds_to_z
 from engine.algorithms.layer_swap import model_distance_profile
-from engine.assets import ASSETS_DIR, default_generator_path
+from engine.assets import default_generator_path
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import FORMAT, save_generator
 from engine.files.images import save_png
 from engine.files.loading import load_generator
-from engine.files.paths import command_line, write_json
+from engine.files.paths import write_json
 from engine.files.storage import file_sha256, read_model_file
-from engine.train.release.estimator import cpu_model
-from engine.train.release.generator import option_value, run_config, training_facts
+from engine.train.release.generator import run_config, training_facts
+from engine.train.release.manifest import file_facts, hardware
 from engine.train.stylegan2 import image_grid
 
 KIND = "finetuned-generator"
@@ -91,13 +91,11 @@ def release_finetune(snapshot: str | os.PathLike, out_dir: str | os.PathLike, *,
     profile = model_distance_profile(G0, tuned, n=n, seed=seed)
     command = run.get("command_line", "")
     manifest = {
-        "file": out.name, "kind": KIND, "domain": data.split(":", 1)[1] if data.startswith("synth:") else name,
-        "sha256": sha, "bytes": out.stat().st_size, "format": FORMAT, "base": base_path.name,
+        **file_facts(out), "kind": KIND, "domain": data.split(":", 1)[1] if data.startswith("synth:") else name,
+        "format": FORMAT, "base": base_path.name,
         "base_sha256": base_sha, "architecture": tuned.cfg.to_dict(), "command": command, "data": data,
         "run": config_path.parent.name, "snapshot": snapshot.name, **facts,
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
-                     "torch_threads": int(t) if (t := option_value(command, "--threads")) else None,
-                     "torch": torch.__version__},
+        "hardware": hardware(command=command, device="auto", processes=run.get("world_size")),
         "release_command": command_line,
         "model_distance": {"to_base": profile[0], "by_swap_depth": {str(d): v for d, v in profile.items() if d},
                            "n": n, "seeds": [seed, seed + n - 1],
@@ -108,30 +106,4 @@ def release_finetune(snapshot: str | os.PathLike, out_dir: str | os.PathLike, *,
     return write_json(out_dir / f"{name}.json", manifest)
 
 
-
-
-def add_release_finetune_command(sub) -> None:
-    p = sub.add_parser("release-finetune", help="release a FreezeFC fine-tune of the default as a translation target "
-                       "(NAME.pt, NAME-vs-base.png, NAME.json with the model distance)",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("snapshot", help="RUN/snapshots/network-KKKKKKkimg.pt or RUN/model.pt of a fine-tuning run")
-    p.add_argument("--name", required=True, help="the target's name, e.g. its domain: toon")
-    p.add_argument("--base", help="the generator it was fine-tuned from (default: the embedded default)")
-    p.add_argument("--out", default=str(ASSETS_DIR),
-                   help="output folder (default: this checkout's assets/)")
-    p.add_argument("--n", type=int, default=256, help="latents for the model distance (default 256)")
-    p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args) -> int:
-    torch.set_num_threads(max(1, args.threads))
-    m = release_finetune(args.snapshot, args.out, name=args.name, base=args.base, n=args.n,
-                         command_line=command_line())
-    by_depth = ", ".join(f"{d} px {v:.3f}" for d, v in m["model_distance"]["by_swap_depth"].items())
-    print(f"released {Path(args.out) / m['file']} ({m['kimg']:g} kimg, sha256 {m['sha256'][:12]}...): distance to "
-          f"the base {m['model_distance']['to_base']:.3f}; swapped at {by_depth}")
-    return 0
-
-
-__all__ = ["KIND", "mapping_difference", "comparison_grid", "release_finetune", "add_release_finetune_command"]
+__all__ = ["KIND", "mapping_difference", "comparison_grid", "release_finetune"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -39,7 +38,8 @@ from engine.files.storage import file_sha256, read_model_file
 from engine.models.estimator import AttributeEstimator, load_estimator
 from engine.models.stylegan2 import Generator
 from engine.synth import sample_batch
-from engine.train.release.estimator import EVAL_SEED, cpu_model
+from engine.train.release.estimator import EVAL_SEED
+from engine.train.release.manifest import file_facts, hardware
 from engine.train.stylegan2 import MODEL_NAME, image_grid
 
 DOMAIN = "photo"
@@ -77,17 +77,6 @@ def training_facts(snapshot: Path, extras: dict) -> dict:
                                f"{int(named.group(1))} kimg its name says")
     return {"steps": int(extras["training_steps"]), "images_seen": int(extras["training_images"]),
             "kimg": float(extras["training_kimg"]), "train_seconds": float(extras["training_time_s"])}
-
-
-def option_value(command_line: str, option: str) -> str | None:
-    """The value of ``--option V`` or ``--option=V`` in a recorded command line, or None."""
-    tokens = shlex.split(command_line)
-    for i, tok in enumerate(tokens):
-        if tok == option and i + 1 < len(tokens):
-            return tokens[i + 1]
-        if tok.startswith(option + "="):
-            return tok.split("=", 1)[1]
-    return None
 
 
 def quantised(images: torch.Tensor) -> torch.Tensor:
@@ -168,20 +157,17 @@ def release_generator(snapshot: str | os.PathLike, out_dir: str | os.PathLike, *
 
     command = run.get("command_line", "")
     manifest = {
-        "file": out.name, "sha256": sha, "bytes": out.stat().st_size, "format": FORMAT,
+        **file_facts(out), "format": FORMAT,
         "parameters": sum(p.numel() for p in G.parameters()), "architecture": G.cfg.to_dict(),
         "command": command, "data": run.get("data"), "data_seed": run.get("config", {}).get("seed"),
         "train_config": run.get("config"), "run": config_path.parent.name, "snapshot": snapshot.name,
         "snapshot_sha256": G.model_info.sha256, **facts,
-        "hardware": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
-                     "torch_threads": int(t) if (t := option_value(command, "--threads")) else None,
-                     "processes": run.get("world_size"), "device": option_value(command, "--device") or "auto",
-                     "torch": torch.__version__},
+        "hardware": hardware(command=command, device="auto", processes=run.get("world_size")),
         "release_command": command_line, "release_threads": torch.get_num_threads(),
         "frechet": figures, "samples": samples,
     }
     return write_json(out_dir / f"{out.stem}.json", manifest)
 
 
-__all__ = ["DOMAIN", "GRID_PSIS", "grid_name", "run_config", "training_facts", "option_value", "quantised",
+__all__ = ["DOMAIN", "GRID_PSIS", "grid_name", "run_config", "training_facts", "quantised",
            "real_batches", "fake_batches", "release_generator"]
