@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
-from engine.models.estimator import ResidualBlock, check_stages, fit_images, init_weights
+from engine.models.estimator import check_stages, fit_images, init_weights, residual_trunk
 
 FORMAT = "face-editor/domains"
 FORMAT_VERSION = 1
@@ -60,14 +60,7 @@ class DomainClassifier(nn.Module):
     def __init__(self, cfg: DomainConfig, *, seed: int = 0):
         super().__init__()
         self.cfg = cfg
-        self.stem = nn.Sequential(nn.utils.skip_init(nn.Conv2d, 3, cfg.stem_width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(cfg.stem_width), nn.ReLU())
-        layers, cin = [], cfg.stem_width
-        for width, count in zip(cfg.widths, cfg.blocks):
-            for i in range(count):
-                layers.append(ResidualBlock(cin, width, stride=2 if i == 0 else 1))
-                cin = width
-        self.stages = nn.Sequential(*layers)
+        self.stem, self.stages, cin = residual_trunk(cfg)
         self.head = nn.utils.skip_init(nn.Linear, 2 * cin, cfg.num_domains)
         self.extras: dict = {}
         init_weights(self, seed=seed)

@@ -112,19 +112,25 @@ class ResidualBlock(nn.Module):
         return F.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
+def residual_trunk(cfg) -> tuple[nn.Sequential, nn.Sequential, int]:
+    """The stem (3x3 conv, BN, ReLU to ``stem_width``) and the residual stages (``widths`` x ``blocks``, the first
+    block of each halving) of a config, and the channels they end with. [B,3,S,S] -> [B, widths[-1], S/2^k, S/2^k]"""
+    stem = nn.Sequential(_conv(3, cfg.stem_width, 3), nn.BatchNorm2d(cfg.stem_width), nn.ReLU())
+    layers, cin = [], cfg.stem_width
+    for width, count in zip(cfg.widths, cfg.blocks):
+        for i in range(count):
+            layers.append(ResidualBlock(cin, width, stride=2 if i == 0 else 1))
+            cin = width
+    return stem, nn.Sequential(*layers), cin
+
+
 class AttributeEstimator(nn.Module):
     """Image [B,3,H,W] in [-1,1] (any H, W: resized to ``cfg.input_size``) -> raw outputs [B, num_outputs]."""
 
     def __init__(self, cfg: EstimatorConfig, *, seed: int = 0):
         super().__init__()
         self.cfg = cfg
-        self.stem = nn.Sequential(_conv(3, cfg.stem_width, 3), nn.BatchNorm2d(cfg.stem_width), nn.ReLU())
-        layers, cin = [], cfg.stem_width
-        for width, count in zip(cfg.widths, cfg.blocks):
-            for i in range(count):
-                layers.append(ResidualBlock(cin, width, stride=2 if i == 0 else 1))
-                cin = width
-        self.stages = nn.Sequential(*layers)
+        self.stem, self.stages, cin = residual_trunk(cfg)
         self.embed = nn.utils.skip_init(nn.Linear, cin, cfg.feature_dim)
         self.head = nn.utils.skip_init(nn.Linear, cfg.feature_dim, cfg.num_outputs)
         self.register_buffer("target_mean", torch.tensor(cfg.target_mean), persistent=False)
@@ -199,5 +205,5 @@ def load_estimator(path_or_dict) -> AttributeEstimator:
                        label="estimator", config_cls=EstimatorConfig, module_cls=AttributeEstimator)
 
 
-__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "check_stages", "fit_images", "init_weights",
-           "estimator_checkpoint", "save_estimator", "load_estimator", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["EstimatorConfig", "AttributeEstimator", "ResidualBlock", "residual_trunk", "check_stages", "fit_images",
+           "init_weights", "estimator_checkpoint", "save_estimator", "load_estimator", "FORMAT", "FORMAT_VERSION"]
