@@ -136,13 +136,7 @@ def run_train_flow(args: argparse.Namespace) -> int:
 
     trainer = opts.start_trainer(args, flow.FlowTrainer, given=given, fresh=fresh, resumed=resumed, log=log,
                                  device=device)
-    f, c = trainer.flow_cfg, trainer.cfg
-    return opts.run_trainer(args, trainer, log=log, report=lambda t: "held-out NLL " + (
-        f"{t.last_eval['val_nll_nats_per_dim']:.4f}" if t.last_eval else "-") + " nats/dim",
-        about=f"a flow {f.input_dim}-dim, hidden {'-'.join(map(str, f.hidden_dims))}, {f.num_blocks} block(s), "
-              f"{f.solver} at {f.atol:g}/{f.rtol:g}, {'adjoint' if f.adjoint else 'backprop'} on {trainer.train_n} "
-              f"samples ({c.val_n} held out), batch {c.batch_size}, {c.steps} steps "
-              f"({c.steps / trainer.steps_per_epoch:.2f} epochs)")
+    return opts.run_trainer(args, trainer, log=log)
 
 
 def run_release_flow(args: argparse.Namespace) -> int:
@@ -209,14 +203,7 @@ def run_train_encoder(args: argparse.Namespace) -> int:
 
     trainer = opts.start_trainer(args, encoder.EncoderTrainer, given=given, fresh=fresh, resumed=resumed, log=log,
                                  device=device)
-    e, c = trainer.enc_cfg, trainer.cfg
-    n_params = sum(p.numel() for p in trainer.encoder.parameters())
-    return opts.run_trainer(args, trainer, log=log, report=lambda t: (
-        f"held-out PSNR {t.last_eval.get('psnr_db', float('nan')):.2f} dB (w_avg {t.baseline()['psnr_db']:.2f}), "
-        f"latent distance {t.last_eval.get('latent_l2', float('nan')):.3f}"),
-        about=f"an encoder {e.resolution} px -> W+ [{e.num_ws}, {e.w_dim}] (channels {list(e.channels)}, "
-              f"{n_params / 1e6:.2f} M parameters) for {trainer.generator_path}, batch {c.batch_size}, {c.kimg:g} kimg "
-              f"= {c.total_steps} steps")
+    return opts.run_trainer(args, trainer, log=log)
 
 
 def run_release_encoder(args: argparse.Namespace) -> int:

@@ -116,13 +116,13 @@ def start_trainer(args: argparse.Namespace, trainer_cls, *, given: dict, log: Ca
     return fresh(command_line=command_line(), **common)
 
 
-def run_trainer(args: argparse.Namespace, trainer, *, log: Callable, about: str, report: Callable) -> int:
-    """Train to the end (or ``--max-minutes``), saying what (``about``) and how it ended (``report(trainer)``: the
-    figures); 0 when done or stopped by the time limit, 130 when interrupted."""
-    log(f"training {about}")
+def run_trainer(args: argparse.Namespace, trainer, *, log: Callable) -> int:
+    """Train to the end (or ``--max-minutes``), saying what (``trainer.describe()``) and how it ended
+    (``trainer.summary()``); 0 when done or stopped by the time limit, 130 when interrupted."""
+    log(f"training {trainer.describe()}")
     status = trainer.train(max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     log(f"{status} at step {trainer.step} ({trainer.images_seen} images, {trainer.elapsed_s / 60:.1f} min of "
-        f"training): {report(trainer)}")
+        f"training): {trainer.summary()}")
     return 130 if status == "interrupted" else 0
 
 

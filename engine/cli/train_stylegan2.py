@@ -20,10 +20,9 @@ from engine.files.loading import load_discriminator, load_generator
 from engine.files.paths import command_line
 from engine.train.data import open_source
 from engine.train.distributed import init_from_env, shutdown
-from engine.train.loop import CHECKPOINT_NAME
 from engine.train.release.finetune import release_finetune
 from engine.train.release.generator import release_generator
-from engine.train.stylegan2 import MODEL_NAME, TrainConfig, Trainer
+from engine.train.stylegan2 import TrainConfig, Trainer
 
 # option -> (config field, type, help), by group
 ARCHITECTURE: dict[str, opts.Option] = {
@@ -101,12 +100,7 @@ def run_train_stylegan2(args: argparse.Namespace) -> int:
     try:
         given = _given(args)
         trainer = opts.start_trainer(args, Trainer, given=given, fresh=fresh, resumed=resumed, log=log, ctx=ctx)
-        g, cfg, out = trainer.G.cfg, trainer.cfg, Path(args.out)
-        return opts.run_trainer(args, trainer, log=log, report=lambda t: f"checkpoint {out / CHECKPOINT_NAME}, "
-                                f"model {out / MODEL_NAME}",
-                                about=f"{g.img_resolution} px StyleGAN2 (channels {list(g.channels)}, w_dim "
-                                      f"{g.w_dim}) on {trainer.source.description}, batch {cfg.batch_size} on "
-                                      f"{ctx.world_size} x {ctx.device}, {cfg.kimg} kimg = {cfg.total_steps} steps")
+        return opts.run_trainer(args, trainer, log=log)
     finally:
         shutdown(ctx)
 

@@ -8,8 +8,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from engine.assets import DEFAULT_BICYCLEGAN, DEFAULT_DOMAINS, DEFAULT_TUNIT
 from engine.cli import train_options as opts
 from engine.files.paths import command_line
@@ -18,7 +16,7 @@ from engine.train.loop import BEST_NAME
 from engine.train.release.bicyclegan import GRID_NAME as BICYCLEGAN_GRID
 from engine.train.release.bicyclegan import release_bicyclegan
 from engine.train.release.domains import release_domains
-from engine.train.release.estimator import format_table, release
+from engine.train.release.estimator import release
 from engine.train.release.tunit import release_tunit
 
 SEEDS = "initialisation, faces and augmentation"
@@ -68,32 +66,30 @@ BICYCLEGAN: dict[str, opts.Option] = {
     "--ndf": ("ndf", int, "discriminator width"), "--eval-n": ("eval_n", int, "held-out faces")}
 
 
-def _trainer_command(sub, name: str, module, trainer_cls, options: dict, *, help: str, files: str, run: Callable,
-                     seeds: str = SEEDS) -> argparse.ArgumentParser:
+def _trainer_command(sub, name: str, module, trainer_cls, options: dict, *, help: str, files: str,
+                     seeds: str = SEEDS, then: Callable | None = None) -> argparse.ArgumentParser:
     """``train NAME``: the shared run options, ``options`` (with the defaults of the trainer's config), the module's
-    docstring as its description."""
+    docstring as its description; it runs ``_train(trainer_cls, options, then=then)``."""
     p = sub.add_parser(name, help=help, description=module.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = trainer_cls.config_cls()
     opts.add_run_options(p, defaults, files=files, seeds=seeds)
     opts.add_config_options(p.add_argument_group("recipe"), defaults, options)
-    p.set_defaults(func=run)
+    p.set_defaults(func=_train(trainer_cls, options, then=then))
     return p
 
 
-def _train(args: argparse.Namespace, trainer_cls, options: dict, *, about: Callable, report: Callable):
-    """Start (or resume) and run a synthetic-world trainer: ``about(trainer)`` says what it trains, ``report``
-    its held-out figures at the end. -> (exit status, trainer)"""
-    log = opts.logger(args)
-    trainer = opts.start_trainer(args, trainer_cls, given=opts.given_fields(args, options), log=log)
-    return opts.run_trainer(args, trainer, log=log, about=about(trainer), report=report), trainer
-
-
-def _params(trainer, keys=None) -> str:
-    """Parameter counts of the trainer's networks, e.g. 'G 1.20 M, E 0.30 M'."""
-    nets = trainer.model if isinstance(trainer.model, torch.nn.ModuleDict) else {"": trainer.model}
-    count = {k: sum(p.numel() for p in net.parameters()) for k, net in nets.items()}
-    return ", ".join(f"{k} {count[k] / 1e6:.2f} M".strip() for k in (keys or count))
+def _train(trainer_cls, options: dict, *, then: Callable | None = None) -> Callable[[argparse.Namespace], int]:
+    """``train ...`` of a synthetic-world trainer: start (or resume) it with the settings of ``options``, run it,
+    then ``then(args, trainer)`` if given."""
+    def run(args: argparse.Namespace) -> int:
+        log = opts.logger(args)
+        trainer = opts.start_trainer(args, trainer_cls, given=opts.given_fields(args, options), log=log)
+        code = opts.run_trainer(args, trainer, log=log)
+        if then is not None:
+            then(args, trainer)
+        return code
+    return run
 
 
 def _released(args: argparse.Namespace, name: str, manifest: dict, figures: str) -> int:
@@ -105,30 +101,15 @@ def _released(args: argparse.Namespace, name: str, manifest: dict, figures: str)
 # ---- train attributes -----------------------------------------------------------------------------------------
 
 
-def run_train_attributes(args: argparse.Namespace) -> int:
-    """``train attributes``: train (or resume) the estimator, then optionally release its best state."""
-    code, trainer = _train(args, estimator.EstimatorTrainer, ATTRIBUTES, about=lambda t: (
-        f"the attribute estimator ({_params(t)} parameters, widths {list(t.cfg.widths)}) on {t.cfg.size} px "
-        f"synthetic faces, batch {t.cfg.batch_size} ({t.cfg.photo_fraction:.0%} photo), {t.cfg.steps} steps, "
-        f"{torch.get_num_threads()} threads"),
-        report=lambda t: "held-out figures:\n" + format_table(t.last_eval["held_out"], binary=estimator.BINARY))
+def export_estimator(args: argparse.Namespace, trainer: estimator.EstimatorTrainer) -> None:
+    """``train attributes --export PATH``: release the run's best state to PATH."""
     if args.export:
         manifest = release(Path(args.out) / BEST_NAME, args.export, eval_n=max(trainer.cfg.eval_n, 1024),
                            command_line=command_line())
         opts.logger(args)(f"released {args.export} (sha256 {manifest['sha256']})")
-    return code
 
 
 # ---- train domains / release-domains ------------------------------------------------------------------------
-
-
-def run_train_domains(args: argparse.Namespace) -> int:
-    """``train domains``: train (or resume) the classifier."""
-    return _train(args, domains.DomainTrainer, DOMAINS, about=lambda t: (
-        f"the domain classifier ({_params(t)} parameters, widths {list(t.cfg.widths)}) on {t.cfg.size} px "
-        f"synthetic faces in {len(t.cfg.domains)} domains, batch {t.cfg.batch_size}, {t.cfg.steps} steps, "
-        f"{torch.get_num_threads()} threads"),
-        report=lambda t: "held-out figures:\n" + domains.format_figures(t.last_eval))[0]
 
 
 def run_release_domains(args: argparse.Namespace) -> int:
@@ -146,15 +127,6 @@ def run_release_domains(args: argparse.Namespace) -> int:
 # ---- train tunit / release-tunit ------------------------------------------------------------------------------
 
 
-def run_train_tunit(args: argparse.Namespace) -> int:
-    """``train tunit``: train (or resume) TUNIT."""
-    return _train(args, tunit.TunitTrainer, TUNIT, about=lambda t: (
-        f"TUNIT ({_params(t, ('C', 'G', 'D'))} parameters, K = {t.cfg.clusters}) on {t.cfg.size} px unlabeled "
-        f"{'/'.join(t.cfg.domains)} faces, batch {t.cfg.batch_size}, {t.cfg.steps} steps (C only before "
-        f"{t.cfg.separated}), {torch.get_num_threads()} threads"),
-        report=lambda t: "held-out figures:\n" + tunit.format_figures(t.last_eval))[0]
-
-
 def run_release_tunit(args: argparse.Namespace) -> int:
     """``train release-tunit SOURCE``: write ``tunit.pt``, ``tunit.json`` and ``tunit-grid.png`` into ``--out``."""
     if args.eval_n < 1:
@@ -165,14 +137,6 @@ def run_release_tunit(args: argparse.Namespace) -> int:
 
 
 # ---- train bicyclegan / release-bicyclegan --------------------------------------------------------------------
-
-
-def run_train_bicyclegan(args: argparse.Namespace) -> int:
-    """``train bicyclegan``: train (or resume) BicycleGAN."""
-    return _train(args, bicyclegan.BicycleGANTrainer, BICYCLEGAN, about=lambda t: (
-        f"BicycleGAN {t.cfg.source} -> {t.cfg.target} at {t.cfg.size} px ({_params(t)} parameters), batch "
-        f"{t.cfg.batch_size}, {t.cfg.steps} steps, {torch.get_num_threads()} threads"),
-        report=lambda t: "held-out " + bicyclegan.format_figures(t.last_eval))[0]
 
 
 def run_release_bicyclegan(args: argparse.Namespace) -> int:
@@ -186,12 +150,12 @@ def run_release_bicyclegan(args: argparse.Namespace) -> int:
 def add_synthetic_commands(sub) -> None:
     """Register the synthetic-world trainers and their releases on the ``train`` subcommand set."""
     p = _trainer_command(sub, "attributes", estimator, estimator.EstimatorTrainer, ATTRIBUTES,
-                         help="train the attribute estimator on the synthetic face world", run=run_train_attributes,
+                         help="train the attribute estimator on the synthetic face world", then=export_estimator,
                          files="checkpoint.pt, estimator.pt, best.pt, metrics.csv, eval.csv, eval.json")
     p.add_argument("--export", metavar="PATH", help="at the end, release OUT/best.pt to PATH with a manifest "
                    "PATH.json (sha256, command, seeds, hardware, held-out figures)")
 
-    _trainer_command(sub, "domains", domains, domains.DomainTrainer, DOMAINS, run=run_train_domains,
+    _trainer_command(sub, "domains", domains, domains.DomainTrainer, DOMAINS,
                      help="train the domain classifier on the synthetic face world",
                      files="checkpoint.pt, domains.pt, best.pt, metrics.csv, eval.csv, eval.json")
     p = opts.add_release_command(sub, "release-domains", help="release a trained domain classifier as "
@@ -202,7 +166,7 @@ def add_synthetic_commands(sub) -> None:
     p.add_argument("--generator", help="generator for the photo sanity check (default: the embedded default)")
     p.add_argument("--generator-n", type=int, default=256, help="generated images per psi (default 256)")
 
-    _trainer_command(sub, "tunit", tunit, tunit.TunitTrainer, TUNIT, run=run_train_tunit,
+    _trainer_command(sub, "tunit", tunit, tunit.TunitTrainer, TUNIT,
                      help="train TUNIT on an unlabeled mixture of synthetic domains",
                      files="checkpoint.pt, tunit.pt, best.pt, metrics.csv, eval.csv, eval.json")
     p = opts.add_release_command(sub, "release-tunit", help="release a trained TUNIT as assets/tunit.pt with its "
@@ -213,7 +177,7 @@ def add_synthetic_commands(sub) -> None:
     p.add_argument("--classifier", help="domain classifier for the accuracy (default: the embedded one)")
 
     _trainer_command(sub, "bicyclegan", bicyclegan, bicyclegan.BicycleGANTrainer, BICYCLEGAN,
-                     run=run_train_bicyclegan, seeds="initialisation, faces and codes",
+                     seeds="initialisation, faces and codes",
                      help="train BicycleGAN on paired synthetic faces (edges -> photo)",
                      files="checkpoint.pt, bicyclegan.pt, metrics.csv, eval.csv, eval.json")
     p = opts.add_release_command(sub, "release-bicyclegan", help="release a trained BicycleGAN as "
@@ -226,5 +190,5 @@ def add_synthetic_commands(sub) -> None:
     p.add_argument("--float32", action="store_true", help="store float32 weights (default: float16, half the size)")
 
 
-__all__ = ["add_synthetic_commands", "run_train_attributes", "run_train_domains", "run_train_tunit",
-           "run_train_bicyclegan", "run_release_domains", "run_release_tunit", "run_release_bicyclegan"]
+__all__ = ["add_synthetic_commands", "export_estimator", "run_release_domains", "run_release_tunit",
+           "run_release_bicyclegan"]

@@ -61,7 +61,7 @@ from engine.synth import sample_params
 from engine.synth.styles import check_domain
 from engine.train.domains import render_domains
 from engine.train.estimator import step_generator
-from engine.train.loop import ModelTrainer
+from engine.train.loop import ModelTrainer, check_synthetic, require
 from engine.train.release.estimator import EVAL_SEED
 
 STATE_FORMAT = "face-editor/train-bicyclegan"
@@ -120,22 +120,19 @@ class BicycleGANTrainConfig(DictForm, what="the BicycleGAN training settings"):
         check_domain(self.target)
         if self.source == self.target:
             raise ValueError(f"source and target must be different domains, got {self.source!r} twice")
-        if self.seed < 0 or self.seed == EVAL_SEED:
-            raise ValueError(f"seed must be non-negative and not {EVAL_SEED} (the held-out seed), got {self.seed}")
-        for name in ("steps", "batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every", "nz", "ngf",
-                     "nef", "ndf", "num_D", "d_layers"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_synthetic(self)
+        require(self, ("steps", "batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every", "nz", "ngf",
+                       "nef", "ndf", "num_D", "d_layers"), at_least=1)
+        require(self, ("eval_samples",), at_least=2)  # diversity compares samples
         if self.batch_size % 2:
             raise ValueError(f"batch_size must be even (half the pairs per branch), got {self.batch_size}")
         if self.size < 32 or self.size & (self.size - 1):
             raise ValueError(f"size must be a power of two >= 32 (U-Net down to 1x1, encoder down to 8x8), "
                              f"got {self.size}")
-        if self.eval_samples < 2:
-            raise ValueError(f"eval_samples must be at least 2 (diversity compares samples), got {self.eval_samples}")
-        if self.lr <= 0 or not 0 <= self.beta1 < 1 or not 0 <= self.decay_fraction <= 1:
-            raise ValueError(f"need lr > 0, 0 <= beta1 < 1 and 0 <= decay_fraction <= 1, got {self.lr}, "
-                             f"{self.beta1}, {self.decay_fraction}")
+        require(self, ("lr",), above=0)
+        require(self, ("decay_fraction",), at_least=0, at_most=1)
+        if not 0 <= self.beta1 < 1:
+            raise ValueError(f"beta1 must be in [0, 1), got {self.beta1}")
         self.weights()  # validates gan_mode
 
     def weights(self) -> BicycleGANWeights:
@@ -237,6 +234,12 @@ def sample_grid(G: UnetGenerator, E: Encoder, A: torch.Tensor, B: torch.Tensor, 
     return tiles.reshape(n, c, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(n * s, c * s, 3)
 
 
+def format_figures(ev: dict) -> str:
+    """One line of held-out figures (``figures``)."""
+    return (f"reconstruction L1 {ev['recon_l1']:.4f}, random-sample L1 {ev['random_l1']:.4f}, diversity "
+            f"{ev['diversity']:.4f} ({ev['n']} faces x {ev['samples']} codes, [0, 1] pixels)")
+
+
 # ---- trainer --------------------------------------------------------------------------------------------------
 
 
@@ -247,7 +250,7 @@ class BicycleGANTrainer(ModelTrainer):
     kind, command, keeps_best = "BicycleGAN", "train bicyclegan", False
     state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, BicycleGANTrainConfig
     model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
-    load_model = staticmethod(load_networks)
+    load_model, format_figures = staticmethod(load_networks), staticmethod(format_figures)
 
     def __init__(self, cfg: BicycleGANTrainConfig, *, model: nn.ModuleDict | None = None, **kwargs):
         model = (model if model is not None else build_networks(cfg)).train()
@@ -312,11 +315,9 @@ class BicycleGANTrainer(ModelTrainer):
             post["div"] = f"{self.last_eval['diversity']:.3f}"
         return post
 
-
-def format_figures(ev: dict) -> str:
-    """One line of held-out figures (``figures``)."""
-    return (f"reconstruction L1 {ev['recon_l1']:.4f}, random-sample L1 {ev['random_l1']:.4f}, diversity "
-            f"{ev['diversity']:.4f} ({ev['n']} faces x {ev['samples']} codes, [0, 1] pixels)")
+    def subject(self) -> str:
+        c = self.cfg
+        return f"BicycleGAN {c.source} -> {c.target} at {c.size} px ({self.parameters()} parameters)"
 
 
 __all__ = ["BicycleGANTrainConfig", "BicycleGANTrainer", "network_configs", "build_networks", "load_networks",

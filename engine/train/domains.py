@@ -33,7 +33,7 @@ from engine.synth import DOMAINS, build_scene, sample_params
 from engine.synth.styles import STYLES, check_domain
 from engine.train.estimator import augment as estimator_augment
 from engine.train.estimator import lr_at, step_generator
-from engine.train.loop import ModelTrainer
+from engine.train.loop import ModelTrainer, check_synthetic, require
 from engine.train.release.estimator import EVAL_SEED, held_out
 
 STATE_FORMAT = "face-editor/train-domains"
@@ -79,23 +79,14 @@ class DomainTrainConfig(DictForm, what="the domain classifier's training setting
     def __post_init__(self):
         for name, cast in (("domains", str), ("widths", int), ("blocks", int)):
             object.__setattr__(self, name, tuple(cast(v) for v in getattr(self, name)))
-        for d in self.domains:
-            check_domain(d)
-        if len(self.domains) < 2 or len(set(self.domains)) != len(self.domains):
-            raise ValueError(f"domains must hold at least two distinct domains, got {list(self.domains)}")
-        if self.seed < 0 or self.seed == EVAL_SEED:
-            raise ValueError(f"seed must be non-negative and not {EVAL_SEED} (the held-out seed), got {self.seed}")
-        for name in ("steps", "batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_synthetic(self, domains=self.domains)
+        require(self, ("steps", "batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every"), at_least=1)
         if self.batch_size % len(self.domains):
             raise ValueError(f"batch_size must be a multiple of the {len(self.domains)} domains (each face is drawn "
                              f"in every domain), got {self.batch_size}")
-        if self.lr <= 0 or self.warmup < 0 or not 0 <= self.final_lr_ratio <= 1:
-            raise ValueError(f"need lr > 0, warmup >= 0 and 0 <= final_lr_ratio <= 1, got {self.lr}, {self.warmup}, "
-                             f"{self.final_lr_ratio}")
-        if min(self.blur, self.saturation, self.jitter, self.noise, self.shift) < 0 or not 0 <= self.blur_prob <= 1:
-            raise ValueError("blur, saturation, jitter, noise and shift must be >= 0 and 0 <= blur_prob <= 1")
+        require(self, ("lr",), above=0)
+        require(self, ("warmup", "blur", "saturation", "jitter", "noise", "shift"), at_least=0)
+        require(self, ("final_lr_ratio", "blur_prob"), at_least=0, at_most=1)
 
     @property
     def faces_per_step(self) -> int:
@@ -190,7 +181,7 @@ class DomainTrainer(ModelTrainer):
     kind, command = "domain classifier", "train domains"
     state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, DomainTrainConfig
     model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
-    load_model = staticmethod(load_domains)
+    load_model, format_figures = staticmethod(load_domains), staticmethod(format_figures)
 
     def __init__(self, cfg: DomainTrainConfig, *, model: DomainClassifier | None = None, **kwargs):
         model = (model or DomainClassifier(domain_config(cfg), seed=cfg.seed)).train()
@@ -239,6 +230,10 @@ class DomainTrainer(ModelTrainer):
         if self.last_eval:
             post["held_out"] = f"{100 * self.last_eval['mean_accuracy']:.1f}%"
         return post
+
+    def subject(self) -> str:
+        return (f"the domain classifier ({self.parameters()} parameters, widths {list(self.cfg.widths)}) on "
+                f"{self.cfg.size} px synthetic faces in {len(self.cfg.domains)} domains")
 
 
 __all__ = ["DomainTrainConfig", "DomainTrainer", "domain_config", "render_domains", "training_batch",

@@ -39,7 +39,7 @@ from engine.algorithms import similarity
 from engine.files.configs import DictForm
 from engine.models.encoder import Encoder, EncoderConfig, save_encoder
 from engine.models.stylegan2 import Generator
-from engine.train.loop import StepTrainer
+from engine.train.loop import StepTrainer, require
 from engine.train.stylegan2 import step_generator
 
 STATE_FORMAT = "face-editor/train-encoder"
@@ -81,17 +81,13 @@ class EncoderTrainConfig(DictForm, what="the encoder training settings"):
     log_every: int = 10
 
     def __post_init__(self):
-        for name in ("batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.snapshot_every < 0 or self.seed < 0:
-            raise ValueError(f"snapshot_every and seed must be >= 0, got {self.snapshot_every} and {self.seed}")
-        if not self.kimg > 0 or not self.lr > 0 or not 0 <= self.beta2 < 1 or not 0 <= self.rampdown <= 1:
-            raise ValueError(f"need kimg > 0, lr > 0, 0 <= beta2 < 1, 0 <= rampdown <= 1; got kimg={self.kimg}, "
-                             f"lr={self.lr}, beta2={self.beta2}, rampdown={self.rampdown}")
-        if not self.psi_min <= self.psi_max or not 0 <= self.mixing_prob <= 1:
-            raise ValueError(f"need psi_min <= psi_max and 0 <= mixing_prob <= 1, got {self.psi_min}, "
-                             f"{self.psi_max}, {self.mixing_prob}")
+        require(self, ("batch_size", "eval_n", "eval_every", "checkpoint_every", "log_every"), at_least=1)
+        require(self, ("snapshot_every", "seed"), at_least=0)
+        require(self, ("kimg", "lr"), above=0)
+        require(self, ("rampdown", "mixing_prob"), at_least=0, at_most=1)
+        if not 0 <= self.beta2 < 1 or not self.psi_min <= self.psi_max:
+            raise ValueError(f"need 0 <= beta2 < 1 and psi_min <= psi_max, got beta2={self.beta2}, psi_min="
+                             f"{self.psi_min}, psi_max={self.psi_max}")
         weights = (self.latent_weight, self.image_weight, self.ssim_weight)
         if min(weights) < 0 or sum(weights) == 0:
             raise ValueError(f"the loss weights must be >= 0 and not all 0, got latent {self.latent_weight}, image "
@@ -327,6 +323,17 @@ class EncoderTrainer(StepTrainer):
         if self.last_eval:
             post["psnr"] = f"{self.last_eval['psnr_db']:.2f}"
         return post
+
+    def describe(self) -> str:
+        e, c = self.enc_cfg, self.cfg
+        return (f"an encoder {e.resolution} px -> W+ [{e.num_ws}, {e.w_dim}] (channels {list(e.channels)}, "
+                f"{sum(p.numel() for p in self.encoder.parameters()) / 1e6:.2f} M parameters) for "
+                f"{self.generator_path}, batch {c.batch_size}, {c.kimg:g} kimg = {c.total_steps} steps")
+
+    def summary(self) -> str:
+        ev = self.last_eval
+        return (f"held-out PSNR {ev.get('psnr_db', float('nan')):.2f} dB (w_avg {self.baseline()['psnr_db']:.2f}), "
+                f"latent distance {ev.get('latent_l2', float('nan')):.3f}")
 
 
 __all__ = ["EncoderTrainConfig", "EncoderTrainer", "sample_latents", "render", "latent_scale", "held_out_latents",

@@ -29,8 +29,8 @@ from engine.models.estimator import (
     load_estimator,
 )
 from engine.synth import CONDITION_NAMES, DOMAINS, attributes, sample_batch, sample_params
-from engine.train.loop import ModelTrainer
-from engine.train.release.estimator import EVAL_SEED, evaluate, held_out, photo_score
+from engine.train.loop import ModelTrainer, check_synthetic, require
+from engine.train.release.estimator import EVAL_SEED, evaluate, format_table, held_out, photo_score
 
 BINARY = ("gender", "glasses")
 TRAIN_FORMAT = "face-editor/estimator-train"
@@ -66,15 +66,12 @@ class TrainConfig(DictForm, what="the attribute estimator's training settings"):
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
-        if self.seed < 0 or self.seed == EVAL_SEED:
-            raise ValueError(f"seed must be non-negative and not {EVAL_SEED} (the held-out seed), got {self.seed}")
-        for name in ("steps", "batch_size", "stats_n", "eval_n", "eval_every", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < len(DOMAINS):
-            raise ValueError(f"batch_size must be at least {len(DOMAINS)} (one face per domain)")
-        if not 0.0 <= self.photo_fraction <= 1.0 or self.lr <= 0 or self.jitter < 0 or self.noise < 0:
-            raise ValueError("need 0 <= photo_fraction <= 1, lr > 0, jitter >= 0, noise >= 0")
+        check_synthetic(self)
+        require(self, ("steps", "stats_n", "eval_n", "eval_every", "checkpoint_every", "log_every"), at_least=1)
+        require(self, ("batch_size",), at_least=len(DOMAINS))  # one face per domain
+        require(self, ("lr",), above=0)
+        require(self, ("jitter", "noise"), at_least=0)
+        require(self, ("photo_fraction",), at_least=0, at_most=1)
 
 
 
@@ -169,6 +166,10 @@ class EstimatorTrainer(ModelTrainer):
     model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
     load_model = staticmethod(load_estimator)
 
+    @staticmethod
+    def format_figures(figures: dict) -> str:
+        return format_table(figures["held_out"], binary=BINARY)
+
     def __init__(self, cfg: TrainConfig, *, model: AttributeEstimator | None = None, **kwargs):
         model = (model or AttributeEstimator(estimator_config(cfg), seed=cfg.seed)).train()
         if model.cfg.input_size != cfg.size:
@@ -212,6 +213,11 @@ class EstimatorTrainer(ModelTrainer):
 
     def postfix(self) -> dict:
         return {"loss": f"{self.stats['loss']:.4f}"}
+
+    def subject(self) -> str:
+        c = self.cfg
+        return (f"the attribute estimator ({self.parameters()} parameters, widths {list(c.widths)}) on {c.size} px "
+                f"synthetic faces ({c.photo_fraction:.0%} photos)")
 
 
 __all__ = ["TrainConfig", "EstimatorTrainer", "estimator_config", "target_stats", "domain_counts", "augment",

@@ -51,7 +51,7 @@ from engine.train.flow_data import (
     save_flow_data,
     styleflow_lighting_presets,
 )
-from engine.train.loop import StepTrainer
+from engine.train.loop import StepTrainer, require
 
 STATE_FORMAT = "face-editor/train-flow"
 STATE_VERSION = 1
@@ -89,11 +89,10 @@ class FlowTrainConfig(DictForm, what="the flow training settings"):
     log_every: int = 10
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "val_n", "eval_every", "eval_batch", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0 or self.seed < 0:
-            raise ValueError(f"need lr > 0 and seed >= 0, got lr={self.lr}, seed={self.seed}")
+        require(self, ("steps", "batch_size", "val_n", "eval_every", "eval_batch", "checkpoint_every", "log_every"),
+                at_least=1)
+        require(self, ("lr",), above=0)
+        require(self, ("seed",), at_least=0)
 
 
 
@@ -388,6 +387,17 @@ class FlowTrainer(StepTrainer):
         if self.last_eval:
             post["val"] = f"{self.last_eval['val_nll_nats_per_dim']:.3f}"
         return post
+
+    def describe(self) -> str:
+        f, c = self.flow_cfg, self.cfg
+        return (f"a flow {f.input_dim}-dim, hidden {'-'.join(map(str, f.hidden_dims))}, {f.num_blocks} block(s), "
+                f"{f.solver} at {f.atol:g}/{f.rtol:g}, {'adjoint' if f.adjoint else 'backprop'} on {self.train_n} "
+                f"samples ({c.val_n} held out), batch {c.batch_size}, {c.steps} steps "
+                f"({c.steps / self.steps_per_epoch:.2f} epochs)")
+
+    def summary(self) -> str:
+        val = self.last_eval.get("val_nll_nats_per_dim")
+        return f"held-out NLL {'-' if val is None else f'{val:.4f}'} nats/dim"
 
 
 __all__ = ["FlowTrainConfig", "FlowTrainer", "default_hidden_dims", "data_digest", "gaussian_log_density",

@@ -39,6 +39,7 @@ from engine.errors import ModelFormatError
 from engine.files.checkpoints import atomic_torch_save, check_training_state, read_training_state
 from engine.files.storage import read_model_file
 from engine.runtime import GracefulStop
+from engine.synth.styles import check_domain
 from engine.train.csvlog import CsvLog
 from engine.train.distributed import DistContext, barrier, max_over_processes
 from engine.train.release.estimator import EVAL_SEED
@@ -47,6 +48,34 @@ CHECKPOINT_NAME, BEST_NAME, SNAPSHOT_DIR = "checkpoint.pt", "best.pt", "snapshot
 # the config fields a resume may change, where a config has them: the run's length and the intervals
 RESUMABLE = ("steps", "kimg", "log_every", "eval_every", "checkpoint_every", "snapshot_every", "sample_every")
 _TIME_LIMIT, _STOP = 1, 2  # stop codes the processes agree on (the larger wins)
+
+
+def require(cfg, names: tuple[str, ...], *, at_least: float | None = None, at_most: float | None = None,
+            above: float | None = None) -> None:
+    """The range checks of a training config: ValueError naming the first setting of ``names`` outside
+    ``[at_least, at_most]`` or not above ``above`` ("batch_size must be at least 1, got 0")."""
+    words = [] if above is None else ["positive" if above == 0 else f"above {above}"]
+    if at_least is not None and at_most is not None:
+        words.append(f"in [{at_least}, {at_most}]")
+    elif at_least is not None or at_most is not None:
+        words.append(f"at least {at_least}" if at_most is None else f"at most {at_most}")
+    for name in names:
+        value = getattr(cfg, name)
+        if ((above is not None and not value > above) or (at_least is not None and value < at_least)
+                or (at_most is not None and value > at_most)):
+            raise ValueError(f"{name} must be {' and '.join(words)}, got {value}")
+
+
+def check_synthetic(cfg, *, domains: tuple[str, ...] = ()) -> None:
+    """The synthetic world's checks of a config: its ``seed`` is non-negative and not the held-out ``EVAL_SEED``,
+    and ``domains`` (when given) are at least two distinct known ones."""
+    if cfg.seed < 0 or cfg.seed == EVAL_SEED:
+        raise ValueError(f"seed must be non-negative and not {EVAL_SEED} (the held-out seed), got {cfg.seed}")
+    if domains:
+        for d in domains:
+            check_domain(d)
+        if len(domains) < 2 or len(set(domains)) != len(domains):
+            raise ValueError(f"domains must hold at least two distinct domains, got {list(domains)}")
 
 
 def article(noun: str) -> str:
@@ -131,6 +160,14 @@ class StepTrainer:
     def postfix(self) -> dict:
         """The progress bar's figures after a step."""
         return {}
+
+    def describe(self) -> str:
+        """What the run trains, for messages ("a 64 px StyleGAN2 ... on synth:photo, batch 16, 500 kimg")."""
+        return f"{article(self.kind)} model, batch {self.cfg.batch_size}, {self.total_steps} steps"
+
+    def summary(self) -> str:
+        """The run's held-out figures (or files) when it ends, for messages."""
+        return f"files in {self.out_dir}" if self.out_dir is not None else "no files written"
 
     def run_record(self) -> dict:
         """What ``config.json`` records about the run (trainers add their data and networks)."""
@@ -372,6 +409,21 @@ class ModelTrainer(StepTrainer):
         self._eval_data = None
 
     @staticmethod
+    def format_figures(figures: dict) -> str:
+        """Held-out figures as text."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        return "held-out figures:\n" + self.format_figures(self.last_eval) if self.last_eval else "not evaluated"
+
+    def subject(self) -> str:
+        """What the network learns, for ``describe``."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.subject()}, batch {self.cfg.batch_size}, {self.total_steps} steps, {self.threads} threads"
+
+    @staticmethod
     def load_model(checkpoint) -> torch.nn.Module:
         """The network of a model file's dict (what ``checkpoint()`` returns)."""
         raise NotImplementedError
@@ -388,6 +440,12 @@ class ModelTrainer(StepTrainer):
 
     def write_model(self, path: Path) -> None:
         atomic_torch_save(self.checkpoint(), path)
+
+    def parameters(self, names: tuple[str, ...] | None = None) -> str:
+        """Parameter counts of the network (of the ``names`` networks of a ModuleDict), e.g. "G 1.20 M, E 0.30 M"."""
+        nets = self.model if isinstance(self.model, torch.nn.ModuleDict) else {"": self.model}
+        count = {k: sum(p.numel() for p in net.parameters()) for k, net in nets.items()}
+        return ", ".join(f"{k} {count[k] / 1e6:.2f} M".strip() for k in (names or count))
 
     def model_state(self) -> dict:
         return {"model": self.checkpoint(), "optimizer": self.opt.state_dict()}
@@ -417,4 +475,5 @@ class ModelTrainer(StepTrainer):
         return obj
 
 
-__all__ = ["StepTrainer", "ModelTrainer", "article", "CHECKPOINT_NAME", "BEST_NAME", "SNAPSHOT_DIR", "RESUMABLE"]
+__all__ = ["StepTrainer", "ModelTrainer", "require", "check_synthetic", "article", "CHECKPOINT_NAME", "BEST_NAME",
+           "SNAPSHOT_DIR", "RESUMABLE"]

@@ -32,7 +32,7 @@ from engine.files.images import save_png, to_uint8
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, channels_from_base
 from engine.train.data import DataSource
 from engine.train.distributed import average_gradients, broadcast_module, mean_over_processes
-from engine.train.loop import StepTrainer
+from engine.train.loop import StepTrainer, require
 
 STATE_FORMAT = "face-editor/train-stylegan2"
 STATE_VERSION = 1
@@ -88,19 +88,11 @@ class TrainConfig(DictForm, what="the StyleGAN2 training settings"):
     def __post_init__(self):
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        positive = ("resolution", "z_dim", "w_dim", "mapping_layers", "batch_size", "kimg", "g_lr", "d_lr",
-                    "pl_batch_shrink", "sample_grid", "log_every", "checkpoint_every")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        non_negative = ("r1_gamma", "d_reg_every", "g_reg_every", "pl_weight", "ema_kimg", "sample_every",
-                        "snapshot_every")
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("mixing_prob", "pl_decay", "w_avg_beta", "adam_beta2"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        require(self, ("resolution", "z_dim", "w_dim", "mapping_layers", "batch_size", "kimg", "g_lr", "d_lr",
+                       "pl_batch_shrink", "sample_grid", "log_every", "checkpoint_every"), above=0)
+        require(self, ("r1_gamma", "d_reg_every", "g_reg_every", "pl_weight", "ema_kimg", "sample_every",
+                       "snapshot_every"), at_least=0)
+        require(self, ("mixing_prob", "pl_decay", "w_avg_beta", "adam_beta2"), at_least=0, at_most=1)
         self.generator_config()  # validates resolution and channel table
 
     @property
@@ -406,6 +398,12 @@ class Trainer(StepTrainer):
 
     def write_final(self) -> None:
         self.write_samples(f"fakes-{self.step:07d}")
+
+    def describe(self) -> str:
+        g, c = self.G.cfg, self.cfg
+        return (f"{g.img_resolution} px StyleGAN2 (channels {list(g.channels)}, w_dim {g.w_dim}) on "
+                f"{self.source.description}, batch {c.batch_size} on {self.ctx.world_size} x {self.device}, "
+                f"{c.kimg:g} kimg = {c.total_steps} steps")
 
     def postfix(self) -> dict:
         return {"kimg": f"{self.images_seen / 1000:.2f}", "G": f"{self.stats['loss_G']:.3f}",

@@ -60,11 +60,10 @@ from engine.models.tunit import (
     tunit_checkpoint,
 )
 from engine.synth import sample_params
-from engine.synth.styles import check_domain
 from engine.train.domains import render_domains
 from engine.train.estimator import step_generator
-from engine.train.loop import ModelTrainer
-from engine.train.release.estimator import EVAL_SEED, held_out
+from engine.train.loop import ModelTrainer, check_synthetic, require
+from engine.train.release.estimator import held_out
 
 STATE_FORMAT = "face-editor/train-tunit"
 STATE_VERSION = 1
@@ -114,23 +113,12 @@ class TunitTrainConfig(DictForm, what="the TUNIT training settings"):
         for name in ("domains", "c_features"):
             cast = str if name == "domains" else int
             object.__setattr__(self, name, tuple(cast(v) for v in getattr(self, name)))
-        for d in self.domains:
-            check_domain(d)
-        if len(self.domains) < 2 or len(set(self.domains)) != len(self.domains):
-            raise ValueError(f"domains must hold at least two distinct domains, got {list(self.domains)}")
-        if self.seed < 0 or self.seed == EVAL_SEED:
-            raise ValueError(f"seed must be non-negative and not {EVAL_SEED} (the held-out seed), got {self.seed}")
-        for name in ("steps", "batch_size", "clusters", "epoch_steps", "eval_n", "eval_every", "checkpoint_every",
-                     "log_every", "sty_dim", "g_nf", "g_downs", "mlp_width", "d_dim", "d_max"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be at least 2 (references are other images of the batch), got "
-                             f"{self.batch_size}")
-        if not 0 <= self.separated <= self.ema_start:
-            raise ValueError(f"need 0 <= separated <= ema_start, got {self.separated} and {self.ema_start}")
-        if self.lr <= 0 or self.lr_c <= 0:
-            raise ValueError(f"learning rates must be positive, got {self.lr} and {self.lr_c}")
+        check_synthetic(self, domains=self.domains)
+        require(self, ("steps", "clusters", "epoch_steps", "eval_n", "eval_every", "checkpoint_every", "log_every",
+                       "sty_dim", "g_nf", "g_downs", "mlp_width", "d_dim", "d_max"), at_least=1)
+        require(self, ("batch_size",), at_least=2)  # references are other images of the batch
+        require(self, ("separated",), at_least=0, at_most=self.ema_start)
+        require(self, ("lr", "lr_c"), above=0)
         if not any(self.c_features) or min(self.c_features) < 0:
             raise ValueError(f"c_features needs positive widths (0 = max-pool), got {list(self.c_features)}")
 
@@ -307,6 +295,7 @@ class TunitTrainer(ModelTrainer):
     kind, command = "TUNIT", "train tunit"
     state_format, state_version, config_cls = STATE_FORMAT, STATE_VERSION, TunitTrainConfig
     model_name, model_format, metric_fields, eval_fields = MODEL_NAME, FORMAT, METRIC_FIELDS, EVAL_FIELDS
+    format_figures = staticmethod(format_figures)
 
     def __init__(self, cfg: TunitTrainConfig, *, model: nn.ModuleDict | None = None, classifier="default", **kwargs):
         model = model if model is not None else build_networks(cfg)
@@ -421,6 +410,11 @@ class TunitTrainer(ModelTrainer):
             if "mean_accuracy" in self.last_eval:
                 post["acc"] = f"{100 * self.last_eval['mean_accuracy']:.0f}%"
         return post
+
+    def subject(self) -> str:
+        c = self.cfg
+        return (f"TUNIT ({self.parameters(('C', 'G', 'D'))} parameters, K = {c.clusters}, C only before step "
+                f"{c.separated}) on {c.size} px unlabeled {'/'.join(c.domains)} faces")
 
 
 __all__ = ["TunitTrainConfig", "TunitTrainer", "Optimizers", "network_configs", "build_networks", "training_batch",

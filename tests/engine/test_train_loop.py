@@ -14,7 +14,8 @@ import torch
 
 from engine.errors import ModelFormatError
 from engine.files.configs import DictForm
-from engine.train.loop import StepTrainer
+from engine.train.loop import StepTrainer, check_synthetic, require
+from engine.train.release.estimator import EVAL_SEED
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,20 @@ def test_other_files_are_refused_as_checkpoints(tmp_path):
         ToyTrainer.read_state(tmp_path / "broken.pt")
     with pytest.raises(FileNotFoundError, match="toy training checkpoint not found"):
         ToyTrainer.read_state(tmp_path / "missing.pt")
+
+
+def test_the_settings_checks_name_the_setting_and_its_range():
+    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+        require(ToyConfig(steps=0), ("batch_size", "steps"), at_least=1)
+    with pytest.raises(ValueError, match="lr must be positive, got 0.0"):
+        require(ToyConfig(lr=0.0), ("lr",), above=0)
+    with pytest.raises(ValueError, match=r"lr must be in \[0, 1\], got 1.5"):
+        require(ToyConfig(lr=1.5), ("lr",), at_least=0, at_most=1)
+    require(ToyConfig(), ("steps", "batch_size"), at_least=1)
+    with pytest.raises(ValueError, match="held-out seed"):
+        check_synthetic(ToyConfig(seed=EVAL_SEED))
+    with pytest.raises(ValueError, match="two distinct domains"):
+        check_synthetic(ToyConfig(), domains=("photo", "photo"))
+    with pytest.raises(ValueError, match="anime"):
+        check_synthetic(ToyConfig(), domains=("photo", "anime"))
+    check_synthetic(ToyConfig(), domains=("photo", "toon"))
