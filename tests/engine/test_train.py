@@ -191,6 +191,9 @@ def test_cli_trains_exports_and_resumes(image_dir, tmp_path):
     args = _parse(argv[:argv.index("--kimg")] + ["--kimg", "0.016"] + argv[argv.index("--kimg") + 2:])
     assert args.func(args) == 0
     assert read_state(out / "checkpoint.pt")["step"] == 4
+    timed = _parse([a for a in argv if a not in ("--resume", "auto", "--kimg", "0.008")] + [
+        "--resume", "--kimg", "0.04", "--max-minutes", "0"])  # bare --resume: OUT/checkpoint.pt
+    assert timed.func(timed) == 0 and read_state(out / "checkpoint.pt")["step"] == 5  # stopped after one step
     with pytest.raises(ValueError, match="already holds a StyleGAN2 training run"):
         fresh = _parse([a for a in argv if a not in ("--resume", "auto")])
         fresh.func(fresh)
