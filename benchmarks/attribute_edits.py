@@ -42,10 +42,10 @@ def main() -> int:
 
     from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, AttributeEdit, apply_edits, attribute_mask
     from engine.assets import default_estimator_path, default_flow_path, default_generator_path
+    from engine.files.flows import load_flow
     from engine.files.images import to_uint8
     from engine.files.loading import load_generator
     from engine.models.estimator import load_estimator
-    from engine.models.flow import load_flow
     from engine.train.flow_data import label_images, sample_flow_data
 
     G = load_generator(default_generator_path())
