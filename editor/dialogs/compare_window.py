@@ -601,11 +601,3 @@ class CompareWindow(BatchDialogMixin, QDialog):
 
     def _failed(self, error: Exception) -> None:
         self.failed.emit(as_report(error))
-
-    def _folder_failed(self, error: Exception) -> None:
-        self._close_folder_dialog()
-        self.failed.emit(as_report(error).prefixed("Translating the folder stopped"))
-
-    def _folder_cancelled(self) -> None:
-        self._close_folder_dialog()
-        self.message.emit("Folder translation cancelled: the images written so far are kept")

@@ -59,8 +59,8 @@ def summary_lines(summary: FolderSummary, out, noun: str) -> list[str]:
 
 
 class BatchDialogMixin:
-    """Starting a folder batch and closing its progress dialog, for a widget with ``_start_dir()``,
-    ``_folder_dialog``, ``_folder_out`` and ``_last_dir``."""
+    """Starting a folder batch, following it and closing its progress dialog, for a widget with ``_start_dir()``,
+    ``_folder_dialog``, ``_folder_out``, ``_last_dir`` and the ``failed`` / ``message`` signals."""
 
     def _start_batch(self, folder, out, submit) -> QtRequest | None:
         """Ask for the folders not given, then ``submit(folder, out) -> request`` and show the progress; the
@@ -86,6 +86,14 @@ class BatchDialogMixin:
             dialog.canceled.disconnect()
             dialog.close()
             dialog.deleteLater()
+
+    def _folder_failed(self, error: Exception) -> None:
+        self._close_folder_dialog()
+        self.failed.emit(as_report(error).prefixed("Translating the folder stopped"))
+
+    def _folder_cancelled(self) -> None:
+        self._close_folder_dialog()
+        self.message.emit("Folder translation cancelled: the images written so far are kept")
 
 
 class FolderBatchMixin(BatchDialogMixin):
@@ -119,11 +127,3 @@ class FolderBatchMixin(BatchDialogMixin):
         self.summary_box = QMessageBox(QMessageBox.Icon.Information, "Translate a folder", "\n".join(lines),
                                        QMessageBox.StandardButton.Ok, self)
         self.summary_box.open()
-
-    def _folder_failed(self, error: Exception) -> None:
-        self._close_folder_dialog()
-        self.failed.emit(as_report(error).prefixed("Translating the folder stopped"))
-
-    def _folder_cancelled(self) -> None:
-        self._close_folder_dialog()
-        self.message.emit("Folder translation cancelled: the images written so far are kept")
