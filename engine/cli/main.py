@@ -7,10 +7,10 @@ exit status 2; anything else with one sentence, exit status 1, and the traceback
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 
 from engine.cli.common import UserError, end_progress_bars
 from engine.errors import ErrorReport, ModelFormatError
@@ -20,76 +20,32 @@ from engine.runtime import tune_allocator
 log = logging.getLogger(__name__)
 
 
-def _edit(sub, help):
-    from engine.cli.edit import add_command
-    add_command(sub, help=help)
-
-
-def _render(sub, help):
-    from engine.cli.render import add_command
-    add_command(sub, help=help)
-
-
-def _invert(sub, help):
-    from engine.cli.invert import add_command
-    add_command(sub, help=help)
-
-
-def _translate(sub, help):
-    from engine.cli.translate import add_command
-    add_command(sub, help=help)
-
-
-def _attributes(sub, help):
-    from engine.cli.attributes import add_command
-    add_command(sub, help=help)
-
-
-def _generate(sub, help):
-    from engine.cli.generate import add_command
-    add_command(sub, help=help)
-
-
-def _info(sub, help):
-    from engine.cli.info import add_command
-    add_command(sub, help=help)
-
-
-def _distance(sub, help):
-    from engine.cli.distance import add_command
-    add_command(sub, help=help)
-
-
-def _synth(sub, help):
-    from engine.cli.synth import add_command
-    add_command(sub, help=help)
-
-
-def _train(sub, help):  # its help line is the one listed here
-    from engine.cli.train import add_train_commands
-    add_train_commands(sub)
-
-
-# name -> (one line for main.py --help, what builds its parser on a subparser set)
-COMMANDS: dict[str, tuple[str, Callable]] = {
+# name -> (one line for main.py --help, the module whose add_command(sub, help=) builds its parser)
+COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("edit a face without the window: a seed, latent or photo, truncation, style mixing, attribute and "
-             "lighting edits, translation; writes the image, the W+ latent and a project", _edit),
+             "lighting edits, translation; writes the image, the W+ latent and a project", "engine.cli.edit"),
     "render": ("re-render a project file exactly as the editor shows it (at another size, or pasted into its "
-               "photo)", _render),
+               "photo)", "engine.cli.render"),
     "invert": ("find the face in a photo and invert it into a generator (writes the reconstruction, the pasted-back "
-               "photo, the latent and a project)", _invert),
+               "photo, the latent and a project)", "engine.cli.invert"),
     "translate": ("translate a photo or a folder of photos: layer swap into a fine-tuned model, BicycleGAN or "
-                  "TUNIT", _translate),
-    "attributes": ("the attribute estimator's reading of a face image or a latent (JSON)", _attributes),
-    "generate": ("write images (and their W+ latents) for a range of seeds", _generate),
+                  "TUNIT", "engine.cli.translate"),
+    "attributes": ("the attribute estimator's reading of a face image or a latent (JSON)", "engine.cli.attributes"),
+    "generate": ("write images (and their W+ latents) for a range of seeds", "engine.cli.generate"),
     "info": ("print the detected format and architecture of a model file (for an attribute flow: its condition "
-             "layout)", _info),
+             "layout)", "engine.cli.info"),
     "distance": ("how far a fine-tuned generator is from its base (the model distance), optionally per layer-swap "
-                 "depth", _distance),
-    "synth": ("write a synthetic face dataset (images + labels.json)", _synth),
+                 "depth", "engine.cli.distance"),
+    "synth": ("write a synthetic face dataset (images + labels.json)", "engine.cli.synth"),
     "train": ("train generators, the estimator, flows, encoders and image-to-image models (see: train --help)",
-              _train),
+              "engine.cli.train"),
 }
+
+
+def _build(sub: argparse._SubParsersAction, help: str, module: str) -> None:
+    """Import a command's module (only now: a command's imports cost nothing until it is chosen) and let it add
+    its parser."""
+    importlib.import_module(module).add_command(sub, help=help)
 
 
 class LazyCommands(argparse._SubParsersAction):
@@ -97,19 +53,19 @@ class LazyCommands(argparse._SubParsersAction):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._builders: dict[str, tuple[str, Callable]] = {}
+        self._builders: dict[str, tuple[str, str]] = {}
 
-    def add_lazy(self, name: str, help: str, build: Callable) -> None:
+    def add_lazy(self, name: str, help: str, module: str) -> None:
         self.add_parser(name, help=help)  # a stand-in: the name for parsing and its line in the help
-        self._builders[name] = (help, build)
+        self._builders[name] = (help, module)
 
     def parser(self, name: str) -> argparse.ArgumentParser:
         """Command ``name``'s parser, built now if it was not yet."""
         if name in self._builders:
-            help, build = self._builders.pop(name)
+            help, module = self._builders.pop(name)
             del self._name_parser_map[name]
             listed = len(self._choices_actions)
-            build(self, help)
+            _build(self, help, module)
             del self._choices_actions[listed:]  # the stand-in's help line is already listed
         return self._name_parser_map[name]
 
@@ -122,11 +78,11 @@ class LazyCommands(argparse._SubParsersAction):
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register the headless commands on a ``main.py`` subparser set: lazily on a ``LazyCommands`` set, else (a
     plain ``add_subparsers()``) built at once."""
-    for name, (help, build) in COMMANDS.items():
+    for name, (help, module) in COMMANDS.items():
         if isinstance(sub, LazyCommands):
-            sub.add_lazy(name, help, build)
+            sub.add_lazy(name, help, module)
         else:
-            build(sub, help)
+            _build(sub, help, module)
 
 
 def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:

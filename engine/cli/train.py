@@ -40,4 +40,9 @@ def add_train_commands(sub: argparse._SubParsersAction, *, help: str = "train ge
     return models
 
 
-__all__ = ["add_train_commands"]
+def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
+    """``main.py train``, registered like every command (``engine.cli.main.COMMANDS``)."""
+    add_train_commands(sub, help=help)
+
+
+__all__ = ["add_command", "add_train_commands"]
