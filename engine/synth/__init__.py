@@ -38,7 +38,7 @@ from engine.synth.params import (
                       sh_coefficients,
                       with_params,
 )
-from engine.synth.render import Scene, build_scene
+from engine.synth.scene import Scene, build_scene
 from engine.synth.styles import DOMAINS, irradiance, render_faces
 
 __all__ = [

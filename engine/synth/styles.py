@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.models.ops import gaussian_blur
-from engine.synth.render import Scene, build_scene, coverage, line_profile, smoothstep
+from engine.synth.scene import Scene, build_scene, coverage, line_profile, smoothstep
 
 # irradiance / pi = sum_k A_k c_k Y_k(n), A = (pi, 2pi/3, pi/4) / pi per SH order
 _SH_WEIGHTS = torch.tensor([1.0, 2 / 3, 2 / 3, 2 / 3, 0.25, 0.25, 0.25, 0.25, 0.25])
