@@ -12,10 +12,7 @@ Public API::
 Domains: ``DOMAINS`` = photo, toon, edges, sketch, painting, pop; the same parameters draw the same face in each.
 """
 from engine.synth.dataset import (
-                      add_synth_arguments,
-                      cli_synth,
                       read_labels,
-                      run_synth,
                       sample_batch,
                       write_dataset,
 )
@@ -46,5 +43,5 @@ __all__ = [
     "sample_params", "draw_params", "sample_rng", "clip_params", "with_params", "attributes", "lighting_sh",
     "light_direction", "sh_basis", "sh_coefficients",
     "PARAM_NAMES", "PARAM_INDEX", "PARAM_RANGES", "NUM_PARAMS", "ATTRIBUTE_NAMES", "SH_NAMES", "CONDITION_NAMES",
-    "sample_batch", "write_dataset", "read_labels", "add_synth_arguments", "run_synth", "cli_synth",
+    "sample_batch", "write_dataset", "read_labels",
 ]

@@ -1,14 +1,12 @@
 """Synthetic face datasets: a streaming sampler for training and a writer of PNG files plus ``labels.json``.
 
 Sample ``i`` of seed ``s`` is always the same face whatever the batch size or start index, so a dataset can be
-written in pieces, resumed, or any image regenerated alone. The CLI helpers (``add_synth_arguments``,
-``run_synth``, ``cli_synth``) back ``python main.py synth --domain photo --n 10000 --size 64 --out DIR``.
+written in pieces, resumed, or any image regenerated alone. ``python main.py synth --domain photo --n 10000 --size 64
+--out DIR`` (``engine.cli.synth``) writes one.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from engine.synth.params import (
     draw_params,
     sample_params,
 )
-from engine.synth.styles import DOMAINS, check_domain, check_size, render_faces
+from engine.synth.styles import check_domain, check_size, render_faces
 
 LABELS_FILE = "labels.json"
 Progress = Callable[[int, int], None]
@@ -107,34 +105,3 @@ def read_labels(out_dir) -> dict:
                                dtype=np.float32).reshape(-1, len(ATTRIBUTE_NAMES)),
         "lighting_sh": np.array([r["lighting_sh"] for r in images], dtype=np.float32).reshape(-1, 9),
     }
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``synth`` command's flags: --domain --n --size --out --seed --batch."""
-    parser.add_argument("--domain", default="photo", choices=DOMAINS, help="visual style (default: photo)")
-    parser.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64)")
-    parser.add_argument("--out", required=True, help="output folder for NNNNN.png and labels.json")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
-    parser.add_argument("--batch", type=int, default=64, help="faces rendered per batch (default: 64)")
-    return parser
-
-
-def run_synth(args: argparse.Namespace, *, progress: Progress | None = None) -> Path:
-    """Write the dataset the parsed ``args`` describe; returns the labels path."""
-    return write_dataset(args.out, domain=args.domain, n=args.n, size=args.size, seed=args.seed,
-                         batch=args.batch, progress=progress)
-
-
-def cli_synth(args: argparse.Namespace) -> int:
-    """``main.py synth``: write the dataset with a progress bar on stderr; returns the exit status."""
-    from tqdm import tqdm
-
-    try:
-        with tqdm(total=args.n, unit="img", desc=f"synth {args.domain} {args.size}px", file=sys.stderr) as bar:
-            path = run_synth(args, progress=lambda done, total: bar.update(done - bar.n))
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.n} images and {path}", file=sys.stderr)
-    return 0

@@ -104,7 +104,10 @@ def test_synth_command_writes_a_labelled_dataset(tmp_path):
     with Image.open(pngs[0]) as im:
         assert im.size == (32, 32)
     labels = read_labels(tmp_path / "ds")
-    assert len(labels["attributes"]) == 5
+    assert len(labels["attributes"]) == 5 and labels["seed"] == 3 and labels["domain"] == "photo"
+    r = _main("synth", "--domain", "oil", "--out", tmp_path / "x")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and "oil" in lines[0]
 
 
 def test_train_attributes_command_writes_a_loadable_estimator(tmp_path):

@@ -2,8 +2,6 @@
 SH lighting coefficients."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -158,16 +156,6 @@ def test_dataset_writer_round_trips(tmp_path):
     assert png.shape == (32, 32, 3) and png.dtype == np.uint8
     again = to_uint8(synth.render_faces(labels["params"][3:4], size=32, domain="sketch"), value_range=(0, 1))[0]
     assert np.array_equal(png, again)
-
-
-def test_cli_helpers(tmp_path):
-    parser = synth.add_synth_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--domain", "edges", "--n", "3", "--size", "32", "--out", str(tmp_path), "--seed", "1"])
-    assert args.batch == 64
-    assert synth.cli_synth(args) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["00000.png", "00001.png", "00002.png", "labels.json"]
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--domain", "oil", "--out", "x"])
 
 
 def test_sh_coefficients_follow_the_light():
