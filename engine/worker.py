@@ -5,6 +5,9 @@
 ``on_progress(fn)`` and ``on_partial(fn)`` for what a long job reports while it runs. Each mailbox ("slot") holds at
 most one pending job: a newer request in a slot supersedes the older one there, unstarted (it never runs) or running
 (it stops at its next ``ctx.check()``), and the older handle ends cancelled with ``superseded()`` true (latest wins).
+The end of a job is decided in step with ``submit``: once ``submit`` has returned, no older handle of that slot ends
+with a result or delivers a partial result; a job that ended first had its done callbacks run before ``submit``
+returned (so callbacks should be quick: a submitter waits for them).
 A job is a plain callable ``job(ctx: JobContext) -> result``; an exception it raises is kept on its handle as the
 original object (type and traceback), and the worker keeps serving. ``InlineContext`` runs the same jobs on the
 calling thread (the command line). No Qt here: callbacks run on the thread that ends the handle (the worker's, or
@@ -102,7 +105,11 @@ class JobHandle:
     (``result()``, ``exception()``) and callbacks for its end and its reports. Callbacks run on the thread that
     ends the job or reports (the worker's thread, or the one cancelling or superseding a job before it starts); one
     added after the end runs at once on the caller's thread. Reports made before ``on_progress`` / ``on_partial``
-    was called are not replayed: pass those to ``Worker.submit`` to see every one."""
+    was called are not replayed: pass those to ``Worker.submit`` to see every one.
+
+    Latest wins, exactly: a handle whose slot has a newer request (its ``submit`` returned) never ends with a result
+    or an error and delivers no more partial results; it ends cancelled, ``superseded()`` true. A job that ended
+    before the newer ``submit`` keeps its outcome, and its done callbacks ran before that ``submit`` returned."""
 
     def __init__(self, worker: Worker, request_id: int, slot: str):
         self.request_id = request_id
@@ -145,7 +152,7 @@ class JobHandle:
     def cancel(self) -> bool:
         """Ask the job to stop: a pending one never runs and ends cancelled now, a running one ends cancelled at its
         next ``ctx.check()`` (or when it returns). False when it had already ended."""
-        with self._cond:
+        with self._worker._delivery, self._cond:  # in step with the end of a running job (``Worker._conclude``)
             if self._state in _ENDED:
                 return False
             self._stop = self._stop or CANCELLED
@@ -220,12 +227,19 @@ class JobHandle:
             _call(fn, self)
 
     def _report(self, kind: str, *args) -> None:
-        if kind == "partial" and self._stop is not None:
-            return  # the intermediate result of a job asked to stop is not shown; its progress still says how far
-        with self._cond:
-            callbacks = list(self._progress if kind == "progress" else self._partial)
-        for fn in callbacks:
-            _call(fn, *args)
+        if kind == "progress":
+            with self._cond:
+                callbacks = list(self._progress)
+            for fn in callbacks:
+                _call(fn, *args)
+            return
+        with self._worker._delivery:  # in step with submit, as a result is
+            if self._stop is not None:
+                return  # the intermediate result of a job asked to stop is not shown; its progress still says how far
+            with self._cond:
+                callbacks = list(self._partial)
+            for fn in callbacks:
+                _call(fn, *args)
 
 
 class _WorkerContext:
@@ -294,6 +308,9 @@ class Worker:
         self.photos = ModelCache(capacity=2)  # decoded photos are large: keep the current one and one more
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
+        # Held while a job's end is decided and its done callbacks run, and while submit supersedes: a newer request
+        # either comes first (the older job then ends cancelled) or waits until the older one's end is delivered.
+        self._delivery = threading.RLock()
         self._pending: OrderedDict[str, tuple[JobHandle, Job]] = OrderedDict()  # slot -> newest unstarted job
         self._live: dict[str, JobHandle] = {}  # slot -> newest request not ended yet (pending or running)
         self._stop = False
@@ -317,7 +334,7 @@ class Worker:
         """Queue ``job`` in ``slot`` and return its handle; the older request of the slot is superseded (a pending
         one ends cancelled now, a running one is asked to stop). The callbacks given here are attached before the
         job can start, so none of its reports is missed."""
-        with self._lock:
+        with self._delivery, self._lock:
             if self._stop:
                 raise RuntimeError("the engine worker has been shut down")
             handle = JobHandle(self, next(self._ids), slot)
@@ -332,7 +349,7 @@ class Worker:
             self._pending[slot] = (handle, job)
             self._live[slot] = handle
             self._lock.notify_all()
-        if replaced is not None:
+        if replaced is not None:  # it never ran: its callbacks say cancelled, outside the locks
             replaced[0]._end(_CANCELLED)
         return handle
 
@@ -353,7 +370,7 @@ class Worker:
 
     def shutdown(self, *, timeout: float | None = 10.0) -> None:
         """Stop after the running job (asked to stop); pending jobs end cancelled. Joins the thread."""
-        with self._lock:
+        with self._delivery, self._lock:
             self._stop = True
             for handle in self._live.values():
                 handle._stop = handle._stop or SHUT_DOWN
@@ -403,16 +420,24 @@ class Worker:
             result = job(_WorkerContext(self, handle))
         except Cancelled:
             handle._end(_CANCELLED)
+            return
         except Exception as e:
-            if handle.stop_asked():  # it was told to stop: the cancel is its outcome, the error only goes to the log
-                log.warning("job %d in slot %r failed after it was %s", handle.request_id, handle.slot,
-                            handle._stop, exc_info=e)
-                handle._end(_CANCELLED)
-            else:
-                log.error("job %d in slot %r failed", handle.request_id, handle.slot, exc_info=e)
-                handle._end(_FAILED, exception=e)
+            self._conclude(handle, _FAILED, exception=e)
         else:
-            if handle.stop_asked():
+            self._conclude(handle, _FINISHED, result=result)
+
+    def _conclude(self, handle: JobHandle, state: str, *, result: Any = None,
+                  exception: BaseException | None = None) -> None:
+        """End a job that ran to its ``state``, or cancelled if it was asked to stop meanwhile: decided and delivered
+        under the delivery lock, so a ``submit`` that supersedes it either came first or waits for its callbacks."""
+        with self._delivery:
+            if handle.stop_asked():  # told to stop: the cancel is its outcome, an error only goes to the log
+                if exception is not None:
+                    log.warning("job %d in slot %r failed after it was %s", handle.request_id, handle.slot,
+                                handle._stop, exc_info=exception)
                 handle._end(_CANCELLED)
+            elif exception is not None:
+                log.error("job %d in slot %r failed", handle.request_id, handle.slot, exc_info=exception)
+                handle._end(_FAILED, exception=exception)
             else:
                 handle._end(_FINISHED, result=result)
