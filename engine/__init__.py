@@ -40,7 +40,15 @@ from engine.algorithms.latents import parse_seeds
 from engine.algorithms.projection import InversionSettings
 from engine.assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_ESTIMATOR, DEFAULT_FLOW, DEFAULT_GENERATOR
 from engine.devices import device_choices, resolve_device
-from engine.errors import DetectorUnavailable, DeviceError, ErrorReport, ModelFormatError, PhotoError, plain_text
+from engine.errors import (
+    DetectorUnavailable,
+    DeviceError,
+    ErrorReport,
+    ModelFormatError,
+    PhotoError,
+    PrecisionError,
+    plain_text,
+)
 from engine.files.loading import ModelInfo, inspect_model, load_discriminator, load_generator
 from engine.jobs.export import LATENT_FORMATS, BatchExportJob, image_format, load_latent, save_image, save_latent
 from engine.jobs.i2i import (
@@ -95,6 +103,7 @@ from engine.jobs.translate import (
     with_style,
 )
 from engine.logs import log_dir, log_path, setup_logging
+from engine.models.precision import PRECISION_HELP, PRECISIONS, parse_precision, precision_dtype
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from engine.photos.align import AlignTransform, box_transform, face_transform
 from engine.project import (
@@ -135,5 +144,6 @@ __all__ = [
     "BatchExportJob", "save_image", "save_latent", "load_latent", "image_format", "LATENT_FORMATS",
     # devices, errors, logs, process
     "resolve_device", "device_choices", "ErrorReport", "ModelFormatError", "PhotoError", "ProjectError",
-    "DeviceError", "DetectorUnavailable", "plain_text", "setup_logging", "log_path", "log_dir", "tune_allocator",
+    "DeviceError", "DetectorUnavailable", "plain_text", "PrecisionError", "PRECISIONS", "PRECISION_HELP",
+    "parse_precision", "precision_dtype", "setup_logging", "log_path", "log_dir", "tune_allocator",
 ]

@@ -27,6 +27,11 @@ class DeviceError(ValueError):
     """A compute device that cannot be used here (unknown name, or no such GPU); the message lists the choices."""
 
 
+class PrecisionError(ValueError):
+    """A numeric precision that cannot be used: an unknown name, or one that would change a model's images visibly
+    (the message gives the measured difference and the precisions to use instead)."""
+
+
 _WORDS = {"dict": "a dictionary", "OrderedDict": "a dictionary", "list": "a list", "tuple": "a tuple",
           "str": "a text string", "bytes": "raw bytes", "bytearray": "raw bytes", "int": "a whole number",
           "float": "a number", "bool": "a true/false value", "NoneType": "nothing (None)", "Tensor": "a tensor",

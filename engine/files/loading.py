@@ -20,6 +20,7 @@ from engine.convert.common import short_list
 from engine.errors import ModelFormatError, describe
 from engine.files import checkpoints
 from engine.files.storage import file_sha256, read_model_file
+from engine.models.precision import at_precision
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 log = logging.getLogger(__name__)
@@ -224,11 +225,26 @@ def mean_w(G: Generator, *, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batc
     return (total / n).to(torch.float32)
 
 
-def load_generator(source) -> Generator:
-    """Load a StyleGAN2 generator from a path or a checkpoint dict; returns an eval-mode CPU module.
+def load_generator(source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+                   ) -> Generator:
+    """Load a StyleGAN2 generator from a path or a checkpoint dict; returns an eval-mode module, float32 on the CPU
+    unless ``dtype`` / ``device`` say otherwise.
 
-    The module carries ``G.model_info`` (format, description, conversion notes, sha256 of the file).
+    The module carries ``G.model_info`` (format, description, conversion notes, sha256 of the file). ``dtype``:
+    float32 (the default) or float64 for the whole network, float16 / bfloat16 for NVIDIA's mixed precision; a
+    reduced precision is measured against the file's float32 weights on ``device`` and refused with a
+    ``PrecisionError`` (figures and what to use instead) when it would change the images visibly
+    (``engine.models.precision.at_precision``; the measurement is kept as ``G.precision_report``).
     """
+    G = read_generator(source)
+    if dtype is None and device is None:
+        return G
+    return at_precision(G, dtype or torch.float32, device=device or "cpu")
+
+
+def read_generator(source) -> Generator:
+    """The generator a path or a checkpoint dict holds, as the file gives it: an eval-mode float32 CPU module with
+    ``G.model_info`` (``load_generator`` without ``dtype`` / ``device``)."""
     t0 = time.perf_counter()
     kind, obj, label, sha, path = _source(source)
     cfg, sd, notes, fmt, desc = _generator_parts(kind, obj, label)

@@ -4,7 +4,11 @@ State-dict keys follow NVIDIA's stylegan2-ada-pytorch layout (``mapping.fc0.weig
 ``b32.fromrgb.weight`` ...) minus the constant ``resample_filter`` buffers, which are recomputed. Numerics follow
 ``shared/reference/stylegan2/FACTS.md``: equalised learning rate, modulated/demodulated 3x3 convs, [1,3,3,1] FIR
 resampling, 'skip' generator and 'resnet' discriminator, optional activation clamping (``conv_clamp``).
-Evaluation is fp32; ``num_fp16_res`` is kept in the config only so files round-trip.
+
+Every internal tensor follows the weights' dtype and device: a network moved with ``.double()`` runs in float64,
+and ``Generator.to_precision`` runs synthesis blocks in float16 / bfloat16 the way NVIDIA's mixed precision does
+(see ``to_precision``): the mapping, ``w_avg``, the truncation, the styles and the demodulation stay in float32,
+the skip image accumulates in float32, and only the convolutions' weights and activations are reduced.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from engine.files.configs import DictForm
 from engine.models.ops import LRELU_SLOPE, SQRT2, bias_lrelu, fir_taps, upfirdn2d
 
 NOISE_MODES = ("const", "none", "random")
+REDUCED_DTYPES = (torch.float16, torch.bfloat16)  # the precisions to_precision runs synthesis blocks in
+DEFAULT_REDUCED_RES = 4  # top resolutions in reduced precision when a file states no num_fp16_res (NVIDIA's default)
 
 
 def _log2_resolution(resolution: int) -> int:
@@ -156,7 +162,7 @@ class MappingNetwork(nn.Module):
         """z [B, z_dim] -> ws [B, num_ws, w_dim] (all rows equal unless a cutoff truncates only some)."""
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got shape {tuple(z.shape)}")
-        x = z.to(torch.float32)
+        x = z.to(self.fc0.weight.dtype)
         x = x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
@@ -182,13 +188,14 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.empty(resolution, resolution))  # [r, r]
         self.register_buffer("taps", taps.clone(), persistent=False)
 
-    def _weight_sq(self) -> torch.Tensor:
-        """Sum of squared weights per (out, in) pair [O, I]; cached while the weights are unchanged (inference)."""
+    def _weight_sq(self, dtype: torch.dtype) -> torch.Tensor:
+        """Sum of squared weights per (out, in) pair [O, I] in ``dtype`` (the styles'); cached while the weights are
+        unchanged (inference)."""
         if torch.is_grad_enabled() and self.weight.requires_grad:
-            return self.weight.square().sum(dim=(2, 3))
-        key = (self.weight._version, self.weight.data_ptr(), self.weight.device)
+            return self.weight.to(dtype).square().sum(dim=(2, 3))
+        key = (self.weight._version, self.weight.data_ptr(), self.weight.device, self.weight.dtype, dtype)
         if getattr(self, "_wsq_key", None) != key:
-            self._wsq = self.weight.detach().square().sum(dim=(2, 3))
+            self._wsq = self.weight.detach().to(dtype).square().sum(dim=(2, 3))
             self._wsq_key = key
         return self._wsq
 
@@ -198,15 +205,21 @@ class SynthesisLayer(nn.Module):
         Computes lrelu(demod * conv(x * s) + strength * noise + bias) * sqrt(2). The sqrt(2) gain is folded into
         the linear part (leaky ReLU is positively homogeneous). For a single sample whose modulated weights are
         smaller than its activations, s and demod are folded into the weights (one conv, no activation passes).
+        x is in the weights' dtype; s and demod are computed in the affine layer's (float32 in a reduced-precision
+        block), and a reduced-precision layer always folds them into its weights (one grouped conv for a batch), as
+        NVIDIA's inference does: the folded weights are demodulated, so no intermediate sum can overflow float16.
         """
         b, i_ch, h, w_ = x.shape
         o_ch = self.weight.shape[0]
-        s = self.affine(w)  # [B, I]
-        d = (s.square() @ self._weight_sq().t() + 1e-8).rsqrt() * SQRT2  # [B, O] demodulation and gain
+        dtype = self.weight.dtype
+        s = self.affine(w.to(self.affine.weight.dtype))  # [B, I]
+        d = (s.square() @ self._weight_sq(s.dtype).t() + 1e-8).rsqrt() * SQRT2  # [B, O] demodulation and gain
         bias = self.bias * SQRT2
-        fold = b == 1 and o_ch * i_ch * 9 < (i_ch + o_ch) * h * w_ * (4 if self.up else 1)
-        if fold:
-            wm = self.weight * (d[0][:, None] * s[0][None, :])[:, :, None, None]  # [O, I, 3, 3]
+        reduced = dtype in REDUCED_DTYPES
+        if b > 1 and reduced:
+            x = self._grouped(x, (d[:, :, None] * s[:, None, :]).to(dtype)) + bias.view(1, -1, 1, 1)
+        elif b == 1 and (reduced or o_ch * i_ch * 9 < (i_ch + o_ch) * h * w_ * (4 if self.up else 1)):
+            wm = self.weight * (d[0][:, None] * s[0][None, :]).to(dtype)[:, :, None, None]  # [O, I, 3, 3]
             if self.up:
                 x = F.conv_transpose2d(x, wm.transpose(0, 1), stride=2)  # [1, O, 2r'+1, 2r'+1]
                 x = upfirdn2d(x, self.taps, pad=(1, 1), gain=4)  # [1, O, r, r]
@@ -222,11 +235,25 @@ class SynthesisLayer(nn.Module):
                 x = F.conv2d(x, self.weight, padding=1)
             x = torch.addcmul(bias.view(1, -1, 1, 1), x, d[:, :, None, None])
         if noise is not None:
-            x = x.add_(noise * (self.noise_strength * SQRT2))
+            x = x.add_(noise.to(dtype) * (self.noise_strength * SQRT2))
         x = F.leaky_relu_(x, LRELU_SLOPE)
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
+
+    def _grouped(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """Each sample's conv with its own folded weights ``weight * coef`` (coef [B, O, I]): one grouped conv.
+        x [B, I, r', r'] -> [B, O, r, r] (upsampled like the unfolded path when ``up``), no bias."""
+        b, i_ch, h, w_ = x.shape
+        o_ch = self.weight.shape[0]
+        wm = self.weight.unsqueeze(0) * coef[:, :, :, None, None]  # [B, O, I, 3, 3]
+        xg = x.reshape(1, b * i_ch, h, w_)  # [1, B*I, r', r']
+        if self.up:
+            y = F.conv_transpose2d(xg, wm.transpose(1, 2).reshape(b * i_ch, o_ch, 3, 3), stride=2, groups=b)
+            y = upfirdn2d(y, self.taps, pad=(1, 1), gain=4)
+        else:
+            y = F.conv2d(xg, wm.reshape(b * o_ch, i_ch, 3, 3), padding=1, groups=b)
+        return y.reshape(b, o_ch, *y.shape[2:])
 
 
 class ToRGB(nn.Module):
@@ -241,7 +268,7 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # [B, I, r, r] -> [B, 3, r, r]
-        s = self.affine(w) * self.weight_gain  # [B, I]
+        s = (self.affine(w.to(self.affine.weight.dtype)) * self.weight_gain).to(self.weight.dtype)  # [B, I]
         if x.shape[0] == 1:
             y = F.conv2d(x, self.weight * s.view(1, -1, 1, 1), self.bias)
         else:
@@ -270,6 +297,21 @@ class SynthesisBlock(nn.Module):
     def num_conv(self) -> int:
         return 1 if self.resolution == 4 else 2
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The precision the block's convolutions run in (its weights')."""
+        return self.conv1.weight.dtype
+
+    def reduce_precision(self, dtype: torch.dtype) -> None:
+        """Weights, biases, constant and stored noise in ``dtype``; the affine (style) layers keep theirs."""
+        for m in self.modules():
+            if isinstance(m, FullyConnected):
+                continue
+            for name, p in m.named_parameters(recurse=False):
+                p.data = p.data.to(dtype)
+            for name, buf in m.named_buffers(recurse=False):
+                setattr(m, name, buf.to(dtype))
+
 
 class SynthesisNetwork(nn.Module):
     """ws [B, num_ws, w_dim] -> image [B, img_channels, R, R] (raw, not clamped)."""
@@ -297,7 +339,14 @@ class SynthesisNetwork(nn.Module):
             layers.append(blk.conv1)
         return layers
 
-    def _resolve_noise(self, batch: int, noise_mode: str, noise, generator, device, dtype) -> list:
+    @property
+    def w_dtype(self) -> torch.dtype:
+        """The precision of the styles and of the skip image (the affine layers'): float32 unless moved to float64."""
+        return self.b4.conv1.affine.weight.dtype
+
+    def _resolve_noise(self, batch: int, noise_mode: str, noise, generator, device) -> list:
+        """Per-layer noise; random maps are drawn in float32 (the same maps at every precision), each layer casts
+        its map to its own dtype."""
         layers = self.noise_layers()
         if not self.cfg.use_noise:
             return [None] * len(layers)
@@ -309,7 +358,7 @@ class SynthesisNetwork(nn.Module):
                 r = layer.resolution
                 if n.ndim != 4 or n.shape[1:] != (1, r, r) or n.shape[0] not in (1, batch):
                     raise ValueError(f"noise[{i}] must be [1 or {batch}, 1, {r}, {r}], got {tuple(n.shape)}")
-                out.append(n.to(device=device, dtype=dtype))
+                out.append(n.to(device=device))
             return out
         if noise_mode == "const":
             return [layer.noise_const[None, None] for layer in layers]
@@ -320,7 +369,7 @@ class SynthesisNetwork(nn.Module):
                 generator = torch.Generator(device=device)
                 generator.seed()  # fresh OS entropy, never the global generator
             return [torch.randn(batch, 1, layer.resolution, layer.resolution, generator=generator,
-                                device=device, dtype=dtype) for layer in layers]
+                                device=device, dtype=torch.float32) for layer in layers]
         raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
     def resolve_noise(self, batch: int, *, noise_mode: str = "const", noise: list | None = None,
@@ -330,7 +379,7 @@ class SynthesisNetwork(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         device = device if device is not None else self.b4.const.device
-        return self._resolve_noise(batch, noise_mode, noise, generator, device, torch.float32)
+        return self._resolve_noise(batch, noise_mode, noise, generator, device)
 
     def _block_index(self, resolution: int) -> int:
         """First W+ row (and noise entry) of block ``resolution``: 0 for the 4x4 block, 2 log2(r) - 5 above."""
@@ -340,7 +389,7 @@ class SynthesisNetwork(nn.Module):
 
     def block_convs(self, resolution: int, x: torch.Tensor | None, ws: torch.Tensor, noises: list) -> torch.Tensor:
         """The convs of one block: features x [B, C_prev, r/2, r/2] (None for the 4x4 block, which starts from its
-        constant) -> features [B, C, r, r] before the block's ToRGB. ws [B, num_ws, w_dim] float32;
+        constant) -> features [B, C, r, r] (in the block's dtype) before the block's ToRGB. ws [B, num_ws, w_dim];
         noises from ``resolve_noise``. Running every block with ``block_convs`` then ``block_torgb`` is ``forward``."""
         i = self._block_index(resolution)
         blk = getattr(self, f"b{resolution}")
@@ -348,16 +397,16 @@ class SynthesisNetwork(nn.Module):
             b = ws.shape[0]
             x = blk.const.unsqueeze(0).expand(b, -1, -1, -1).contiguous(memory_format=torch.channels_last)
             return blk.conv1(x, ws[:, 0], noises[0])
-        x = blk.conv0(x, ws[:, i], noises[i])
+        x = blk.conv0(x.to(blk.dtype), ws[:, i], noises[i])
         return blk.conv1(x, ws[:, i + 1], noises[i + 1])
 
     def block_torgb(self, resolution: int, x: torch.Tensor, img: torch.Tensor | None,
                     ws: torch.Tensor) -> torch.Tensor:
         """One block's ToRGB of features x [B, C, r, r] added to the upsampled skip image img [B, 3, r/2, r/2]
-        (None for the 4x4 block) -> the skip image at this block [B, 3, r, r]."""
+        (None for the 4x4 block) -> the skip image at this block [B, 3, r, r], in ``w_dtype``."""
         i = self._block_index(resolution)
         blk = getattr(self, f"b{resolution}")
-        y = blk.torgb(x, ws[:, i + blk.num_conv])
+        y = blk.torgb(x.to(blk.dtype), ws[:, i + blk.num_conv]).to(self.w_dtype)
         return y if img is None else upfirdn2d(img, blk.taps, up=2, pad=(2, 1), gain=4) + y
 
     def forward(self, ws: torch.Tensor, *, noise_mode: str = "const", noise: list | None = None,
@@ -368,11 +417,11 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must be [B, {self.num_ws}, {self.w_dim}], got shape {tuple(ws.shape)}")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        ws = ws.to(torch.float32)
+        ws = ws.to(self.w_dtype)
         b = ws.shape[0]
         if max_resolution is not None and max_resolution not in self.cfg.resolutions:
             raise ValueError(f"max_resolution must be one of {self.cfg.resolutions}, got {max_resolution}")
-        noises = iter(self._resolve_noise(b, noise_mode, noise, generator, ws.device, ws.dtype))
+        noises = iter(self._resolve_noise(b, noise_mode, noise, generator, ws.device))
         x = img = None
         w_idx = 0
         for blk in self.blocks():
@@ -380,10 +429,10 @@ class SynthesisNetwork(nn.Module):
                 # [B, C, 4, 4], channels-last: oneDNN's convs run faster on it (measured 280 -> 248 ms at 256 px)
                 x = blk.const.unsqueeze(0).expand(b, -1, -1, -1).contiguous(memory_format=torch.channels_last)
             else:
-                x = blk.conv0(x, ws[:, w_idx], next(noises))
+                x = blk.conv0(x.to(blk.dtype), ws[:, w_idx], next(noises))
                 w_idx += 1
             x = blk.conv1(x, ws[:, w_idx], next(noises))
-            y = blk.torgb(x, ws[:, w_idx + 1])
+            y = blk.torgb(x, ws[:, w_idx + 1]).to(ws.dtype)  # the skip image accumulates at the styles' precision
             img = y if img is None else upfirdn2d(img, blk.taps, up=2, pad=(2, 1), gain=4) + y
             w_idx += 1
             if blk.resolution == max_resolution:
@@ -429,6 +478,37 @@ class Generator(nn.Module):
     def synthesize_w(self, w: torch.Tensor, **kwargs) -> torch.Tensor:
         """Render a W [B, w_dim] or W+ [B, num_ws, w_dim] latent."""
         return self.synthesis(broadcast_w(w, self.num_ws), **kwargs)
+
+    @property
+    def precision(self) -> torch.dtype:
+        """The precision of the top synthesis block's convolutions (where most of the work is)."""
+        return self.synthesis.blocks()[-1].dtype
+
+    def reduced_resolutions(self, reduced_res: int | None = None) -> tuple[int, ...]:
+        """The block resolutions ``to_precision`` reduces: NVIDIA's rule for ``num_fp16_res = n``, blocks at
+        ``res >= max(2 ** (log2(R) + 1 - n), 8)`` (never the 4x4 block). n: ``reduced_res``, else the file's
+        ``num_fp16_res``, else ``DEFAULT_REDUCED_RES``."""
+        n = reduced_res if reduced_res is not None else (self.cfg.num_fp16_res or DEFAULT_REDUCED_RES)
+        if n < 0:
+            raise ValueError(f"reduced_res must be >= 0, got {n}")
+        lowest = max(2 ** (_log2_resolution(self.img_resolution) + 1 - n), 8)
+        return tuple(r for r in self.cfg.resolutions if r >= lowest)
+
+    def to_precision(self, dtype: torch.dtype, *, reduced_res: int | None = None) -> Generator:
+        """Run in ``dtype`` (in place; returns self). float32 / float64: the whole network in that dtype.
+        float16 / bfloat16: NVIDIA's mixed precision: the network in float32, then the convolutions of the blocks
+        ``reduced_resolutions(reduced_res)`` in ``dtype`` (weights, biases, stored noise; their style layers stay
+        float32); the mapping, ``w_avg``, truncation, styles, demodulation and the skip image stay float32.
+        Reducing rounds the weights: keep a float32 copy to go back."""
+        if dtype not in (torch.float32, torch.float64) + REDUCED_DTYPES:
+            raise ValueError(f"a generator runs in float32, float64, float16 or bfloat16, not {dtype}")
+        if dtype in REDUCED_DTYPES:
+            self.to(torch.float32)
+            for r in self.reduced_resolutions(reduced_res):
+                getattr(self.synthesis, f"b{r}").reduce_precision(dtype)
+        else:
+            self.to(dtype)
+        return self
 
 
 class Conv2dLayer(nn.Module):
@@ -547,7 +627,7 @@ class Discriminator(nn.Module):
         if img.ndim != 4 or img.shape[1:] != (c, r, r):
             raise ValueError(f"images must be [B, {c}, {r}, {r}], got shape {tuple(img.shape)}")
         x = None
-        img = img.to(torch.float32)
+        img = img.to(self.b4.conv.weight.dtype)
         for res in reversed(self.cfg.resolutions[1:]):
             x = getattr(self, f"b{res}")(x, img)
         return self.b4(x)
@@ -578,5 +658,5 @@ def init_weights(module: nn.Module, *, seed: int) -> None:
 
 __all__ = [
     "GeneratorConfig", "DiscriminatorConfig", "Generator", "Discriminator", "channels_from_base",
-    "minibatch_stddev", "init_weights",
+    "minibatch_stddev", "init_weights", "REDUCED_DTYPES",
 ]
