@@ -18,7 +18,7 @@ BLUR_PADDINGS = ("replicate", "valid")
 
 def fir_taps(taps: tuple[float, ...] | list[float], *, device=None, dtype=torch.float32) -> torch.Tensor:
     """The normalised 1-D taps of a separable FIR filter: the 2-D filter is ``outer(t, t)`` and sums to 1."""
-    t = torch.as_tensor(taps, dtype=torch.float64)
+    t = torch.as_tensor(taps, dtype=torch.float64, device="cpu")  # checked here, also under a meta device context
     if t.ndim != 1 or t.numel() == 0 or float(t.sum()) == 0.0:
         raise ValueError(f"a FIR filter needs a non-empty 1-D list of taps with a non-zero sum, got {taps!r}")
     return (t / t.sum()).to(device=device, dtype=dtype)

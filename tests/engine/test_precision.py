@@ -9,13 +9,18 @@ run in float64).
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from engine import PrecisionError, load_generator
+from engine.convert.e4e import encoder_config
 from engine.files.checkpoints import save_generator
+from engine.models.flow import FlowConfig
+from engine.models.memory import encoder_memory, flow_memory, generator_memory, loaded_memory, peak_activation_bytes
 from engine.models.precision import PRECISIONS, measure_precision, parse_precision, precision_dtype
-from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base
 from tests.engine.test_stylegan2_fixtures import IMAGE_TOL, LATENT_TOL, _run_nvlabs, _run_rosinality
 
 EPSILONS = 4  # allowed error, in machine epsilons of the reduced dtype, relative to the image's largest magnitude
@@ -153,3 +158,74 @@ def test_precision_names():
     assert precision_dtype("auto", torch.device("cuda", 1)) == torch.float16
     assert precision_dtype("bfloat16", "cpu") == torch.bfloat16
     assert precision_dtype("float32", "cuda") == torch.float32
+
+
+# ---- memory: FFHQ-1024 with the released CNF and a full-size e4e encoder on an 8 GB GPU ---------------------------
+
+GPU_BYTES = 8 * 10**9  # an "8 GB" card as sold (7.45 GiB)
+CONFIG_F = GeneratorConfig(img_resolution=1024, channels=channels_from_base(1024, channel_base=32768, channel_max=512),
+                           z_dim=512, w_dim=512, mapping_layers=8)
+
+
+@pytest.fixture(scope="module")
+def full_size_encoder_config(reference_dir):
+    """The e4e architecture the loader infers from the published file's key manifest."""
+    entries = json.loads((reference_dir / "e4e" / "e4e_ffhq_encode_manifest.json").read_text())["state_dict"]
+    sd = {k.removeprefix("encoder."): torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
+          for k, shape, dtype in entries if k.startswith("encoder.")}
+    cfg, _ = encoder_config(sd, {"stylegan_size": 1024, "encoder_type": "Encoder4Editing"}, what="manifest")
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def side_networks(full_size_encoder_config):
+    """The released CNF's edit and the e4e encode, both float32 as the engine runs them."""
+    return [flow_memory(FlowConfig(), num_ws=CONFIG_F.num_ws), encoder_memory(full_size_encoder_config)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float32", "float16"])
+def test_ffhq_1024_with_the_cnf_and_the_encoder_fits_8_gb(side_networks, dtype):
+    generator = generator_memory(CONFIG_F, dtype=dtype)
+    parts = [generator, *side_networks]
+    assert side_networks[1].parameters == 267_136_704  # the published encoder (e4e FACTS.md)
+    assert all(p.activation_bytes > 0 for p in parts)
+    total = loaded_memory(parts)
+    assert total < GPU_BYTES, f"{total / 1e9:.2f} GB: {[p.to_dict() for p in parts]}"
+
+
+def test_half_precision_halves_the_generators_activations():
+    full, half = generator_memory(CONFIG_F), generator_memory(CONFIG_F, dtype=torch.float16)
+    assert half.parameters == full.parameters and half.weights_bytes < full.weights_bytes
+    assert 0.4 < half.activation_bytes / full.activation_bytes < 0.6
+    # a 1024 px frame holds at least two [1, 32, 1024, 1024] feature maps at once
+    assert full.activation_bytes >= 2 * 32 * 1024 * 1024 * 4
+
+
+def test_peak_activation_bytes_counts_live_tensors():
+    def run():
+        a = torch.zeros(1000)  # 4000 bytes
+        b = a * 2  # +4000, peak 8000
+        del a
+        c = b + 1  # +4000 after a's 4000 went: still 8000
+        c.add_(1)  # in place: nothing
+        return c.view(10, 100)  # a view: nothing
+
+    assert peak_activation_bytes(run) == 8000
+
+
+def test_config_f_runs_its_top_blocks_in_float16_on_meta():
+    """The CUDA path without a GPU: the full-size generator at float16 on the meta device keeps its styles and skip
+    image in float32 and runs the top blocks' convolutions in float16."""
+    with torch.device("meta"):
+        G = Generator(CONFIG_F).eval().requires_grad_(False)
+    G.to_precision(torch.float16)
+    seen = {}
+    for r in CONFIG_F.resolutions:
+        getattr(G.synthesis, f"b{r}").conv1.register_forward_hook(lambda m, i, o, r=r: seen.__setitem__(r, o.dtype))
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(torch.zeros(1, 512, device="meta")), noise_mode="const")
+    assert img.shape == (1, 3, 1024, 1024) and img.dtype == torch.float32
+    reduced = set(G.reduced_resolutions())
+    assert reduced == {128, 256, 512, 1024}  # NVIDIA's num_fp16_res = 4
+    assert {r for r, d in seen.items() if d == torch.float16} == reduced
+    assert all(seen[r] == torch.float32 for r in CONFIG_F.resolutions if r not in reduced)
