@@ -61,6 +61,7 @@ from engine.jobs.i2i import (
     SaveImageJob,
     shipped_i2i,
 )
+from engine.jobs.models import ROLE_NAMES, ROLES, ModelFacts, ModelsJob, Pairing, PairJob
 from engine.jobs.photo import (
     InversionOutcome,
     InversionStep,
@@ -137,6 +138,7 @@ __all__ = [
     "AttributeReadJob", "AttributeReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
     "ReconstructionJob", "Reconstruction", "photo_latent",
+    "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",
     "TargetJob", "TargetInfo", "StyleGridJob", "StyleGrid", "SourceRenderJob", "SourceRender", "DistanceJob",
     "ModelDistance", "DISTANCE_LATENTS", "SamplesExportJob", "TranslateFolderJob", "FolderSummary",
     "shipped_targets", "with_style",

@@ -207,7 +207,8 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     flow file states or implies, ``load_flow``); ``flow_fast`` picks the fast solver for them; ``locks`` are
     attributes held at their value while the others are edited (``apply_edits``). ``base`` replaces the seed by a
     latent (an inverted photo, from ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's
-    optimised maps); ``translation`` renders the edited face through a fine-tuned model.
+    optimised maps); ``translation`` renders the edited face through a fine-tuned model; ``encoder`` is an e4e
+    encoder file paired with the model (None: the model file's own encoder, if any), which photo inversions start from.
 
     Written and read by ``to_dict`` / ``from_dict`` (``engine.files.configs``): a field missing in a file takes its
     default (older files), keys this version does not know are ignored at every level (files of a newer version
@@ -230,6 +231,7 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     noise_maps: NoiseMaps | None = None
     photo: PhotoRef | None = None
     translation: Translation | None = None
+    encoder: ModelRef | None = None
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:

@@ -156,3 +156,63 @@ def discriminator_from_rosinality(sd: dict, *, what: str = "rosinality discrimin
         mbstd_group_size=4, mbstd_num_channels=native["b4.conv.weight"].shape[1] - ch4, resample_filter=taps,
     )
     return cfg, native, []
+
+
+def _rosinality_conv(sd: dict, src: str, dst: str, *, blur: torch.Tensor | None) -> dict:
+    """One of our modulated convs (``dst`` prefix in ``sd``) as a rosinality ``StyledConv`` at ``src``."""
+    out = {f"{src}.conv.weight": sd[f"{dst}.weight"][None]}  # [1, O, I, 3, 3]
+    if blur is not None:
+        out[f"{src}.conv.blur.kernel"] = blur.clone()
+    out[f"{src}.conv.modulation.weight"] = sd[f"{dst}.affine.weight"]
+    out[f"{src}.conv.modulation.bias"] = sd[f"{dst}.affine.bias"]
+    out[f"{src}.noise.weight"] = sd[f"{dst}.noise_strength"].reshape(1)
+    out[f"{src}.activate.bias"] = sd[f"{dst}.bias"]
+    return out
+
+
+def _rosinality_torgb(sd: dict, src: str, dst: str, *, upsample: torch.Tensor | None) -> dict:
+    out = {f"{src}.bias": sd[f"{dst}.bias"].reshape(1, -1, 1, 1)}
+    if upsample is not None:
+        out[f"{src}.upsample.kernel"] = upsample.clone()
+    out[f"{src}.conv.weight"] = sd[f"{dst}.weight"][None]  # [1, C, I, 1, 1]
+    out[f"{src}.conv.modulation.weight"] = sd[f"{dst}.affine.weight"]
+    out[f"{src}.conv.modulation.bias"] = sd[f"{dst}.affine.bias"]
+    return out
+
+
+def generator_to_rosinality(G, *, what: str = "the generator") -> tuple[dict, torch.Tensor]:
+    """One of our generators as a rosinality ``g_ema`` state dict (the key order and shapes rosinality's
+    ``Generator`` writes, blur / upsample kernels and noise buffers included) and its ``latent_avg`` [w_dim]:
+    ``generator_from_rosinality`` reads them back to the same weights. Refused (``ModelFormatError``) when the
+    architecture is not one rosinality's ``Generator`` can express (z_dim and mapping width = w_dim, mapping
+    learning rate 0.01, RGB, no activation clamping)."""
+    cfg = G.cfg
+    problems = [text for bad, text in (
+        (cfg.z_dim != cfg.w_dim, f"z_dim {cfg.z_dim} differs from w_dim {cfg.w_dim}"),
+        (cfg.mapping_features not in (None, cfg.w_dim), f"mapping width {cfg.mapping_features} is not w_dim"),
+        (cfg.mapping_lr_mult != 0.01, f"mapping learning-rate multiplier {cfg.mapping_lr_mult} is not 0.01"),
+        (cfg.img_channels != 3, f"{cfg.img_channels} image channels, not RGB"),
+        (cfg.conv_clamp is not None, f"activations clamped at {cfg.conv_clamp}"),
+        (not cfg.use_noise, "no noise inputs")) if bad]
+    if problems:
+        raise ModelFormatError(f"{what} cannot be written in rosinality's layout: {'; '.join(problems)}")
+    sd = {k: v.detach().to("cpu", torch.float32).clone() for k, v in G.state_dict().items()}
+    taps = torch.tensor(cfg.resample_filter, dtype=torch.float32)
+    kernel = torch.outer(taps, taps) / taps.sum() ** 2 * 4  # rosinality's make_kernel(k) * factor**2, factor 2
+    out = {}
+    for i in range(cfg.mapping_layers):
+        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"]
+        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"]
+    out["input.input"] = sd["synthesis.b4.const"][None]  # [1, C, 4, 4]
+    out.update(_rosinality_conv(sd, "conv1", "synthesis.b4.conv1", blur=None))
+    out.update(_rosinality_torgb(sd, "to_rgb1", "synthesis.b4.torgb", upsample=None))
+    n_blocks = len(cfg.resolutions) - 1
+    for j in range(2 * n_blocks):
+        out.update(_rosinality_conv(sd, f"convs.{j}", f"synthesis.b{_block_res(j)}.conv{j % 2}",
+                                    blur=kernel if j % 2 == 0 else None))
+    for k in range(n_blocks):
+        out.update(_rosinality_torgb(sd, f"to_rgbs.{k}", f"synthesis.b{2 ** (k + 3)}.torgb", upsample=kernel))
+    for i, r in enumerate(cfg.noise_resolutions):
+        dst = "synthesis.b4.conv1" if i == 0 else f"synthesis.b{2 ** ((i + 5) // 2)}.conv{(i - 1) % 2}"
+        out[f"noises.noise_{i}"] = sd[f"{dst}.noise_const"].reshape(1, 1, r, r)
+    return out, sd["mapping.w_avg"]

@@ -26,7 +26,7 @@ from engine.convert import e4e as convert
 from engine.convert import rosinality
 from engine.convert.common import require
 from engine.errors import ModelFormatError, describe
-from engine.files.loading import ModelInfo, build_generator
+from engine.files.loading import ModelInfo, build_generator, load_generator
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.e4e import E4E, E4EConfig, check_pairing
 from engine.models.stylegan2 import Generator
@@ -105,6 +105,25 @@ def load_e4e(source) -> E4E:
     weights, and a decoder that does not match the encoder's W+ shape are refused with a ``ModelFormatError``.
     """
     obj, label, sha, path = _source(source)
+    return _from_content(obj, label=label, sha=sha, path=path)
+
+
+def open_model(path: str | os.PathLike) -> Generator | E4E:
+    """What a model file holds: its generator (``load_generator``), or, for an e4e checkpoint, the ``E4E`` (its
+    encoder with its generator, or without one). Generators are read once; a file that is no generator is read
+    again to see whether it is an e4e checkpoint, and otherwise refused with the generator loader's message."""
+    try:
+        return load_generator(path)
+    except ModelFormatError as refused:
+        kind, content = read_model_file(path)
+        if kind != "torch" or not convert.is_e4e_checkpoint(content):
+            raise refused from None
+    path = Path(path)
+    return _from_content(content, label=path.name, sha=file_sha256(path), path=str(path))
+
+
+def _from_content(obj, *, label: str, sha: str | None, path: str | None) -> E4E:
+    """The ``E4E`` of a checkpoint's content (see ``load_e4e``)."""
     if not isinstance(obj, dict):
         raise ModelFormatError(f"{label}: expected {EXPECTED}, found {describe(obj)}")
     if "state_dict" in obj:

@@ -1,12 +1,13 @@
-"""Worker jobs for photos: read a photo and find its faces, invert an aligned face into the generator, and paste
-the edited face back into the photo at full resolution.
+"""Worker jobs for photos: read a photo and find its faces, invert an aligned face into the generator, and paste the
+edited face back into the photo at full resolution.
 
-An inversion starts from the encoder's guess when one fits the generator (``assets/encoder.pt`` for the embedded
-default), refines it with the optimiser (``engine.algorithms.projection``), hands out a preview every few steps,
-and ends in a new ``EditState`` whose base is the inverted latent, with the optimised noise maps and the photo's
-alignment, so every other panel then works on the photo. Refining optimises that base latent further and keeps
-whatever was edited on top of it (style mixing, attribute edits, locks), and never ends below the PSNR it started
-from. ``ReconstructionJob`` measures any state's photo latent against its photo (the readout after an undo or
+An inversion starts from the encoder's guess when one fits the generator (``encoder_for``: an e4e encoder paired with
+it, ``EditState.encoder``, or the model file's own when it is an e4e checkpoint, each with e4e's preprocessing; else
+``assets/encoder.pt`` for the embedded default), refines it with the optimiser (``engine.algorithms.projection``), hands
+out a preview every few steps, and ends in a new ``EditState`` whose base is the inverted latent, with the optimised
+noise maps and the photo's alignment, so every other panel then works on the photo. Refining optimises that base latent
+further and keeps whatever was edited on top of it (style mixing, attribute edits, locks), and never ends below the PSNR
+it started from. ``ReconstructionJob`` measures any state's photo latent against its photo (the readout after an undo or
 when a project is reopened).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +27,14 @@ from engine.algorithms.projection import InversionSettings, invert
 from engine.algorithms.similarity import psnr, ssim
 from engine.assets import default_encoder_path, manifest
 from engine.files.images import to_uint8
-from engine.jobs.render import cached_model, render_in_worker, source_ws, state_noise
+from engine.jobs.render import cached_file, cached_model, open_file, render_in_worker, source_ws, state_noise
+from engine.models.e4e import E4E, encode, prepare_photos
 from engine.models.encoder import load_encoder
 from engine.models.stylegan2 import Generator
 from engine.photos.align import AlignTransform, align_image, paste_back
 from engine.photos.faces import Face, detect_faces
 from engine.photos.read import Photo, load_photo
-from engine.project import EditState, NoiseMaps, PhotoRef, ProjectError, Source
+from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, ProjectError, Source
 from engine.worker import JobContext
 
 log = logging.getLogger(__name__)
@@ -60,13 +63,49 @@ def cached_photo(ctx: JobContext, path: str, sha256: str | None = None) -> Photo
     return photo
 
 
-def encoder_for(ctx: JobContext, G: Generator):
-    """The shipped encoder if it was trained for ``G`` (same sha256), else None (the optimiser starts at w_avg)."""
+@dataclass(frozen=True, eq=False)
+class PhotoEncoder:
+    """An encoder that fits a generator: ``guess(aligned)`` turns an aligned face uint8 [R, R, 3] (R = the
+    generator's resolution) into a W+ latent [1, num_ws, w_dim] on the generator's device in one pass. ``kind``:
+    "e4e" (an e4e file's encoder: its own preprocessing, ``prepare_photos``) or "shipped" (``assets/encoder.pt``)."""
+
+    kind: str
+    name: str
+    guess: Callable[[np.ndarray], torch.Tensor]
+
+
+def paired_e4e(ctx: JobContext, model: ModelRef, encoder: ModelRef) -> E4E:
+    """The e4e file ``encoder`` paired with the generator ``model`` names (its W+ shape checked, ``check_pairing``),
+    through the worker's model cache. Refused: a file that is no e4e encoder, or whose latents do not fit."""
+    G = cached_model(ctx, model)
+
+    def pair() -> E4E:
+        opened = open_file(encoder, device=ctx.device)
+        if not isinstance(opened, E4E):
+            raise ProjectError(f"{encoder.label()} is a generator, not an e4e encoder: pair an e4e checkpoint "
+                               "(such as e4e_ffhq_encode.pt) with the model")
+        return opened.pair_with(G, name=f"the generator {model.label()}")
+
+    return ctx.models.get(("e4e", encoder.path, encoder.sha256, model.path, model.sha256), pair)
+
+
+def encoder_for(ctx: JobContext, model: ModelRef, *, paired: ModelRef | None = None) -> PhotoEncoder | None:
+    """The encoder a photo inversion into the generator ``model`` starts from: the e4e file ``paired`` with it,
+    else the model file's own e4e encoder (an e4e checkpoint opened as the model), else the shipped encoder when it
+    was trained for the model (same sha256); None when there is none (the optimiser starts at w_avg)."""
+    G = cached_model(ctx, model)
+    opened = cached_file(ctx, model)
+    e4e = paired_e4e(ctx, model, paired) if paired is not None else opened if isinstance(opened, E4E) else None
+    if e4e is not None:
+        name = (paired or model).label()
+        return PhotoEncoder("e4e", name, lambda aligned: encode(e4e, prepare_photos(e4e, aligned)).to(G.w_avg.device))
     sha = getattr(getattr(G, "model_info", None), "sha256", None)
     info = manifest("encoder")
     if sha is None or info is None or info.get("generator_sha256") != sha:
         return None
-    return ctx.models.get(("encoder", sha), lambda: load_encoder(default_encoder_path()).to(ctx.device).eval())
+    net = ctx.models.get(("encoder", sha), lambda: load_encoder(default_encoder_path()).to(ctx.device).eval())
+    return PhotoEncoder("shipped", default_encoder_path().name,
+                        lambda aligned: net(to_target(aligned, G.w_avg.device)))
 
 
 def to_target(image: np.ndarray, device) -> torch.Tensor:
@@ -195,7 +234,7 @@ class InvertJob:
         photo = cached_photo(ctx, self.photo_path)
         aligned = align_image(photo.pixels, self.transform)  # uint8 [R, R, 3]
         target = to_target(aligned, G.w_avg.device)
-        init_ws, init_noise, encoded = self._start(ctx, G, target)
+        init_ws, init_noise, encoded = self._start(ctx, G, target, aligned)
         total = self.settings.steps if self.optimise else 0
         log.info("%s %s: %d optimiser steps from %s", "refining" if self.refine else "inverting",
                  Path(self.photo_path).name, total, "the encoder's guess" if encoded else
@@ -245,7 +284,7 @@ class InvertJob:
         return self.optimise and (s.optimize_noise or s.noise_init != "const"
                                   or (self.refine and self.state.noise_maps is not None))
 
-    def _start(self, ctx: JobContext, G: Generator, target: torch.Tensor):
+    def _start(self, ctx: JobContext, G: Generator, target: torch.Tensor, aligned: np.ndarray):
         """(init_ws [1, num_ws, w_dim] or None, init_noise or None, whether the encoder gave the guess)."""
         st = self.state
         if self.refine and st.base is not None:
@@ -253,13 +292,13 @@ class InvertJob:
             noise = None if st.noise_maps is None else [torch.from_numpy(m.copy())[None, None].to(target.device)
                                                         for m in st.noise_maps.arrays()]
             return ws, noise, False
-        encoder = encoder_for(ctx, G) if self.use_encoder else None
+        encoder = encoder_for(ctx, st.model, paired=st.encoder) if self.use_encoder else None
         if encoder is None:
             if not self.optimise:
                 raise ValueError("no encoder fits this model, so the inversion needs the optimiser")
             return None, None, False
         with torch.no_grad():
-            return encoder(target), None, True
+            return encoder.guess(aligned), None, True
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,11 @@ from engine.algorithms.latents import broadcast_w, make_noise, mix_styles, seed_
 from engine.algorithms.layer_swap import layer_swap, multimodal_styles
 from engine.assets import default_estimator_path, default_flow_path, default_generator_path
 from engine.convert.styleflow import STATED
+from engine.files.e4e import open_model
 from engine.files.flows import load_flow
 from engine.files.images import to_uint8
-from engine.files.loading import load_generator
 from engine.files.storage import file_sha256
+from engine.models.e4e import E4E
 from engine.models.estimator import load_estimator
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
@@ -52,37 +53,60 @@ class ModelSummary:
     row_resolutions: tuple[int, ...]
     parameters: int
     path: str
+    encoder: str | None = None  # the file's own photo encoder in words (an e4e checkpoint's), None without one
 
 
 def resolve_model_path(ref: ModelRef) -> Path:
     return default_generator_path() if ref.is_default else Path(ref.path)
 
 
-def load_model(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generator:
-    """The generator ``ref`` names, on ``device``. A pinned sha256 that no longer matches the file is an error."""
+def open_file(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generator | E4E:
+    """What the model file ``ref`` names holds, on ``device``: a generator, or an e4e model (its encoder and, when
+    the file has one, its generator; ``engine.files.e4e.open_model``). A pinned sha256 that no longer matches the
+    file is an error."""
     path = resolve_model_path(ref)
     if not path.is_file():
         raise ProjectError(f"the model file {path} does not exist (moved or deleted?)")
     if ref.sha256 is not None and file_sha256(path) != ref.sha256:
         raise ProjectError(f"{path.name} is not the file this project was made with (sha256 differs): the image "
                            "would not be reproduced")
-    G = load_generator(path)
-    return G.to(device)
+    return open_model(path).to(device)
+
+
+def generator_of(opened: Generator | E4E, ref: ModelRef) -> Generator:
+    """The generator of an opened file; an e4e file without one is refused (pair it with a generator instead)."""
+    if not isinstance(opened, E4E):
+        return opened
+    if opened.generator is None:
+        raise ProjectError(f"{ref.label()} is an e4e encoder without a generator: open the generator it was trained "
+                           "for, then pair this encoder with it (Model > Pair encoder…)")
+    return opened.generator
+
+
+def load_model(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generator:
+    """The generator ``ref`` names (an e4e file's own generator for an e4e checkpoint), on ``device``."""
+    return generator_of(open_file(ref, device=device), ref)
+
+
+def cached_file(ctx: JobContext, ref: ModelRef) -> Generator | E4E:
+    """``open_file(ref)`` through the worker's model cache (opened on first use): one entry per file, so an e4e
+    file's encoder and generator are cached together."""
+    return ctx.models.get(("model", ref.path, ref.sha256), lambda: open_file(ref, device=ctx.device))
 
 
 def cached_model(ctx: JobContext, ref: ModelRef) -> Generator:
     """The generator for ``ref`` from the worker's model cache (loaded on first use)."""
-    return ctx.models.get(("stylegan2", ref.path, ref.sha256), lambda: load_model(ref, device=ctx.device))
+    return generator_of(cached_file(ctx, ref), ref)
 
 
-def summarize(G: Generator, ref: ModelRef) -> ModelSummary:
+def summarize(G: Generator, ref: ModelRef, *, encoder: str | None = None) -> ModelSummary:
     info = G.model_info
     sha = info.sha256 or ref.sha256
     return ModelSummary(
         ref=ModelRef(path=ref.path, sha256=sha), format=info.format, description=info.description,
         notes=tuple(info.notes), resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim, z_dim=G.z_dim,
         row_resolutions=row_resolutions(G.cfg), parameters=sum(p.numel() for p in G.parameters()),
-        path=str(info.path or resolve_model_path(ref)),
+        path=str(info.path or resolve_model_path(ref)), encoder=encoder,
     )
 
 
@@ -374,15 +398,17 @@ class RenderJob:
 
 @dataclass(frozen=True)
 class ModelJob:
-    """Load (and cache) a generator; returns its ``ModelSummary``."""
+    """Load (and cache) a generator, or an e4e file's generator and encoder together; returns its
+    ``ModelSummary``."""
 
     ref: ModelRef
 
     def __call__(self, ctx: JobContext) -> ModelSummary:
         ctx.progress(0.0, f"loading {self.ref.label()}")
         ref = pinned(self.ref)
-        G = cached_model(ctx, ref)
-        return summarize(G, ref)
+        opened = cached_file(ctx, ref)
+        encoder = opened.info.description if isinstance(opened, E4E) else None
+        return summarize(generator_of(opened, ref), ref, encoder=encoder)
 
 
 def pinned(ref: ModelRef) -> ModelRef:
