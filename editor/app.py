@@ -8,6 +8,8 @@ from pathlib import Path
 
 from engine import (
     FLOW_LAYOUT_HELP,
+    PRECISION_HELP,
+    PRECISIONS,
     DeviceError,
     EditState,
     LayoutError,
@@ -28,6 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--photo", metavar="FILE", help="open this photo, find its face and invert it to edit it "
                                                           "(with --screenshot: shown side by side with the photo)")
     parser.add_argument("--device", help="engine device: auto (default: CUDA, then MPS, then CPU), cpu, cuda:0, …")
+    parser.add_argument("--precision", choices=PRECISIONS, metavar="PRECISION",
+                        help=f"generator precision: {PRECISION_HELP}; default: the one chosen in Preferences")
     parser.add_argument("--screenshot", metavar="PNG", help="render the main window offscreen, save it, exit")
     parser.add_argument("--settings", metavar="INI",
                         help="keep preferences in this ini file (and the autosave beside it) instead of the user's "
@@ -84,11 +88,12 @@ def run(args) -> int:
     app.setOrganizationName("face-editor")
     settings = Settings(args.settings)
     device = args.device or settings.device
+    precision = args.precision or settings.precision  # a stored precision this version lacks reads as auto
     try:
-        bridge = EngineBridge(device=device, cpu_threads=gui_cpu_threads()).start()
+        bridge = EngineBridge(device=device, precision=precision, cpu_threads=gui_cpu_threads()).start()
     except DeviceError as e:  # only a stored preference gets here (--device was checked above): fall back
         print(f"warning: {e} Using auto instead; change it in Edit ▸ Preferences.", file=sys.stderr)
-        bridge = EngineBridge(device="auto", cpu_threads=gui_cpu_threads()).start()
+        bridge = EngineBridge(device="auto", precision=precision, cpu_threads=gui_cpu_threads()).start()
     document = Document(state)
     autosave = Path(args.settings).with_suffix(".autosave.fproj") if args.settings else None
     window = MainWindow(document, bridge, settings, autosave_path=autosave)

@@ -298,7 +298,9 @@ class MainWindow(QMainWindow):
         self.speed_label.setText(f"{result.ms:.0f} ms/frame · {lat:.0f} ms to screen"
                                  + ("" if result.full else " · preview"))
         self.speed_label.setToolTip("Engine time per frame, and the time from the edit to the pixels on screen")
-        self.device_label.setText(f"device: {result.device}")
+        self.device_label.setText(f"device: {result.device} · {result.precision}")
+        self.device_label.setToolTip("Where the engine runs, and the precision the generator runs in (Edit ▸ "
+                                     "Preferences)")
         if not self.history.snapshots and result.full:
             self.history.add_snapshot(result.state, result.image)  # the first face is the first 'before'
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from engine.devices import resolve_device
+from engine.models.precision import parse_precision, precision_dtype, precision_name
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,11 @@ class JobContext(Protocol):
     decoded photos. ``progress(fraction, message)`` reports how far the job is (fraction in [0, 1]),
     ``partial(result)`` hands out an intermediate result (e.g. the current reconstruction of an inversion),
     ``cancelled()`` says the job should stop (cancel asked, or a newer request in its slot) and ``check()`` raises
-    ``Cancelled`` then: call it between the steps of a long job."""
+    ``Cancelled`` then: call it between the steps of a long job. ``precision`` is the user's choice for generators
+    ('auto', 'float32', 'float16' or 'bfloat16'; ``engine.models.precision``)."""
 
     device: torch.device
+    precision: str
     models: ModelCache
     memo: ModelCache
     photos: ModelCache
@@ -248,6 +251,7 @@ class _WorkerContext:
     def __init__(self, worker: Worker, handle: JobHandle):
         self._handle = handle
         self.device: torch.device = worker.device
+        self.precision: str = worker.precision
         self.models: ModelCache = worker.models
         self.memo: ModelCache = worker.memo
         self.photos: ModelCache = worker.photos
@@ -269,11 +273,12 @@ class _WorkerContext:
 class InlineContext:
     """A ``JobContext`` for running a job on the calling thread (the command line): the same caches and protocol as
     the worker's, no mailbox, never cancelled; ``on_progress(fraction, message)`` and ``on_partial(result)``
-    receive the job's reports."""
+    receive the job's reports. ``precision``: the generators' (checked: ``PrecisionError`` names the choices)."""
 
-    def __init__(self, *, device: torch.device, on_progress: ProgressCallback | None = None,
+    def __init__(self, *, device: torch.device, precision: str = "auto", on_progress: ProgressCallback | None = None,
                  on_partial: PartialCallback | None = None):
         self.device = device
+        self.precision = parse_precision(precision)
         self.models = ModelCache(capacity=4)
         self.memo = ModelCache(capacity=64)
         self.photos = ModelCache(capacity=2)
@@ -296,11 +301,13 @@ class InlineContext:
 
 
 class Worker:
-    """One thread, single-slot mailboxes, latest wins; ``submit`` returns a ``JobHandle``."""
+    """One thread, single-slot mailboxes, latest wins; ``submit`` returns a ``JobHandle``. ``precision``: the
+    generators' ('auto': float16 on CUDA, float32 elsewhere), checked here (``PrecisionError`` names the choices)."""
 
-    def __init__(self, *, device: str = "auto", cache_capacity: int = 4, cpu_threads: int | None = None,
-                 name: str = "engine-worker"):
+    def __init__(self, *, device: str = "auto", precision: str = "auto", cache_capacity: int = 4,
+                 cpu_threads: int | None = None, name: str = "engine-worker"):
         self._device_preference = device
+        self.precision = parse_precision(precision)
         self._cpu_threads = cpu_threads
         self.device: torch.device | None = None
         self.models = ModelCache(capacity=cache_capacity)
@@ -385,6 +392,11 @@ class Worker:
             self._thread.join(timeout)
 
     @property
+    def dtype_name(self) -> str:
+        """What 'auto' or the chosen precision means on the worker's device, e.g. 'float16' ('' before it started)."""
+        return precision_name(precision_dtype(self.precision, self.device)) if self.device is not None else ""
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
@@ -398,7 +410,7 @@ class Worker:
             return
         if self.device.type == "cpu" and self._cpu_threads is not None:
             torch.set_num_threads(self._cpu_threads)  # process-wide: the worker is the one that computes
-        log.info("engine worker started on %s", self.device)
+        log.info("engine worker started on %s (generators in %s)", self.device, self.dtype_name)
         self._ready.set()
         while True:
             with self._lock:

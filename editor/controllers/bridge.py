@@ -93,10 +93,11 @@ class EngineBridge(QObject):
 
     _event = Signal(object)  # (request, kind, payload), emitted on any thread, delivered on the GUI thread
 
-    def __init__(self, *, device: str = "auto", cpu_threads: int | None = None, parent: QObject | None = None):
+    def __init__(self, *, device: str = "auto", precision: str = "auto", cpu_threads: int | None = None,
+                 parent: QObject | None = None):
         super().__init__(parent)
         self._event.connect(self._dispatch, Qt.ConnectionType.QueuedConnection)
-        self._worker = Worker(device=device, cpu_threads=cpu_threads)
+        self._worker = Worker(device=device, precision=precision, cpu_threads=cpu_threads)
         self._newest: dict[str, QtRequest] = {}  # slot -> its newest request that has not ended
         self._closed = False
 
@@ -107,6 +108,12 @@ class EngineBridge(QObject):
     @property
     def device(self) -> str:
         return str(self._worker.device) if self._worker.device is not None else "starting"
+
+    @property
+    def precision(self) -> str:
+        """The generators' precision on the worker's device, e.g. 'float16' for 'auto' on CUDA ('' before it
+        started)."""
+        return self._worker.dtype_name
 
     def submit(self, job: Job, *, slot: str = "render") -> QtRequest:
         """Queue ``job`` in ``slot`` (superseding the slot's older request) and return its request. After

@@ -1,10 +1,12 @@
 """App preferences in ``QSettings``: recent model and project files, window geometry, preview resolution, device,
-the LPIPS weights for photo inversion."""
+generator precision, the LPIPS weights for photo inversion."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
+
+from engine import PRECISIONS
 
 MAX_RECENT = 8
 
@@ -67,6 +69,17 @@ class Settings:
     @device.setter
     def device(self, value: str) -> None:
         self._q.setValue("engine/device", value)
+
+    @property
+    def precision(self) -> str:
+        """The generators' precision: 'auto' (float16 on a CUDA GPU, float32 elsewhere), 'float32', 'float16' or
+        'bfloat16'. A stored value this version does not know reads as 'auto'."""
+        value = str(self._q.value("engine/precision", "auto")).strip().lower()
+        return value if value in PRECISIONS else "auto"
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._q.setValue("engine/precision", value)
 
     @property
     def lpips_path(self) -> str:

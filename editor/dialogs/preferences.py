@@ -1,5 +1,5 @@
-"""Preferences dialog: the engine device, the resolution rendered while a slider is being dragged, and the LPIPS
-weights a photo inversion may use.
+"""Preferences dialog: the engine device and the generators' precision, the resolution rendered while a slider is
+being dragged, and the LPIPS weights a photo inversion may use.
 
 The device list is what this machine accepts (``engine.devices.device_choices``); any other torch device name can be
 typed, and is checked with ``resolve_device`` on OK: a device this machine cannot open is refused with a sentence
@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from editor.dialogs.error_box import show_error
-from engine import DeviceError, device_choices, resolve_device
+from engine import PRECISIONS, DeviceError, device_choices, resolve_device
 
 DEVICE_TIPS = {"auto": "CUDA if there is a GPU, then Apple's Metal (MPS), then the CPU", "cpu": "The CPU",
                "cuda": "The current CUDA GPU", "mps": "Apple's GPU (Metal)"}
@@ -34,6 +34,13 @@ def device_tip(name: str) -> str:
         return DEVICE_TIPS[name]
     return f"CUDA GPU number {name[5:]}" if name.startswith("cuda:") else "A torch device name, checked on OK"
 PREVIEW_LIMITS = (64, 128, 256, 512, 1024)
+PRECISION_TIPS = {
+    "auto": "float16 on a CUDA GPU (half the memory, faster), float32 elsewhere; a model whose images float16 would "
+            "change visibly stays float32",
+    "float32": "Full precision everywhere",
+    "float16": "Half precision on the GPU (NVIDIA's mixed precision); a model it would change visibly is refused",
+    "bfloat16": "bfloat16: float32's range with fewer digits; a model it would change visibly is refused",
+}
 
 
 class PreferencesDialog(QDialog):
@@ -56,6 +63,13 @@ class PreferencesDialog(QDialog):
         self._describe_device(self.device.currentText())
         self.device.setToolTip("Where the models run: one of the listed devices of this machine, or a torch device "
                                "name such as cuda:1. Takes effect the next time the editor starts.")
+        self.precision = QComboBox()
+        for name in PRECISIONS:
+            self.precision.addItem(name)
+            self.precision.setItemData(self.precision.count() - 1, PRECISION_TIPS[name], Qt.ItemDataRole.ToolTipRole)
+        self.precision.setCurrentText(settings.precision)
+        self.precision.setToolTip("The precision generators run in, measured against float32 when a model loads. "
+                                  "Takes effect the next time the editor starts.")
         self.preview = QComboBox()
         for px in PREVIEW_LIMITS:
             self.preview.addItem(f"{px} px", px)
@@ -74,9 +88,10 @@ class PreferencesDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Device", self.device)
         form.addRow("", self.device_note)
+        form.addRow("Precision", self.precision)
         form.addRow("Preview while dragging", self.preview)
         form.addRow("LPIPS weights", lpips_row)
-        note = QLabel("The device change applies after a restart.")
+        note = QLabel("Device and precision changes apply after a restart.")
         note.setStyleSheet("color: palette(mid)")
         form.addRow(note)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -112,6 +127,7 @@ class PreferencesDialog(QDialog):
         """Store the choices; returns the preview limit for the running editor."""
         self._settings.lpips_path = self.lpips.text().strip()
         self._settings.device = self.device_name()
+        self._settings.precision = self.precision.currentText()
         self._settings.preview_limit = self.preview.currentData()
         self._settings.sync()
         return self._settings.preview_limit

@@ -1,5 +1,5 @@
-"""What every command shares: the user-error type, one argument style (the model, device, thread, quiet and
-verbose options, help with examples, one-line parse errors), the progress bar fed by job events, and closing
+"""What every command shares: the user-error type, one argument style (the model, device, precision, thread, quiet
+and verbose options, help with examples, one-line parse errors), the progress bar fed by job events, and closing
 progress bars before an error line."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from engine.devices import resolve_device
+from engine.models.precision import PRECISION_HELP, PRECISIONS
 from engine.project import ModelRef
 from engine.runtime import set_threads
 from engine.worker import InlineContext
@@ -54,8 +55,10 @@ def add_model(p: argparse.ArgumentParser, what: str = "generator file (any suppo
 
 
 def add_compute(p: argparse.ArgumentParser) -> None:
-    """``--device`` and ``--threads``."""
+    """``--device``, ``--precision`` (the generators') and ``--threads``."""
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, metavar="PRECISION",
+                   help=f"generator precision: {PRECISION_HELP}")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's; use fewer on a busy machine)")
 
 
@@ -92,9 +95,10 @@ class JobBar:
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
         self._span = (0.0, 1.0)
 
-    def context(self, device: torch.device) -> InlineContext:
-        """A job context on ``device`` whose progress reports and partial results feed this bar."""
-        return InlineContext(device=device, on_progress=self.progress, on_partial=self.partial)
+    def context(self, device: torch.device, *, precision: str = "auto") -> InlineContext:
+        """A job context on ``device`` (generators at ``precision``) whose progress reports and partial results feed
+        this bar."""
+        return InlineContext(device=device, precision=precision, on_progress=self.progress, on_partial=self.partial)
 
     def run(self, job, ctx, *, until: float = 1.0):
         lo = self.bar.n / self.STEPS
@@ -120,11 +124,11 @@ class JobBar:
 
 
 def start(args, desc: str, *, delay: float = 0.0) -> tuple[InlineContext, JobBar]:
-    """The command's device and threads (``setup_compute``), its progress bar (shown after ``delay`` seconds) and
-    a job context feeding it."""
+    """The command's device, precision and threads (``setup_compute``), its progress bar (shown after ``delay``
+    seconds) and a job context feeding it."""
     device = setup_compute(args)
     bar = JobBar(desc, quiet=args.quiet, delay=delay)
-    return bar.context(device), bar
+    return bar.context(device, precision=args.precision), bar
 
 
 def say(args, text: str) -> None:

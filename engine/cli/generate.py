@@ -15,8 +15,9 @@ from engine.algorithms.latents import make_noise, parse_seeds, seed_to_z
 from engine.assets import default_generator_path
 from engine.cli.common import UserError, add_compute, add_model, command_parser, say, setup_compute
 from engine.files.images import save_png, to_uint8
-from engine.files.loading import load_generator
+from engine.files.loading import read_generator
 from engine.files.paths import names_only
+from engine.models.precision import chosen_precision, precision_name
 from engine.models.stylegan2 import NOISE_MODES
 
 DESCRIPTION = ("Write seedNNNN.png (the parameters in a PNG text chunk) and seedNNNN.npy (the W+ latent, "
@@ -35,7 +36,7 @@ def cmd_generate(args) -> int:
         raise UserError("--batch must be at least 1")
     device = setup_compute(args)
     model_path = Path(args.model) if args.model else default_generator_path()
-    G = load_generator(model_path).to(device)
+    G = chosen_precision(read_generator(model_path), args.precision, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params = {"model": str(model_path), "model_sha256": G.model_info.sha256, "truncation_psi": args.trunc,
@@ -60,7 +61,7 @@ def cmd_generate(args) -> int:
             bar.update(len(chunk))
     (out / "generate.json").write_text(json.dumps(names_only(dict(params, seeds=seeds)), indent=2))
     say(args, f"wrote {len(seeds)} images and their W+ latents to {out} in {time.perf_counter() - start:.1f} s on "
-              f"{device}")
+              f"{device} in {precision_name(G.precision)}")
     return 0
 
 

@@ -6,6 +6,7 @@ immutable results whose images are uint8 [H, W, 3] arrays owned by the result.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from engine.files.images import to_uint8
 from engine.files.storage import file_sha256
 from engine.models.e4e import E4E
 from engine.models.estimator import load_estimator
+from engine.models.precision import chosen_precision, precision_name
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
 from engine.worker import JobContext
@@ -54,6 +56,7 @@ class ModelSummary:
     parameters: int
     path: str
     encoder: str | None = None  # the file's own photo encoder in words (an e4e checkpoint's), None without one
+    precision: str = "float32"  # what the generator runs in ('float16': NVIDIA's mixed precision)
 
 
 def resolve_model_path(ref: ModelRef) -> Path:
@@ -88,10 +91,22 @@ def load_model(ref: ModelRef, *, device: torch.device | str = "cpu") -> Generato
     return generator_of(open_file(ref, device=device), ref)
 
 
+def at_precision(opened: Generator | E4E, precision: str, device: torch.device | str) -> Generator | E4E:
+    """An opened file with its generator at the precision chosen by name (``chosen_precision``: 'auto' is float16
+    on CUDA unless that would show); an e4e file's encoder stays float32."""
+    if not isinstance(opened, E4E):
+        return chosen_precision(opened, precision, device)
+    if opened.generator is None:
+        return opened
+    return dataclasses.replace(opened, generator=chosen_precision(opened.generator, precision, device))
+
+
 def cached_file(ctx: JobContext, ref: ModelRef) -> Generator | E4E:
-    """``open_file(ref)`` through the worker's model cache (opened on first use): one entry per file, so an e4e
-    file's encoder and generator are cached together."""
-    return ctx.models.get(("model", ref.path, ref.sha256), lambda: open_file(ref, device=ctx.device))
+    """``open_file(ref)`` through the worker's model cache (opened on first use), its generator at the context's
+    precision: one entry per file, so an e4e file's encoder and generator are cached together."""
+    precision = getattr(ctx, "precision", "auto")  # a context that names none runs at 'auto'
+    return ctx.models.get(("model", ref.path, ref.sha256, precision),
+                          lambda: at_precision(open_file(ref, device=ctx.device), precision, ctx.device))
 
 
 def cached_model(ctx: JobContext, ref: ModelRef) -> Generator:
@@ -106,7 +121,7 @@ def summarize(G: Generator, ref: ModelRef, *, encoder: str | None = None) -> Mod
         ref=ModelRef(path=ref.path, sha256=sha), format=info.format, description=info.description,
         notes=tuple(info.notes), resolution=G.img_resolution, num_ws=G.num_ws, w_dim=G.w_dim, z_dim=G.z_dim,
         row_resolutions=row_resolutions(G.cfg), parameters=sum(p.numel() for p in G.parameters()),
-        path=str(info.path or resolve_model_path(ref)), encoder=encoder,
+        path=str(info.path or resolve_model_path(ref)), encoder=encoder, precision=precision_name(G.precision),
     )
 
 
@@ -378,6 +393,7 @@ class RenderResult:
     full: bool  # False for a reduced-resolution preview
     ms: float  # engine time for this frame
     device: str
+    precision: str = "float32"  # the generator's, e.g. 'float16'
 
 
 @dataclass(frozen=True)
@@ -389,11 +405,12 @@ class RenderJob:
 
     def __call__(self, ctx: JobContext) -> RenderResult:
         t0 = time.perf_counter()
-        res = preview_resolution(cached_model(ctx, self.state.model), self.preview_limit)
+        G = cached_model(ctx, self.state.model)
+        res = preview_resolution(G, self.preview_limit)
         image = render_in_worker(ctx, self.state, max_resolution=res)
         ms = (time.perf_counter() - t0) * 1e3
         log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
-        return RenderResult(self.state, image, res is None, ms, str(ctx.device))
+        return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision))
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,7 @@ class _Share:
     def __init__(self, ctx: JobContext, lo: float, hi: float, prefix: str):
         self._ctx, self._lo, self._hi, self._prefix = ctx, lo, hi, prefix
         self.device, self.models, self.memo, self.photos = ctx.device, ctx.models, ctx.memo, ctx.photos
+        self.precision = getattr(ctx, "precision", "auto")
 
     def cancelled(self) -> bool:
         return self._ctx.cancelled()

@@ -12,6 +12,7 @@ most 7 levels, 3 at the 99.9th percentile (PSNR 52 dB): both faithful; the tests
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ PRECISION_HELP = ("auto, float32, float16 or bfloat16 (default auto: float16 on 
 MEAN_LEVELS = 1.0  # mean |difference| of the 8-bit images, in levels of 255
 P999_LEVELS = 8.0  # 99.9th percentile of |difference|
 MAX_LEVELS = 32.0  # largest |difference|
+log = logging.getLogger(__name__)
+
+AUTO = {"cuda": torch.float16}  # device type -> what 'auto' runs generators in there (float32 elsewhere)
 CHECK_SAMPLES = 4
 CHECK_SEED = 0xF16
 
@@ -47,7 +51,7 @@ def precision_dtype(name: str | None, device: torch.device | str) -> torch.dtype
     CPU's half-precision convolutions are slower than its float32 ones)."""
     text = parse_precision(name)
     if text == "auto":
-        return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        return AUTO.get(torch.device(device).type, torch.float32)
     return DTYPES[text]
 
 
@@ -141,6 +145,19 @@ def at_precision(G, dtype: torch.dtype, *, device: torch.device | str = "cpu"):
     return candidate
 
 
+def chosen_precision(G, name: str | None, device: torch.device | str):
+    """The float32 generator ``G`` on ``device`` at the precision a user chose by name (``precision_dtype``). A named
+    reduced precision whose images would differ visibly is refused (``at_precision``); with 'auto' such a model
+    runs in float32 instead (logged), so 'auto' never changes what a model draws."""
+    try:
+        return at_precision(G, precision_dtype(name, device), device=device)
+    except PrecisionError as e:
+        if parse_precision(name) != "auto":
+            raise
+        log.warning("%s Running it in float32.", e)
+        return at_precision(G, torch.float32, device=device)
+
+
 def _refusal(G, report: PrecisionReport, dtype: torch.dtype) -> str:
     """Why ``dtype`` is refused for ``G`` and what to use instead: float32, and the other reduced precision when it
     keeps this model's images (measured here)."""
@@ -154,4 +171,5 @@ def _refusal(G, report: PrecisionReport, dtype: torch.dtype) -> str:
 
 
 __all__ = ["PRECISIONS", "DTYPES", "PRECISION_HELP", "PrecisionReport", "parse_precision", "precision_dtype",
-           "precision_name", "measure_precision", "compare_images", "at_precision"]
+           "precision_name", "measure_precision", "compare_images", "at_precision",
+           "chosen_precision"]

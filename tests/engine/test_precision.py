@@ -14,14 +14,35 @@ import json
 import pytest
 import torch
 
-from engine import PrecisionError, load_generator
+from engine import (
+    DeviceError,
+    EditState,
+    InlineContext,
+    ModelJob,
+    ModelRef,
+    PrecisionError,
+    RenderJob,
+    Worker,
+    device_choices,
+    load_generator,
+    resolve_device,
+)
 from engine.convert.e4e import encoder_config
 from engine.files.checkpoints import save_generator
+from engine.files.loading import read_generator
 from engine.models.flow import FlowConfig
 from engine.models.memory import encoder_memory, flow_memory, generator_memory, loaded_memory, peak_activation_bytes
-from engine.models.precision import PRECISIONS, measure_precision, parse_precision, precision_dtype
+from engine.models.precision import (
+    AUTO,
+    PRECISIONS,
+    chosen_precision,
+    measure_precision,
+    parse_precision,
+    precision_dtype,
+)
 from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base
 from tests.engine.test_stylegan2_fixtures import IMAGE_TOL, LATENT_TOL, _run_nvlabs, _run_rosinality
+from tests.fakes import TINY_CFG
 
 EPSILONS = 4  # allowed error, in machine epsilons of the reduced dtype, relative to the image's largest magnitude
 REDUCED = (torch.float16, torch.bfloat16)
@@ -50,16 +71,22 @@ def fixtures(reference_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def reduced(fixtures):
+    """{(fixture name, dtype): the fixture network loaded at that reduced precision}."""
+    return {(name, dtype): load_generator(path, dtype=dtype) for name, path, _, _ in fixtures for dtype in REDUCED}
+
+
 def _image_cases(fx):
     return [(n, c) for n, c in fx["cases"].items() if "image" in c["expected"]]
 
 
 @pytest.mark.parametrize("dtype", REDUCED, ids=["float16", "bfloat16"])
 @torch.no_grad()
-def test_reduced_precision_matches_the_fixtures(fixtures, dtype):
+def test_reduced_precision_matches_the_fixtures(fixtures, reduced, dtype):
     eps = torch.finfo(dtype).eps
     for name, path, fx, run in fixtures:
-        G = load_generator(path, dtype=dtype)
+        G = reduced[name, dtype]
         assert G.precision == dtype and G.w_avg.dtype == torch.float32
         assert G.precision_report is not None and not G.precision_report.visible
         worst = 0.0
@@ -88,18 +115,15 @@ def test_float64_matches_the_fixtures(fixtures):
 
 
 @torch.no_grad()
-def test_reduced_precision_report_against_float32(fixtures):
-    """The loader's measurement is the one ``measure_precision`` gives for the same weights: 8-bit images within a
-    level of 255 on average, and float16 closer than bfloat16 (3 more mantissa bits)."""
+def test_reduced_precision_report_against_float32(fixtures, reduced):
+    """The loader's measurement is the one ``measure_precision`` gives for the same weights (bfloat16, which the
+    CPU runs quickly, measured again): 8-bit images within a level of 255 on average, and float16 closer than
+    bfloat16 (3 more mantissa bits)."""
     for name, path, _, _ in fixtures:
-        reference = load_generator(path)
-        reports = {}
-        for dtype in REDUCED:
-            G = load_generator(path, dtype=dtype)
-            again = measure_precision(reference, G)
-            assert again == G.precision_report
-            assert again.finite and 0 < again.mean_levels <= 1.0, f"{name}: {again.summary()}"
-            reports[dtype] = again
+        reports = {dtype: reduced[name, dtype].precision_report for dtype in REDUCED}
+        assert measure_precision(load_generator(path), reduced[name, torch.bfloat16]) == reports[torch.bfloat16]
+        for report in reports.values():
+            assert report.finite and 0 < report.mean_levels <= 1.0, f"{name}: {report.summary()}"
         assert reports[torch.float16].mean_levels < reports[torch.bfloat16].mean_levels
 
 
@@ -229,3 +253,114 @@ def test_config_f_runs_its_top_blocks_in_float16_on_meta():
     assert reduced == {128, 256, 512, 1024}  # NVIDIA's num_fp16_res = 4
     assert {r for r, d in seen.items() if d == torch.float16} == reduced
     assert all(seen[r] == torch.float32 for r in CONFIG_F.resolutions if r not in reduced)
+
+
+# ---- the precision choice: the worker, its jobs, the command line, CUDA (mocked) --------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "g.pt"
+    save_generator(path, Generator(TINY_CFG, seed=4).eval())
+    return path
+
+
+def _render(worker_or_ctx, state):
+    if isinstance(worker_or_ctx, Worker):
+        return worker_or_ctx.submit(RenderJob(state)).result(timeout=120)
+    return RenderJob(state)(worker_or_ctx)
+
+
+def test_the_worker_renders_at_its_precision(tiny_path):
+    state = EditState(model=ModelRef(path=str(tiny_path)), seed=3)
+    images = {}
+    for precision in ("auto", "float16", "bfloat16"):
+        w = Worker(device="cpu", precision=precision).start()
+        try:
+            result = _render(w, state)
+            summary = w.submit(ModelJob(state.model)).result(timeout=120)
+        finally:
+            w.shutdown()
+        expected = "float32" if precision == "auto" else precision  # auto is float32 off CUDA
+        assert w.dtype_name == result.precision == summary.precision == expected
+        images[precision] = result.image.astype(int)
+    for precision in ("float16", "bfloat16"):
+        assert 0 < abs(images[precision] - images["auto"]).mean() < 1.0, precision
+
+
+def test_the_inline_context_and_its_model_cache_keep_one_generator_per_precision(tiny_path):
+    state = EditState(model=ModelRef(path=str(tiny_path)), seed=3)
+    ctx = InlineContext(device=torch.device("cpu"), precision="bfloat16")
+    assert _render(ctx, state).precision == "bfloat16"
+    ctx.precision = "float32"
+    assert _render(ctx, state).precision == "float32" and len(ctx.models) == 2
+    with pytest.raises(PrecisionError, match="Choose one of"):
+        InlineContext(device=torch.device("cpu"), precision="half")
+    with pytest.raises(PrecisionError, match="Choose one of"):
+        Worker(precision="fp8")
+
+
+def test_a_named_precision_that_would_show_is_refused_and_auto_keeps_float32(tmp_path, monkeypatch, caplog):
+    """'auto' on a device where it means float16 (CUDA; here the CPU is given CUDA's rule): a model float16 would
+    change falls back to float32, logged; a named float16 is refused; a faithful model gets float16."""
+    monkeypatch.setitem(AUTO, "cpu", torch.float16)
+    bad = read_generator(_overflowing_file(tmp_path))
+    with caplog.at_level("WARNING", logger="engine.models.precision"):
+        assert chosen_precision(bad, "auto", "cpu").precision == torch.float32
+    assert "overflows" in caplog.text and "Running it in float32" in caplog.text
+    with pytest.raises(PrecisionError, match="Use bfloat16"):
+        chosen_precision(bad, "float16", "cpu")
+    good = read_generator(save_tiny(tmp_path / "good.pt"))
+    assert chosen_precision(good, "auto", "cpu").precision == torch.float16
+
+
+def save_tiny(path):
+    save_generator(path, Generator(TINY_CFG, seed=4).eval())
+    return path
+
+
+def test_auto_is_float16_on_a_cuda_gpu_mocked(monkeypatch):
+    """Device and precision selection for CUDA without one: torch is told there are two GPUs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert device_choices() == ["auto", "cpu", "cuda", "cuda:0", "cuda:1"] + (["mps"] if "mps" in device_choices()
+                                                                              else [])
+    device = resolve_device("auto")
+    assert device.type == "cuda"
+    assert precision_dtype("auto", device) == torch.float16
+    assert precision_dtype("auto", resolve_device("cuda:1")) == torch.float16
+    assert precision_dtype("float32", device) == torch.float32
+    with pytest.raises(DeviceError, match="2 CUDA GPU"):
+        resolve_device("cuda:2")
+    w = Worker(device="auto", precision="auto")  # not started: its device is what start() would resolve
+    w.device = resolve_device(w._device_preference)
+    assert w.dtype_name == "float16"
+    w.precision = "bfloat16"
+    assert w.dtype_name == "bfloat16"
+
+
+def test_auto_is_float32_without_a_gpu_mocked(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    device = resolve_device("auto")
+    assert device.type == "cpu" and precision_dtype("auto", device) == torch.float32
+    with pytest.raises(DeviceError, match="needs a CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_the_commands_take_a_precision(tiny_path, tmp_path, capsys, monkeypatch):
+    import main
+
+    monkeypatch.setenv("FACE_EDITOR_LOG_DIR", str(tmp_path / "logs"))
+    out = tmp_path / "out"
+    assert main.main(["generate", "--model", str(tiny_path), "--seeds", "1", "--out", str(out), "--device", "cpu",
+                      "--precision", "bfloat16"]) == 0
+    assert "on cpu in bfloat16" in capsys.readouterr().out and (out / "seed0001.png").is_file()
+    with pytest.raises(SystemExit) as e:
+        main.main(["render", "--precision", "half", "x.fproj", "--out", str(tmp_path / "x.png")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'half'" in err and "float16" in err
+    for command in ("generate", "edit", "invert", "render", "translate", "attributes", "distance"):
+        with pytest.raises(SystemExit):
+            main.main([command, "--help"])
+        assert "--precision" in capsys.readouterr().out, command
