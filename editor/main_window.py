@@ -26,6 +26,7 @@ from editor.controllers.preview import LivePreview
 from editor.controllers.projects import PROJECT_SUFFIX, ProjectController
 from editor.dialogs.error_box import as_report, show_error
 from editor.dialogs.help import SHEET_TEXT, SHEET_TIP, open_log_folder, show_about, show_shortcut_sheet
+from editor.dialogs.models import ModelsDialog
 from editor.dialogs.preferences import PreferencesDialog
 from editor.panels.attributes_panel import AttributesPanel
 from editor.panels.generation_panel import GenerationPanel
@@ -49,6 +50,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.document = document
         self.bridge = bridge
+        self.models_dialog: ModelsDialog | None = None
         self.settings = settings
         self._last_full: RenderResult | None = None
         self.frames_shown = 0
@@ -132,6 +134,13 @@ class MainWindow(QMainWindow):
                                           self.attributes_panel.open_flow_dialog,
                                           tip="Use another attribute flow file; asks for its condition layout when "
                                               "the file does not say it")
+        self.act_pair_encoder = self._action("Pair e4e &encoder…", "open_model", self.model_panel.pair_dialog,
+                                             tip="Use an e4e encoder file for this generator's photo inversions; "
+                                                 "refused when its W+ latents do not fit the generator")
+        self.act_models = self._action("&Models…", "model", self.show_models, shortcut=QKeySequence("Ctrl+Shift+M"),
+                                       tip="The model files in use and recent ones: format, architecture, "
+                                           "precision, device, memory, pairings; pair a file after checking it "
+                                           "(Ctrl+Shift+M)")
         self.act_open_photo = self._action("Open p&hoto…", "open_photo", self.photo_panel.open_dialog,
                                            shortcut=QKeySequence("Ctrl+Shift+P"),
                                            tip="Load a photo, find its face and invert it, to edit it (Ctrl+Shift+P)")
@@ -210,7 +219,8 @@ class MainWindow(QMainWindow):
             a.setProperty(SHEET_TIP, tip)
 
         menus = {
-            "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, self.act_open_flow, None,
+            "&File": [self.act_open_model, self.act_open_project, self.act_open_photo, self.act_open_flow,
+                      self.act_pair_encoder, self.act_models, None,
                       self.act_save, self.act_save_as, None, self.act_export, self.act_export_photo,
                       self.act_export_latent, self.act_batch, None, self.act_quit],
             "&Photo": [self.act_open_photo, self.act_invert, self.act_cancel, None, self.act_in_photo,
@@ -367,6 +377,27 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Snapshot kept: press B to compare with it", 3000)
         else:
             self.statusBar().showMessage("Snapshot already taken", 3000)
+
+    def show_models(self) -> ModelsDialog:
+        """The model manager (one per window, kept while the window lives)."""
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.document, self.bridge, self.settings, self)
+            self.models_dialog.use.connect(self._use_model)
+            self.models_dialog.message.connect(lambda m: self.statusBar().showMessage(m, 4000))
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    def _use_model(self, role: str, ref) -> None:
+        """A file the model manager checked (or a generator to open) goes to the panel that uses it."""
+        if role == "generator":
+            self.model_panel.open_path(ref.path)
+        elif role == "encoder":
+            self.model_panel.set_encoder(ref)
+        elif role == "flow":
+            self.attributes_panel.open_flow(ref)
+        elif role == "fine-tune":
+            self.translate_panel.set_target(ref)
 
     def edit_preferences(self) -> None:
         dialog = PreferencesDialog(self.settings, self)

@@ -1,7 +1,10 @@
-"""Model panel: open a generator file (any format the engine reads), recent files, what the loaded model is.
+"""Model panel: open a generator file (any format the engine reads, an e4e checkpoint's generator and encoder
+together), recent files, pair an e4e encoder file with the generator, what the loaded model is.
 
 Loading happens on the engine worker (``ModelJob``); the panel keeps the document's model summary in step with the
-state's model reference, so undoing a model change brings the previous model's layout back too.
+state's model reference, so undoing a model change brings the previous model's layout back too. A pairing is checked
+on the worker (``PairJob``: the encoder's W+ rows and width against the generator's) before it becomes the state's
+``encoder`` (one undo step, saved in the project).
 """
 from __future__ import annotations
 
@@ -22,10 +25,12 @@ from PySide6.QtWidgets import (
 
 from editor.dialogs.error_box import as_report
 from editor.widgets.icons import icon
-from engine import ErrorReport, ModelJob, ModelRef, ModelSummary
+from engine import ErrorReport, ModelJob, ModelRef, ModelSummary, Pairing, PairJob
 
 SLOT = "model"
-MODEL_FILTER = "Generators (*.pt *.pth *.pkl *.ckpt);;All files (*)"
+PAIR_SLOT = "pair"
+MODEL_FILTER = "Generators and e4e checkpoints (*.pt *.pth *.pkl *.ckpt);;All files (*)"
+ENCODER_FILTER = "e4e checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 
 
 def same_model(loaded: ModelRef, wanted: ModelRef) -> bool:
@@ -33,13 +38,24 @@ def same_model(loaded: ModelRef, wanted: ModelRef) -> bool:
     return loaded.path == wanted.path and wanted.sha256 in (None, loaded.sha256)
 
 
-def describe(summary: ModelSummary) -> str:
-    """One rich-text paragraph about a loaded model."""
+def encoder_text(summary: ModelSummary, paired: ModelRef | None) -> str:
+    """Which encoder photos start from, in words: the paired e4e file, the model file's own, or none named."""
+    if paired is not None:
+        return f"Photo encoder: {paired.label()} (paired e4e)"
+    if summary.encoder:
+        return f"Photo encoder: its own ({summary.encoder})"
+    return ""
+
+
+def describe(summary: ModelSummary, paired: ModelRef | None = None) -> str:
+    """One rich-text paragraph about a loaded model (and the e4e encoder ``paired`` with it)."""
     sha = summary.ref.sha256 or ""
     notes = "".join(f"<br><span style='color:#b58900'>• {n}</span>" for n in summary.notes)
+    encoder = encoder_text(summary, paired)
+    encoder = f"<br>{encoder}" if encoder else ""
     return (f"<b>{Path(summary.path).name if summary.ref.path else 'Embedded default'}</b><br>"
             f"StyleGAN2 · {summary.resolution}×{summary.resolution}&nbsp;px · {summary.num_ws}&nbsp;W+&nbsp;rows · "
-            f"w&nbsp;{summary.w_dim} · {summary.parameters / 1e6:.1f}&nbsp;M&nbsp;parameters<br>"
+            f"w&nbsp;{summary.w_dim} · {summary.parameters / 1e6:.1f}&nbsp;M&nbsp;parameters{encoder}<br>"
             f"<span style='color:gray'>{summary.format} · sha256 {sha[:12]}</span>{notes}")
 
 
@@ -59,8 +75,9 @@ class ModelPanel(QWidget):
         self._applying = False
 
         self.open_button = QPushButton(icon("open_model"), "Open model…")
-        self.open_button.setToolTip("Load a StyleGAN2 generator: NVIDIA .pkl / .pt, rosinality .pt, or this editor's "
-                                    "own files (Ctrl+O; you can also drop a file on the window)")
+        self.open_button.setToolTip("Load a StyleGAN2 generator: NVIDIA .pkl / .pt, rosinality .pt, this editor's "
+                                    "own files, or an e4e checkpoint (its generator and its photo encoder together) "
+                                    "(Ctrl+O; you can also drop a file on the window)")
         self.recent_button = QToolButton(icon=icon("recent"), toolTip="Recently opened models",
                                          popupMode=QToolButton.ToolButtonPopupMode.InstantPopup)
         self.recent_menu = QMenu(self)
@@ -72,6 +89,11 @@ class ModelPanel(QWidget):
         row.addWidget(self.open_button, 1)
         row.addWidget(self.recent_button)
         row.addWidget(self.default_button)
+        self.pair_button = QToolButton(text="Pair encoder…", toolTip="Use an e4e encoder file (such as "
+                                       "e4e_ffhq_encode.pt) for this generator's photo inversions; refused when its "
+                                       "W+ latents do not fit the generator")
+        self.pair_button.clicked.connect(self.pair_dialog)
+        row.addWidget(self.pair_button)
         self.info = QLabel("Loading the embedded default model…")
         self.info.setWordWrap(True)
         self.info.setTextFormat(self.info.textFormat().RichText)
@@ -99,6 +121,36 @@ class ModelPanel(QWidget):
             return
         self.open_ref(ModelRef(path=str(path.resolve())), user=True)
 
+    def pair_dialog(self) -> None:
+        start = str(Path(self._settings.recent("models")[0]).parent) if self._settings.recent("models") else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Pair an e4e encoder with the model", start, ENCODER_FILTER)
+        if path:
+            self.pair_path(path)
+
+    def pair_path(self, path: str | Path) -> None:
+        """Check the e4e file at ``path`` against the model on the worker; a fitting one becomes the state's encoder."""
+        path = Path(path)
+        if not path.is_file():
+            self.failed.emit(ErrorReport(f"Could not pair the encoder: {path} is not a file."))
+            return
+        self.message.emit(f"Checking {path.name} against {self._doc.state.model.label()}…")
+        job = PairJob(self._doc.state, ModelRef(path=str(path.resolve())), "encoder")
+        self._bridge.submit(job, slot=PAIR_SLOT).on(finished=self.apply_pairing, failed=self._pair_failed)
+
+    def apply_pairing(self, pairing: Pairing) -> None:
+        """Make a checked encoder pairing the state's (one undo step); other roles are the other panels'."""
+        if pairing.role == "encoder":
+            self.set_encoder(pairing.ref)
+
+    def set_encoder(self, ref: ModelRef) -> None:
+        """Make a checked (pinned) e4e file the encoder of the state's model: one undo step, kept in the project."""
+        self._settings.add_recent("models", ref.path)
+        self._doc.edit(f"Pair encoder {ref.label()}", encoder=ref)
+        self.message.emit(f"Photos are now encoded by {ref.label()} in one pass; Refine optimises further")
+
+    def _pair_failed(self, error: Exception) -> None:
+        self.failed.emit(as_report(error).prefixed("Could not pair the encoder"))
+
     def open_ref(self, ref: ModelRef, *, user: bool = True) -> None:
         self.info.setText(f"Loading {ref.label()}…")
         self._user = user
@@ -111,6 +163,8 @@ class ModelPanel(QWidget):
 
     def _on_changed(self, state, fields) -> None:
         summary = self._doc.summary
+        if "encoder" in fields and summary is not None:
+            self.info.setText(describe(summary, state.encoder))
         if "model" in fields and not self._applying and (summary is None or not same_model(summary.ref, state.model)):
             self.load_current()
 
@@ -130,19 +184,19 @@ class ModelPanel(QWidget):
                 self._doc.edit(f"Open model {summary.ref.label()}",
                                model=summary.ref if summary.ref.path else ModelRef(), rows=rows,
                                cutoff=None if state.cutoff is None else min(state.cutoff, summary.num_ws),
-                               base=None, noise_maps=None, photo=None)
+                               base=None, noise_maps=None, photo=None, encoder=None)
                 if state.photo is not None:
                     self.message.emit(f"The face of {state.photo.name} belongs to the previous model: "
                                       "invert the photo again in this one")
             finally:
                 self._applying = False
         self._doc.set_summary(summary)
-        self.info.setText(describe(summary))
+        self.info.setText(describe(summary, self._doc.state.encoder))
         self.message.emit(f"Loaded {summary.ref.label()}")
 
     def _on_failed(self, error: Exception) -> None:
         summary = self._doc.summary
-        self.info.setText(describe(summary) if summary is not None else "No model loaded")
+        self.info.setText(describe(summary, self._doc.state.encoder) if summary is not None else "No model loaded")
         self.failed.emit(as_report(error).prefixed("Could not load the model"))
 
     def _fill_recent(self) -> None:

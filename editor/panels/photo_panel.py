@@ -68,6 +68,7 @@ METHODS = {  # label -> (use the encoder, run the optimiser)
     "Optimiser only": (False, True),
     "Encoder only (instant)": (True, False),
 }
+ONE_PASS = "Encoder only (instant)"  # what a model with an e4e encoder starts with: Refine runs the optimiser after
 
 
 def is_photo(path: str) -> bool:
@@ -152,8 +153,10 @@ class PhotoPanel(QWidget):
             view.setToolTip(tip)
         _thumb(self.target_view, None, "photo")
         _thumb(self.recon_view, None, "inverted")
-        self.method = QComboBox(toolTip="Encoder: an instant first guess trained on the model's own faces (embedded "
-                                        "default only). Optimiser: fits the latent and noise to the photo")
+        self.method = QComboBox(toolTip="Encoder: an instant first guess in one pass, from the e4e encoder of the "
+                                        "model (an e4e file's own, or one paired with it) or, for the embedded "
+                                        "default, the shipped encoder. Optimiser: fits the latent and noise to the "
+                                        "photo (Refine runs it after an encoder-only inversion)")
         self.method.addItems(list(METHODS))
         self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=defaults.steps, suffix=" steps",
                               toolTip="Optimiser steps for a new inversion; more is closer and slower")
@@ -218,6 +221,7 @@ class PhotoPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.in_photo.toggled.connect(self._in_photo_toggled)
         document.changed.connect(self._on_changed)
+        document.modelLoaded.connect(self._model_loaded)
         self.transform = None
         self._set_running(False)
 
@@ -439,7 +443,14 @@ class PhotoPanel(QWidget):
 
     # ----- engine events
 
+    def _model_loaded(self, summary) -> None:
+        """A model with an e4e encoder (its own or paired) encodes photos in one pass; Refine optimises further."""
+        if (summary.encoder or self._doc.state.encoder is not None) and not self.running():
+            self.method.setCurrentText(ONE_PASS)
+
     def _on_changed(self, state, fields) -> None:
+        if "encoder" in fields and state.encoder is not None and not self.running():
+            self.method.setCurrentText(ONE_PASS)
         if state.photo is None:
             self.last_paste = None
             if self.in_photo.isChecked():

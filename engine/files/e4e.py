@@ -14,6 +14,10 @@ How codes become W+ latents (``E4E.average``): plus the stored ``latent_avg``; w
 latent then), so encoding needs the file's decoder or a paired generator; with ``start_from_latent_avg`` false, the
 codes are the latents. Files whose options do not say are read as the published models are trained (with the
 average).
+
+``open_model(path)`` is what opening any model file in the editor calls: a generator file gives its ``Generator``,
+an e4e checkpoint its ``E4E`` (encoder and generator together; the file is read a second time, after the
+generator loader refused it).
 """
 from __future__ import annotations
 

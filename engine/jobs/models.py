@@ -196,8 +196,8 @@ class ModelsJob:
             encoder = encoder_for(ctx, st.model, paired=st.encoder)
         except (ModelFormatError, ProjectError):
             encoder = None  # the paired encoder's own row says why
-        pairs = [f"encoder: {encoder.name}" + (" (its own)" if encoder.kind == "e4e" and st.encoder is None else "")
-                 ] if encoder is not None else []
+        own = encoder is not None and encoder.kind == "e4e" and st.encoder is None
+        pairs = [] if encoder is None else ["encoder: its own (e4e)"] if own else [f"encoder: {encoder.name}"]
         pairs.append(f"CNF: {Path(_flow_path(st.flow)).name}")
         if st.translation is not None:
             pairs.append(f"fine-tune: {st.translation.target.label()}")

@@ -215,7 +215,7 @@ def test_the_models_job_lists_the_opened_and_recent_files_with_their_pairings(pu
         ("generator", "e4e", G.img_resolution, True, True)
     assert "e4e IR-SE encoder" in model.architecture and f"{G.num_ws} × {G.w_dim} W+" in model.architecture
     assert model.precision == "float32" and model.device == "cpu" and model.memory == memory_bytes(open_model(path))
-    assert f"encoder: {path.name} (its own)" in model.pairs and any(p.startswith("CNF:") for p in model.pairs)
+    assert "encoder: its own (e4e)" in model.pairs and any(p.startswith("CNF:") for p in model.pairs)
     flow = next(r for r in rows if r.role == "flow")
     assert "latents of" in flow.problem  # the embedded default flow does not fit this generator's W
     assert by_name[encoder.name].role == "encoder" and by_name[encoder.name].problem is None
