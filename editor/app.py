@@ -22,7 +22,8 @@ from engine import (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", metavar="FILE", help="open this generator instead of the embedded default")
+    parser.add_argument("--model", metavar="FILE", help="open this generator instead of the embedded default "
+                                                          "(an e4e checkpoint: its generator and its photo encoder)")
     parser.add_argument("--project", metavar="FILE", help="open this project file")
     parser.add_argument("--flow", metavar="FILE", help="use this attribute flow (StyleFlow's released state dict or "
                                                         "this editor's own file) instead of the embedded default's")

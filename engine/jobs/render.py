@@ -82,7 +82,7 @@ def generator_of(opened: Generator | E4E, ref: ModelRef) -> Generator:
         return opened
     if opened.generator is None:
         raise ProjectError(f"{ref.label()} is an e4e encoder without a generator: open the generator it was trained "
-                           "for, then pair this encoder with it (Model > Pair encoder…)")
+                           "for, then pair this encoder with it (File > Pair e4e encoder…)")
     return opened.generator
 
 

@@ -117,7 +117,7 @@ def test_a_generator_file_opens_as_a_generator_and_other_files_keep_the_generato
 
 def test_an_encoder_without_generator_cannot_be_opened_as_the_model(separate):
     encoder, _, _ = separate
-    with pytest.raises(ProjectError, match="without a generator.*Pair encoder"):
+    with pytest.raises(ProjectError, match="without a generator.*Pair e4e encoder"):
         ModelJob(ModelRef(str(encoder)))(_ctx())
 
 
