@@ -14,8 +14,9 @@ from engine.files.flows import load_flow
 from engine.files.loading import inspect_model
 from engine.files.storage import read_model_file
 
-DESCRIPTION = ("Print what a model file holds without building it: the detected format, the architecture and the "
-               "conversion notes of a generator; an attribute flow's architecture and condition layout.")
+DESCRIPTION = ("Print what a model file holds, checked by building its networks from its weights as the editor "
+               "loads them: the detected format, the architecture and the conversion notes of a generator; an "
+               "attribute flow's architecture and condition layout. A file the editor would refuse is refused here.")
 
 EXAMPLES = """
 python main.py info assets/generator.pt
@@ -86,8 +87,10 @@ def cmd_info(args) -> int:
         + (f", hidden width {g['mapping_features']}" if g["mapping_features"] else ""),
         "channels:      " + ", ".join(f"{2 ** (i + 2)}:{c}" for i, c in enumerate(g["channels"])),
         f"conv_clamp:    {g['conv_clamp']}   num_fp16_res: {g['num_fp16_res']}   noise: {g['use_noise']}",
-        "discriminator: " + ("yes, mbstd group {mbstd_group_size}".format(**info["discriminator"])
-                             if info["discriminator"] else "no"),
+        f"checked:       the generator loads ({info['parameters']:,} parameters)",
+        "discriminator: " + (f"yes, mbstd group {info['discriminator']['mbstd_group_size']}, loads "
+                             f"({info['discriminator_parameters']:,} parameters)" if info["discriminator"] else
+                             f"none loaded ({info['discriminator_error']})" if "discriminator_error" in info else "no"),
     ]
     lines += [f"note:          {n}" for n in info["notes"]]
     print("\n".join(lines))

@@ -52,6 +52,7 @@ from engine.convert.training_options import (
     read_training_options,
 )
 from engine.errors import ModelFormatError, describe
+from engine.files.guard import refuse_broken_files
 from engine.models.bicyclegan import (
     FORMAT,
     FORMAT_VERSION,
@@ -427,6 +428,7 @@ def _load_one(source, name: str, arch: dict, options, what: str | None):
     return _network(obj, label, name, arch, opts)
 
 
+@refuse_broken_files
 def load_bicyclegan_generator(source, *, options=None, what: str | None = None, **arch) -> UnetGenerator:
     """G (eval mode) from ``latest_net_G.pth``, a G state dict, or a project-format file/dict. ``options``: the
     training's options (a mapping in the options file's names, or an options file's path); by default the
@@ -435,12 +437,14 @@ def load_bicyclegan_generator(source, *, options=None, what: str | None = None, 
     return _load_one(source, "G", arch, options, what)
 
 
+@refuse_broken_files
 def load_bicyclegan_encoder(source, *, options=None, what: str | None = None, **arch) -> Encoder:
     """E (eval mode) from ``latest_net_E.pth``, an E state dict, or a project-format file/dict (``options`` as for
     ``load_bicyclegan_generator``: checked against the weights)."""
     return _load_one(source, "E", arch, options, what)
 
 
+@refuse_broken_files
 def load_bicyclegan_discriminator(source, *, name: str = "D", options=None, what: str | None = None,
                                   **arch) -> MultiscaleDiscriminator:
     """D or D2 (eval mode) from ``latest_net_D.pth`` / ``latest_net_D2.pth``, a state dict, or a project file."""
@@ -449,6 +453,7 @@ def load_bicyclegan_discriminator(source, *, name: str = "D", options=None, what
     return _load_one(source, name, arch, options, what)
 
 
+@refuse_broken_files
 def load_bicyclegan(source, *, options=None, **g_arch) -> dict[str, nn.Module]:
     """Every network of a BicycleGAN model: a folder with the released ``latest_net_G.pth`` / ``latest_net_E.pth``
     (and ``latest_net_D.pth`` / ``latest_net_D2.pth`` when present) and the training's ``opt.txt``, a project-format

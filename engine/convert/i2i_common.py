@@ -12,6 +12,7 @@ from torch import nn
 from engine.convert.common import short_list
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import arch_config
+from engine.files.guard import build_module
 from engine.files.storage import read_model_file
 
 STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -77,7 +78,7 @@ def build_config(cls, inferred: dict, arch: dict, *, what: str):
 
 def build_strict(cls, cfg, sd: dict, *, what: str) -> nn.Module:
     """``cls(cfg)`` with every tensor of ``sd``: refuses missing, unexpected and mis-shaped keys (naming them)."""
-    model = cls(cfg, seed=None)
+    model = build_module(cls, cfg, what=what, seed=None)
     sd, _ = drop_instance_norm_stats(model, sd)
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]

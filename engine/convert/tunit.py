@@ -30,6 +30,7 @@ from engine.convert.i2i_common import (
     tensor_at,
 )
 from engine.errors import ModelFormatError, describe
+from engine.files.guard import refuse_broken_files
 from engine.models.tunit import (
     FORMAT,
     FORMAT_VERSION,
@@ -182,6 +183,7 @@ def _resolve_folder(folder: Path) -> Path:
     raise ModelFormatError(f"{listing} names {named!r}, which is not in {folder}")
 
 
+@refuse_broken_files
 def load_tunit(source, **arch) -> TunitModel:
     """A TUNIT model from a training folder (``checkpoint.txt``), a ``model_<epoch>.ckpt``, its loaded dict, or a
     project-format file/dict. ``arch`` maps a network name to config overrides, e.g. ``C={"features": [...]}``."""

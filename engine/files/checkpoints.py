@@ -17,6 +17,7 @@ import torch
 
 from engine.errors import ModelFormatError, describe
 from engine.files.configs import from_dict
+from engine.files.guard import build_module, refuse_broken_files
 from engine.files.storage import atomic_write, read_model_file
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
@@ -78,10 +79,7 @@ def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str,
         raise ModelFormatError(f"{what}: {label} format version {ckpt.get('format_version')!r} is not supported "
                                f"(this editor reads version {version})")
     cfg = arch_config(config_cls, ckpt.get("arch"), what=what)
-    try:
-        module = module_cls(cfg)
-    except (TypeError, ValueError) as e:
-        raise ModelFormatError(f"{what}: invalid architecture: {e}") from None
+    module = build_module(module_cls, cfg, what=what)
     state = ckpt.get("state_dict")
     if state_dtypes is None:
         if not isinstance(state, dict):
@@ -102,6 +100,7 @@ def build_from_checkpoint(ckpt, *, what: str, fmt: str, version: int, noun: str,
     return module
 
 
+@refuse_broken_files
 def load_module(source, *, fmt: str, version: int, noun: str, label: str, config_cls, module_cls,
                 meta_key: str = "extras", state_dtypes: tuple[torch.dtype, ...] | None = None,
                 check: Callable[[torch.nn.Module], str | None] | None = None):

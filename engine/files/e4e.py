@@ -30,6 +30,7 @@ from engine.convert import e4e as convert
 from engine.convert import rosinality
 from engine.convert.common import require
 from engine.errors import ModelFormatError, describe
+from engine.files.guard import refuse_broken_files
 from engine.files.loading import ModelInfo, build_generator, load_generator
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.e4e import E4E, E4EConfig, check_pairing
@@ -102,6 +103,7 @@ def _decoder(sd: dict, latent_avg: torch.Tensor | None, *, label: str, sha: str 
     return G
 
 
+@refuse_broken_files
 def load_e4e(source) -> E4E:
     """Open an e4e checkpoint (a path or an already loaded dict) as an ``E4E``; see the module docstring.
 

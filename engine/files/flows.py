@@ -13,6 +13,7 @@ from engine.algorithms.flow_layout import ConditionLayout, LayoutError
 from engine.convert import styleflow
 from engine.errors import ModelFormatError, describe
 from engine.files.checkpoints import atomic_torch_save
+from engine.files.guard import build_module, refuse_broken_files
 from engine.files.loading import ModelInfo
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.flow import FORMAT, FORMAT_VERSION, ConditionalCNF
@@ -40,6 +41,7 @@ def save_flow(path: str | os.PathLike, flow: ConditionalCNF, *, extras: dict | N
     atomic_torch_save(flow_checkpoint(flow, extras=extras, layout=layout), path)
 
 
+@refuse_broken_files
 def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCNF:
     """A flow from a path or a loaded dict: StyleFlow's released state-dict layout (``modellarge10k.pt``, the
     architecture inferred from the weights) or the project's format. Returns an eval-mode CPU module with
@@ -70,7 +72,7 @@ def load_flow(source, *, layout: ConditionLayout | None = None) -> ConditionalCN
             raise ModelFormatError(f"{label} states its own condition layout ({stated.describe()}), and the layout "
                                    "given differs from it: leave the layout out to use the file's")
         stated, source_text = layout, "given by the user"
-    flow = ConditionalCNF(cfg)
+    flow = build_module(ConditionalCNF, cfg, what=label)
     notes += styleflow.load_strict(flow, state, label=label)
     flow.eval()
     flow.info = ModelInfo(format=fmt, description=description, notes=tuple(notes), sha256=sha, path=path)

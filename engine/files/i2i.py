@@ -26,6 +26,7 @@ from engine.convert.bicyclegan import RELEASED_FILES, load_bicyclegan, load_bicy
 from engine.convert.i2i_common import read_source
 from engine.convert.tunit import CHECKPOINT_LIST, NETWORK_KEYS, load_tunit
 from engine.errors import ModelFormatError
+from engine.files.guard import refuse_broken_files
 from engine.models import bicyclegan, tunit
 from engine.models.ops import gaussian_blur
 from engine.models.tunit import FORMAT as TUNIT_FORMAT
@@ -116,6 +117,7 @@ def _kind_of(obj, where: Path | None) -> str:
                            "model_<epoch>.ckpt (or its folder), or a bicyclegan.pt / tunit.pt made by this editor")
 
 
+@refuse_broken_files
 def load_i2i(path: str | os.PathLike) -> I2IModel:
     """The BicycleGAN or TUNIT model at ``path`` (file or folder), ready to translate on the CPU."""
     path = Path(path)

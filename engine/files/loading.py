@@ -19,6 +19,7 @@ from engine.convert import nvlabs, rosinality, tf_legacy
 from engine.convert.common import short_list
 from engine.errors import ModelFormatError, describe
 from engine.files import checkpoints
+from engine.files.guard import FILE_FAULTS, build_module, refuse_broken_files
 from engine.files.storage import file_sha256, read_model_file
 from engine.models.precision import at_precision
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -192,7 +193,7 @@ def build_generator(cfg: GeneratorConfig, sd: dict, *, label: str = "generator",
                     notes: list[str] | None = None) -> Generator:
     """A generator from a config and native weights; fills what files may lack (noise, w_avg) reproducibly."""
     notes = notes if notes is not None else []
-    G = Generator(cfg, seed=NOISE_SEED)  # stored noise defaults to seeded N(0, 1) maps
+    G = build_module(Generator, cfg, what=label, seed=NOISE_SEED)  # stored noise defaults to seeded N(0, 1) maps
     sd = _to_float32(sd, label)
     own = G.state_dict()
     filled = [k for k in own if k.endswith("noise_const") and k not in sd]
@@ -225,6 +226,7 @@ def mean_w(G: Generator, *, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batc
     return (total / n).to(torch.float32)
 
 
+@refuse_broken_files
 def load_generator(source, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
                    ) -> Generator:
     """Load a StyleGAN2 generator from a path or a checkpoint dict; returns an eval-mode module, float32 on the CPU
@@ -242,6 +244,7 @@ def load_generator(source, *, dtype: torch.dtype | None = None, device: torch.de
     return at_precision(G, dtype or torch.float32, device=device or "cpu")
 
 
+@refuse_broken_files
 def read_generator(source) -> Generator:
     """The generator a path or a checkpoint dict holds, as the file gives it: an eval-mode float32 CPU module with
     ``G.model_info`` (``load_generator`` without ``dtype`` / ``device``)."""
@@ -262,27 +265,45 @@ def read_generator(source) -> Generator:
     return G
 
 
+def _build_discriminator(cfg: DiscriminatorConfig, sd: dict, label: str) -> Discriminator:
+    D = build_module(Discriminator, cfg, what=label)
+    _load_strict(D, _to_float32(sd, label), label)
+    return D.eval().requires_grad_(False)
+
+
+@refuse_broken_files
 def load_discriminator(source) -> Discriminator:
     """Load a StyleGAN2 discriminator from a path or a checkpoint dict; returns an eval-mode CPU module."""
     kind, obj, label, sha, path = _source(source)
     cfg, sd, notes, fmt, desc = _discriminator_parts(kind, obj, label)
-    D = Discriminator(cfg)
-    _load_strict(D, _to_float32(sd, label), label)
-    D.eval().requires_grad_(False)
+    D = _build_discriminator(cfg, sd, label)
     D.model_info = ModelInfo(format=fmt, description=desc, notes=tuple(notes), sha256=sha, path=path)
     return D
 
 
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@refuse_broken_files
 def inspect_model(source) -> dict:
-    """What a file holds, without building networks: format, description, configs, notes."""
+    """What a file holds: format, description, configs, notes, checked by building its networks from its weights as
+    ``load_generator`` / ``load_discriminator`` do (``parameters`` counts the generator's; a file whose generator
+    does not load is refused with the loader's ``ModelFormatError``; a discriminator that does not load is
+    ``discriminator_error``)."""
     kind, obj, label, sha, path = _source(source)
-    g_cfg, _, g_notes, fmt, desc = _generator_parts(kind, obj, label)
+    g_cfg, g_sd, g_notes, fmt, desc = _generator_parts(kind, obj, label)
+    notes = list(g_notes)
+    G = build_generator(g_cfg, g_sd, label=label, notes=notes)
     info = {"path": path, "sha256": sha, "format": fmt, "description": desc, "generator": g_cfg.to_dict(),
-            "num_ws": g_cfg.num_ws, "notes": list(g_notes), "discriminator": None}
+            "num_ws": g_cfg.num_ws, "parameters": _parameters(G), "notes": notes, "discriminator": None}
+    del G
     try:
-        d_cfg, _, d_notes, _, _ = _discriminator_parts(kind, obj, label)
+        d_cfg, d_sd, d_notes, _, _ = _discriminator_parts(kind, obj, label)
+        info["discriminator_parameters"] = _parameters(_build_discriminator(d_cfg, d_sd, label))
         info["discriminator"] = d_cfg.to_dict()
         info["notes"] += d_notes
-    except ModelFormatError as e:
-        info["discriminator_error"] = str(e)
+    except (ModelFormatError, *FILE_FAULTS) as e:
+        info["discriminator_error"] = str(e) if isinstance(e, ModelFormatError) else \
+            f"{label}: its discriminator's weights are damaged or not laid out as expected"
     return info

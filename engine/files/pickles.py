@@ -12,7 +12,10 @@ Two pickle formats exist (FACTS.md §16, §17 of the shared reference):
 Unpickling goes through :class:`RestrictedUnpickler`, whose ``find_class`` resolves only an explicit allow-list of
 globals (tensor/array rebuilders, plain containers and inert stand-ins for NVIDIA's classes); any other global —
 ``os.system``, ``builtins.eval``, a class of an unknown module — is refused with a ``ModelFormatError`` before it
-can be called.
+can be called. Its work and memory are bounded while it runs: at most ``MAX_PICKLE_OPS`` pickle instructions, at
+most ``guard.MAX_MODEL_BYTES`` of bytes, strings and tensor storages, no array it is asked to make beyond the data
+the file holds. What it gives is then checked once by ``guard.check_structure`` (a memo can make a 300-byte file
+whose naive traversal visits 2^64 paths) before anything here walks it.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import _compat_pickle
 import ast
 import collections
 import io
+import math
 import os
 import pickle
 import warnings
@@ -31,6 +35,7 @@ import numpy as np
 import torch
 
 from engine.errors import ModelFormatError, describe, unreadable_reason
+from engine.files.guard import MAX_ITEMS, MAX_MODEL_BYTES, check_structure, format_bytes
 
 try:
     from numpy._core import multiarray as _np_multiarray
@@ -41,6 +46,8 @@ except ImportError:  # numpy 1.x
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_DOCSTRING_SOURCE = 8 << 20
+MAX_PICKLE_OPS = 2 * MAX_ITEMS  # instructions of one pickle (a 1024 px FFHQ network pickle has some 100 000)
+_MAX_ARRAY_SHELL = 1 << 20  # values of the empty array numpy's pickles start from (they use shape (0,))
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,29 @@ def _load_storage_from_bytes(blob):
         raise _Refusal(f"a tensor storage inside the pickle cannot be read safely ({unreadable_reason(e)})") from None
     if not isinstance(storage, torch.storage.TypedStorage):
         raise _Refusal(f"a tensor storage decodes to {describe(storage)}, not a storage")
+    size = storage._untyped_storage.nbytes()
+    if size > len(blob):
+        raise _Refusal(f"a tensor storage claims {format_bytes(size)} but holds {format_bytes(len(blob))}")
     return storage
+
+
+class _ArrayClass:
+    """What the pickle's ``numpy.ndarray`` global resolves to: usable only as the class numpy's ``_reconstruct``
+    starts an array from, never called itself (``ndarray(shape)`` would allocate whatever a file asks)."""
+
+    def __init__(self, *args, **kwargs):
+        raise _Refusal("the pickle creates a numpy array directly instead of from its data")
+
+
+def _reconstruct_array(cls, shape, dtype):
+    """``numpy.core.multiarray._reconstruct`` for ``numpy.ndarray`` only, and only the small empty array numpy's
+    pickles start from (the data then comes from the file, through ``__setstate__``, which checks its size)."""
+    if cls is not _ArrayClass and cls is not np.ndarray:
+        raise _Refusal(f"the pickle rebuilds an array of class {getattr(cls, '__name__', 'unknown')}")
+    dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    if not all(isinstance(d, int) and 0 <= d for d in dims) or math.prod(dims) > _MAX_ARRAY_SHELL:
+        raise _Refusal(f"the pickle starts an array of shape {dims} without its data")
+    return _np_multiarray._reconstruct(np.ndarray, dims, dtype)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
@@ -179,10 +208,9 @@ _ALLOWED: dict[tuple[str, str], object] = {
     ("builtins", "frozenset"): frozenset,
     ("_codecs", "encode"): _codecs_encode,
     ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ArrayClass,
     **{(mod, "scalar"): _np_multiarray.scalar for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(mod, "_reconstruct"): _np_multiarray._reconstruct
-       for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(mod, "_reconstruct"): _reconstruct_array for mod in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{(mod, "_frombuffer"): _np_numeric._frombuffer for mod in ("numpy.core.numeric", "numpy._core.numeric")},
     **{("torch", name): getattr(torch, name) for name in _TORCH_DTYPES},
 }
@@ -195,8 +223,51 @@ def _python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals NVIDIA's network pickles need (see ``_ALLOWED``)."""
+def _counted(op):
+    def run(unpickler):
+        unpickler.ops += 1
+        if unpickler.ops > MAX_PICKLE_OPS:
+            raise _Refusal(f"the pickle runs more than {MAX_PICKLE_OPS:,} instructions, far more than a model file "
+                           "needs (it may be built to exhaust the memory)")
+        op(unpickler)
+    return run
+
+
+_COUNTED = {code: _counted(op) for code, op in pickle._Unpickler.dispatch.items()}
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only the globals NVIDIA's network pickles need (see ``_ALLOWED``), within bounds:
+    at most ``MAX_PICKLE_OPS`` instructions and ``MAX_MODEL_BYTES`` read from the stream, and no read past what the
+    stream holds (a length field of a petabyte is refused before anything is allocated). Python's own unpickler
+    (as ``torch.load(weights_only=True)`` uses), so every instruction can be counted."""
+
+    dispatch = _COUNTED
+
+    def __init__(self, file, **kwargs):
+        super().__init__(file, **kwargs)
+        self.ops = 0
+        self._budget = MAX_MODEL_BYTES  # bytes it may still read
+        self._in_file = None  # bytes the stream still holds, when it can tell
+        if getattr(file, "seekable", lambda: False)():
+            here = file.tell()
+            self._in_file = file.seek(0, os.SEEK_END) - here
+            file.seek(here)
+        read = self._file_read
+
+        def bounded_read(n: int) -> bytes:
+            if self._in_file is not None and n > self._in_file:
+                raise EOFError("truncated")
+            if n > self._budget:
+                raise _Refusal(f"the pickle asks for more than {format_bytes(MAX_MODEL_BYTES)} of data, the most "
+                               "a model may take in the editor")
+            data = read(n)
+            self._budget -= len(data)
+            if self._in_file is not None:
+                self._in_file -= len(data)
+            return data
+
+        self._file_read = bounded_read
 
     def find_class(self, module: str, name: str):
         module, name = _python3_name(module, name)
@@ -235,11 +306,15 @@ def _unpickle_stream(f, label: str):
         if head.startswith(_ZIP_MAGIC):
             raise ModelFormatError(f"{label} is a ZIP archive (a torch.save checkpoint), not a network pickle")
     try:
-        return RestrictedUnpickler(f).load()
+        obj = RestrictedUnpickler(f).load()
     except _Refusal as e:
         raise ModelFormatError(f"refusing to load {label}: {e}") from None
+    except MemoryError:
+        raise ModelFormatError(f"{label} cannot be read: it asks for more memory than there is") from None
     except Exception as e:
         raise ModelFormatError(f"{label} cannot be read: {unreadable_reason(e)}") from None
+    check_structure(obj, what=label)
+    return obj
 
 
 def _docstring_line(src: str, cache: dict[str, str]) -> str:

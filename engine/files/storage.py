@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import mmap
 import os
 import pickle
+import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -17,8 +20,12 @@ import torch
 
 from engine.errors import ModelFormatError, show_bytes, unreadable_reason
 from engine.files import pickles
+from engine.files.guard import MAX_MODEL_BYTES, check_structure, format_bytes, refuse_broken_files
 
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a ZIP record's local header, up to its name and extra field lengths
+MAX_PICKLE_RECORD = 64 << 20  # the pickle of a torch.save file (the weights are records beside it: a few MB at most)
 
 _SHA_MEMO: dict[tuple, str] = {}
 _SHA_MEMO_SIZE = 64
@@ -41,24 +48,82 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA_MEMO[key]
 
 
+def check_zip_records(path: Path) -> None:
+    """Refuse a ``torch.save`` (ZIP) file whose records do not match the CRC-32 its archive recorded for them (a bit
+    flipped in the tensor data or the pickle, a file changed after it was written), or whose pickle is far larger
+    than weights need. The records are read from a memory map of the file, once; PyTorch's own reader does not
+    check them."""
+    with zipfile.ZipFile(path) as archive:
+        records = archive.infolist()
+    pickled = sum(r.file_size for r in records if r.filename.endswith(".pkl"))
+    if pickled > MAX_PICKLE_RECORD:
+        raise ModelFormatError(f"cannot read {path.name}: its pickle takes {format_bytes(pickled)}, and the "
+                               f"editor reads model files whose pickle takes up to {format_bytes(MAX_PICKLE_RECORD)} "
+                               "(the weights are stored beside it)")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for record in records:
+            if record.compress_type != zipfile.ZIP_STORED or record.file_size == 0:
+                continue
+            header = data[record.header_offset:record.header_offset + _LOCAL_HEADER.size]
+            if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+                raise ModelFormatError(f"cannot read {path.name}: its ZIP archive is damaged (record "
+                                       f"{record.filename} is not where the archive says)")
+            name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+            start = record.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+            if start + record.file_size > len(data):
+                raise ModelFormatError(f"cannot read {path.name}: the file is truncated (it ends too early)")
+            if zlib.crc32(memoryview(data)[start:start + record.file_size]) != record.CRC:
+                raise ModelFormatError(f"cannot read {path.name}: its data is corrupt (record {record.filename} "
+                                       "does not match the checksum written with it: the file was damaged after "
+                                       "it was saved)")
+
+
 def _torch_load(path: Path):
+    if _is_zip(path):
+        try:
+            check_zip_records(path)
+        except zipfile.BadZipFile:
+            raise ModelFormatError(f"cannot read {path.name}: its ZIP archive is damaged (truncated, or changed "
+                                   "after it was written)") from None
+        except (OSError, ValueError, EOFError) as e:
+            if isinstance(e, ModelFormatError):
+                raise
+            raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ModelFormatError(f"refusing to load {path.name}: {unreadable_reason(e)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except MemoryError:
+        raise ModelFormatError(f"cannot read {path.name}: it asks for more memory than there is") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError, IndexError,
+            AttributeError, UnicodeError, OverflowError) as e:
         raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
+    check_structure(obj, what=path.name)
+    return obj
 
 
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+@refuse_broken_files
 def read_model_file(path: str | os.PathLike):
     """Read a model file safely. Returns ``(kind, content)``: ``("torch", obj)`` for ``torch.save`` files,
-    ``("nvlabs-pickle", dict)`` or ``("tf-pickle", tuple)`` for pickles (through the restricted unpickler)."""
+    ``("nvlabs-pickle", dict)`` or ``("tf-pickle", tuple)`` for pickles (through the restricted unpickler). A ZIP
+    file's records are checked against their CRC-32 first (``check_zip_records``); what either kind holds is checked
+    by ``guard.check_structure``; a file larger than ``guard.MAX_MODEL_BYTES`` is refused unread."""
     path = Path(path)
     if not path.exists():
         raise ModelFormatError(f"no such file: {path}")
     if path.is_dir():
         raise ModelFormatError(f"{path} is a folder, not a model file")
+    if not path.is_file():
+        raise ModelFormatError(f"{path.name} is not a regular file (a device, pipe or socket), not a model file")
+    if (size := path.stat().st_size) > MAX_MODEL_BYTES:
+        raise ModelFormatError(f"{path.name} takes {format_bytes(size)}, more than the "
+                               f"{format_bytes(MAX_MODEL_BYTES)} a model may take in the editor")
     with open(path, "rb") as f:
         head = f.read(64)
     if not head:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ModelFormatError, describe
+from engine.files.guard import refuse_broken_files
 from engine.files.storage import read_model_file
 
 # VGG16 ("configuration D"): convs per stage; a 2x2 max pool precedes every stage but the first.
@@ -186,6 +187,7 @@ def resolve_lpips_files(path: str | os.PathLike, heads: str | os.PathLike | None
     return backbone, head_path
 
 
+@refuse_broken_files
 def load_lpips(path: str | os.PathLike, heads: str | os.PathLike | None = None) -> LPIPS:
     """LPIPS-VGG from a VGG16 backbone file (or folder) and the v0.1 heads (see ``resolve_lpips_files``)."""
     backbone, head_path = resolve_lpips_files(path, heads)
