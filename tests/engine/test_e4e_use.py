@@ -17,7 +17,7 @@ from engine.files.checkpoints import save_generator
 from engine.files.e4e import load_e4e, open_model
 from engine.files.flows import save_flow
 from engine.files.loading import load_generator
-from engine.jobs.models import ModelsJob, PairJob, memory_bytes, pairing_problem
+from engine.jobs.models import ModelsJob, PairJob, memory_bytes, pairing_problem, precision_of
 from engine.jobs.photo import InvertJob, ScanJob, encoder_for
 from engine.jobs.render import ModelJob, cached_file
 from engine.models.e4e import E4E, encode, prepare_photos
@@ -236,3 +236,14 @@ def test_pairing_checks_a_flows_width_and_layout_and_a_fine_tunes_architecture(s
     assert "not a StyleFlow" in pairing_problem(G, G, "flow")
     with pytest.raises(ModelFormatError, match="f.pt cannot be the attribute flow .* condition layout"):
         PairJob(EditState(model=ModelRef(str(g_path))), ModelRef(str(tmp_path / "f.pt")), "flow")(_ctx())
+
+
+def test_precision_and_memory_follow_a_reduced_precision_generator():
+    G = generator_for(8, 12, seed=2)
+    full = memory_bytes(G)
+    assert precision_of(G) == "float32"
+    G.to_precision(torch.float16)
+    reduced = {p.dtype for p in G.parameters()}
+    assert reduced == {torch.float16, torch.float32}
+    assert set(precision_of(G).split(" + ")) == {"float16", "float32"}
+    assert memory_bytes(G) < full  # the reduced blocks' weights take half the bytes
