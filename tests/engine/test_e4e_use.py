@@ -247,3 +247,11 @@ def test_precision_and_memory_follow_a_reduced_precision_generator():
     assert reduced == {torch.float16, torch.float32}
     assert set(precision_of(G).split(" + ")) == {"float16", "float32"}
     assert memory_bytes(G) < full  # the reduced blocks' weights take half the bytes
+
+
+def test_a_pairing_with_another_w_dimension_is_refused(reference_dir, separate, tmp_path):
+    encoder, _, _ = separate
+    cfg = load_e4e(fixture_checkpoint(reference_dir)).cfg
+    save_generator(tmp_path / "wide.pt", generator_for(cfg.n_styles, 2 * cfg.w_dim, seed=4))
+    with pytest.raises(ModelFormatError, match=rf"{cfg.w_dim} values .* takes {cfg.n_styles} rows x {2 * cfg.w_dim}"):
+        PairJob(EditState(model=ModelRef(str(tmp_path / "wide.pt"))), ModelRef(str(encoder)), "encoder")(_ctx())
