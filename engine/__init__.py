@@ -50,6 +50,7 @@ from engine.errors import (
     plain_text,
 )
 from engine.files.loading import ModelInfo, inspect_model, load_discriminator, load_generator
+from engine.jobs.condition import FlowReading, FlowReadJob
 from engine.jobs.export import LATENT_FORMATS, BatchExportJob, image_format, load_latent, save_image, save_latent
 from engine.jobs.i2i import (
     I2IExportJob,
@@ -135,7 +136,7 @@ __all__ = [
     # the worker and its jobs
     "Worker", "JobHandle", "Job", "JobContext", "InlineContext", "Cancelled",
     "RenderJob", "RenderResult", "ModelJob", "ModelSummary", "LatentJob", "ThumbnailJob", "ThumbnailResult",
-    "AttributeReadJob", "AttributeReading", "FlowProbeJob", "FlowProbe",
+    "AttributeReadJob", "AttributeReading", "FlowReadJob", "FlowReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
     "ReconstructionJob", "Reconstruction", "photo_latent",
     "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",

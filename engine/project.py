@@ -27,6 +27,9 @@ from engine.photos.align import AlignTransform
 PROJECT_FORMAT = "face-editor/project"
 PROJECT_VERSION = 1
 SEED_LIMIT = 2**32
+# Where a face's starting condition (the sliders' originals) comes from: the attribute estimator's reading of the
+# rendered face, or the flow's own reading of its latent (engine.algorithms.condition_fit, from the estimator's).
+ATTRIBUTE_SOURCES = ("estimator", "flow")
 
 
 class ProjectError(ValueError):
@@ -227,6 +230,7 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     edits: tuple[AttributeEdit, ...] = ()
     flow_fast: bool = True
     locks: tuple[str, ...] = ()
+    attribute_source: str = "estimator"  # ATTRIBUTE_SOURCES: where the face's starting condition comes from
     base: Source | None = None
     noise_maps: NoiseMaps | None = None
     photo: PhotoRef | None = None
@@ -244,6 +248,8 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
             raise ProjectError(f"truncation cutoff must be >= 0, got {self.cutoff}")
         if self.noise_mode not in NOISE_MODES:
             raise ProjectError(f"noise mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
+        if self.attribute_source not in ATTRIBUTE_SOURCES:
+            raise ProjectError(f"the attribute source must be 'estimator' or 'flow', got {self.attribute_source!r}")
         if any(not 0 <= r <= len(self.sources) for r in self.rows):
             raise ProjectError(f"mixing rows {list(self.rows)} name sources beyond the {len(self.sources)} given")
         object.__setattr__(self, "locks", self._canonical_locks())

@@ -8,13 +8,16 @@ the lighting presets are built from it, so a flow with another condition gets it
 estimator cannot read starts at the middle of its range and shows "n/a"; it cannot be locked. A reset removes that
 attribute's edits; a lock holds an attribute at its value while the others are edited (``apply_edits``' ``locks``).
 "Open flow…" loads another flow file on the worker (``FlowProbeJob``) and, when the file does not state its
-layout, asks for it (``FlowLayoutDialog``).
+layout, asks for it (``FlowLayoutDialog``). "Read from flow" (Ctrl+Shift+F) starts the sliders from the flow's own
+reading of the face instead of the estimator's (``FlowReadJob``: the condition under which the flow finds the face's
+latent most likely), fitted on the worker with a progress bar and a stop button; unchecked, the estimator's again.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -22,6 +25,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QToolButton,
     QVBoxLayout,
@@ -42,6 +46,8 @@ from engine import (
     ConditionLayout,
     FlowProbe,
     FlowProbeJob,
+    FlowReading,
+    FlowReadJob,
     LayoutError,
     ModelRef,
     merge_edit,
@@ -52,6 +58,8 @@ from engine import (
 
 SLOT = "attributes"
 PROBE_SLOT = "flow-open"
+READ_SLOT = "flow-read"
+READ_SHORTCUT = "Ctrl+Shift+F"
 FLOW_FILTER = "Attribute flows (*.pt *.pth *.ckpt);;All files (*)"
 UNITS = {"yaw": "°", "pitch": "°", "age": " y"}
 TIPS = {
@@ -121,8 +129,25 @@ class AttributesPanel(QWidget):
         self.fast = QToolButton(text="Fast", checkable=True, toolTip="Fast solver for the edits (within a few "
                                 "thousandths of the faithful one); off: StyleFlow's adaptive solver, slower")
         self.reset_all = QToolButton(text="Reset all", toolTip="Remove every attribute edit from this face")
+        self.read_action = QAction("Read from flow", self, checkable=True, shortcut=QKeySequence(READ_SHORTCUT),
+                                   shortcutContext=Qt.ShortcutContext.WindowShortcut)
+        self.read_action.setToolTip(f"Start the sliders from the flow's own reading of this face ({READ_SHORTCUT}): "
+                                    "the condition under which the flow finds the face's latent most likely, "
+                                    "fitted from the estimator's reading (a second or two). Off: the estimator's "
+                                    "reading")
+        self.addAction(self.read_action)
+        self.read_button = QToolButton()
+        self.read_button.setDefaultAction(self.read_action)
+        self.read_progress = QProgressBar(textVisible=False, maximumWidth=90, maximumHeight=10)
+        self.read_progress.setRange(0, 100)
+        self.read_stop = QToolButton(icon=icon("cancel"), autoRaise=True, toolTip="Stop reading from the flow")
+        self._read_request = None
+        self._show_read(False)
         bottom = QHBoxLayout()
         bottom.addWidget(self.fast)
+        bottom.addWidget(self.read_button)
+        bottom.addWidget(self.read_progress)
+        bottom.addWidget(self.read_stop)
         bottom.addStretch(1)
         bottom.addWidget(self.reset_all)
         self.status = QLabel("Measuring the face…")
@@ -143,6 +168,8 @@ class AttributesPanel(QWidget):
 
         self.fast.toggled.connect(lambda on: self._doc.edit("Fast attribute solver", flow_fast=on))
         self.reset_all.clicked.connect(lambda: self._doc.edit("Reset attributes", edits=()))
+        self.read_action.triggered.connect(self.read_from_flow)
+        self.read_stop.clicked.connect(self.stop_reading)
         self.open_button.clicked.connect(self.open_flow_dialog)
         self.layout_button.clicked.connect(lambda: self.open_flow(self._doc.state.flow, ask=True))
         self.default_button.clicked.connect(self.use_default_flow)
@@ -276,6 +303,7 @@ class AttributesPanel(QWidget):
     # ----- edits
 
     def _set_enabled(self, on: bool) -> None:
+        self.read_action.setEnabled(on)
         for w in (*self.sliders.values(), *self.resets.values(), *self.locks.values(), *self.lights, self.fast,
                   self.reset_all):
             w.setEnabled(on)
@@ -327,6 +355,60 @@ class AttributesPanel(QWidget):
         if (name in locks) != on:
             self._doc.edit(f"{'Lock' if on else 'Unlock'} {name}", locks=tuple(locks ^ {name}))
 
+    # ----- the starting condition read from the flow
+
+    def read_from_flow(self, on: bool) -> None:
+        """On: fit the flow's reading of the face on the worker, then start the sliders from it; off: back to the
+        estimator's reading (stopping a fit under way)."""
+        st = self._doc.state
+        if not on:
+            self.stop_reading()
+            if st.attribute_source != "estimator":
+                self._doc.edit("Attributes from the estimator", attribute_source="estimator")
+            return
+        if st.attribute_source == "flow" or self._read_request is not None:
+            return
+        self._read_request = self._bridge.submit(FlowReadJob(st), slot=READ_SLOT).on(
+            finished=self._on_flow_read, failed=self._on_flow_read_failed, progress=self._on_read_progress,
+            cancelled=self._on_read_stopped)
+        self.read_progress.setValue(0)
+        self._show_read(True)
+        self.status.setText("Reading the attributes from the flow…")
+
+    def stop_reading(self) -> None:
+        if self._read_request is not None:
+            self._read_request.cancel()
+
+    def _show_read(self, running: bool) -> None:
+        self.read_progress.setVisible(running)
+        self.read_stop.setVisible(running)
+
+    def _read_ended(self) -> None:
+        self._read_request = None
+        self._show_read(False)
+        self.refresh()
+
+    def _on_read_progress(self, fraction: float, message: str) -> None:
+        self.read_progress.setValue(round(100 * fraction))
+        if message:
+            self.status.setText(message)
+
+    def _on_flow_read(self, reading: FlowReading) -> None:
+        self._read_ended()
+        if reading.state.replace(edits=(), locks=()) != self._doc.state.replace(edits=(), locks=()):
+            self.status.setText("The face changed while the flow was reading it: read it again")
+            return
+        self._doc.edit("Read attributes from the flow", attribute_source="flow")
+        self.message.emit(f"Attributes read from the flow in {reading.ms / 1000:.1f} s")
+
+    def _on_flow_read_failed(self, error: Exception) -> None:
+        self._read_ended()
+        self.status.setText(f"Could not read the attributes from the flow: {sentence(error)}")
+
+    def _on_read_stopped(self) -> None:
+        self._read_ended()
+        self.status.setText("Reading from the flow stopped; the sliders start from the estimator's reading")
+
     # ----- readings from the engine
 
     def request_reading(self) -> None:
@@ -354,8 +436,11 @@ class AttributesPanel(QWidget):
         blind = [n for n in reading.layout.names if not reading.measured[reading.layout.index(n)]]
         note = (f" The estimator cannot read {', '.join(blind)}: {'it starts' if len(blind) == 1 else 'they start'} "
                 "at the middle of the range." if blind else "")
-        self.status.setText((f"{len(reading.state.edits)} edit(s) on this face" if edited else
-                             "Drag a slider to edit; the grey numbers are what the estimator reads now.") + note)
+        source = (" The sliders start from the flow's reading of the face." if reading.state.attribute_source == "flow"
+                  else "")
+        lead = (f"{len(reading.state.edits)} edit(s) on this face" if edited else
+                "Drag a slider to edit; the grey numbers are what the estimator reads now.")
+        self.status.setText(lead + source + note)
         self.refresh()
 
     def _on_probe_failed(self, error: Exception) -> None:
@@ -376,6 +461,8 @@ class AttributesPanel(QWidget):
         st = self._doc.state
         with QSignalBlocker(self.fast):
             self.fast.setChecked(st.flow_fast)
+        with QSignalBlocker(self.read_action):
+            self.read_action.setChecked(st.attribute_source == "flow" or self._read_request is not None)
         usable = self.fast.isEnabled()
         layout, _, measured = self._built
         targets = {self._name(e.key): e.value for e in st.edits if e.kind == "attribute"}

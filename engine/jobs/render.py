@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.algorithms.condition_fit import ConditionFit, fit_condition
 from engine.algorithms.flow_edit import LIGHTING_PRESETS, FastSteps, apply_edits, flow_layout_of
 from engine.algorithms.flow_layout import STYLEFLOW, ConditionLayout
 from engine.algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
@@ -30,7 +31,7 @@ from engine.models.estimator import load_estimator
 from engine.models.precision import chosen_precision, precision_name
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.project import EditState, ModelRef, ProjectError, Source, Translation
-from engine.worker import JobContext
+from engine.worker import Cancelled, JobContext
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ class FlowTools:
 def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
              cond0: torch.Tensor | None = None) -> torch.Tensor:
     """The W+ latent [1, num_ws, w_dim] the state describes: mixing, then the attribute edits replayed with the
-    flow, starting from ``cond0`` [1, C] (the estimator's reading of the unedited face; measured when None)."""
+    flow, starting from ``cond0`` [1, C] (the unedited face's starting condition; when None, the estimator's
+    reading, or with ``attribute_source == 'flow'`` the flow's reading from it, as ``cached_condition``)."""
     ws = mixed_ws(G, state)
     if not state.edits:
         return ws
@@ -206,6 +208,8 @@ def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
     tools.check_locks(state.locks)
     if cond0 is None:
         cond0 = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
+        if state.attribute_source == "flow":
+            cond0 = read_from_flow(tools, ws, cond0).condition
     w, _ = apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
                        presets=tools.presets, locks=state.locks, measure=reader(G, state, tools), layout=tools.layout)
     return w
@@ -316,11 +320,43 @@ def cached_tools(ctx: JobContext, state: EditState) -> FlowTools:
                           lambda: load_flow_tools(ref, layout=layout, device=ctx.device))
 
 
-def cached_condition(ctx: JobContext, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
+def estimator_condition(ctx: JobContext, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
     """The estimator's reading [1, C] of the state's face before attribute edits, memoised per face."""
-    base = state.replace(edits=(), locks=())
+    base = state.replace(edits=(), locks=(), attribute_source="estimator")
     return ctx.memo.get(("cond0", base),
                         lambda: read_condition(tools.estimator, render_state(G, base), layout=tools.layout))
+
+
+def read_from_flow(tools: FlowTools, ws: torch.Tensor, start: torch.Tensor, **callbacks) -> ConditionFit:
+    """``fit_condition`` of the face ``ws`` [1, num_ws, w_dim] from ``start`` [1, C] with the tools' flow and layout,
+    the attributes the estimator reads as yes/no snapped to an end."""
+    binary = tuple(getattr(tools.estimator.cfg, "binary", ()))
+    return fit_condition(tools.flow, ws, start, layout=tools.layout, binary=binary, **callbacks)
+
+
+def flow_condition(ctx: JobContext, G: Generator, state: EditState, tools: FlowTools, start: torch.Tensor, *,
+                   progress=None) -> ConditionFit:
+    """The flow's own reading of the state's face before attribute edits (``fit_condition`` on its mixed W+ from
+    ``start`` [1, C], the estimator's binary attributes snapped), memoised per face. Cancelled with the job (raises
+    ``Cancelled``; nothing is memoised then). ``progress(step, steps, log-likelihood)`` as the fit goes."""
+    base = state.replace(edits=(), locks=(), attribute_source="flow")
+
+    def fit() -> ConditionFit:
+        result = read_from_flow(tools, mixed_ws(G, base), start, progress=progress, cancelled=ctx.cancelled)
+        if result.stopped:
+            raise Cancelled("the attribute reading was stopped")
+        return result
+
+    return ctx.memo.get(("cond0-flow", base), fit)
+
+
+def cached_condition(ctx: JobContext, G: Generator, state: EditState, tools: FlowTools) -> torch.Tensor:
+    """The starting condition [1, C] of the state's face before attribute edits, memoised per face: the estimator's
+    reading, or with ``attribute_source == 'flow'`` the flow's own reading from it (``flow_condition``)."""
+    start = estimator_condition(ctx, G, state, tools)
+    if state.attribute_source != "flow":
+        return start
+    return flow_condition(ctx, G, state, tools, start).condition
 
 
 def worker_ws(ctx: JobContext, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -478,7 +514,7 @@ class AttributeReading:
     ``preset_names`` names the flow's lighting presets (none: the flow has no presets)."""
 
     state: EditState
-    base: np.ndarray  # the estimator's reading of the face before attribute edits
+    base: np.ndarray  # the face's starting condition before attribute edits (``cached_condition``)
     target: np.ndarray  # the condition the edits asked for
     current: np.ndarray  # the estimator's reading of the edited face
     layout: ConditionLayout = STYLEFLOW
@@ -496,7 +532,7 @@ class AttributeReadJob:
         G = cached_model(ctx, self.state.model)
         tools = cached_tools(ctx, self.state)
         cond0 = cached_condition(ctx, G, self.state, tools)
-        target = current = cond0
+        target, current = cond0, estimator_condition(ctx, G, self.state, tools)  # the flow's reading may start it
         if self.state.edits:
             w, target = worker_ws(ctx, G, self.state)
             current = read_condition(tools.estimator, render_ws(G, w, self.state), layout=tools.layout)

@@ -1,6 +1,8 @@
 """Attributes panel: sliders start at the measured values, a drag is one edit and one undo step, resets, readings."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from editor.controllers.document import Document
@@ -94,3 +96,52 @@ def test_a_lock_is_an_undoable_state_change_that_freezes_its_slider(qtbot, panel
     doc.undo_stack.undo()
     assert doc.state.locks == () and not panel.locks["glasses"].isChecked()
     assert panel.sliders["glasses"].isEnabled()
+
+
+def test_read_from_flow_starts_the_sliders_from_the_flows_reading_in_one_undo_step(qtbot, panel):
+    doc = panel._doc
+    estimated = panel._reading.base.copy()
+    assert not panel.read_action.isChecked() and panel.read_action.shortcut().toString() == "Ctrl+Shift+F"
+    panel.read_button.click()
+    assert not panel.read_progress.isHidden() or doc.state.attribute_source == "flow"
+    qtbot.waitUntil(lambda: panel._reading.state == doc.state and doc.state.attribute_source == "flow",
+                    timeout=60000)
+    assert panel.read_action.isChecked() and panel.read_progress.isHidden()
+    assert doc.undo_stack.count() == 1
+    read = panel._reading.base
+    assert read.shape == estimated.shape and not (read == estimated).all()
+    age = panel._reading.layout.index("age")
+    lo, hi = panel.sliders["age"].minimum(), panel.sliders["age"].maximum()
+    assert panel.sliders["age"].value() == pytest.approx(min(max(read[age], lo), hi), abs=1e-6)
+    assert "flow's reading" in panel.status.text()
+    panel.read_button.click()  # off: the estimator's reading again
+    assert doc.state.attribute_source == "estimator" and not panel.read_action.isChecked()
+    doc.undo_stack.undo()
+    assert doc.state.attribute_source == "flow"
+
+
+def test_reading_from_flow_shows_progress_and_can_be_stopped(qtbot, panel, monkeypatch):
+    import editor.panels.attributes_panel as module
+
+    class SlowRead:
+        """Reports progress, then waits until it is cancelled."""
+
+        def __init__(self, state):
+            self.state = state
+
+        def __call__(self, ctx):
+            ctx.progress(0.25, "Reading the attributes from the flow: step 5 of 20")
+            while not ctx.cancelled():
+                time.sleep(0.01)
+            ctx.check()
+
+    monkeypatch.setattr(module, "FlowReadJob", SlowRead)
+    panel.read_action.trigger()
+    qtbot.waitUntil(lambda: panel.read_progress.value() == 25, timeout=10000)
+    assert not panel.read_progress.isHidden() and not panel.read_stop.isHidden() and panel.read_action.isChecked()
+    assert "step 5 of 20" in panel.status.text()
+    panel.read_stop.click()
+    qtbot.waitUntil(lambda: panel._read_request is None, timeout=10000)
+    assert panel.read_progress.isHidden() and not panel.read_action.isChecked()
+    assert panel._doc.state.attribute_source == "estimator" and panel._doc.undo_stack.count() == 0
+    assert "stopped" in panel.status.text()

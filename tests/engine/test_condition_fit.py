@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from engine.algorithms.condition_fit import (
+    SOLVER_STEPS,
     condition_bounds,
     condition_mean,
     condition_scale,
     fit_condition,
     log_likelihood,
 )
+from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import AttributeSpec, ConditionLayout, LayoutError
+from engine.jobs.condition import FlowReadJob
+from engine.jobs.render import AttributeReadJob, LatentJob, cached_model, cached_tools, state_ws
 from engine.models.flow import ConditionalCNF, FlowConfig
+from engine.project import EditState, ProjectError
+from engine.worker import Cancelled, InlineContext
 
 DIM, ROWS = 4, 12
 
@@ -89,11 +96,12 @@ def test_the_fit_raises_the_log_likelihood_from_the_start(divergence):
     start = torch.zeros(2, 3)
     fit = fit_condition(flow, w, start, steps=30, lr=0.1, prior=0.0, divergence=divergence, snap=False)
     assert fit.trajectory.shape == (31, 2)
-    start_ll = log_likelihood(flow, w, start, divergence=divergence)
+    start_ll = log_likelihood(flow, w, start, steps=SOLVER_STEPS, divergence=divergence)
     torch.testing.assert_close(fit.trajectory[0], start_ll)
     assert (fit.log_likelihood > start_ll + 1.0).all()
     assert (fit.trajectory[-1] > fit.trajectory[0]).all()
-    torch.testing.assert_close(fit.log_likelihood, log_likelihood(flow, w, fit.condition, divergence=divergence))
+    torch.testing.assert_close(fit.log_likelihood, log_likelihood(flow, w, fit.condition, steps=SOLVER_STEPS,
+                                                                  divergence=divergence))
 
 
 def test_for_latents_drawn_under_a_known_condition_the_fit_moves_towards_it():
@@ -200,3 +208,64 @@ def test_a_plain_w_latent_and_a_batch_norm_in_training_mode():
     flow.train()
     with pytest.raises(RuntimeError, match="eval"):
         log_likelihood(flow, w, torch.zeros(3, 3))
+
+
+class _Stopping(InlineContext):
+    """A context whose job is cancelled after ``after`` questions."""
+
+    def __init__(self, after: int):
+        super().__init__(device=torch.device("cpu"))
+        self.after, self.asked = after, 0
+
+    def cancelled(self) -> bool:
+        self.asked += 1
+        return self.asked > self.after
+
+
+def test_the_read_job_fits_the_embedded_face_reports_progress_and_feeds_the_sliders():
+    reports = []
+    ctx = InlineContext(device=torch.device("cpu"), on_progress=lambda f, m: reports.append(f))
+    state = EditState(seed=3)
+    reading = FlowReadJob(state)(ctx)
+    estimator = AttributeReadJob(state)(ctx)
+    assert reading.condition.shape == reading.start.shape == (reading.layout.cond_dim,)
+    np.testing.assert_allclose(reading.start, estimator.base)
+    assert not np.allclose(reading.condition, reading.start)
+    assert reading.trajectory[-1] > reading.trajectory[0]
+    assert reports[0] == 0.0 and reports[-1] == 1.0 and len(reports) > 3
+    flowed = AttributeReadJob(state.replace(attribute_source="flow"))(ctx)  # the memoised fit, no second solve
+    np.testing.assert_array_equal(flowed.base, reading.condition)
+    edit = AttributeEdit("attribute", "age", 60.0)
+    a = LatentJob(state.replace(edits=(edit,)))(ctx)
+    b = LatentJob(state.replace(edits=(edit,), attribute_source="flow"))(ctx)
+    assert not np.allclose(a, b)  # the edit starts from the other condition
+    G = cached_model(ctx, state.model)
+    tools = cached_tools(ctx, state)
+    fresh = state_ws(G, state.replace(edits=(edit,), attribute_source="flow"), tools=tools)  # outside the worker
+    np.testing.assert_allclose(fresh[0].numpy(), b, atol=1e-5)
+
+
+def test_a_cancelled_read_job_stops_and_memoises_nothing():
+    ctx = _Stopping(after=2)
+    state = EditState(seed=4)
+    with pytest.raises(Cancelled):
+        FlowReadJob(state)(ctx)
+    assert ctx.asked == 3
+    assert not any(key[0] == "cond0-flow" for key in ctx.memo._items)
+    ctx.after = 10**6
+    assert FlowReadJob(state)(ctx).trajectory.shape[0] > 3
+
+
+def test_an_unknown_attribute_source_is_refused():
+    with pytest.raises(ProjectError, match="'estimator' or 'flow'"):
+        EditState(attribute_source="guess")
+    assert EditState.from_dict(EditState(attribute_source="flow").to_dict()).attribute_source == "flow"
+
+
+def test_with_the_flows_reading_the_panel_still_shows_what_the_estimator_reads():
+    ctx = InlineContext(device=torch.device("cpu"))
+    state = EditState(seed=5)
+    estimated = AttributeReadJob(state)(ctx)
+    flowed = AttributeReadJob(state.replace(attribute_source="flow"))(ctx)
+    np.testing.assert_array_equal(flowed.current, estimated.base)  # the grey numbers: the estimator's reading
+    assert not np.allclose(flowed.base, estimated.base)  # the sliders: the flow's
