@@ -19,7 +19,7 @@ built through ``build_module``, and every public loader is wrapped by ``refuse_b
   takes under 1 000).
 * ``refuse_broken_files``: a loader's ``TypeError``, ``AttributeError``, ``KeyError`` … on a file it was given is
   the file's fault: it becomes a ``ModelFormatError`` naming the file, the original kept as ``__cause__`` and
-  logged with its traceback (so a bug in the engine is still seen in the log).
+  logged with its traceback to the log file (so a bug in the engine is still seen there).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import functools
 import logging
 import math
 import os
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,7 +47,7 @@ FLOAT32 = 4
 
 # what a loader raising one of these on a file says about the file, not about the engine
 FILE_FAULTS = (AttributeError, TypeError, ValueError, RuntimeError, KeyError, IndexError, UnicodeError,
-                OverflowError, RecursionError, EOFError, ArithmeticError)
+                OverflowError, RecursionError, EOFError, ArithmeticError, struct.error)
 _BAD_DTYPES = (torch.complex32, torch.complex64, torch.complex128)
 
 
@@ -348,7 +349,7 @@ def refuse_broken_files(load: Callable) -> Callable:
                 raise
             name = _name_of(source)
             log.warning("%s: %s refused the file on an unexpected %s", name, load.__name__, type(e).__name__,
-                        exc_info=e)
+                        exc_info=e, extra={"stderr": False})  # for the log file: the refusal itself is shown
             raise ModelFormatError(f"{name} cannot be loaded: its content is damaged or not laid out as this kind "
                                    "of model file is (the details are in the log)") from e
 

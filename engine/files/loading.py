@@ -163,6 +163,8 @@ def _source(source) -> tuple[str, object, str, str | None, str | None]:
 
 
 def _to_float32(sd: dict, label: str) -> dict:
+    if not isinstance(sd, dict):
+        raise ModelFormatError(f"{label}: the weights are {describe(sd)}, not a dictionary of tensors")
     out = {}
     for k, v in sd.items():
         if not isinstance(v, torch.Tensor):

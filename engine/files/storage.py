@@ -10,6 +10,7 @@ import os
 import pickle
 import struct
 import tempfile
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -90,14 +91,14 @@ def _torch_load(path: Path):
                 raise
             raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PyTorch's deprecation notes on what old files hold: not for users
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ModelFormatError(f"refusing to load {path.name}: {unreadable_reason(e)}") from None
     except MemoryError:
         raise ModelFormatError(f"cannot read {path.name}: it asks for more memory than there is") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, UnicodeError, OverflowError) as e:
+    except Exception as e:  # whatever PyTorch's reader trips on in a damaged file (struct.error, KeyError, ...)
         raise ModelFormatError(f"cannot read {path.name}: {unreadable_reason(e)}") from None
     check_structure(obj, what=path.name)
     return obj

@@ -306,14 +306,17 @@ def test_unexpected_errors_become_model_format_errors_that_keep_the_cause(caplog
 
 # ---- main.py info validates what it reports ---------------------------------------------------------------------
 
-INFO_CASES = ["wrong shape", "missing key", "extra key", "str value", "int key", "string z_dim"]
+INFO_CASES = ["wrong shape", "missing key", "extra key", "str value", "int key", "string z_dim", "state_dict tensor",
+              "quantized weights"]
 
 
 @pytest.mark.parametrize("case", INFO_CASES)
 def test_info_refuses_what_the_loader_refuses(tmp_path, capsys, case):
     ck = H.tiny_checkpoint()
-    WRONG[case](ck)
-    path = H.save(ck, tmp_path / "wrong.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        WRONG[case](ck)
+        path = H.save(ck, tmp_path / "wrong.pt")
     assert main.main(["info", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
