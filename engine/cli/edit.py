@@ -30,7 +30,16 @@ from engine.jobs.render import (
 )
 from engine.jobs.translate import TargetJob, shipped_targets
 from engine.models.stylegan2 import NOISE_MODES
-from engine.project import SWAP_MODES, EditState, ModelRef, Source, Translation, read_project, save_project
+from engine.project import (
+    ATTRIBUTE_SOURCES,
+    SWAP_MODES,
+    EditState,
+    ModelRef,
+    Source,
+    Translation,
+    read_project,
+    save_project,
+)
 
 DEFAULT_DEPTH = 16  # the Translate panel's default swap depth (UI2I's usual swap) when the model has it
 PROJECT_SUFFIX = ".fproj"
@@ -48,6 +57,7 @@ python main.py edit --photo me.jpg --steps 200 --set smile=0.9 --lock age --ligh
 python main.py edit --latent w.npy --translate toon --depth 16 --out toon.png --project-out toon.fproj
 python main.py edit --project face.fproj --set yaw=-20 --out turned.png
 python main.py edit --model g.pt --flow flow.pt --flow-layout styleflow --set age=30 --out young.png
+python main.py edit --latent w.npy --attributes-from flow --set age=60 --out older.png
 """
 
 
@@ -263,6 +273,8 @@ def cmd_edit(args) -> int:
                                                           until=0.65 if args.photo else 0.25))
     if args.adaptive:
         state = state.replace(flow_fast=False)
+    if args.attributes_from:
+        state = state.replace(attribute_source=args.attributes_from)
     if args.edits or args.lock:
         state = edited(state, bar.run(AttributeReadJob(state), ctx, until=0.8), args.edits or (), args.lock)
     image = bar.run(RenderJob(state), ctx, until=0.95 if args.pasted_out else 1.0).image
@@ -325,6 +337,9 @@ def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
     att.add_argument("--lock", action="append", default=[], metavar="NAME",
                      help="hold this attribute at its value while the others are edited")
     att.add_argument("--adaptive", action="store_true", help="StyleFlow's adaptive solver instead of fast mode")
+    att.add_argument("--attributes-from", choices=ATTRIBUTE_SOURCES,
+                     help="where the face's starting values come from: the attribute estimator's reading (the "
+                          "default) or the flow's own reading of the face's latent (the panel's Read from flow)")
     att.add_argument("--flow", metavar="FILE", help="another attribute flow than the embedded default's")
     att.add_argument("--flow-layout", metavar="LAYOUT", help=FLOW_LAYOUT_HELP + " (with --flow)")
     tr = p.add_argument_group("translation (the Translate panel)")
