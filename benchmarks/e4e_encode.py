@@ -27,8 +27,8 @@ from engine.models.e4e import Encoder4Editing  # noqa: E402
 MANIFEST = ROOT.parent / "shared" / "reference" / "e4e" / "e4e_ffhq_encode_manifest.json"
 
 
-def full_size_encoder(device: str) -> Encoder4Editing:
-    entries = json.loads(MANIFEST.read_text())["state_dict"]
+def full_size_encoder(device: str, *, manifest: Path = MANIFEST) -> Encoder4Editing:
+    entries = json.loads(Path(manifest).read_text())["state_dict"]
     sd = {k[len("encoder."):]: torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
           for k, shape, dtype in entries if k.startswith("encoder.")}
     cfg, _ = encoder_config(sd, {"stylegan_size": 1024, "encoder_type": "Encoder4Editing"}, what="manifest")

@@ -364,3 +364,26 @@ def test_the_commands_take_a_precision(tiny_path, tmp_path, capsys, monkeypatch)
         with pytest.raises(SystemExit):
             main.main([command, "--help"])
         assert "--precision" in capsys.readouterr().out, command
+
+
+# ---- the GPU check script ----------------------------------------------------------------------------------------
+
+def test_the_gpu_check_loads_every_format_and_matches_the_fixtures(reference_dir):
+    """The script's fixture part at float32 on the CPU: the NVIDIA pickle it writes, the rosinality file and the
+    project's own files converted from both load and match the fixtures at their tolerance."""
+    from benchmarks import gpu_check
+
+    rows = gpu_check.check_fixtures(reference_dir, torch.device("cpu"), (torch.float32,))
+    assert set(rows) == {"nvidia-pkl", "rosinality-pt", "native (from nvidia)", "native (from rosinality)"}
+    for fmt, by_precision in rows.items():
+        row = by_precision["float32"]
+        assert row["image_cases"] > 0 and row["max_abs"] < 1e-4 and row["report"] is None, fmt
+
+
+def test_the_gpu_check_refuses_cuda_without_a_gpu(monkeypatch, capsys):
+    from benchmarks import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        gpu_check.main(["--device", "cuda"])
+    assert e.value.code == 2 and "--device cpu --quick" in capsys.readouterr().err
