@@ -433,11 +433,11 @@ class AttributesPanel(QWidget):
         self._show_flow()
         self._set_enabled(True)
         edited = {e.key for e in reading.state.edits if e.kind == "attribute"}
+        flow = reading.state.attribute_source == "flow"
         blind = [n for n in reading.layout.names if not reading.measured[reading.layout.index(n)]]
         note = (f" The estimator cannot read {', '.join(blind)}: {'it starts' if len(blind) == 1 else 'they start'} "
-                "at the middle of the range." if blind else "")
-        source = (" The sliders start from the flow's reading of the face." if reading.state.attribute_source == "flow"
-                  else "")
+                "at the middle of the range (Read from flow reads it)." if blind and not flow else "")
+        source = " The sliders start from the flow's reading of the face." if flow else ""
         lead = (f"{len(reading.state.edits)} edit(s) on this face" if edited else
                 "Drag a slider to edit; the grey numbers are what the estimator reads now.")
         self.status.setText(lead + source + note)

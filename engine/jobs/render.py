@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.algorithms.condition_fit import ConditionFit, fit_condition
+from engine.algorithms.condition_fit import ConditionFit, condition_mean, fit_condition
 from engine.algorithms.flow_edit import LIGHTING_PRESETS, FastSteps, apply_edits, flow_layout_of
 from engine.algorithms.flow_layout import STYLEFLOW, ConditionLayout
 from engine.algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
@@ -328,9 +328,12 @@ def estimator_condition(ctx: JobContext, G: Generator, state: EditState, tools: 
 
 
 def read_from_flow(tools: FlowTools, ws: torch.Tensor, start: torch.Tensor, **callbacks) -> ConditionFit:
-    """``fit_condition`` of the face ``ws`` [1, num_ws, w_dim] from ``start`` [1, C] with the tools' flow and layout,
-    the attributes the estimator reads as yes/no snapped to an end."""
+    """``fit_condition`` of the face ``ws`` [1, num_ws, w_dim] from ``start`` [1, C] (the estimator's reading; the
+    entries it does not read start at the flow's training mean) with the tools' flow and layout, the attributes the
+    estimator reads as yes/no snapped to an end."""
     binary = tuple(getattr(tools.estimator.cfg, "binary", ()))
+    read = torch.tensor(tools.measured, dtype=torch.bool, device=start.device)
+    start = torch.where(read, start, condition_mean(tools.flow, tools.layout).to(start))
     return fit_condition(tools.flow, ws, start, layout=tools.layout, binary=binary, **callbacks)
 
 

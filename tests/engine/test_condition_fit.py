@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pytest
@@ -18,7 +19,15 @@ from engine.algorithms.condition_fit import (
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import AttributeSpec, ConditionLayout, LayoutError
 from engine.jobs.condition import FlowReadJob
-from engine.jobs.render import AttributeReadJob, LatentJob, cached_model, cached_tools, state_ws
+from engine.jobs.render import (
+    AttributeReadJob,
+    FlowTools,
+    LatentJob,
+    cached_model,
+    cached_tools,
+    read_from_flow,
+    state_ws,
+)
 from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.project import EditState, ProjectError
 from engine.worker import Cancelled, InlineContext
@@ -269,3 +278,13 @@ def test_with_the_flows_reading_the_panel_still_shows_what_the_estimator_reads()
     flowed = AttributeReadJob(state.replace(attribute_source="flow"))(ctx)
     np.testing.assert_array_equal(flowed.current, estimated.base)  # the grey numbers: the estimator's reading
     assert not np.allclose(flowed.base, estimated.base)  # the sliders: the flow's
+
+
+def test_entries_the_estimator_does_not_read_start_at_the_flows_training_mean():
+    flow = tiny_flow(LAYOUT)
+    flow.extras = {"cond_mean": [0.7, -0.6, 0.5]}
+    estimator = types.SimpleNamespace(cfg=types.SimpleNamespace(binary=()))
+    tools = FlowTools(flow, estimator, None, LAYOUT, (True, False, True))
+    w = sample_w(flow, torch.zeros(1, 3), seed=12)
+    fit = read_from_flow(tools, w, torch.tensor([[0.1, 0.0, 0.2]]), steps=0)
+    assert torch.equal(fit.start, torch.tensor([[0.1, -0.6, 0.2]]))
