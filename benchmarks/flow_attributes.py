@@ -20,6 +20,11 @@ released architecture (random weights, 18 x 512 W+) for the "few seconds" target
 time (the CPU time is what a busy machine does not inflate), with the load average. JSON to stdout.
 
     python benchmarks/flow_attributes.py [--faces 24] [--seed 2147483646] [--threads 1] [--steps 20]
+
+Measured (24 faces each, 1 thread, 2 shared CPU cores, load ~4-5; mean errors in training standard deviations,
+attributes / lighting): synthetic photos, truth: estimator 0.22 / 0.18, flow from the estimator's reading
+0.78 / 0.88, flow alone 0.76 / 0.86, training mean 1.00 / 1.02. Generated faces against the estimator: flow alone
+0.55 / 0.56, training mean 0.86 / 0.67. CPU time per face 0.4 s (p95 0.6 s), 2.2 s for the released architecture.
 """
 from __future__ import annotations
 
