@@ -31,8 +31,9 @@ from engine.jobs.render import cached_file, cached_model, open_file, render_in_w
 from engine.models.e4e import E4E, encode, prepare_photos
 from engine.models.encoder import load_encoder
 from engine.models.stylegan2 import Generator
-from engine.photos.align import AlignTransform, align_image, paste_back
-from engine.photos.faces import Face, detect_faces
+from engine.photos.align import AlignTransform, align_image, face_transform, paste_back
+from engine.photos.blend import blend_back, canonical_face, face_outline
+from engine.photos.faces import Face, available_detectors, detect_faces
 from engine.photos.read import Photo, load_photo
 from engine.project import EditState, ModelRef, NoiseMaps, PhotoRef, ProjectError, Source
 from engine.worker import JobContext
@@ -309,11 +310,44 @@ class PasteResult:
     ms: float
 
 
+def matching_face(faces, transform: AlignTransform, *, recipe: str, tolerance: float = 0.15) -> Face | None:
+    """The detected face whose alignment (by ``recipe``) is ``transform``'s crop, within ``tolerance`` sides of
+    its centre and size; None when no face fits (a manual box, or a face no longer found)."""
+    centre, side = np.mean(transform.quad, axis=0), transform.side
+    best, best_error = None, tolerance
+    for face in faces:
+        t = face_transform(face, size=transform.size, recipe=recipe)
+        error = max(float(np.hypot(*(np.mean(t.quad, axis=0) - centre))) / side, abs(t.side / side - 1.0))
+        if error <= best_error:
+            best, best_error = face, error
+    return best
+
+
+def photo_outline(ctx: JobContext, photo: Photo, transform: AlignTransform, recipe: str) -> np.ndarray:
+    """The outline [K, 2] (photo pixels) of the face in ``transform``'s crop: detected again (dlib's 68 points
+    when installed, which give the jaw line, else MTCNN's 5; cached per photo and crop), else a face of average
+    proportions where the crop puts one (``canonical_face``)."""
+
+    def find() -> np.ndarray:
+        for detector in [d for d in ("dlib68", "mtcnn") if d in available_detectors()]:
+            face = matching_face(detect_faces(photo.pixels, detector=detector), transform, recipe=recipe)
+            if face is not None:
+                return face_outline(face)
+        return face_outline(canonical_face(transform))
+
+    return ctx.photos.get(("outline", photo.sha256, transform.quad, recipe), find)
+
+
 @dataclass(frozen=True)
 class PasteJob:
-    """Render ``state`` (which must come from a photo) and blend the face back into the photo."""
+    """Render ``state`` (which must come from a photo) and blend the face back into the photo.
+
+    ``seamless`` (default): along the face's outline, in the photo's colours and keeping its fine detail
+    (``engine.photos.blend.blend_back``, measured against the unedited reconstruction); else the whole crop square
+    with a feathered edge (``paste_back``)."""
 
     state: EditState
+    seamless: bool = True
 
     def __call__(self, ctx: JobContext) -> PasteResult:
         t0 = time.perf_counter()
@@ -325,7 +359,19 @@ class PasteJob:
         face = render_in_worker(ctx, self.state)
         ctx.check()
         aligned = align_image(photo.pixels, transform)
-        pasted = paste_back(photo.pixels, face, transform)
+        if not self.seamless:
+            pasted = paste_back(photo.pixels, face, transform)
+        else:
+            G = cached_model(ctx, self.state.model)
+            reference = None
+            if self.state.base is not None:
+                image, _, _ = reconstruct(G, self.state, to_target(aligned, G.w_avg.device))
+                reference = to_uint8(image)[0]
+                if reference.shape != face.shape:  # a translated face of another size: measured against itself
+                    reference = None
+            outline = photo_outline(ctx, photo, transform, alignment_recipe(G))
+            ctx.check()
+            pasted = blend_back(photo.pixels, face, transform, outline=outline, reference=reference)
         return PasteResult(self.state, aligned, pasted, (time.perf_counter() - t0) * 1e3)
 
 

@@ -39,7 +39,7 @@ from engine.files.configs import DictForm
 from engine.photos.faces import Face
 
 __all__ = ["AlignTransform", "RECIPES", "face_transform", "box_transform", "whole_image_transform", "align_image",
-           "paste_back", "SYNTHETIC_SCALE", "SYNTHETIC_SHIFT", "derive_synthetic_recipe"]
+           "paste_back", "face_region", "warp_face", "SYNTHETIC_SCALE", "SYNTHETIC_SHIFT", "derive_synthetic_recipe"]
 
 RECIPES = ("ffhq", "synthetic")
 # derive_synthetic_recipe(count=400, seed=0): scale 1.0884, shift (-0.0026, 0.0296), 400 of 400 faces detected
@@ -225,6 +225,27 @@ def align_image(pixels: np.ndarray, transform: AlignTransform) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def face_region(photo: np.ndarray, transform: AlignTransform) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The photo pixels ``transform.quad`` touches, as (origin (x, y), shape (rows, cols)) clipped to the photo;
+    None when the quad lies entirely outside it."""
+    height, width = photo.shape[:2]
+    q = np.array(transform.quad)
+    x0, y0 = (max(0, int(math.floor(v))) for v in q.min(0))
+    x1, y1 = min(width, int(math.ceil(q[:, 0].max()))), min(height, int(math.ceil(q[:, 1].max())))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0), (y1 - y0, x1 - x0)
+
+
+def warp_face(face: np.ndarray, transform: AlignTransform, origin: tuple[int, int], shape: tuple[int, int]
+              ) -> np.ndarray:
+    """An aligned square ``face`` [S, S, C] (any side, uint8 or float) resampled onto the photo pixels of ``shape``
+    (rows, cols) whose top-left is ``origin`` (x, y): float32 [rows, cols, C], bilinear, edge pixels repeated
+    outside the square. Linear in ``face``."""
+    to_face = np.diag([face.shape[1] / transform.size, face.shape[0] / transform.size, 1.0]) @ transform.matrix()
+    return _warp(face, to_face, origin, shape, mirror=False)
+
+
 def paste_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *, feather: float = 0.08
                ) -> np.ndarray:
     """``photo`` [H, W, 3] with ``face`` (an aligned square of any side, resampled to fit) put back into
@@ -240,13 +261,12 @@ def paste_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *
         raise ValueError(f"the face must be square, got {face.shape[1]} x {face.shape[0]}")
     if not (0.0 <= feather <= 0.5):
         raise ValueError(f"feather must be between 0 and 0.5 of the side, got {feather}")
-    height, width = photo.shape[:2]
     out = photo.copy()
-    q = np.array(transform.quad)
-    x0, y0 = (max(0, int(math.floor(v))) for v in q.min(0))
-    x1, y1 = min(width, int(math.ceil(q[:, 0].max()))), min(height, int(math.ceil(q[:, 1].max())))
-    if x1 <= x0 or y1 <= y0:
+    found = face_region(photo, transform)
+    if found is None:
         return out  # the quad lies entirely outside the photo
+    (x0, y0), (rows, cols) = found
+    x1, y1 = x0 + cols, y0 + rows
     to_aligned = transform.matrix()
     # mask from each photo pixel centre's position in the aligned square, [0, 1] across it
     m = torch.from_numpy(to_aligned[:2] / transform.size)
@@ -262,8 +282,7 @@ def paste_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *
         mask = t * t * (3.0 - 2.0 * t)
     if not bool((mask > 0).any()):
         return out
-    to_face = np.diag([face.shape[1] / transform.size, face.shape[0] / transform.size, 1.0]) @ to_aligned
-    warped = torch.from_numpy(_warp(face, to_face, (x0, y0), (y1 - y0, x1 - x0), mirror=False))  # [h, w, 3]
+    warped = torch.from_numpy(warp_face(face, transform, (x0, y0), (rows, cols)))  # [h, w, 3]
     region = torch.from_numpy(out[y0:y1, x0:x1])  # a view: writing it writes ``out``
     blended = torch.lerp(region.float(), warped, mask[..., None]).round_().clamp_(0, 255).to(torch.uint8)
     region.copy_(torch.where(mask[..., None] > 0, blended, region))

@@ -209,7 +209,7 @@ def test_invert_refuses_a_wrong_size_and_encoder_only_without_encoder(model_path
 def test_paste_back_puts_the_face_in_the_photo_and_nothing_else(model_path, photo_path):
     out = InvertJob(EditState(model=ModelRef(str(model_path))), str(photo_path), box_transform(BOX, size=32),
                     InversionSettings(steps=20))(Ctx())
-    res = PasteJob(out.state)(Ctx())
+    res = PasteJob(out.state, seamless=False)(Ctx())
     photo = np.asarray(Image.open(photo_path).convert("RGB"))
     assert res.pasted.shape == photo.shape and res.aligned.shape == (32, 32, 3)
     outside = np.ones(photo.shape[:2], bool)
@@ -218,6 +218,11 @@ def test_paste_back_puts_the_face_in_the_photo_and_nothing_else(model_path, phot
     inside = res.pasted[30:82, 46:98].astype(float)
     face = np.asarray(Image.fromarray(out.image).resize((64, 64), Image.BICUBIC))[6:58, 6:58].astype(float)
     assert np.abs(inside - face).mean() < 6  # the rendered face, resampled to the photo's scale
+    seamless = PasteJob(out.state)(Ctx()).pasted  # along the face's outline, in the photo's colours and detail
+    np.testing.assert_array_equal(seamless[outside], photo[outside])
+    assert (seamless != photo).any()
+    assert np.abs(seamless[30:82, 46:98].astype(float) - photo[30:82, 46:98]).mean() < np.abs(inside - photo[
+        30:82, 46:98]).mean()  # the photo's own detail and colours stay: closer to it than the square paste
     with pytest.raises(ProjectError, match="not come from a photo"):
         PasteJob(EditState())(Ctx())
 
