@@ -26,9 +26,12 @@ from engine.files.guard import MAX_MODEL_BYTES, check_structure, format_bytes, r
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 _LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # a ZIP record's local header, up to its name and extra field lengths
-MAX_PICKLE_RECORD = 64 << 20  # the pickle of a torch.save file (the weights are records beside it: a few MB at most)
+# the pickle of a torch.save file: the weights are records beside it, so a 1024 px training checkpoint's takes some
+# 1 MB; PyTorch unpickles it in Python (0.5 us an instruction), so 8 MB bounds the time to ~4 s and the memory
+MAX_PICKLE_RECORD = 8 << 20
 
 _SHA_MEMO: dict[tuple, str] = {}
+_CRC_MEMO: dict[tuple, bool] = {}  # the ZIP files whose records were checked (file identities, as _SHA_MEMO's)
 _SHA_MEMO_SIZE = 64
 
 
@@ -79,10 +82,23 @@ def check_zip_records(path: Path) -> None:
                                        "it was saved)")
 
 
+def _verified(path: Path) -> None:
+    """``check_zip_records`` once per file identity (path, inode, size, modification time): the editor opens the same
+    model again and again (a project, its thumbnails, a reload), and a changed file is checked anew."""
+    st = path.stat()
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _CRC_MEMO:
+        return
+    check_zip_records(path)
+    if len(_CRC_MEMO) >= _SHA_MEMO_SIZE:
+        _CRC_MEMO.pop(next(iter(_CRC_MEMO)))
+    _CRC_MEMO[key] = True
+
+
 def _torch_load(path: Path):
     if _is_zip(path):
         try:
-            check_zip_records(path)
+            _verified(path)
         except zipfile.BadZipFile:
             raise ModelFormatError(f"cannot read {path.name}: its ZIP archive is damaged (truncated, or changed "
                                    "after it was written)") from None

@@ -3,6 +3,7 @@ why, fast and in little memory, by the engine's loaders and by ``main.py info``.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import torch
 import main
 from engine import ModelFormatError, inspect_model, load_generator
 from engine.errors import PrecisionError
-from engine.files import guard, pickles
+from engine.files import guard, pickles, storage
 from engine.files.e4e import load_e4e
 from engine.files.flows import load_flow
 from engine.files.guard import build_module, check_structure, refuse_broken_files
@@ -177,6 +178,31 @@ def test_a_flipped_byte_in_a_checkpoint_is_refused(tmp_path, record):
     info = max(infos, key=lambda i: i.file_size)
     H.flip_byte(path, H.data_offset(path, info) + info.file_size // 2)
     with pytest.raises(ModelFormatError, match="its data is corrupt .* does not match the checksum"):
+        load_generator(path)
+
+
+def test_an_oversized_checkpoint_pickle_is_refused_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "MAX_PICKLE_RECORD", 1000)
+    path = H.replace_record(H.save(H.tiny_checkpoint(), tmp_path / "flood.pt"), "data.pkl",
+                            b"\x80\x02(" + b"N" * 2000 + b"l.")
+    with pytest.raises(ModelFormatError, match="its pickle takes 2 kB, and the editor reads model files whose pickle "
+                                               "takes up to 1 kB"):
+        load_generator(path)
+
+
+def test_a_file_is_checked_once_until_it_changes(tmp_path, monkeypatch):
+    path = H.save(H.tiny_checkpoint(), tmp_path / "once.pt")
+    checked = []
+    real = storage.check_zip_records
+    monkeypatch.setattr(storage, "check_zip_records", lambda p: (checked.append(p), real(p))[1])
+    load_generator(path)
+    load_generator(path)
+    assert len(checked) == 1
+    info = max(H.records(path), key=lambda i: i.file_size)
+    H.flip_byte(path, H.data_offset(path, info) + 1)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # changed a second later
+    with pytest.raises(ModelFormatError, match="corrupt"):
         load_generator(path)
 
 
