@@ -108,6 +108,11 @@ _OPS = [b"(", b")", b"]", b"}", b"N", b"\x88", b"\x89", b"0", b"2", b"t", b"l", 
         b"\x85", b"\x86", b"\x87", b"R", b"b", b"\x94", b"\x8f", b"\x90", b"\x91"]
 
 
+_GLOBALS = [b"ctorch_utils.persistence\n_reconstruct_persistent_obj\n", b"cbuiltins\nset\n",
+            b"ccollections\nOrderedDict\n", b"cnumpy\ndtype\n", b"ctorch._utils\n_rebuild_tensor_v2\n",
+            b"cnumpy.core.multiarray\n_reconstruct\n", b"cnumpy\nndarray\n", b"cos\nsystem\n"]
+
+
 def _random_program(rng: random.Random) -> bytes:
     out = bytearray(b"\x80" + bytes([rng.choice([2, 4])]))
     for _ in range(rng.randint(1, 60)):
@@ -123,9 +128,7 @@ def _random_program(rng: random.Random) -> bytes:
         elif pick < 0.87:
             out += b"q" + bytes([rng.randrange(8)])
         elif pick < 0.95:
-            out += rng.choice([b"ctorch_utils.persistence\n_reconstruct_persistent_obj\n", b"cbuiltins\nset\n",
-                               b"ccollections\nOrderedDict\n", b"cnumpy\ndtype\n", b"ctorch._utils\n_rebuild_tensor_v2\n",
-                               b"cos\nsystem\n"])
+            out += rng.choice(_GLOBALS)
         else:
             out += bytes([rng.randrange(256)])
     return bytes(out + b".")
