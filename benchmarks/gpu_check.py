@@ -48,6 +48,7 @@ from engine.models import memory  # noqa: E402
 from engine.models.flow import FlowConfig  # noqa: E402
 from engine.models.precision import measure_precision, precision_name  # noqa: E402
 from engine.models.stylegan2 import Generator, GeneratorConfig, channels_from_base  # noqa: E402
+from engine.runtime import full_float32  # noqa: E402
 from tests.engine import nvlabs_pickle_writer as writer  # noqa: E402
 from tests.engine.test_stylegan2_fixtures import _run_nvlabs, _run_rosinality  # noqa: E402
 
@@ -229,12 +230,15 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: this machine (or this build of torch) has no CUDA GPU; use --device cpu --quick")
+    if device.type == "cuda":
+        full_float32()  # as the worker does: float32 is float32, not TF32
     t_start = time.perf_counter()
     reduced = (torch.float32, torch.float16, torch.bfloat16)
     report = {
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         platform.processor() or platform.machine(), "torch": torch.__version__, "cuda": torch.version.cuda,
         "quick": args.quick, "runs": args.runs, "warmup": args.warmup,
+        "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         "targets_h100_ms": {"frame_1024_float16": 5, "flow_edit": 5, "e4e_encode": 10},
     }
     report["fixtures"] = check_fixtures(args.fixtures, device, reduced if args.quick else PRECISIONS)

@@ -77,3 +77,14 @@ def set_threads(threads: int | None) -> None:
 
         torch.set_num_threads(threads)
 
+
+def full_float32() -> None:
+    """float32 means float32 on a GPU too: TF32 off for cuDNN convolutions and CUDA matrix products. torch turns it
+    on for convolutions by default on Ampere and later GPUs; it rounds their inputs to 10 mantissa bits as float16
+    does (2e-3 of the image range on the StyleGAN2 fixtures in float16, 20 times their tolerance), and NVIDIA's
+    StyleGAN2 training keeps it off unless asked (``--allow-tf32``). Process-wide; float16 / bfloat16 layers are
+    unaffected. Called by the worker and the commands when they open a CUDA device."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

@@ -27,6 +27,7 @@ import torch
 
 from engine.devices import resolve_device
 from engine.models.precision import parse_precision, precision_dtype, precision_name
+from engine.runtime import full_float32
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +409,8 @@ class Worker:
             self._start_error = e
             self._ready.set()
             return
+        if self.device.type == "cuda":
+            full_float32()
         if self.device.type == "cpu" and self._cpu_threads is not None:
             torch.set_num_threads(self._cpu_threads)  # process-wide: the worker is the one that computes
         log.info("engine worker started on %s (generators in %s)", self.device, self.dtype_name)

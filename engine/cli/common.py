@@ -13,7 +13,7 @@ import torch
 from engine.devices import resolve_device
 from engine.models.precision import PRECISION_HELP, PRECISIONS
 from engine.project import ModelRef
-from engine.runtime import set_threads
+from engine.runtime import full_float32, set_threads
 from engine.worker import InlineContext
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto)"
@@ -72,9 +72,11 @@ def model_ref(path: str | None) -> ModelRef:
 
 
 def setup_compute(args) -> torch.device:
-    """The device a command asked for (``--device``, checked: ``DeviceError`` names the choices) and its CPU thread
-    count (``--threads``, when it has one; below 1 is refused)."""
+    """The device a command asked for (``--device``, checked: ``DeviceError`` names the choices; on CUDA float32 is
+    full float32, ``full_float32``) and its CPU thread count (``--threads``, when it has one; below 1 is refused)."""
     device = resolve_device(args.device)
+    if device.type == "cuda":
+        full_float32()
     set_threads(getattr(args, "threads", None))
     return device
 

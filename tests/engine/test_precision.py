@@ -9,6 +9,7 @@ run in float64).
 """
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -336,6 +337,22 @@ def test_auto_is_float16_on_a_cuda_gpu_mocked(monkeypatch):
     assert w.dtype_name == "float16"
     w.precision = "bfloat16"
     assert w.dtype_name == "bfloat16"
+
+
+def test_a_command_on_cuda_turns_tf32_off_mocked(monkeypatch):
+    """float32 on a GPU is float32: TF32 (10 mantissa bits, on by default for cuDNN convolutions) is turned off when
+    a command opens a CUDA device."""
+    from engine.cli.common import setup_compute
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert setup_compute(argparse.Namespace(device="cuda", threads=None)).type == "cuda"
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_auto_is_float32_without_a_gpu_mocked(monkeypatch):
