@@ -1,4 +1,9 @@
-"""Start the editor: QApplication, engine bridge, document and main window; ``--screenshot`` renders it offscreen."""
+"""Start the editor: QApplication, engine bridge, document and main window; ``--screenshot`` renders it offscreen.
+
+A ``--screenshot`` run is headless: it never waits on a dialog. A bad ``--project`` (unreadable, or naming a missing or
+changed model) is refused before the window opens, and any message box the window would show is closed at once and
+ends the run: exit status 2 with one ``error:`` line.
+"""
 from __future__ import annotations
 
 import os
@@ -14,10 +19,13 @@ from engine import (
     EditState,
     LayoutError,
     ModelRef,
+    ProjectError,
     parse_layout,
+    read_project,
     resolve_device,
     setup_logging,
     tune_allocator,
+    verify_files,
 )
 
 
@@ -66,6 +74,12 @@ def run(args) -> int:
         except DeviceError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    if args.screenshot and args.project:
+        try:
+            verify_files(read_project(args.project)[0])
+        except ProjectError as e:
+            print(f"error: {one_line(str(e))}", file=sys.stderr)
+            return 2
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     elif sys.platform.startswith("linux") and not any(
@@ -87,6 +101,7 @@ def run(args) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Face Editor")
     app.setOrganizationName("face-editor")
+    dialogs = DialogGuard(app) if args.screenshot else None
     settings = Settings(args.settings)
     device = args.device or settings.device
     precision = args.precision or settings.precision  # a stored precision this version lacks reads as auto
@@ -109,7 +124,7 @@ def run(args) -> int:
         window.resize(1280, 800)
         if args.photo:
             window.act_side.setChecked(True)
-        return _screenshot(app, window, bridge, Path(args.screenshot), photo=bool(args.photo))
+        return _screenshot(app, window, bridge, Path(args.screenshot), photo=bool(args.photo), dialogs=dialogs)
     window.show()
     try:
         return app.exec()
@@ -122,14 +137,50 @@ def _report_start(started: float) -> None:
     print(f"first frame at epoch {time.time():.3f}", file=sys.stderr)
 
 
-def _screenshot(app, window, bridge, path: Path, *, photo: bool = False, timeout_s: float = 120.0) -> int:
+def one_line(text: str) -> str:
+    """``text`` on one line (a message box's text may have several)."""
+    return " ".join(text.split())
+
+
+class DialogGuard:
+    """For a headless run: closes every modal dialog as soon as it opens (polling ``app.activeModalWidget()``, which
+    also runs inside the dialog's own event loop) and keeps its text in ``messages``."""
+
+    def __init__(self, app, *, interval_ms: int = 20):
+        from PySide6.QtCore import QTimer
+
+        self.messages: list[str] = []
+        self._app = app
+        self._timer = QTimer(app, interval=interval_ms)
+        self._timer.timeout.connect(self._close_modal)
+        self._timer.start()
+
+    def _close_modal(self) -> None:
+        dialog = self._app.activeModalWidget()
+        if dialog is None:
+            return
+        text = dialog.text() if hasattr(dialog, "text") else dialog.windowTitle()
+        self.messages.append(one_line(text) or "a dialog asked a question")
+        if hasattr(dialog, "done"):
+            dialog.done(0)
+        else:
+            dialog.close()
+
+
+def _screenshot(app, window, bridge, path: Path, *, photo: bool = False, timeout_s: float = 120.0,
+                dialogs: DialogGuard | None = None) -> int:
     """Show the window offscreen, wait for the first full frame and the thumbnails (and the photo's inversion
-    with ``photo``), save a PNG."""
+    with ``photo``), save a PNG. A dialog (``dialogs`` closed it) ends the run with its message: status 2."""
     window.show()
     deadline = time.monotonic() + timeout_s
     settle = None
     while time.monotonic() < deadline:
         app.processEvents()
+        if dialogs is not None and dialogs.messages:
+            print(f"error: {dialogs.messages[0]}", file=sys.stderr)
+            window.projects.discard_autosave()
+            bridge.shutdown()
+            return 2
         waiting = photo and (window.document.state.photo is None or window.photo_panel.running())
         if window.current_full_image() is not None and not waiting:
             settle = settle or time.monotonic() + 1.5  # let thumbnails and layout arrive

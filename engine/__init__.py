@@ -109,6 +109,7 @@ from engine.models.precision import PRECISION_HELP, PRECISIONS, parse_precision,
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from engine.photos.align import AlignTransform, box_transform, face_transform
 from engine.project import (
+    MAX_EDITS,
     SEED_LIMIT,
     EditState,
     ModelRef,
@@ -118,6 +119,7 @@ from engine.project import (
     Translation,
     read_project,
     save_project,
+    verify_files,
 )
 from engine.runtime import tune_allocator
 from engine.worker import Cancelled, InlineContext, Job, JobContext, JobHandle, Worker
@@ -128,7 +130,8 @@ __all__ = [
     "Generator", "GeneratorConfig", "Discriminator", "DiscriminatorConfig",
     "ASSETS_DIR", "DEFAULT_GENERATOR", "DEFAULT_ESTIMATOR", "DEFAULT_FLOW", "DEFAULT_ENCODER",
     # the document
-    "EditState", "ModelRef", "PhotoRef", "Source", "Translation", "SEED_LIMIT", "read_project", "save_project",
+    "EditState", "ModelRef", "PhotoRef", "Source", "Translation", "SEED_LIMIT", "MAX_EDITS",
+    "read_project", "save_project", "verify_files",
     "parse_seeds", "AttributeEdit", "merge_edit", "slider_target", "slider_from_target", "SLIDER_STEPS",
     "LIGHTING_PRESETS", "ConditionLayout", "AttributeSpec", "STYLEFLOW", "LayoutError", "parse_layout", "parse_rows",
     "rows_text", "DEFAULT_RANGE", "DEFAULT_DEGREE", "FLOW_LAYOUT_HELP",

@@ -3,13 +3,20 @@
 ``EditState`` is an immutable snapshot (model reference + sha256, seed, truncation, noise, style-mixing sources and
 rows). The editor's document holds one and replaces it on every edit; the engine renders it (``engine.jobs.render``).
 Project files are JSON, written atomically; saved latents travel inside them as base64 float32.
+
+Project files are untrusted: ``read_project`` opens regular files only (never a pipe or a device), bounds the size,
+the JSON nesting and the digits of a number before parsing, and the noise maps' decompressed size by their shapes;
+every field then goes through one schema (``engine.files.configs``): anything else is a ``ProjectError`` naming it.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import math
 import os
+import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +25,9 @@ import numpy as np
 
 from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
-from engine.files.configs import DictForm, from_dict
+from engine.files.configs import DictForm, Unreadable, from_dict
 from engine.files.paths import relative_to, resolve_from
-from engine.files.storage import write_text_atomic
+from engine.files.storage import file_sha256, write_text_atomic
 from engine.models.stylegan2 import NOISE_MODES
 from engine.photos.align import AlignTransform
 
@@ -30,6 +37,12 @@ SEED_LIMIT = 2**32
 # Where a face's starting condition (the sliders' originals) comes from: the attribute estimator's reading of the
 # rendered face, or the flow's own reading of its latent (engine.algorithms.condition_fit, from the estimator's).
 ATTRIBUTE_SOURCES = ("estimator", "flow")
+PROJECT_SIZE_LIMIT = 64 << 20  # bytes; a 1024 px inversion's noise maps take about 15 MB
+JSON_DEPTH_LIMIT = 32  # a project nests about 6 deep
+NUMBER_DIGITS_LIMIT = 40  # a seed has at most 10
+NOISE_BYTES_LIMIT = 256 << 20  # decompressed noise maps (a 1024 px model's take 11 MB)
+MAX_IMAGE_SIZE = 16384  # px: the side of an aligned face (a model's resolution)
+MAX_EDITS = 100  # attribute edits replayed per frame (each is a flow solve: about 30 ms on a CPU, 200 ms exact)
 
 
 class ProjectError(ValueError):
@@ -46,6 +59,12 @@ class ModelRef(DictForm):
     @property
     def is_default(self) -> bool:
         return self.path is None
+
+    def __post_init__(self):
+        if self.path is not None and (not isinstance(self.path, str) or not self.path):
+            raise ProjectError(f"a model path must be a file name, got {self.path!r}")
+        if self.sha256 is not None and not isinstance(self.sha256, str):
+            raise ProjectError(f"a model's sha256 must be a text of hexadecimal digits, got {self.sha256!r}")
 
     def label(self) -> str:
         return "embedded default" if self.path is None else Path(self.path).name
@@ -69,7 +88,7 @@ class Source:
         if self.seed is not None and not 0 <= self.seed < SEED_LIMIT:
             raise ProjectError(f"seed {self.seed} is out of range [0, 2**32)")
         if self.latent is not None:
-            if len(self.shape) not in (1, 2) or 4 * int(np.prod(self.shape)) != len(self.latent):
+            if len(self.shape) not in (1, 2) or not _sizes(self.shape) or 4 * math.prod(self.shape) != len(self.latent):
                 raise ProjectError(f"latent data does not match its shape {self.shape}")
 
     @classmethod
@@ -113,7 +132,7 @@ class NoiseMaps:
     shapes: tuple[tuple[int, ...], ...]
 
     def __post_init__(self):
-        if 4 * sum(int(np.prod(s)) for s in self.shapes) != len(self.data):
+        if not all(_sizes(s) for s in self.shapes) or _noise_bytes(self.shapes) != len(self.data):
             raise ProjectError(f"noise data does not match its {len(self.shapes)} map shapes")
 
     @classmethod
@@ -136,15 +155,44 @@ class NoiseMaps:
 
     @classmethod
     def from_dict(cls, d: dict) -> "NoiseMaps":
-        """The inverse of ``to_dict`` (the maps' bytes are zlib-compressed base64 there)."""
-        if not isinstance(d, dict) or not isinstance(d.get("zlib"), str):
-            raise ProjectError("the stored noise maps lack their data (a base64 text under 'zlib')")
+        """The inverse of ``to_dict`` (the maps' bytes are zlib-compressed base64 there), decompressing no more than
+        the shapes hold (and ``NOISE_BYTES_LIMIT`` at most)."""
+        stored = _StoredNoise.from_dict(d)
+        if not all(_sizes(s) for s in stored.shapes):
+            raise ProjectError(f"the noise map shapes {[list(s) for s in stored.shapes]} are not all sizes >= 1")
+        size = _noise_bytes(stored.shapes)
+        if size > NOISE_BYTES_LIMIT:
+            raise ProjectError(f"the noise map shapes ask for {size / 2**20:.0f} MB, more than the "
+                               f"{NOISE_BYTES_LIMIT >> 20} MB any model's noise takes")
         try:
-            data = zlib.decompress(base64.b64decode(d["zlib"], validate=True))
+            inflate = zlib.decompressobj()
+            data = inflate.decompress(base64.b64decode(stored.zlib, validate=True), size + 1)
         except (ValueError, zlib.error) as e:
             raise ProjectError(f"the stored noise maps are unreadable ({e})") from None
-        rest = {k: v for k, v in d.items() if k != "zlib"}
-        return from_dict(cls, rest | {"data": data}, what="the noise maps", error=ProjectError, unknown="ignore")
+        if len(data) > size or inflate.unconsumed_tail:
+            raise ProjectError(f"the stored noise maps hold more data than their {len(stored.shapes)} shapes")
+        if not inflate.eof:
+            raise ProjectError("the stored noise maps are unreadable: their data is cut short")
+        return cls(data, stored.shapes)
+
+
+@dataclass(frozen=True)
+class _StoredNoise(DictForm, what="the noise maps", error=ProjectError, unknown="ignore"):
+    """Noise maps as a project file stores them: ``zlib`` (base64 of the zlib-compressed float32 bytes) and the
+    maps' ``shapes``."""
+
+    zlib: str
+    shapes: tuple[tuple[int, ...], ...]
+
+
+def _sizes(shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is a list of sizes (whole numbers >= 1)."""
+    return all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
+
+
+def _noise_bytes(shapes: tuple[tuple[int, ...], ...]) -> int:
+    """The float32 bytes that maps of ``shapes`` hold (exact: no overflow for absurd sizes)."""
+    return 4 * sum(math.prod(s) for s in shapes)
 
 
 @dataclass(frozen=True)
@@ -159,8 +207,15 @@ class PhotoRef(DictForm):
     size: int
 
     def __post_init__(self):
+        if isinstance(self.size, int) and self.size > MAX_IMAGE_SIZE:
+            raise ProjectError(f"the photo's aligned size {self.size} is larger than any model's images "
+                               f"({MAX_IMAGE_SIZE} px at most)")
         try:
-            align = AlignTransform(self.quad, self.size)
+            with np.errstate(over="raise", invalid="raise"):  # corners near the float range
+                align = AlignTransform(self.quad, self.size)
+        except FloatingPointError:
+            reason = "its corners are too far out to compute with"
+            raise ProjectError(f"the photo alignment is unusable: {reason}") from None
         except ValueError as e:
             raise ProjectError(f"the photo alignment is unusable: {e}") from None
         object.__setattr__(self, "quad", align.quad)
@@ -240,6 +295,9 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
             raise ProjectError(f"seed {self.seed} is out of range [0, 2**32)")
+        if len(self.edits) > MAX_EDITS:
+            raise ProjectError(f"{len(self.edits)} attribute edits are more than the {MAX_EDITS} an image can replay "
+                               "(each one is a flow solve per frame)")
         if not 0 <= self.noise_seed < SEED_LIMIT:
             raise ProjectError(f"noise seed {self.noise_seed} is out of range [0, 2**32)")
         if not -4.0 <= self.psi <= 4.0:
@@ -310,26 +368,111 @@ def _resolve_paths(obj, folder: Path):
     return obj
 
 
+@dataclass(frozen=True)
+class _ProjectBody(DictForm, error=ProjectError, unknown="ignore"):
+    """What a project file holds under its format keys: the edit state and the free-form ``extras``."""
+
+    state: EditState = field(default_factory=EditState)
+    extras: dict = field(default_factory=dict)
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str, *, chunk: int = 1 << 20) -> int:
+    """How deep the arrays and objects of the JSON ``text`` nest (brackets inside strings do not count), found
+    without parsing it: linear time, memory for one ``chunk`` of brackets."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    deepest = level = 0
+    for at in range(0, len(brackets), chunk):
+        codes = np.frombuffer(brackets, dtype=np.uint8, count=min(chunk, len(brackets) - at), offset=at)
+        levels = level + np.cumsum(np.where((codes == ord("[")) | (codes == ord("{")), 1, -1), dtype=np.int64)
+        deepest, level = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
+
+
+def _read_bounded(path: Path, *, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refusing folders, pipes, devices and files over ``limit`` bytes
+    before reading (a pipe is opened without waiting, and checked again once open)."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ProjectError(f"{path} is a folder, not a project file")
+        if not stat.S_ISREG(info.st_mode):
+            raise ProjectError(f"{path} is not a regular file (a device, pipe or socket), so not a project file")
+        if info.st_size > limit:
+            raise ProjectError(f"{path.name} holds {info.st_size / 2**20:.0f} MB, more than any project "
+                               f"({limit >> 20} MB at most)")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ProjectError(f"{path} is not a regular file, so not a project file")
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise ProjectError(f"no project file at {path}") from None
+    except OSError as e:
+        raise ProjectError(f"{path.name} cannot be read: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ProjectError(f"{path.name} holds more than {limit >> 20} MB, more than any project")
+    return data
+
+
+def _whole_number(text: str):
+    """A JSON integer: an ``int``, or an ``Unreadable`` beyond ``NUMBER_DIGITS_LIMIT`` digits (refused with the
+    field that holds it)."""
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= NUMBER_DIGITS_LIMIT else Unreadable(f"a number of {digits} digits")
+
+
+def parse_project_json(data: bytes, *, name: str) -> dict:
+    """The JSON object of a project file's bytes, its nesting bounded (``JSON_DEPTH_LIMIT``) before parsing."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProjectError(f"{name} is not a project file: byte {e.start} is not UTF-8 text") from None
+    depth = json_depth(text)
+    if depth > JSON_DEPTH_LIMIT:
+        raise ProjectError(f"{name} is not a project file: its data nests {depth} deep (a project nests at most "
+                           f"{JSON_DEPTH_LIMIT})")
+    try:
+        d = json.loads(text, parse_int=_whole_number)
+    except json.JSONDecodeError as e:
+        where = f"line {e.lineno}, column {e.colno}: {e.msg}"
+        raise ProjectError(f"{name} is not a readable project file ({where})") from None
+    except (ValueError, RecursionError) as e:
+        raise ProjectError(f"{name} is not a readable project file ({e})") from None
+    if not isinstance(d, dict):
+        raise ProjectError(f"{name} is not a face-editor project (it holds no dictionary)")
+    return d
+
+
 def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
     """Read a project file: (state, extras). Raises ``ProjectError`` with a readable message."""
     path = Path(path)
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise ProjectError(f"no project file at {path}") from e
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProjectError(f"{path.name} is not a readable project file ({e})") from e
-    fmt = d.get("format") if isinstance(d, dict) else None
+    d = parse_project_json(_read_bounded(path, limit=PROJECT_SIZE_LIMIT), name=path.name)
+    fmt = d.get("format")
     if fmt != PROJECT_FORMAT:
         raise ProjectError(f"{path.name} is not a face-editor project (format {fmt!r})")
     if d.get("format_version") != PROJECT_VERSION:
         raise ProjectError(f"{path.name} has project format version {d.get('format_version')!r}; this editor reads "
                            f"version {PROJECT_VERSION}")
-    state = d.get("state") or {}
-    if not isinstance(state, dict):
-        raise ProjectError(f"{path.name} holds no edit state")
-    folder = path.absolute().parent
-    extras = d.get("extras") or {}
-    if not isinstance(extras, dict):
-        raise ProjectError(f"{path.name} has malformed extras")
-    return EditState.from_dict(_resolve_paths(state, folder)), _resolve_paths(extras, folder)
+    body = {k: v for k, v in d.items() if k not in ("format", "format_version")}
+    body = _ProjectBody.from_dict(_resolve_paths(body, path.absolute().parent), what=path.name)
+    return body.state, body.extras
+
+
+def verify_files(state: EditState) -> None:
+    """Check that the files ``state`` names (model, flow, translation target) exist and, where pinned, are the same
+    files (sha256): ``ProjectError`` for the first that is not. What rendering checks too, told before it starts."""
+    refs = [("model", state.model), ("attribute flow", state.flow)]
+    if state.translation is not None:
+        refs.append(("translation target", state.translation.target))
+    for what, ref in refs:
+        if ref.is_default:
+            continue
+        path = Path(ref.path)
+        if not path.is_file():
+            raise ProjectError(f"the {what} file {path} does not exist (moved or deleted?)")
+        if ref.sha256 is not None and file_sha256(path) != ref.sha256:
+            raise ProjectError(f"{path.name} is not the {what} file this project was made with (sha256 differs)")

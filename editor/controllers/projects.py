@@ -13,6 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QStandardPaths, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
+from editor.dialogs.error_box import show_error
 from engine import EditState, ModelRef, ProjectError, read_project, save_project
 
 PROJECT_SUFFIX = ".fproj"
@@ -128,7 +129,7 @@ class ProjectController(QObject):
         try:
             state, _extras = read_project(path)
         except ProjectError as e:
-            QMessageBox.critical(self._parent, "Could not open the project", str(e))
+            show_error(self._parent, "Could not open the project", e, icon=QMessageBox.Icon.Critical)
             return False
         if confirm and not self.maybe_save():
             return False
@@ -197,9 +198,9 @@ class ProjectController(QObject):
         if state is None:
             return False
         extras = self._recovered[1]
-        project = extras.get("project_path")
+        project = extras.get("project_path") if isinstance(extras.get("project_path"), str) else None
         details = f"{state.model.label()}, seed {state.seed}"
-        if extras.get("autosaved"):
+        if isinstance(extras.get("autosaved"), str) and extras["autosaved"]:
             details += f", autosaved {extras['autosaved'].replace('T', ' ')}"
         if project:
             details += f", project {Path(project).name}"

@@ -38,6 +38,7 @@ from editor.dialogs.flow_layout import FlowLayoutDialog
 from editor.widgets.icons import icon
 from engine import (
     LIGHTING_PRESETS,
+    MAX_EDITS,
     SLIDER_STEPS,
     STYLEFLOW,
     AttributeEdit,
@@ -331,13 +332,22 @@ class AttributesPanel(QWidget):
         if original is None:
             return
         edit = AttributeEdit("attribute", name, slider_target(name, value, original, layout=self._built[0]))
-        self._doc.edit(f"{_title(name)}", merge=f"attribute-{name}", edits=merge_edit(self._doc.state.edits, edit))
+        self._push_edit(f"{_title(name)}", f"attribute-{name}", edit)
 
     def _light_moved(self, index: int, weight: float) -> None:
         if self._reading is None or _face(self._reading.state) != _face(self._doc.state):
             return
-        edit = AttributeEdit("lighting", index, weight)
-        self._doc.edit("Lighting", merge=f"lighting-{index}", edits=merge_edit(self._doc.state.edits, edit))
+        self._push_edit("Lighting", f"lighting-{index}", AttributeEdit("lighting", index, weight))
+
+    def _push_edit(self, text: str, merge: str, edit: AttributeEdit) -> None:
+        """Add ``edit`` to the face's edit list (one undo step per drag), or say why not: the list is full."""
+        edits = merge_edit(self._doc.state.edits, edit)
+        if len(edits) > MAX_EDITS:
+            self.message.emit(f"This face has {MAX_EDITS} attribute edits, the most it can replay: reset an "
+                              "attribute (or all) to edit further")
+            self.refresh()
+            return
+        self._doc.edit(text, merge=merge, edits=edits)
 
     def _name(self, key: str) -> str | None:
         """The built layout's name for an edit's or lock's attribute key (None: not one of this flow's)."""

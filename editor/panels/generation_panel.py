@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -17,9 +16,10 @@ from PySide6.QtWidgets import (
 from superqt import QLabeledDoubleSlider, QLabeledSlider
 
 from editor.widgets.icons import icon
+from editor.widgets.seed_box import SeedBox
 from engine import SEED_LIMIT
 
-SEED_MAX = min(SEED_LIMIT - 1, 2**31 - 1)  # QSpinBox holds a signed 32-bit int
+SEED_MAX = min(SEED_LIMIT - 1, 2**31 - 1)  # for a QSpinBox (a signed 32-bit int); this panel's SeedBoxes hold all
 NOISE_MODES = (
     ("const", "Fixed", "The model's stored noise maps: the same fine detail every time"),
     ("random", "Seeded", "Noise drawn from the noise seed: changes hair strands, pores and background speckle"),
@@ -39,7 +39,7 @@ class GenerationPanel(QWidget):
         self._doc = document
         self._rng = random.Random()  # only picks new seeds; the picked seed is recorded in the state
 
-        self.seed = QSpinBox(maximum=SEED_MAX, keyboardTracking=False, accelerated=True)
+        self.seed = SeedBox(keyboardTracking=False, accelerated=True)
         self.seed.setToolTip("Seed of the base face: each seed is a different person (PageUp / PageDown step it)")
         self.prev_seed = self._tool("seed_previous", "Previous seed (PageUp)", lambda: self.step_seed(-1))
         self.next_seed = self._tool("seed_next", "Next seed (PageDown)", lambda: self.step_seed(1))
@@ -64,7 +64,7 @@ class GenerationPanel(QWidget):
             self.noise_mode.addItem(text, key)
             self.noise_mode.setItemData(self.noise_mode.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.noise_mode.setToolTip(NOISE_TIP)
-        self.noise_seed = QSpinBox(maximum=SEED_MAX, keyboardTracking=False)
+        self.noise_seed = SeedBox(keyboardTracking=False)
         self.noise_seed.setToolTip("Seed of the noise maps when the noise is 'Seeded'")
 
         form = QFormLayout()
@@ -79,12 +79,12 @@ class GenerationPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
 
-        self.seed.valueChanged.connect(self.set_seed)
+        self.seed.seedChanged.connect(self.set_seed)
         self.psi.valueChanged.connect(lambda v: self._doc.edit("Truncation ψ", merge="psi", psi=round(v, 4)))
         self.cutoff.valueChanged.connect(self._cutoff_changed)
         self.noise_mode.currentIndexChanged.connect(
             lambda i: self._doc.edit("Noise mode", noise_mode=self.noise_mode.itemData(i)))
-        self.noise_seed.valueChanged.connect(lambda v: self._doc.edit("Noise seed", noise_seed=v))
+        self.noise_seed.seedChanged.connect(lambda v: self._doc.edit("Noise seed", noise_seed=v))
         for slider, key in ((self.psi, "psi"), (self.cutoff, "cutoff")):
             slider.sliderPressed.connect(lambda: self.dragging.emit(True))
             slider.sliderReleased.connect(self._released)
@@ -114,22 +114,22 @@ class GenerationPanel(QWidget):
         self._doc.edit(f"Seed {seed}", seed=seed, base=None, noise_maps=None, photo=None)
 
     def step_seed(self, delta: int) -> None:
-        self.set_seed((self._doc.state.seed + delta) % (SEED_MAX + 1))
+        self.set_seed((self._doc.state.seed + delta) % SEED_LIMIT)
 
     def randomize_seed(self) -> None:
-        self.set_seed(self._rng.randrange(SEED_MAX + 1))
+        self.set_seed(self._rng.randrange(SEED_LIMIT))
 
     def refresh(self, *_) -> None:
         st = self._doc.state
         num_ws = self._num_ws()
         blockers = [QSignalBlocker(w) for w in (self.seed, self.psi, self.cutoff, self.noise_mode, self.noise_seed)]
-        self.seed.setValue(min(st.seed, SEED_MAX))
+        self.seed.setValue(st.seed)
         if abs(self.psi.value() - st.psi) > 1e-9:
             self.psi.setValue(st.psi)
         self.cutoff.setRange(0, num_ws)
         self.cutoff.setValue(num_ws if st.cutoff is None else min(st.cutoff, num_ws))
         self.noise_mode.setCurrentIndex(self.noise_mode.findData(st.noise_mode))
-        self.noise_seed.setValue(min(st.noise_seed, SEED_MAX))
+        self.noise_seed.setValue(st.noise_seed)
         self.noise_seed.setEnabled(st.noise_mode == "random" and st.noise_maps is None)
         self.noise_mode.setEnabled(st.noise_maps is None)
         self.noise_mode.setToolTip(NOISE_TIP if st.noise_maps is None else

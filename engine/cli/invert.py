@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,9 @@ def _box(text: str) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1 in photo pixels, got {text!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1 - x0, y1 - y0)) or x1 <= x0 or y1 <= y0:
+        raise argparse.ArgumentTypeError(f"--box wants x0,y0,x1,y1 in photo pixels with x1 > x0 and y1 > y0, a box of "
+                                         f"finite size, got {text!r}")
     return x0, y0, x1, y1
 
 

@@ -3,10 +3,12 @@
 ``to_dict(cfg)`` writes every field, tuples as lists and nested dataclasses as dictionaries. ``from_dict(cls, d)``
 reads such a dictionary back strictly: unknown keys are refused (naming them and the known ones) unless
 ``unknown="ignore"``, fields without a default must be present, and every value is checked against the field's type
-and converted: ``int`` (whole numbers, also ``3.0``; never ``True``), ``float`` (any number), ``bool``, ``str``,
-``tuple[X, ...]`` and ``tuple[X, Y]`` (from lists), ``X | None``, unions, and nested dataclasses (from dictionaries).
-A nested class with its own ``from_dict`` / ``to_dict`` (a record with a special encoding, such as base64 bytes) is
-read and written by it. The class's ``__post_init__`` then checks the values' meaning.
+and converted: ``int`` (whole numbers, also ``3.0`` up to 2**53; never ``True``), ``float`` (any number), ``bool``,
+``str``, ``tuple[X, ...]`` and ``tuple[X, Y]`` (from lists), ``X | None``, unions, nested dataclasses (from
+dictionaries) and ``dict`` (free-form data, taken as it is). A reader that could not take a value in (a number of
+5000 digits) puts an ``Unreadable`` in its place, refused wherever it stands with the field's path. A nested class
+with its own ``from_dict`` / ``to_dict`` (a record with a special encoding, such as base64 bytes) is read and
+written by it. The class's ``__post_init__`` then checks the values' meaning.
 
 ``DictForm`` is the base that gives a config class both methods; the class names what it is in messages::
 
@@ -33,6 +35,19 @@ from engine.errors import describe
 UNKNOWN_KEYS = ("refuse", "ignore")
 _SINGULAR = {int: "a whole number", float: "a number", bool: "true or false", str: "a text string"}
 _PLURAL = {int: "whole numbers", float: "numbers", bool: "true/false values", str: "text strings"}
+
+
+class Unreadable:
+    """A value a reader could not take in, in its place in the data: ``words`` say what it was ('a number of 5000
+    digits'). Any field holding one is refused with its path."""
+
+    __slots__ = ("words",)
+
+    def __init__(self, words: str):
+        self.words = words
+
+    def __repr__(self) -> str:
+        return self.words
 
 
 class _Refused(Exception):
@@ -76,7 +91,7 @@ def _kind(tp, *, plural: bool = False) -> str:
         if len(set(args)) == 1:
             return f"{head} of {len(args)} {_kind(args[0], plural=True)}"
         return f"{head} of {len(args)} values"
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or tp is dict:
         return "dictionaries" if plural else "a dictionary"
     return "values of another kind" if plural else "a value of another kind"
 
@@ -98,6 +113,8 @@ def _own_codec(cls, name: str) -> bool:
 
 def _convert(tp, value, path: str, unknown: str):
     """``value`` as a ``tp`` (converted where the written form differs: lists to tuples, dicts to dataclasses)."""
+    if isinstance(value, Unreadable):
+        raise _Refused(path, f"is unusable: {value.words}")
     if tp is typing.Any or tp is object:
         return value
     if tp is type(None):
@@ -125,7 +142,7 @@ def _convert(tp, value, path: str, unknown: str):
     if tp is int:
         if isinstance(value, numbers.Integral) and not isinstance(value, bool):
             return int(value)
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:  # beyond, a float is no count
             return int(value)
         raise _Refused(path, f"must be a whole number, got {_shown(value)}")
     if tp is float:
@@ -138,6 +155,11 @@ def _convert(tp, value, path: str, unknown: str):
         return value
     if tp is tuple or typing.get_origin(tp) is tuple:
         return _tuple(tp, value, path, unknown)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise _Refused(path, f"must be a dictionary, got {_shown(value)}")
+        _refuse_unreadable(value, path)
+        return dict(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value
@@ -154,11 +176,25 @@ def _convert(tp, value, path: str, unknown: str):
     raise _Refused(path, f"must be {_kind(tp)}, got {_shown(value)}")
 
 
+def _refuse_unreadable(data, path: str) -> None:
+    """Refuse free-form ``data`` (nested dictionaries and lists) where it holds an ``Unreadable``, naming where."""
+    stack = [(data, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, Unreadable):
+            raise _Refused(where, f"is unusable: {value.words}")
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
 def _tuple(tp, value, path: str, unknown: str) -> tuple:
     if not isinstance(value, (list, tuple)):
         raise _Refused(path, f"must be {_kind(tp)}, got {_shown(value)}")
     args = typing.get_args(tp)
     if not args:  # a bare ``tuple``: the items as they are, inner lists as tuples
+        _refuse_unreadable(value, path)
         return tuple(tuple(v) if isinstance(v, list) else v for v in value)
     if len(args) == 2 and args[1] is Ellipsis:
         args = (args[0],) * len(value)

@@ -8,8 +8,11 @@ import hashlib
 import mmap
 import os
 import pickle
+import re
 import struct
 import tempfile
+import threading
+import time
 import warnings
 import zipfile
 import zlib
@@ -155,10 +158,15 @@ def read_model_file(path: str | os.PathLike):
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write(file)`` on a temporary file in the target folder, flush it to disk, then atomically replace
-    ``path``: a crash never leaves a half-written file, and the old one survives a failed write."""
+    ``path``: a crash never leaves a half-written file, and the old one survives a failed write. The temporary file
+    is named after the target and this process (``.NAME.PID.XXXXXXXX.tmp``); those that killed writes of ``path``
+    left behind are removed first (``remove_stale_temps``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    with _WRITING_LOCK:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        _WRITING.add(os.path.abspath(tmp))
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -169,7 +177,62 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        with _WRITING_LOCK:
+            _WRITING.discard(os.path.abspath(tmp))
     return path
+
+
+STALE_TEMP_S = 3600.0  # a temporary file untouched this long is stale whoever wrote it (a save takes seconds)
+_WRITING: set[str] = set()  # this process's temporary files being written (absolute paths)
+_WRITING_LOCK = threading.Lock()
+_RANDOM_PART = r"[a-z0-9_]{8}"  # what ``tempfile.mkstemp`` puts between prefix and suffix
+
+
+def _writer_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` runs (None where that cannot be asked without harm: not POSIX)."""
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it runs, as another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed ``atomic_write`` calls of ``path`` left beside it; returns them. A file
+    is stale when the process its name records is gone (or is this one, not writing it), or when it has not changed
+    for ``STALE_TEMP_S`` (also files of the older name without a process). A live save's file is never removed."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + rf"(?:(\d+)\.)?{_RANDOM_PART}\.tmp")
+    try:
+        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except OSError:
+        return []
+    removed = []
+    now = time.time()
+    for entry in entries:
+        pid = pattern.fullmatch(entry.name).group(1)
+        full = os.path.abspath(entry.path)
+        with _WRITING_LOCK:
+            if full in _WRITING:
+                continue
+            try:
+                old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_S
+            except OSError:
+                continue
+            gone = pid is not None and (int(pid) == os.getpid() or _writer_alive(int(pid)) is False)
+            if not (old or gone) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                os.unlink(full)
+            except OSError:
+                continue
+        removed.append(Path(full))
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -7,9 +7,9 @@ import pytest
 
 from editor.controllers.document import Document
 from editor.panels.attributes_panel import AttributesPanel
-from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, slider_target
+from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, AttributeEdit, slider_target
 from engine.assets import ASSETS_DIR
-from engine.project import ModelRef
+from engine.project import MAX_EDITS, ModelRef
 
 
 @pytest.fixture
@@ -145,3 +145,15 @@ def test_reading_from_flow_shows_progress_and_can_be_stopped(qtbot, panel, monke
     assert panel.read_progress.isHidden() and not panel.read_action.isChecked()
     assert panel._doc.state.attribute_source == "estimator" and panel._doc.undo_stack.count() == 0
     assert "stopped" in panel.status.text()
+
+
+def test_an_edit_beyond_the_most_a_face_replays_is_refused_with_a_message(qtbot, panel):
+    doc = panel._doc
+    full = tuple(AttributeEdit("attribute", ("age", "beard")[i % 2], 0.1 * (i % 5)) for i in range(MAX_EDITS))
+    doc.reset(doc.state.replace(edits=full))
+    with qtbot.waitSignal(panel.message, timeout=1000) as said:
+        panel.sliders["gender"].setValue(0.9)
+    assert doc.state.edits == full and f"{MAX_EDITS} attribute edits" in said.args[0]
+    panel.sliders["beard"].setValue(0.2)  # the last edit's attribute: its edit is replaced, the list stays as long
+    assert len(doc.state.edits) == MAX_EDITS and doc.state.edits[:-1] == full[:-1]
+    assert doc.state.edits[-1].key == "beard" and doc.state.edits[-1].value != full[-1].value

@@ -181,3 +181,16 @@ def test_every_registered_icon_resolves(qtbot):
 
     for name in ICONS:
         assert not icon(name).isNull(), name
+
+
+def test_the_seed_box_holds_every_seed_and_next_seed_adds_one(qtbot):
+    doc, panel = _panel(qtbot, EditState(seed=3_000_000_000, noise_seed=2**32 - 1))
+    assert panel.seed.value() == 3_000_000_000 and panel.noise_seed.value() == 2**32 - 1
+    panel.next_seed.click()
+    assert doc.state.seed == 3_000_000_001 == panel.seed.value()
+    panel.seed.setValue(2**32 - 1)
+    assert doc.state.seed == 2**32 - 1 and isinstance(doc.state.seed, int)
+    panel.next_seed.click()
+    assert doc.state.seed == 0  # wraps within [0, 2**32)
+    panel.prev_seed.click()
+    assert doc.state.seed == 2**32 - 1 == panel.seed.value()

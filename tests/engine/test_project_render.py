@@ -130,7 +130,8 @@ def test_edit_states_open_older_and_newer_files_and_name_the_field_that_is_wrong
                          ({**d, "photo": {**d["photo"], "quad": [[0, 0], [1, 1]]}}, r"photo is unusable: .*corners"),
                          ({**d, "sources": [{"latent": "%%", "shape": [8]}]}, r"sources\[0\] is unusable: .*base64"),
                          ({**d, "edits": [{"kind": "attribute", "key": "age"}]}, r"edits\[0\].value is missing"),
-                         ({**d, "noise_maps": {"zlib": "eJw="}}, r"noise_maps is unusable: .*unreadable"),
+                         ({**d, "noise_maps": {**d["noise_maps"], "zlib": "eJw="}},
+                          r"noise_maps is unusable: .*unreadable"),
                          ({**d, "noise_maps": {**d["noise_maps"], "shapes": [[4, "4"]]}},
                           r"noise_maps is unusable: the noise maps: shapes\[0\]\[1\] must be a whole number")):
         with pytest.raises(ProjectError, match=r"^the edit state: " + message):
