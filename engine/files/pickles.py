@@ -26,6 +26,7 @@ import io
 import math
 import os
 import pickle
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +234,15 @@ def _counted(op):
     return run
 
 
+def _load_bytearray8(unpickler) -> None:
+    """BYTEARRAY8 reading its data before making the array (Python's own makes ``bytearray(length)`` first: an
+    11-byte pickle could ask for exabytes of zeroes)."""
+    length, = struct.unpack("<Q", unpickler.read(8))
+    unpickler.append(bytearray(unpickler.read(length)))
+
+
 _COUNTED = {code: _counted(op) for code, op in pickle._Unpickler.dispatch.items()}
+_COUNTED[pickle.BYTEARRAY8[0]] = _counted(_load_bytearray8)
 
 
 class RestrictedUnpickler(pickle._Unpickler):

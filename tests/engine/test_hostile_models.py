@@ -99,8 +99,9 @@ def test_the_unpickler_counts_its_instructions(monkeypatch):
         pickles.read_pickle(data)
 
 
-def test_a_length_field_past_the_end_is_refused_before_allocating():
-    data = b"\x80\x04\x8e" + struct.pack("<Q", 1 << 45) + b"xx."  # BINBYTES8 of 32 TB
+@pytest.mark.parametrize("opcode", [b"\x8e", b"\x96", b"\x8d"], ids=["BINBYTES8", "BYTEARRAY8", "BINUNICODE8"])
+def test_a_length_field_past_the_end_is_refused_before_allocating(opcode):
+    data = b"\x80\x05" + opcode + struct.pack("<Q", 1 << 33) + b"xx."  # 8.6 GB
     with bounded(megabytes=10), pytest.raises(ModelFormatError, match="truncated"):
         pickles.read_pickle(data)
 
