@@ -8,8 +8,9 @@ built through ``build_module``, and every public loader is wrapped by ``refuse_b
   300-byte file whose naive traversal visits 2^64 paths). The structure, unfolded as the converters will walk it
   (every path counted), may hold at most ``MAX_ITEMS`` containers and values, nest ``MAX_DEPTH`` deep and hold
   ``MAX_MODEL_BYTES`` of tensors, arrays and strings; it may not contain itself, nor tensors that are sparse,
-  quantized, complex or without data. Real files are far inside: a 1024 px FFHQ snapshot unfolds to some 20 000
-  items, 40 deep.
+  quantized, complex, without data, or over ``MAX_VIEW_BYTES`` while larger than their data (a stride-0 view:
+  written out, one value could become gigabytes). Real files are far inside: a 1024 px FFHQ snapshot unfolds to
+  some 20 000 items, 40 deep.
 * ``build_module``: a module is first built dry: every tensor factory call (``torch.empty``, ``zeros``, ``randn``,
   …) is sized on the meta device, and only tensors up to ``DRY_TENSOR_BYTES`` are made (a 1024 px generator counts
   in about 10 ms). An architecture whose tensors pass ``MAX_MODEL_BYTES`` (8.6 GB, about 2.1 billion float32 values:
@@ -42,6 +43,7 @@ MAX_MODEL_BYTES = 8 << 30  # tensors one model file may hold, or one architectur
 MAX_ITEMS = 1 << 21  # containers and values of a file's structure, unfolded (every path counted)
 MAX_DEPTH = 100  # nesting of containers in a file
 MAX_BUILD_CALLS = 200_000  # tensor operations building one module
+MAX_VIEW_BYTES = 64 << 20  # a tensor larger than its data (a stride-0 view) may be at most this large
 DRY_TENSOR_BYTES = 1 << 16  # tensors a dry build makes for real (a constructor may read them back)
 FLOAT32 = 4
 
@@ -107,6 +109,10 @@ def _tensor_problem(t: torch.Tensor) -> str | None:
         return "a tensor of complex numbers"
     if t.is_meta:
         return "a tensor without data"
+    size = t.numel() * t.element_size()
+    if size > MAX_VIEW_BYTES and size > t.untyped_storage().nbytes():
+        return (f"a tensor of {format_bytes(size)} made from {format_bytes(t.untyped_storage().nbytes())} of data "
+                "(one value repeated: the loader would write it all out)")
     return None
 
 

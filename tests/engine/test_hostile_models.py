@@ -84,6 +84,15 @@ def test_a_structure_that_contains_itself_is_refused(tmp_path):
         load_generator(H.save(loop, tmp_path / "loop.pt"))
 
 
+def test_a_huge_view_of_a_little_data_is_refused(tmp_path):
+    ck = H.tiny_checkpoint()
+    ck["state_dict"]["mapping.w_avg"] = torch.zeros(1, dtype=torch.float16).expand(1 << 28)  # 2 bytes in the file
+    path = H.save(ck, tmp_path / "view.pt")  # 1.1 GB once converted to float32
+    assert path.stat().st_size < 100_000
+    with bounded(), pytest.raises(ModelFormatError, match="a tensor of 537 MB made from 2 bytes of data"):
+        load_generator(path)
+
+
 def test_nesting_is_bounded():
     deep = []
     for _ in range(guard.MAX_DEPTH + 5):
