@@ -24,6 +24,7 @@ editor refines an inversion) it holds the step whose rendering had the best PSNR
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from engine.algorithms.sefa import sefa_factor
 from engine.algorithms.similarity import ms_ssim, ms_ssim_scales, psnr, ssim
 from engine.files.configs import DictForm
-from engine.models.stylegan2 import Generator
+from engine.models.stylegan2 import REDUCED_DTYPES, Generator
 
 METHODS = ("sefa", "w", "w+")
 LOSSES = ("ms-ssim", "lpips")
@@ -267,7 +268,9 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
     the highest PSNR against the target among every step's, the start's and the final one's, instead of the final
     code, so the result is never worse than the start (refining an already fitted code, where the restarted
     learning-rate schedule can knock it off its optimum). G is not modified (its parameters' ``requires_grad``
-    flags are restored).
+    flags are restored). A float16 / bfloat16 generator is inverted through a float32 copy of its rounded weights
+    (the network it renders with, in float32 arithmetic): a mean loss over a 1024 px image has gradients near 1e-7
+    per pixel, which float16 cannot hold, and the optimised noise maps stay float32.
     """
     _check_target(G, target)
     if torch.is_inference_mode_enabled():
@@ -277,6 +280,8 @@ def invert(G: Generator, target: torch.Tensor, *, settings: InversionSettings,
     if int(preview_every) < 1:
         raise ValueError(f"preview_every must be >= 1, got {preview_every}")
     start = time.perf_counter()
+    if G.precision in REDUCED_DTYPES:
+        G = copy.deepcopy(G).to_precision(torch.float32)
     s = settings
     device = G.w_avg.device
     target = target.detach().to(device, torch.float32)
