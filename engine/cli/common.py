@@ -4,6 +4,7 @@ progress bars before an error line."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -16,6 +17,7 @@ from engine.project import ModelRef
 from engine.runtime import full_float32, set_threads
 from engine.worker import InlineContext
 
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")  # no option's name starts so
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto)"
 
 
@@ -24,7 +26,13 @@ class UserError(ValueError):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """An argument parser whose mistakes are one ``error:`` line (and exit status 2), naming where the help is."""
+    """An argument parser whose mistakes are one ``error:`` line (and exit status 2), naming where the help is.
+    A value that starts with a minus and a digit is a value, not an option (``--box -10,-10,50,50``, ``--psi -1e-2``;
+    argparse alone takes only plain negative numbers)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_VALUE  # argparse's hook for what looks like a negative number
 
     def error(self, message: str):
         end_progress_bars()

@@ -35,6 +35,7 @@ from engine.errors import PhotoError, plain_text
 __all__ = ["Photo", "PhotoError", "load_photo", "photo_from_array", "MAX_FILE_PIXELS"]
 
 MAX_FILE_PIXELS = 2 * 89_478_485  # Pillow's default DecompressionBombError threshold, fixed here on purpose
+MAX_FILE_BYTES = 1 << 30  # no photo file of up to MAX_FILE_PIXELS takes more
 _SRGB = ImageCms.createProfile("sRGB")
 
 
@@ -68,6 +69,11 @@ def load_photo(path: str | os.PathLike, *, max_pixels: int = 40_000_000) -> Phot
         raise PhotoError(f"{name}: no such file ({p})")
     if p.is_dir():
         raise PhotoError(f"{name} is a folder, not a photo")
+    if not p.is_file():
+        raise PhotoError(f"{name} is not a regular file (a device, pipe or socket), not a photo")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise PhotoError(f"{name} takes {p.stat().st_size / 2**30:.1f} GB, more than any photo the editor reads "
+                         f"({MAX_FILE_BYTES >> 30} GB at most)")
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 
 import main
+from engine.errors import PhotoError
 from engine.files.storage import STALE_TEMP_S, atomic_write, remove_stale_temps
+from engine.photos.read import MAX_FILE_BYTES, load_photo
 from engine.project import (
     MAX_EDITS,
     EditState,
@@ -248,6 +250,7 @@ def test_the_command_line_refuses_a_bad_project_in_one_line_without_a_traceback(
 
 @pytest.mark.parametrize("argv, words", [
     (["invert", "p.png", "--out", "o.fproj", "--box=-1e308,-1e308,1e308,1e308"], "a box of finite size"),
+    (["invert", "p.png", "--out", "o.fproj", "--box", "-1e308,-1e308,1e308,1e308"], "a box of finite size"),
     (["invert", "p.png", "--out", "o.fproj", "--box", "1,2,3"], "--box wants x0,y0,x1,y1"),
     (["invert", "p.png", "--out", "o.fproj", "--box", "nan,0,1,1"], "a box of finite size"),
     (["invert", "p.png", "--out", "o.fproj", "--box", "10,10,5,20"], "x1 > x0"),
@@ -261,6 +264,12 @@ def test_bad_argument_values_are_one_error_line_and_exit_2(capsys, argv, words):
         main.main(argv)
     err = capsys.readouterr().err
     assert info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and words in err, err
+
+
+def test_negative_values_are_values_not_options():
+    args = main.build_parser().parse_args(["invert", "p.png", "--out", "o.fproj", "--box", "-10,-10.5,50,50"])
+    assert args.box == (-10.0, -10.5, 50.0, 50.0)
+    assert main.build_parser().parse_args(["generate", "--seeds", "1", "--trunc", "-1e-1", "--out", "o"]).trunc == -0.1
 
 
 # -- saves ----------------------------------------------------------------------------------------------------------
@@ -317,3 +326,32 @@ def test_stale_temporary_files_are_told_by_their_writer_or_their_age(tmp_path):
     seen = []
     atomic_write(target, lambda f: seen.extend(p.name for p in remove_stale_temps(target)) or f.write(b"ok"))
     assert seen == [] and target.read_bytes() == b"ok"  # a save never removes its own file while it writes
+
+
+# -- photos ---------------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="no pipes or devices here")
+def test_a_pipe_a_device_or_a_huge_file_as_a_photo_is_refused_unread(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse
+    for path, words in ((fifo, "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                        (huge, "more than any photo")):
+        outcome = []
+        reader = threading.Thread(target=lambda p=path: outcome.append(_photo_refusal(p)), daemon=True)
+        reader.start()
+        reader.join(SECONDS)
+        if reader.is_alive():
+            with open(fifo, "wb"):
+                pass
+            pytest.fail(f"reading {path} as a photo blocked")
+        assert outcome and words in outcome[0], outcome
+
+
+def _photo_refusal(path) -> str:
+    try:
+        load_photo(path)
+    except PhotoError as e:
+        return str(e)
+    return "accepted"
