@@ -191,9 +191,15 @@ def _check_version(ckpt: dict, *, what: str) -> None:
                                f"{FORMAT_VERSION})")
 
 
+def _weights_of(entry: dict):
+    """An entry's ``state_dict`` as stored (the loader names what it is when it is no dictionary), ``{}`` if absent."""
+    sd = entry.get("state_dict")
+    return {} if sd is None else sd
+
+
 def generator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint") -> tuple[GeneratorConfig, dict]:
     _check_version(ckpt, what=what)
-    return arch_config(GeneratorConfig, ckpt.get("arch"), what=what), ckpt.get("state_dict") or {}
+    return arch_config(GeneratorConfig, ckpt.get("arch"), what=what), _weights_of(ckpt)
 
 
 def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
@@ -202,4 +208,4 @@ def discriminator_from_own(ckpt: dict, *, what: str = "face-editor checkpoint"
     d = ckpt.get("discriminator")
     if not isinstance(d, dict):
         raise ModelFormatError(f"{what}: the file holds no discriminator")
-    return arch_config(DiscriminatorConfig, d.get("arch"), what=what), d.get("state_dict") or {}
+    return arch_config(DiscriminatorConfig, d.get("arch"), what=what), _weights_of(d)

@@ -19,12 +19,13 @@ import torch
 import main
 from engine import ModelFormatError, inspect_model, load_generator
 from engine.errors import PrecisionError
-from engine.files import guard, pickles, storage
+from engine.files import guard, loading, pickles, storage
 from engine.files.e4e import load_e4e
 from engine.files.flows import load_flow
 from engine.files.guard import build_module, check_structure, refuse_broken_files
 from engine.files.i2i import load_i2i
 from engine.files.storage import read_model_file
+from engine.logs import log_path
 from engine.models.domains import load_domains
 from engine.models.encoder import load_encoder
 from engine.models.estimator import load_estimator
@@ -358,6 +359,22 @@ def test_info_refuses_what_the_loader_refuses(tmp_path, capsys, case):
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+
+
+def test_info_on_an_unexpected_loader_error_is_one_line_and_the_traceback_goes_to_the_log(tmp_path, capsys,
+                                                                                            monkeypatch):
+    def trips(*args):
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    monkeypatch.setattr(loading, "_generator_parts", trips)
+    path = H.save(H.tiny_checkpoint(), tmp_path / "odd.pt")
+    assert main.main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["error: odd.pt cannot be loaded: its content is damaged or not laid out as this kind "
+                                "of model file is (the details are in the log)"]
+    for handler in logging.getLogger().handlers + logging.getLogger("engine").handlers:
+        handler.flush()
+    assert "odd.pt: inspect_model refused the file on an unexpected TypeError" in log_path().read_text()
 
 
 def test_info_says_it_built_the_network(tmp_path, capsys):
