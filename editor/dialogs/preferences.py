@@ -38,7 +38,8 @@ PRECISION_TIPS = {
     "auto": "float16 on a CUDA GPU (half the memory, faster), float32 elsewhere; a model whose images float16 would "
             "change visibly stays float32",
     "float32": "Full precision everywhere",
-    "float16": "Half precision on the GPU (NVIDIA's mixed precision); a model it would change visibly is refused",
+    "float16": "Half precision on a GPU (NVIDIA's mixed precision; not on the CPU, which has no fast float16); a "
+               "model it would change visibly is refused",
     "bfloat16": "bfloat16: float32's range with fewer digits; a model it would change visibly is refused",
 }
 

@@ -38,6 +38,7 @@ from engine.models.memory import encoder_memory, flow_memory, generator_memory, 
 from engine.models.precision import (
     AUTO,
     PRECISIONS,
+    at_precision,
     chosen_precision,
     measure_precision,
     parse_precision,
@@ -154,10 +155,9 @@ def test_a_precision_that_overflows_is_refused(tmp_path):
     assert not G.precision_report.visible and G.precision_report.finite
 
 
-def test_a_visible_rounding_error_is_refused_with_the_figures(tmp_path):
+def _rounding_file(tmp_path):
     """Without an overflow: two ToRGB biases of +200 and -200 cancel in the float32 skip image, but the top one's
-    output is rounded in bfloat16 first, whose values near 200 are 1 apart (127 levels of 255). The message gives
-    the figures."""
+    output is rounded in bfloat16 first, whose values near 200 are 1 apart (127 levels of 255)."""
     cfg = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
     G = Generator(cfg, seed=5)
     top, prev = G.synthesis.blocks()[-1], G.synthesis.blocks()[-2]
@@ -166,8 +166,13 @@ def test_a_visible_rounding_error_is_refused_with_the_figures(tmp_path):
         prev.torgb.bias.fill_(-200.0)
     path = tmp_path / "rounding.pt"
     save_generator(path, G)
+    return path
+
+
+def test_a_visible_rounding_error_is_refused_with_the_figures(tmp_path):
+    """bfloat16 on ``_rounding_file``: refused, the message gives the figures."""
     with pytest.raises(PrecisionError) as err:
-        load_generator(path, dtype=torch.bfloat16)
+        load_generator(_rounding_file(tmp_path), dtype=torch.bfloat16)
     assert "levels of 255 on average" in str(err.value) and "PSNR" in str(err.value)
 
 
@@ -276,7 +281,7 @@ def _render(worker_or_ctx, state):
 def test_the_worker_renders_at_its_precision(tiny_path):
     state = EditState(model=ModelRef(path=str(tiny_path)), seed=3)
     images = {}
-    for precision in ("auto", "float16", "bfloat16"):
+    for precision in ("auto", "bfloat16"):
         w = Worker(device="cpu", precision=precision).start()
         try:
             result = _render(w, state)
@@ -286,8 +291,14 @@ def test_the_worker_renders_at_its_precision(tiny_path):
         expected = "float32" if precision == "auto" else precision  # auto is float32 off CUDA
         assert w.dtype_name == result.precision == summary.precision == expected
         images[precision] = result.image.astype(int)
-    for precision in ("float16", "bfloat16"):
-        assert 0 < abs(images[precision] - images["auto"]).mean() < 1.0, precision
+    assert 0 < abs(images["bfloat16"] - images["auto"]).mean() < 1.0
+
+
+def test_float16_is_for_gpus():
+    """Named on the CPU (no fast float16 kernels there) it is refused when a model loads, saying what to use."""
+    ctx = InlineContext(device=torch.device("cpu"), precision="float16")
+    with pytest.raises(PrecisionError, match="float16 is for GPUs.*Use float32 or bfloat16"):
+        RenderJob(EditState())(ctx)
 
 
 def test_the_inline_context_and_its_model_cache_keep_one_generator_per_precision(tiny_path):
@@ -304,14 +315,17 @@ def test_the_inline_context_and_its_model_cache_keep_one_generator_per_precision
 
 def test_a_named_precision_that_would_show_is_refused_and_auto_keeps_float32(tmp_path, monkeypatch, caplog):
     """'auto' on a device where it means float16 (CUDA; here the CPU is given CUDA's rule): a model float16 would
-    change falls back to float32, logged; a named float16 is refused; a faithful model gets float16."""
+    change falls back to float32, logged; a named precision that would show is refused; a faithful model gets
+    float16."""
     monkeypatch.setitem(AUTO, "cpu", torch.float16)
     bad = read_generator(_overflowing_file(tmp_path))
     with caplog.at_level("WARNING", logger="engine.models.precision"):
         assert chosen_precision(bad, "auto", "cpu").precision == torch.float32
     assert "overflows" in caplog.text and "Running it in float32" in caplog.text
     with pytest.raises(PrecisionError, match="Use bfloat16"):
-        chosen_precision(bad, "float16", "cpu")
+        at_precision(bad, torch.float16, device="cpu")
+    with pytest.raises(PrecisionError, match="bfloat16 would change this model's images visibly"):
+        chosen_precision(read_generator(_rounding_file(tmp_path)), "bfloat16", "cpu")
     good = read_generator(save_tiny(tmp_path / "good.pt"))
     assert chosen_precision(good, "auto", "cpu").precision == torch.float16
 
