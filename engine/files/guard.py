@@ -9,8 +9,8 @@ built through ``build_module``, and every public loader is wrapped by ``refuse_b
   (every path counted), may hold at most ``MAX_ITEMS`` containers and values, nest ``MAX_DEPTH`` deep and hold
   ``MAX_MODEL_BYTES`` of tensors, arrays and strings; it may not contain itself, nor tensors that are sparse,
   quantized, complex, without data, or over ``MAX_VIEW_BYTES`` while larger than their data (a stride-0 view:
-  written out, one value could become gigabytes). Real files are far inside: a 1024 px FFHQ snapshot unfolds to
-  some 20 000 items, 40 deep.
+  written out, one value could become gigabytes). Real files are far inside: a 1024 px NVIDIA-layout snapshot (G,
+  G_ema) unfolds to some 6 000 items, 17 deep.
 * ``build_module``: a module is first built dry: every tensor factory call (``torch.empty``, ``zeros``, ``randn``,
   …) is sized on the meta device, and only tensors up to ``DRY_TENSOR_BYTES`` are made (a 1024 px generator counts
   in about 10 ms). An architecture whose tensors pass ``MAX_MODEL_BYTES`` (8.6 GB, about 2.1 billion float32 values:
