@@ -266,7 +266,9 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     attributes held at their value while the others are edited (``apply_edits``). ``base`` replaces the seed by a
     latent (an inverted photo, from ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's
     optimised maps); ``translation`` renders the edited face through a fine-tuned model; ``encoder`` is an e4e
-    encoder file paired with the model (None: the model file's own encoder, if any), which photo inversions start from.
+    encoder file paired with the model (None: the model file's own encoder, if any), which photo inversions start from;
+``tuning`` is the "keep the person" tuning of the model around ``base`` (a file of float16 weight differences,
+``engine.algorithms.pivotal``, pinned by sha256), which every rendering of the state applies.
 
     Written and read by ``to_dict`` / ``from_dict`` (``engine.files.configs``): a field missing in a file takes its
     default (older files), keys this version does not know are ignored at every level (files of a newer version
@@ -291,6 +293,7 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     photo: PhotoRef | None = None
     translation: Translation | None = None
     encoder: ModelRef | None = None
+    tuning: ModelRef | None = None
 
     def __post_init__(self):
         if not 0 <= self.seed < SEED_LIMIT:
@@ -463,11 +466,14 @@ def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
 
 
 def verify_files(state: EditState) -> None:
-    """Check that the files ``state`` names (model, flow, translation target) exist and, where pinned, are the same
-    files (sha256): ``ProjectError`` for the first that is not. What rendering checks too, told before it starts."""
+    """Check that the files ``state`` names (model, flow, translation target, tuning) exist and, where pinned, are
+    the same files (sha256): ``ProjectError`` for the first that is not. What rendering checks too, told before it
+    starts."""
     refs = [("model", state.model), ("attribute flow", state.flow)]
     if state.translation is not None:
         refs.append(("translation target", state.translation.target))
+    if state.tuning is not None:
+        refs.append(("'keep the person' tuning", state.tuning))
     for what, ref in refs:
         if ref.is_default:
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +24,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.algorithms.pivotal import TuneSettings, pivotal_tune, save_deltas
 from engine.algorithms.projection import InversionSettings, invert
 from engine.algorithms.similarity import psnr, ssim
 from engine.assets import default_encoder_path, manifest
 from engine.files.images import to_uint8
-from engine.jobs.render import cached_file, cached_model, open_file, render_in_worker, source_ws, state_noise
+from engine.files.storage import file_sha256
+from engine.jobs.render import (
+    cached_file,
+    cached_model,
+    open_file,
+    render_in_worker,
+    source_ws,
+    state_model,
+    state_noise,
+)
 from engine.models.e4e import E4E, encode, prepare_photos
 from engine.models.encoder import load_encoder
 from engine.models.stylegan2 import Generator
@@ -116,8 +127,10 @@ def to_target(image: np.ndarray, device) -> torch.Tensor:
 
 def photo_latent(state: EditState) -> EditState:
     """What a reconstruction readout depends on: the model, the photo's latent and noise maps, and the photo; not
-    what is edited on top of them (seed, truncation, mixing, attribute edits, translation)."""
-    return EditState(model=state.model, base=state.base, noise_maps=state.noise_maps, photo=state.photo)
+    what is edited on top of them (seed, truncation, mixing, attribute edits, translation); its "keep the person"
+    tuning is part of it."""
+    return EditState(model=state.model, base=state.base, noise_maps=state.noise_maps, photo=state.photo,
+                     tuning=state.tuning)
 
 
 @torch.no_grad()
@@ -267,7 +280,7 @@ class InvertJob:
         ref = PhotoRef(str(Path(self.photo_path).resolve()), photo.sha256, self.transform.quad, self.transform.size)
         fitted = dict(base=Source.from_latent(ws.detach().cpu().numpy(), name=Path(self.photo_path).name),
                       noise_maps=NoiseMaps.from_arrays([n.detach().cpu()[0, 0].numpy() for n in noise])
-                      if noise and self._own_noise() else None, photo=ref)
+                      if noise and self._own_noise() else None, photo=ref, tuning=None)  # a tuning fits its pivot
         state = self.state.replace(**fitted) if self.refine else self.state.replace(**fitted, rows=(), edits=(),
                                                                                     locks=())
         image, quality_psnr, quality_ssim = reconstruct(G, state, target)
@@ -362,7 +375,7 @@ class PasteJob:
         if not self.seamless:
             pasted = paste_back(photo.pixels, face, transform)
         else:
-            G = cached_model(ctx, self.state.model)
+            G = state_model(ctx, self.state)
             reference = None
             if self.state.base is not None:
                 image, _, _ = reconstruct(G, self.state, to_target(aligned, G.w_avg.device))
@@ -399,9 +412,85 @@ class ReconstructionJob:
         if ref is None or key.base is None:
             raise ProjectError("this face does not come from a photo")
         photo = photo_of(ctx, ref)
-        G = cached_model(ctx, key.model)
+        G = state_model(ctx, key)
         if ref.size != G.img_resolution:
             raise ProjectError(f"the face was aligned to {ref.size} px; this model makes {G.img_resolution} px images")
         aligned = align_image(photo.pixels, AlignTransform(quad=ref.quad, size=ref.size))  # uint8 [R, R, 3]
         image, quality_psnr, quality_ssim = reconstruct(G, key, to_target(aligned, G.w_avg.device))
         return Reconstruction(key, aligned, to_uint8(image)[0], quality_psnr, quality_ssim)
+
+
+def tuning_folder() -> Path:
+    """Where "keep the person" tunings are written: ``$FACE_EDITOR_TUNING_DIR``, else
+    ``$XDG_DATA_HOME/face-editor/tunings`` (``~/.local/share/face-editor/tunings``)."""
+    if os.environ.get("FACE_EDITOR_TUNING_DIR"):
+        return Path(os.environ["FACE_EDITOR_TUNING_DIR"]).expanduser()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "face-editor" / "tunings"
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    """A "keep the person" tuning: the state with its ``tuning`` (the deltas file, pinned by sha256), the tuned
+    reconstruction uint8 [R, R, 3], its PSNR / SSIM against the aligned photo (``start_psnr``: untuned), the steps
+    run, wall seconds, whether it was stopped early, and the file's size in bytes."""
+
+    state: EditState
+    image: np.ndarray = field(repr=False)
+    psnr: float
+    ssim: float
+    start_psnr: float
+    steps: int
+    seconds: float
+    stopped: bool
+    bytes: int
+
+
+@dataclass(frozen=True, eq=False)
+class TuneJob:
+    """Tune ``state.model`` around ``state``'s photo latent ("keep the person", ``engine.algorithms.pivotal``) and
+    write the float16 weight differences to ``folder`` (default ``tuning_folder()``) as ``tuning-<sha256>.pt``; the
+    new state names that file. Progress and partial ``InversionStep`` previews as an inversion gives; ``stop`` ends
+    the tuning early and keeps it, cancelling discards it. The state's edits stay (they apply on the tuned model)."""
+
+    state: EditState
+    settings: TuneSettings = TuneSettings()
+    folder: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
+
+    def __call__(self, ctx: JobContext) -> TuneOutcome:
+        ref = self.state.photo
+        if ref is None or self.state.base is None:
+            raise ProjectError("only a face inverted from a photo can be tuned to keep the person")
+        photo = photo_of(ctx, ref)
+        G = cached_model(ctx, self.state.model)
+        if ref.size != G.img_resolution:
+            raise ProjectError(f"the face was aligned to {ref.size} px; this model makes {G.img_resolution} px images")
+        aligned = align_image(photo.pixels, AlignTransform(quad=ref.quad, size=ref.size))
+        target = to_target(aligned, G.w_avg.device)
+        key = photo_latent(self.state).replace(tuning=None)
+        ws = source_ws(G, key.base, psi=key.psi, cutoff=key.cutoff)  # [1, num_ws, w_dim]
+        total = self.settings.steps
+
+        def progress(step, steps, quality, preview):
+            ctx.progress(step / max(steps, 1), f"keeping the person: step {step}/{steps}")
+            if preview is not None:
+                ctx.partial(InversionStep(step, steps, quality, float(ssim(preview, target)[0]), to_uint8(preview)[0]))
+
+        ctx.progress(0.0, f"keeping the person: {total} steps at most")
+        result = pivotal_tune(G, ws, target, noise=state_noise(G, key), settings=self.settings, progress=progress,
+                              should_stop=lambda: self.stop.is_set() or ctx.cancelled(), preview_every=PREVIEW_EVERY)
+        ctx.check()
+        folder = Path(self.folder) if self.folder is not None else tuning_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        draft = folder / f".tuning-{os.getpid()}-{threading.get_ident()}.pt"
+        save_deltas(draft, result.deltas, extras={"photo_sha256": ref.sha256, "psnr": round(result.psnr, 3),
+                                                   "steps": result.steps})
+        sha = file_sha256(draft)
+        path = folder / f"tuning-{sha}.pt"
+        draft.replace(path)  # content-addressed: the same tuning twice is the same file
+        state = self.state.replace(tuning=ModelRef(str(path.resolve()), sha))
+        log.info("kept the person: %d steps in %.1f s, PSNR %.2f dB (from %.2f), %d kB", result.steps, result.seconds,
+                 result.psnr, result.start_psnr, path.stat().st_size // 1024)
+        return TuneOutcome(state, to_uint8(result.image)[0], result.psnr, result.ssim, result.start_psnr,
+                           result.steps, result.seconds, result.stopped, path.stat().st_size)

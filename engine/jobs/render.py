@@ -20,6 +20,7 @@ from engine.algorithms.flow_edit import LIGHTING_PRESETS, FastSteps, apply_edits
 from engine.algorithms.flow_layout import STYLEFLOW, ConditionLayout
 from engine.algorithms.latents import broadcast_w, make_noise, mix_styles, seed_to_z, truncate
 from engine.algorithms.layer_swap import layer_swap, multimodal_styles
+from engine.algorithms.pivotal import apply_deltas, load_deltas
 from engine.assets import default_estimator_path, default_flow_path, default_generator_path
 from engine.convert.styleflow import STATED
 from engine.files.e4e import open_model
@@ -113,6 +114,38 @@ def cached_file(ctx: JobContext, ref: ModelRef) -> Generator | E4E:
 def cached_model(ctx: JobContext, ref: ModelRef) -> Generator:
     """The generator for ``ref`` from the worker's model cache (loaded on first use)."""
     return generator_of(cached_file(ctx, ref), ref)
+
+
+def load_tuning(ref: ModelRef) -> dict[str, torch.Tensor]:
+    """The "keep the person" weight differences ``ref`` names; a missing file, or one whose sha256 is not the
+    pinned one, is refused (the face would not be reproduced)."""
+    path = Path(ref.path)
+    if not path.is_file():
+        raise ProjectError(f"the 'keep the person' tuning {path} does not exist (moved or deleted?): invert the photo "
+                           "again, or turn the mode off")
+    if ref.sha256 is not None and file_sha256(path) != ref.sha256:
+        raise ProjectError(f"{path.name} is not the 'keep the person' tuning this face was made with (sha256 differs)")
+    try:
+        return load_deltas(path)
+    except ValueError as exc:
+        raise ProjectError(str(exc)) from None
+
+
+def state_model(ctx: JobContext, state: EditState) -> Generator:
+    """The generator ``state`` renders with: ``state.model``, tuned by ``state.tuning`` when it has one (cached)."""
+    G = cached_model(ctx, state.model)
+    if state.tuning is None:
+        return G
+    key = ("tuned", state.model.path, state.model.sha256, state.tuning.path, state.tuning.sha256,
+           getattr(ctx, "precision", "auto"))
+
+    def tune() -> Generator:
+        try:
+            return apply_deltas(G, load_tuning(state.tuning))
+        except ValueError as exc:
+            raise ProjectError(str(exc)) from None
+
+    return ctx.models.get(key, tune)
 
 
 def summarize(G: Generator, ref: ModelRef, *, encoder: str | None = None) -> ModelSummary:
@@ -383,8 +416,9 @@ def worker_ws(ctx: JobContext, G: Generator, state: EditState) -> tuple[torch.Te
 def render_in_worker(ctx: JobContext, state: EditState, *, max_resolution: int | None = None,
                      translate: bool = True) -> np.ndarray:
     """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits);
-    with a translation (and ``translate``), the image of the target model instead (``render_translation``)."""
-    G = cached_model(ctx, state.model)
+    with a translation (and ``translate``), the image of the target model instead (``render_translation``); with a
+    "keep the person" tuning, through the tuned model (``state_model``)."""
+    G = state_model(ctx, state)
     ws = worker_ws(ctx, G, state)[0]
     if translate and state.translation is not None:
         target = cached_model(ctx, state.translation.target)

@@ -1,0 +1,163 @@
+"""The "keep the person" tuning (pivotal tuning): it fits the photo better than the latent alone, is stored as
+float16 weight differences pinned by sha256, and a project that names them reopens to the same pixels."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.algorithms.pivotal import TuneSettings, apply_deltas, load_deltas, pivotal_tune, save_deltas
+from engine.algorithms.projection import InversionSettings
+from engine.files.checkpoints import save_generator
+from engine.files.images import to_uint8
+from engine.files.storage import file_sha256
+from engine.jobs.photo import InvertJob, PasteJob, ReconstructionJob, TuneJob
+from engine.jobs.render import RenderJob, load_model
+from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.photos.align import box_transform
+from engine.project import EditState, ModelRef, ProjectError, read_project, save_project, verify_files
+from engine.worker import ModelCache
+
+CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
+BOX = (40.0, 24.0, 104.0, 88.0)
+QUICK = TuneSettings(steps=40, seconds=None, lr=3e-3)
+
+
+class Ctx:
+    def __init__(self):
+        self.device = torch.device("cpu")
+        self.models, self.memo, self.photos = ModelCache(), ModelCache(), ModelCache(capacity=2)
+        self.partials, self.progressed = [], []
+
+    def check(self):
+        pass
+
+    def cancelled(self):
+        return False
+
+    def progress(self, fraction, message=""):
+        self.progressed.append(fraction)
+
+    def partial(self, result):
+        self.partials.append(result)
+
+
+@pytest.fixture(scope="module")
+def inverted(tmp_path_factory):
+    """A tiny generator, a photo holding one of its faces in BOX (2x), and a 20-step inversion of it."""
+    folder = tmp_path_factory.mktemp("pti")
+    G = Generator(CFG, seed=4)
+    model = folder / "g.pt"
+    save_generator(model, G, extras={"data": "synth:photo"})
+    with torch.no_grad():
+        face = to_uint8(load_model(ModelRef(str(model)))(torch.randn(1, CFG.z_dim,
+                                                                    generator=torch.Generator().manual_seed(7))))[0]
+    photo = np.full((120, 160, 3), 90, np.uint8)
+    photo[24:88, 40:104] = np.asarray(Image.fromarray(face).resize((64, 64), Image.BICUBIC))
+    photo_path = folder / "me.png"
+    Image.fromarray(photo).save(photo_path)
+    out = InvertJob(EditState(model=ModelRef(str(model))), str(photo_path), box_transform(BOX, size=32),
+                    InversionSettings(steps=20))(Ctx())
+    return out, folder
+
+
+def test_tuning_fits_the_photo_better_and_is_stored_as_pinned_float16_differences(inverted, tmp_path):
+    out, _ = inverted
+    ctx = Ctx()
+    tuned = TuneJob(out.state, settings=QUICK, folder=str(tmp_path))(ctx)
+    assert tuned.start_psnr == pytest.approx(out.psnr, abs=1e-3)
+    assert tuned.psnr > out.psnr + 2.0 and tuned.steps == 40
+    ref = tuned.state.tuning
+    assert ref is not None and Path(ref.path).parent == tmp_path.resolve() and file_sha256(ref.path) == ref.sha256
+    assert Path(ref.path).name == f"tuning-{ref.sha256}.pt" and tuned.bytes == Path(ref.path).stat().st_size
+    deltas = load_deltas(ref.path)
+    assert deltas and all(d.dtype == torch.float16 for d in deltas.values())
+    G = load_model(out.state.model)
+    n_params = sum(p.numel() for p in G.synthesis.parameters())
+    assert tuned.bytes < 2 * n_params + 64 * 1024  # two bytes a weight, plus the container
+    assert tuned.state.base == out.state.base and tuned.state.photo == out.state.photo
+    assert ctx.partials and ctx.progressed[-1] == pytest.approx(1.0)
+    # the readout after reopening measures the tuned model, not the latent alone
+    assert ReconstructionJob(tuned.state)(Ctx()).psnr == pytest.approx(tuned.psnr, abs=1e-4)
+
+
+def test_a_project_with_a_tuning_reopens_to_the_same_pixels(inverted, tmp_path):
+    out, _ = inverted
+    ctx = Ctx()
+    tuned = TuneJob(out.state, settings=QUICK, folder=str(tmp_path / "tunings"))(ctx)
+    rendered = RenderJob(tuned.state)(ctx).image
+    np.testing.assert_array_equal(rendered, tuned.image)
+    pasted = PasteJob(tuned.state)(ctx).pasted
+    save_project(tmp_path / "me.fproj", tuned.state)
+    state, _ = read_project(tmp_path / "me.fproj")
+    assert state == tuned.state
+    verify_files(state)
+    fresh = Ctx()
+    np.testing.assert_array_equal(RenderJob(state)(fresh).image, rendered)
+    np.testing.assert_array_equal(PasteJob(state)(fresh).pasted, pasted)
+    untuned = RenderJob(out.state)(fresh).image
+    assert np.abs(untuned.astype(int) - rendered).mean() > 1  # the tuning is what makes the difference
+
+
+def test_a_changed_or_missing_tuning_is_refused(inverted, tmp_path):
+    out, _ = inverted
+    tuned = TuneJob(out.state, settings=TuneSettings(steps=3, seconds=None), folder=str(tmp_path))(Ctx())
+    path = Path(tuned.state.tuning.path)
+    deltas = load_deltas(path)
+    save_deltas(path, {k: v + 1 for k, v in deltas.items()})
+    with pytest.raises(ProjectError, match="sha256 differs"):
+        RenderJob(tuned.state)(Ctx())
+    with pytest.raises(ProjectError, match="sha256 differs"):
+        verify_files(tuned.state)
+    path.unlink()
+    with pytest.raises(ProjectError, match="does not exist"):
+        RenderJob(tuned.state)(Ctx())
+
+
+def test_a_new_inversion_drops_the_tuning_and_only_photo_faces_can_be_tuned(inverted, tmp_path):
+    out, folder = inverted
+    tuned = TuneJob(out.state, settings=TuneSettings(steps=2, seconds=None), folder=str(tmp_path))(Ctx())
+    again = InvertJob(tuned.state, tuned.state.photo.path, box_transform(BOX, size=32),
+                      InversionSettings(steps=2))(Ctx())
+    assert again.state.tuning is None
+    with pytest.raises(ProjectError, match="from a photo"):
+        TuneJob(EditState(model=out.state.model))(Ctx())
+
+
+def test_pivotal_tune_leaves_the_model_alone_stops_when_asked_and_refuses_bad_input():
+    G = Generator(CFG, seed=1)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    ws = G.mapping(torch.randn(1, CFG.z_dim, generator=torch.Generator().manual_seed(0))).detach()
+    target = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    res = pivotal_tune(G, ws, target, settings=TuneSettings(steps=5, seconds=None))
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    assert res.steps == 5 and res.deltas
+    with torch.no_grad():  # the reported image is the rounded deltas' rendering
+        again = apply_deltas(G, res.deltas).synthesis(ws, noise_mode="const").clamp(-1, 1)
+    assert torch.equal(again, res.image)
+    stopped = pivotal_tune(G, ws, target, settings=TuneSettings(steps=5, seconds=None), should_stop=lambda: True)
+    assert stopped.steps == 0 and stopped.stopped and not stopped.deltas
+    with pytest.raises(ValueError, match="another model"):
+        apply_deltas(G, {"no.such.layer": torch.zeros(3, dtype=torch.float16)})
+    name, p = next(iter(G.synthesis.named_parameters()))
+    with pytest.raises(ValueError, match="another model"):
+        apply_deltas(G, {name: torch.zeros(*p.shape, 2, dtype=torch.float16)})
+    with pytest.raises(ValueError, match="W\\+"):
+        pivotal_tune(G, ws[:, :2], target)
+    with pytest.raises(ValueError, match="steps"):
+        TuneSettings(steps=-1)
+
+
+def test_a_file_that_is_not_a_tuning_is_refused(tmp_path):
+    torch.save({"format": "something else"}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a 'keep the person' tuning"):
+        load_deltas(tmp_path / "x.pt")
+    (tmp_path / "y.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable tuning"):
+        load_deltas(tmp_path / "y.pt")
+    torch.save({"format": "face-editor/pivotal-deltas", "deltas": {"a": torch.zeros(2)}}, tmp_path / "z.pt")
+    with pytest.raises(ValueError, match="float16"):
+        load_deltas(tmp_path / "z.pt")
