@@ -73,6 +73,8 @@ from engine.jobs.photo import (
     Reconstruction,
     ReconstructionJob,
     ScanJob,
+    TuneJob,
+    TuneOutcome,
     photo_latent,
 )
 from engine.jobs.render import (
@@ -141,7 +143,7 @@ __all__ = [
     "RenderJob", "RenderResult", "ModelJob", "ModelSummary", "LatentJob", "ThumbnailJob", "ThumbnailResult",
     "AttributeReadJob", "AttributeReading", "FlowReadJob", "FlowReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
-    "ReconstructionJob", "Reconstruction", "photo_latent",
+    "ReconstructionJob", "Reconstruction", "photo_latent", "TuneJob", "TuneOutcome",
     "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",
     "TargetJob", "TargetInfo", "StyleGridJob", "StyleGrid", "SourceRenderJob", "SourceRender", "DistanceJob",
     "ModelDistance", "DISTANCE_LATENTS", "SamplesExportJob", "TranslateFolderJob", "FolderSummary",

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.algorithms.pivotal import TuneSettings
 from engine.algorithms.projection import InversionSettings
 from engine.cli.common import UserError, add_compute, add_model, command_parser, model_ref, say, start
 from engine.files.images import save_png
-from engine.jobs.photo import InversionOutcome, InvertJob, PasteJob, PhotoScan, ScanJob
+from engine.jobs.photo import InversionOutcome, InvertJob, PasteJob, PhotoScan, ScanJob, TuneJob
 from engine.photos.align import AlignTransform, box_transform, face_transform, whole_image_transform
 from engine.photos.read import Photo
 from engine.project import EditState, save_project
@@ -37,6 +38,7 @@ EXAMPLES = """
 python main.py invert photo.jpg --out out/
 python main.py invert group.jpg --face 1 --steps 200 --out out/
 python main.py invert face.png --whole --inversion encoder --out out/
+python main.py invert photo.jpg --keep-person --out out/
 python main.py invert photo.jpg --model ffhq.pkl --lpips vgg16-397923af.pth --out out/
 """
 
@@ -107,9 +109,17 @@ def invert_photo(ctx, bar, state: EditState, args, *, until: float) -> tuple[Pho
 
 
 def cmd_invert(args) -> int:
+    if args.keep_person_steps < 0 or not args.keep_person_seconds > 0:
+        raise UserError("--keep-person-steps must be at least 0 and --keep-person-seconds more than 0")
     ctx, bar = start(args, "invert")
     state = EditState(model=model_ref(args.model))
-    scan, out = invert_photo(ctx, bar, state, args, until=0.95)
+    scan, out = invert_photo(ctx, bar, state, args, until=0.6 if args.keep_person else 0.95)
+    tuned = None
+    if args.keep_person:
+        tuned = bar.run(TuneJob(out.state, settings=TuneSettings(steps=args.keep_person_steps,
+                                                                 seconds=args.keep_person_seconds),
+                                folder=str(Path(args.out) / "tunings")), ctx, until=0.95)
+        out = dataclasses.replace(out, state=tuned.state, image=tuned.image, psnr=tuned.psnr, ssim=tuned.ssim)
     pasted = bar.run(PasteJob(out.state), ctx)
     bar.close()
     folder = Path(args.out)
@@ -119,6 +129,10 @@ def cmd_invert(args) -> int:
                "faces_found": len(scan.faces), "recipe": scan.recipe,
                "psnr": round(out.psnr, 3), "ssim": round(out.ssim, 4), "steps": out.steps,
                "encoder": out.encoder, "seconds": round(out.seconds, 2), "settings": inversion_settings(args).to_dict()}
+    if tuned is not None:
+        summary["keep_person"] = {"psnr_before": round(tuned.start_psnr, 3), "steps": tuned.steps,
+                                  "seconds": round(tuned.seconds, 2), "file": Path(tuned.state.tuning.path).name,
+                                  "bytes": tuned.bytes}
     save_png(folder / f"{stem}-aligned.png", out.aligned)
     save_png(folder / f"{stem}-inverted.png", out.image, parameters=summary)
     save_png(folder / f"{stem}-pasted.png", pasted.pasted, parameters=summary)
@@ -126,7 +140,10 @@ def cmd_invert(args) -> int:
     save_project(folder / f"{stem}.fproj", out.state, extras={"inversion": summary})
     say(args, f"{Path(args.photo).name}: {len(scan.faces)} face(s) found; inverted in {out.seconds:.1f} s "
               f"({out.steps} steps{', from the encoder' if out.encoder else ''}): PSNR {out.psnr:.2f} dB, "
-              f"SSIM {out.ssim:.4f}. Wrote {stem}-aligned/-inverted/-pasted.png, {stem}-latent.npy and "
+              f"SSIM {out.ssim:.4f}"
+              + (f" after keeping the person ({tuned.steps} tuning steps in {tuned.seconds:.1f} s, from "
+                 f"{tuned.start_psnr:.2f} dB; tunings/{Path(tuned.state.tuning.path).name})" if tuned else "")
+              + f". Wrote {stem}-aligned/-inverted/-pasted.png, {stem}-latent.npy and "
               f"{stem}.fproj (open it in the editor) to {folder}")
     return 0
 
@@ -138,5 +155,13 @@ def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
     p.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
     add_face_arguments(p)
     add_inversion_arguments(p)
+    p.add_argument("--keep-person", action="store_true",
+                   help="after the inversion, tune the generator around the found latent so that it renders this "
+                        "photo more faithfully (pivotal tuning); the weight differences go to FOLDER/tunings/ and "
+                        "the project names them")
+    p.add_argument("--keep-person-steps", type=int, default=TuneSettings().steps, metavar="N",
+                   help=f"tuning steps at most (default {TuneSettings().steps})")
+    p.add_argument("--keep-person-seconds", type=float, default=TuneSettings().seconds, metavar="S",
+                   help=f"tuning time limit in seconds (default {TuneSettings().seconds:g})")
     add_compute(p)
     p.set_defaults(func=cmd_invert)

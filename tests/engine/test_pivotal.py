@@ -161,3 +161,20 @@ def test_a_file_that_is_not_a_tuning_is_refused(tmp_path):
     torch.save({"format": "face-editor/pivotal-deltas", "deltas": {"a": torch.zeros(2)}}, tmp_path / "z.pt")
     with pytest.raises(ValueError, match="float16"):
         load_deltas(tmp_path / "z.pt")
+
+
+def test_the_invert_command_keeps_the_person(inverted, tmp_path, capsys):
+    from main import main
+
+    out, folder = inverted
+    dest = tmp_path / "out"
+    argv = ["invert", out.state.photo.path, "--model", out.state.model.path, "--out", str(dest), "--box",
+            "40,24,104,88", "--method", "optimiser", "--steps", "10", "--threads", "1", "--quiet"]
+    assert main(argv + ["--keep-person", "--keep-person-steps", "15"]) == 0
+    state, extras = read_project(dest / "me.fproj")
+    assert state.tuning is not None and Path(state.tuning.path).parent == (dest / "tunings").resolve()
+    kept = extras["inversion"]["keep_person"]
+    assert kept["steps"] == 15 and extras["inversion"]["psnr"] > kept["psnr_before"]
+    np.testing.assert_array_equal(RenderJob(state)(Ctx()).image, np.asarray(Image.open(dest / "me-inverted.png")))
+    assert main(argv + ["--keep-person", "--keep-person-seconds", "0"]) == 2
+    assert "--keep-person-seconds" in capsys.readouterr().err
