@@ -37,6 +37,7 @@ from engine.algorithms.flow_layout import (
     rows_text,
 )
 from engine.algorithms.latents import parse_seeds
+from engine.algorithms.pivotal import TuneSettings
 from engine.algorithms.projection import InversionSettings
 from engine.assets import ASSETS_DIR, DEFAULT_ENCODER, DEFAULT_ESTIMATOR, DEFAULT_FLOW, DEFAULT_GENERATOR
 from engine.devices import device_choices, resolve_device
@@ -143,7 +144,7 @@ __all__ = [
     "RenderJob", "RenderResult", "ModelJob", "ModelSummary", "LatentJob", "ThumbnailJob", "ThumbnailResult",
     "AttributeReadJob", "AttributeReading", "FlowReadJob", "FlowReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
-    "ReconstructionJob", "Reconstruction", "photo_latent", "TuneJob", "TuneOutcome",
+    "ReconstructionJob", "Reconstruction", "photo_latent", "TuneJob", "TuneOutcome", "TuneSettings",
     "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",
     "TargetJob", "TargetInfo", "StyleGridJob", "StyleGrid", "SourceRenderJob", "SourceRender", "DistanceJob",
     "ModelDistance", "DISTANCE_LATENTS", "SamplesExportJob", "TranslateFolderJob", "FolderSummary",

@@ -5,7 +5,9 @@ with a preview every few steps, stoppable and cancellable), ``ReconstructionJob`
 document's photo latent, after an undo or when a project is reopened) and ``PasteJob`` (the current face blended
 back into the photo at full resolution). A finished inversion is one undoable edit: the document's base becomes the
 photo's latent, so every other panel then edits the photo. A refine is one too: it fits that latent further and keeps
-the edits made on top of it. While an inversion runs, no other photo is opened or inverted.
+the edits made on top of it. While an inversion runs, no other photo is opened or inverted. With "Keep the person"
+checked, a new inversion is followed by ``TuneJob`` (the generator tuned around the found latent, stoppable and
+cancellable too), a second undoable edit that sets the state's ``tuning``.
 """
 from __future__ import annotations
 
@@ -51,6 +53,9 @@ from engine import (
     Reconstruction,
     ReconstructionJob,
     ScanJob,
+    TuneJob,
+    TuneOutcome,
+    TuneSettings,
     box_transform,
     face_transform,
     photo_latent,
@@ -124,7 +129,7 @@ class PhotoPanel(QWidget):
         self._doc, self._bridge, self._settings = document, bridge, settings
         self._scan: PhotoScan | None = None
         self._invert_request: QtRequest | None = None  # the running inversion (for Cancel)
-        self._job: InvertJob | None = None
+        self._job: InvertJob | TuneJob | None = None
         self._running = False
         self._pick_after_scan = False  # the scan was asked for by "Choose face…": open the picker, invert nothing
         # photo latent (``photo_latent``) -> (readout text, reconstruction, aligned photo), newest last
@@ -134,6 +139,7 @@ class PhotoPanel(QWidget):
         self.last_outcome: InversionOutcome | None = None
         self.last_paste: PasteResult | None = None
         self.picker: FacePicker | None = None
+        self.tune_settings = TuneSettings()  # "Keep the person": a few seconds at most
         defaults = InversionSettings()
 
         self.open_button = QPushButton(icon("open_photo"), "Open photo…")
@@ -160,6 +166,11 @@ class PhotoPanel(QWidget):
         self.method.addItems(list(METHODS))
         self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=defaults.steps, suffix=" steps",
                               toolTip="Optimiser steps for a new inversion; more is closer and slower")
+        self.keep_person = QCheckBox("Keep the person")
+        self.keep_person.setToolTip("After inverting, also tune the generator itself around the found latent for a few "
+                                    "seconds (pivotal tuning), so the face keeps this person's features; the tuned "
+                                    "weights are stored with the project. Refine or a new inversion without it "
+                                    "drops the tuning")
         self.invert_button = QPushButton(icon("invert"), "Invert")
         self.invert_button.setToolTip("Fit the generator's latent to the chosen face (Ctrl+I)")
         self.refine_button = QPushButton("Refine")
@@ -194,19 +205,20 @@ class PhotoPanel(QWidget):
         grid.addWidget(self.thumbs, 2, 0, 1, 2)
         grid.addWidget(self.method, 3, 0)
         grid.addWidget(self.steps, 3, 1)
+        grid.addWidget(self.keep_person, 4, 0, 1, 2)
         run = QHBoxLayout()
         run.addWidget(self.invert_button)
         run.addWidget(self.refine_button)
         run.addWidget(self.progress, 1)
         run.addWidget(self.stop_button)
         run.addWidget(self.cancel_button)
-        grid.addLayout(run, 4, 0, 1, 2)
-        grid.addWidget(self.quality, 5, 0, 1, 2)
+        grid.addLayout(run, 5, 0, 1, 2)
+        grid.addWidget(self.quality, 6, 0, 1, 2)
         bottom = QHBoxLayout()
         bottom.addWidget(self.in_photo)
         bottom.addStretch(1)
         bottom.addWidget(self.export_button)
-        grid.addLayout(bottom, 6, 0, 1, 2)
+        grid.addLayout(bottom, 7, 0, 1, 2)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(box)
@@ -349,8 +361,8 @@ class PhotoPanel(QWidget):
         readable = has_photo and self._photos.get(ref) == ""
         usable = has_photo and self._photos.get(ref, "") == ""  # not known to be missing
         shown = on or has_photo or self._scan is not None  # before a photo: just the button, room for the rest
-        for w in (self.thumbs, self.method, self.steps, self.invert_button, self.refine_button, self.quality,
-                  self.in_photo, self.export_button):
+        for w in (self.thumbs, self.method, self.steps, self.keep_person, self.invert_button, self.refine_button,
+                  self.quality, self.in_photo, self.export_button):
             w.setVisible(shown)
         self.invert_button.setEnabled(not on and self._invert_source() is not None)
         self.refine_button.setEnabled(not on and readable)
@@ -462,7 +474,7 @@ class PhotoPanel(QWidget):
             self._paste_timer.start(0)  # also brings the aligned face (the "before") back after an undo
         elif self.in_photo.isChecked():
             self._paste_timer.start()
-        if fields & {"photo", "base", "noise_maps", "model"}:
+        if fields & {"photo", "base", "noise_maps", "model", "tuning"}:
             self._show_readout()
         self._set_running(self.running())
 
@@ -524,10 +536,54 @@ class PhotoPanel(QWidget):
             self._refined(outcome, job)
         else:
             self._doc.edit(f"Invert {ref.name}", model=outcome.state.model, base=outcome.state.base,
-                           noise_maps=outcome.state.noise_maps, photo=ref, rows=(), edits=(), locks=())
+                           noise_maps=outcome.state.noise_maps, photo=ref, rows=(), edits=(), locks=(), tuning=None)
             self.message.emit(f"{ref.name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
+            if self.keep_person.isChecked() and not outcome.stopped:
+                self.start_tuning()
+                return
         self._show_readout()
         self._set_running(False)
+
+    def start_tuning(self) -> None:
+        """Tune the generator around the document's photo latent ("Keep the person"); refused while a job runs."""
+        if self._refused("keep the person"):
+            return
+        st = self._doc.state
+        if st.photo is None or st.base is None:
+            self.message.emit("Keep the person needs an inverted photo: invert one first")
+            return
+        self._job = TuneJob(st, settings=self.tune_settings)
+        self._invert_request = self._bridge.submit(self._job, slot=INVERT_SLOT).on(
+            finished=self._on_tuned, failed=self._invert_failed, cancelled=self._tuning_cancelled,
+            progress=self._on_progress, partial=self._on_step)
+        self.progress.setValue(0)
+        self.progress.setFormat("keeping the person…")
+        self._set_running(True)
+        self.message.emit(f"Keeping the person in {st.photo.name}: tuning the generator for a few seconds… Stop "
+                          "keeps the tuning so far, Esc cancels it")
+
+    def _on_tuned(self, outcome: TuneOutcome) -> None:
+        job, self._job, self._invert_request = self._job, None, None
+        st, name = self._doc.state, outcome.state.photo.name
+        self._set_running(False)
+        if job is None or photo_latent(st).replace(tuning=None) != photo_latent(job.state).replace(tuning=None):
+            self.message.emit(f"The face changed while {name} was tuned: the tuning was not used")
+            self._show_readout()
+            return
+        self._remember(photo_latent(outcome.state), f"{_quality_text(outcome.psnr, outcome.ssim)} · person kept: "
+                       f"{outcome.steps} tuning steps · {outcome.seconds:.1f} s", outcome.image,
+                       self._aligned if self._aligned is not None else outcome.image)
+        self._doc.edit(f"Keep the person in {name}", tuning=outcome.state.tuning)
+        self.message.emit(f"Kept the person in {name}: PSNR {outcome.start_psnr:.1f} → {outcome.psnr:.1f} dB "
+                          f"({outcome.steps} tuning steps, {outcome.bytes // 1024} kB stored with the project)")
+        self._show_readout()
+        self._set_running(False)
+
+    def _tuning_cancelled(self) -> None:
+        self._job = self._invert_request = None
+        self._set_running(False)
+        self._show_readout()
+        self.message.emit("Keep the person cancelled: the inversion is kept without the tuning")
 
     def _refined(self, outcome: InversionOutcome, job: InvertJob | None) -> None:
         """Apply a refine: only the photo latent (and its noise maps) changes; every edit on top of it stays."""
@@ -541,7 +597,7 @@ class PhotoPanel(QWidget):
             self.message.emit(f"Refine found no better fit in {outcome.steps} steps: {name} is kept as it was "
                               f"(PSNR {outcome.start_psnr:.1f} dB){kept}")
             return
-        self._doc.edit(f"Refine {name}", base=outcome.state.base, noise_maps=outcome.state.noise_maps)
+        self._doc.edit(f"Refine {name}", base=outcome.state.base, noise_maps=outcome.state.noise_maps, tuning=None)
         best = f" (best at step {outcome.kept_step})" if outcome.kept_step < outcome.steps else ""
         self.message.emit(f"Refined {name} {outcome.steps} more steps: PSNR {outcome.start_psnr:.1f} → "
                           f"{outcome.psnr:.1f} dB{best}{kept}")

@@ -229,3 +229,31 @@ def test_export_photo_writes_the_whole_photo_with_the_edit(qtbot, panel, tmp_pat
     with Image.open(out) as im, Image.open(ASTRONAUT) as original:
         assert im.size == original.size
     assert EditState.from_dict(read_png_parameters(out)["state"]) == as_exported(doc.state)
+
+
+def test_keep_the_person_tunes_after_the_inversion_as_a_second_undo_step(qtbot, panel, tmp_path, monkeypatch):
+    from engine import TuneSettings
+
+    monkeypatch.setenv("FACE_EDITOR_TUNING_DIR", str(tmp_path / "tunings"))
+    panel.tune_settings = TuneSettings(steps=15, seconds=None)
+    assert "tune the generator" in panel.keep_person.toolTip()
+    panel.keep_person.setChecked(True)
+    doc = panel._doc
+    panel.open_path(str(ASTRONAUT))
+    qtbot.waitUntil(lambda: doc.state.tuning is not None and not panel.running(), timeout=90000)
+    st = doc.state
+    assert Path(st.tuning.path).parent == tmp_path / "tunings"
+    assert doc.undo_stack.count() == 2 and doc.undo_stack.undoText().startswith("Keep the person")
+    assert "person kept" in panel.quality.text() and readout(st) in panel.quality.text()
+    with qtbot.waitSignal(panel.pasted, timeout=30000) as got:
+        panel.in_photo.setChecked(True)
+    assert got.args[0].shape == np.asarray(Image.open(ASTRONAUT).convert("RGB")).shape
+    doc.undo_stack.undo()  # the inversion alone again, its own readout
+    assert doc.state.tuning is None and doc.state.base == st.base
+    qtbot.waitUntil(lambda: readout(doc.state) in panel.quality.text(), timeout=30000)
+    doc.undo_stack.redo()
+    panel.keep_person.setChecked(False)
+    panel.steps.setValue(10)
+    with qtbot.waitSignal(panel.message, timeout=60000, check_params_cb=lambda m: "efine" in m):
+        panel.refine_button.click()
+    assert doc.state.tuning is None or doc.state == st  # a refined latent drops the tuning made for the old one
