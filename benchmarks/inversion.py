@@ -18,6 +18,14 @@ time per image (``time.process_time``, median / p95). Writes JSON to stdout; the
 with p95 CPU time <= 10 s for the default settings.
 
     OMP_NUM_THREADS=1 python benchmarks/inversion.py [--n 8] [--threads 1] [--encoder default]
+
+``--photos [FOLDER]`` measures real photos instead (default ``tests/data``), as the editor runs them: per photo the
+default inversion's PSNR / SSIM against the aligned photo, wall and CPU time, the identity distance (dlib's
+embedding, ``engine.photos.identity``, when installed) of the reconstruction and of the photo pasted back (the
+square feather and the seamless blend, unedited and after an age edit), and the estimator's readings against the
+truth where known (``TRUTH``); ``--pti`` adds the "keep the person" tuning (``TuneJob``).
+
+    python benchmarks/inversion.py --photos --threads 2 [--pti]
 """
 from __future__ import annotations
 
@@ -58,6 +66,88 @@ def _summary(rows: list[dict]) -> dict:
     return {k: round(v, 4) for k, v in out.items()}
 
 
+# ---- real photos ----
+
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# what is known of the people in the real photos, by file name (tests/data/README.md says who they are)
+TRUTH = {"astronaut_face.png": {"age": 38.0, "gender": "female", "glasses": False, "beard": False}}
+AGE_EDIT = 20.0  # years added by the "paste-back after an age edit" column
+
+
+def _reading(estimator, image) -> dict:
+    """The estimator's age, gender (probability of male), glasses and beard on a uint8 [R, R, 3] face."""
+    from engine.jobs.photo import to_target
+
+    with torch.no_grad():
+        p = estimator.predict(to_target(image, "cpu"))
+    return {k: round(float(p[k][0]), 3) for k in ("age", "gender", "glasses", "beard") if k in p}
+
+
+def photo_rows(folder: Path, *, pti: bool, pti_steps: int | None) -> list[dict]:
+    """One row per photo in ``folder`` with a face: the default inversion (encoder + optimiser, default settings)
+    of its best face into the embedded default; PSNR/SSIM against the aligned photo; identity distances (dlib,
+    when installed) of the reconstruction to the aligned photo and of the pasted-back photo (square feather and
+    seamless, unedited and after an age edit of +AGE_EDIT years) to the photo; wall and CPU time; the estimator's
+    readings of the aligned photo and the reconstruction beside the truth where known."""
+    from engine.algorithms.flow_edit import AttributeEdit, slider_target
+    from engine.algorithms.projection import InversionSettings
+    from engine.assets import default_estimator_path, default_generator_path
+    from engine.jobs.photo import InvertJob, PasteJob, ScanJob
+    from engine.jobs.render import AttributeReadJob
+    from engine.models.estimator import load_estimator
+    from engine.photos.align import face_transform
+    from engine.photos.identity import face_distance, identity_available
+    from engine.project import EditState, ModelRef
+    from engine.worker import InlineContext
+
+    estimator = load_estimator(default_estimator_path()).eval()
+    have_identity = identity_available()
+    rows = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
+        ctx = InlineContext(device=torch.device("cpu"))
+        state = EditState(model=ModelRef(str(default_generator_path())))
+        scan = ScanJob(str(path), state)(ctx)
+        if not scan.faces:
+            print(f"{path.name}: no face found, skipped", file=sys.stderr)
+            continue
+        transform = face_transform(scan.faces[0], size=scan.size, recipe=scan.recipe)
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = InvertJob(state, str(path), transform, InversionSettings())(ctx)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        reading = AttributeReadJob(out.state)(ctx)
+        layout = reading.layout
+        age = layout.index("age")
+        edit = AttributeEdit("attribute", "age", slider_target("age", float(reading.base[age]) + AGE_EDIT,
+                                                                float(reading.base[age]), layout=layout))
+        aged = out.state.replace(edits=(edit,))
+        photo = scan.photo.pixels
+        pasted = {"square": PasteJob(out.state, seamless=False)(ctx).pasted,
+                  "seamless": PasteJob(out.state)(ctx).pasted,
+                  "square_aged": PasteJob(aged, seamless=False)(ctx).pasted,
+                  "seamless_aged": PasteJob(aged)(ctx).pasted}
+        row = {"photo": path.name, "size": list(scan.photo.size), "psnr": round(out.psnr, 2),
+               "ssim": round(out.ssim, 4), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "steps": out.steps,
+               "readings": {"truth": TRUTH.get(path.name), "aligned": _reading(estimator, out.aligned),
+                            "reconstruction": _reading(estimator, out.image)}}
+        if have_identity:
+            row["identity"] = {"reconstruction": round(face_distance(out.aligned, out.image), 3),
+                               **{f"paste_{k}": round(face_distance(photo, v), 3) for k, v in pasted.items()}}
+        if pti:
+            from engine.jobs.photo import TuneJob
+
+            tuned = TuneJob(out.state, **({} if pti_steps is None else {"steps": pti_steps}))(ctx)
+            row["pti"] = {"psnr": round(tuned.psnr, 2), "ssim": round(tuned.ssim, 4),
+                          "wall_s": round(tuned.seconds, 1), "steps": tuned.steps, "bytes": tuned.bytes}
+            if have_identity:
+                row["pti"]["identity_reconstruction"] = round(face_distance(out.aligned, tuned.image), 3)
+                row["pti"]["identity_paste"] = round(face_distance(photo, PasteJob(tuned.state)(ctx).pasted), 3)
+                aged_tuned = tuned.state.replace(edits=aged.edits)
+                row["pti"]["identity_paste_aged"] = round(face_distance(photo, PasteJob(aged_tuned)(ctx).pasted), 3)
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=8, help="faces (default 8)")
@@ -71,8 +161,17 @@ def main(argv=None) -> int:
                          "photo's detail; default) or 'const' (the generator's stored maps, as the editor renders)")
     ap.add_argument("--ui2i", action="store_true", help="also run the reference configuration "
                     "(InversionSettings.ui2i: SeFa, 1000 steps, noise optimised; offline loss)")
+    ap.add_argument("--photos", metavar="FOLDER", nargs="?", const=str(ROOT / "tests" / "data"),
+                    help="instead: the real photos in FOLDER (default tests/data), one row each")
+    ap.add_argument("--pti", action="store_true", help="with --photos: also the 'keep the person' tuning")
+    ap.add_argument("--pti-steps", type=int, help="with --pti: tuning steps (default: TuneJob's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.photos is not None:
+        rows = photo_rows(Path(args.photos), pti=args.pti, pti_steps=args.pti_steps)
+        print(json.dumps({"generator": "embedded default", "threads": args.threads, "age_edit_years": AGE_EDIT,
+                          "photos": rows}, indent=1))
+        return 0
 
     from engine.algorithms.latents import make_noise
     from engine.algorithms.projection import METHODS, InversionSettings, invert

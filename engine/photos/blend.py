@@ -14,8 +14,10 @@ resolution, through the exact warp of ``engine.photos.align`` (the same one ``pa
   attribute edit (the face minus the reconstruction) is kept whole.
 * **Detail above the generator's resolution is the photo's** (``detail``): the face replaces the photo's content in
   the band the aligned square can hold, so pores, hair strands and sharp edges of the full-resolution photo stay
-  (two-band blending: ``photo + mask * up(face' - detail * aligned) - mask * (1 - detail) * photo``); ``detail=0``
-  pastes the upsampled face as it is.
+  (two-band blending: the target is ``up(face') + d * (photo - up(aligned))``); ``detail=0`` pastes the upsampled
+  face as it is. Where an edit changes the face by more than ``edit_tolerance`` (8-bit levels, ``|face -
+  reference|`` blurred by a pixel) the photo's detail no longer belongs there (a mouth that moved would show the
+  old teeth's edges), so ``d`` falls linearly from ``detail`` to 0 at twice the tolerance.
 
 Pixels where the mask is 0 (outside the grown hull, or outside the quad) are returned bit for bit.
 """
@@ -41,7 +43,7 @@ OVAL_BOTTOM = 1.7  # from the widest point down to the chin, in eye-to-mouth dis
 OVAL_HALF_WIDTH = 1.0  # at the widest point, in eye-to-eye distances
 OVAL_POWER = (2.4, 2.0)  # superellipse exponents of the upper and lower halves (a broad forehead, a rounder chin)
 BROW_RAISE = 0.25  # 68 points: eyebrows raised by this many eye-to-mouth distances (the brow ridge above the hairs)
-BLEND_DEFAULTS = {"grow": 0.02, "feather": 0.08, "colour_sigma": 0.06, "detail": 1.0}
+BLEND_DEFAULTS = {"grow": 0.02, "feather": 0.08, "colour_sigma": 0.06, "detail": 1.0, "edit_tolerance": 16.0}
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -148,14 +150,16 @@ def _low_pass(image: np.ndarray, sigma: float) -> np.ndarray:
 def blend_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *, outline: np.ndarray,
                reference: np.ndarray | None = None, grow: float = BLEND_DEFAULTS["grow"],
                feather: float = BLEND_DEFAULTS["feather"], colour_sigma: float = BLEND_DEFAULTS["colour_sigma"],
-               detail: float = BLEND_DEFAULTS["detail"]) -> np.ndarray:
+               detail: float = BLEND_DEFAULTS["detail"],
+               edit_tolerance: float = BLEND_DEFAULTS["edit_tolerance"]) -> np.ndarray:
     """``photo`` uint8 [H, W, 3] with ``face`` (uint8 [S, S, 3], the edited aligned face) blended back into
     ``transform.quad`` along ``outline`` (photo pixels, ``face_outline``): a new uint8 array of the photo's size.
 
     ``reference`` uint8 [S, S, 3]: the unedited reconstruction the colour match measures against (default: ``face``).
     ``grow``, ``feather`` (quad sides): the mask (``outline_mask``); ``colour_sigma`` (quad sides, 0 = no colour
     match): the low-pass of the colour correction; ``detail`` in [0, 1]: how much of the photo's detail above the
-    aligned square's resolution is kept (see the module docstring). Pixels the mask leaves at 0 are unchanged.
+    aligned square's resolution is kept, less where the edit changed the face by more than ``edit_tolerance``
+    levels (see the module docstring). Pixels the mask leaves at 0 are unchanged.
     """
     for name, value, top in (("grow", grow, 0.5), ("feather", feather, 0.5), ("colour_sigma", colour_sigma, 1.0),
                              ("detail", detail, 1.0)):
@@ -166,6 +170,8 @@ def blend_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *
             or face.shape[0] != face.shape[1] or face.shape[0] < 1:
         raise ValueError(f"the face must be a square uint8 image [S, S, 3], got {getattr(face, 'dtype', type(face))} "
                          f"{getattr(face, 'shape', None)}")
+    if not edit_tolerance > 0:
+        raise ValueError(f"edit_tolerance must be positive, got {edit_tolerance}")
     if reference is not None and reference.shape != face.shape:
         raise ValueError(f"the reference must be the face's size {face.shape}, got {reference.shape}")
     out = photo.copy()
@@ -181,15 +187,19 @@ def blend_back(photo: np.ndarray, face: np.ndarray, transform: AlignTransform, *
     size = face.shape[0]
     aligned = align_image(photo, AlignTransform(transform.quad, size)).astype(np.float32)  # the photo's face
     edited = face.astype(np.float32)
+    ref = edited if reference is None else reference.astype(np.float32)
     if colour_sigma > 0:
-        ref = edited if reference is None else reference.astype(np.float32)
         edited = edited + _low_pass(aligned - ref, colour_sigma * size)
-    change = warp_face(edited - detail * aligned, transform, (x0, y0), (rows, cols))  # [rows, cols, 3]
+    change = np.abs(face.astype(np.float32) - ref).mean(-1, keepdims=True)  # [S, S, 1] how far the edit went
+    keep = detail * np.clip(2.0 - _low_pass(change, 1.0) / edit_tolerance, 0.0, 1.0)  # [S, S, 1]
+    origin, shape = (x0, y0), (rows, cols)
     base = out[y0:y0 + rows, x0:x0 + cols].astype(np.float32)
-    blended = base + mask[..., None] * (change - (1.0 - detail) * base)
+    up_face, up_photo = warp_face(edited, transform, origin, shape), warp_face(aligned, transform, origin, shape)
+    up_keep = warp_face(keep, transform, origin, shape)  # [rows, cols, 1]
+    blended = base + mask[..., None] * (up_face - base + up_keep * (base - up_photo))
     pasted = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    keep = mask[..., None] > 0
-    out[y0:y0 + rows, x0:x0 + cols] = np.where(keep, pasted, out[y0:y0 + rows, x0:x0 + cols])
+    inside = mask[..., None] > 0
+    out[y0:y0 + rows, x0:x0 + cols] = np.where(inside, pasted, out[y0:y0 + rows, x0:x0 + cols])
     return out
 
 
