@@ -114,6 +114,7 @@ def load_e4e(source) -> E4E:
     return _from_content(obj, label=label, sha=sha, path=path)
 
 
+@refuse_broken_files
 def open_model(path: str | os.PathLike) -> Generator | E4E:
     """What a model file holds: its generator (``load_generator``), or, for an e4e checkpoint, the ``E4E`` (its
     encoder with its generator, or without one). Generators are read once; a file that is no generator is read
