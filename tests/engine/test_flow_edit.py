@@ -338,7 +338,7 @@ def test_released_files_with_a_wrong_layout_are_clear_errors(tmp_path):
     with pytest.raises(FlowDataError, match="'Latent'"):
         read_styleflow_latents(tmp_path / "sg2latents.pickle")
     (tmp_path / "sg2latents.pickle").write_bytes(b"\x80\x04garbage")
-    with pytest.raises(FlowDataError, match="sg2latents.pickle cannot be read: the file is truncated"):
+    with pytest.raises(FlowDataError, match="sg2latents.pickle cannot be read: the file is damaged or truncated"):
         read_styleflow_latents(tmp_path / "sg2latents.pickle")
 
 
