@@ -131,8 +131,7 @@ def unreadable_reason(exc: BaseException) -> str:
         return "its pickle data is damaged"
     if "weights only load failed" in lowered:
         return "it holds Python objects other than weights, which are never loaded"
-    first = plain_text(text.split("\n", 1)[0], capital=False).rstrip(".")
-    return f"the file is damaged or truncated ({first})" if first else "the file is damaged or truncated"
+    return "the file is damaged or truncated"  # the reader's own words are Python's: they go to the log
 
 
 @dataclass(frozen=True)
