@@ -58,14 +58,20 @@ class InputGuard(QObject):
         super().__init__(window)
         self._window = window
         self._home = focus_home
+        for control in (c for cls in WHEEL_CONTROLS for c in window.findChildren(cls)):  # polished before, or hidden
+            self._no_wheel_focus(control)
+
+    @staticmethod
+    def _no_wheel_focus(control: QWidget) -> None:
+        if control.focusPolicy() == Qt.FocusPolicy.WheelFocus:
+            control.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()
         if kind == QEvent.Type.Wheel:
             return isinstance(obj, WHEEL_CONTROLS) and not isinstance(obj, QScrollBar) and self._wheel(obj, event)
         if kind == QEvent.Type.Polish and isinstance(obj, WHEEL_CONTROLS):
-            if obj.focusPolicy() == Qt.FocusPolicy.WheelFocus:
-                obj.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            self._no_wheel_focus(obj)
             return False
         if kind in (QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride) and isinstance(obj, QAbstractSpinBox) \
                 and obj.window() is self._window:
@@ -93,7 +99,7 @@ class InputGuard(QObject):
                 event.accept()  # Esc leaves the box first (a window-wide Esc action waits for the next press)
                 return True
             letter = Qt.Key.Key_A <= key <= Qt.Key.Key_Z and not event.modifiers() & _COMMAND_MODIFIERS
-            if letter and isinstance(box, QSpinBox) and not box.prefix() and not box.suffix():
+            if letter and isinstance(box, QSpinBox | QDoubleSpinBox) and not box.prefix() and not box.suffix():
                 event.ignore()  # not something the box can take: let the shortcut have it
                 return True
             return False
