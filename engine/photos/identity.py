@@ -47,9 +47,10 @@ def identity_available() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _recogniser():
+    model = _model_file()  # refuses with the install line before dlib is imported
     import dlib
 
-    return dlib.face_recognition_model_v1(str(_model_file()))
+    return dlib.face_recognition_model_v1(str(model))
 
 
 def _check(pixels: np.ndarray, what: str) -> None:
@@ -84,10 +85,9 @@ def _box(pixels: np.ndarray) -> tuple[float, float, float, float] | None:
 def face_embedding(pixels: np.ndarray, *, box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """dlib's 128-d embedding float64 [128] of the face in a uint8 image [H, W, 3]: the best detected face, or
     the face in ``box`` (x0, y0, x1, y1, image pixels). ValueError when there is no face."""
-    import dlib
-
     _check(pixels, "the image")
     _recogniser()  # refuses first when the model is not installed
+    import dlib
     if box is None:
         box = _box(pixels)
         if box is None:
