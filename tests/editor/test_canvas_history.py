@@ -252,7 +252,8 @@ def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
                        base=Source.from_latent(np.ones((8, 10), np.float32), name="me.jpg"),
                        noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
                        photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32),
-                       translation=Translation(ModelRef("/toon.pt"), depth=8))
+                       translation=Translation(ModelRef("/toon.pt"), depth=8), attribute_source="flow",
+                       encoder=ModelRef("/e4e.pt"), tuning=ModelRef("/tuning.pt"))
     assert all(getattr(target, f) != getattr(tiny_state, f) for f in target.__dataclass_fields__)
     seen = []
     doc.changed.connect(lambda state, fields: seen.append(fields))
