@@ -2,6 +2,7 @@
 global random number generators seeded per test and restored after it."""
 import os
 import random
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -56,3 +57,12 @@ def _isolated_global_rngs(request):
         yield
     np.random.set_state(numpy_state)
     random.setstate(python_state)
+
+
+@pytest.fixture
+def short_switch_interval():
+    """Threads switch every 10 µs (the default is 5 ms), so that races between them show; restored after the test."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from engine.models.stylegan2 import Generator, GeneratorConfig
+from engine.worker import ModelCache
 
 TINY_CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
 
@@ -39,3 +40,24 @@ def as_exported(state):
         model=ref(state.model), flow=ref(state.flow),
         photo=None if state.photo is None else dataclasses.replace(state.photo, path=Path(state.photo.path).name),
         translation=None if tr is None else dataclasses.replace(tr, target=ref(tr.target)))
+
+
+class RecordingContext:
+    """The slice of the worker's JobContext that jobs use, on the CPU, recording progress and partial results."""
+
+    def __init__(self):
+        self.device = torch.device("cpu")
+        self.models, self.memo, self.photos = ModelCache(), ModelCache(), ModelCache(capacity=2)
+        self.partials, self.progressed = [], []
+
+    def check(self):
+        pass
+
+    def cancelled(self):
+        return False
+
+    def progress(self, fraction, message=""):
+        self.progressed.append(fraction)
+
+    def partial(self, result):
+        self.partials.append(result)

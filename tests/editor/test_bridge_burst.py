@@ -4,22 +4,12 @@ request of its slot has been submitted; the last one always does."""
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections import Counter
 
-import pytest
 from PySide6.QtWidgets import QApplication
 
 REQUESTS = 1000
-
-
-@pytest.fixture
-def short_switch_interval():
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(before)
 
 
 def job_of(seconds: float, value: int):

@@ -20,32 +20,11 @@ from engine.jobs.render import load_model, render_state
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.photos.align import box_transform
 from engine.project import EditState, ModelRef, ProjectError, Source, read_project, save_project
-from engine.worker import ModelCache
+from tests.fakes import RecordingContext as Ctx
 
 CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
 DATA = Path(__file__).resolve().parents[1] / "data"
 BOX = (40.0, 24.0, 104.0, 88.0)  # where the face sits in the test photo: a 64 px square
-
-
-class Ctx:
-    """The slice of the worker's JobContext that jobs use, recording partial results."""
-
-    def __init__(self):
-        self.device = torch.device("cpu")
-        self.models, self.memo, self.photos = ModelCache(), ModelCache(), ModelCache(capacity=2)
-        self.partials, self.progressed = [], []
-
-    def check(self):
-        pass
-
-    def cancelled(self):
-        return False
-
-    def progress(self, fraction, message=""):
-        self.progressed.append(fraction)
-
-    def partial(self, result):
-        self.partials.append(result)
 
 
 @pytest.fixture(scope="module")

@@ -19,30 +19,11 @@ from engine.jobs.render import RenderJob, load_model
 from engine.models.stylegan2 import Generator, GeneratorConfig
 from engine.photos.align import box_transform
 from engine.project import EditState, ModelRef, ProjectError, read_project, save_project, verify_files
-from engine.worker import ModelCache
+from tests.fakes import RecordingContext as Ctx
 
 CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
 BOX = (40.0, 24.0, 104.0, 88.0)
 QUICK = TuneSettings(steps=40, seconds=None, lr=3e-3)
-
-
-class Ctx:
-    def __init__(self):
-        self.device = torch.device("cpu")
-        self.models, self.memo, self.photos = ModelCache(), ModelCache(), ModelCache(capacity=2)
-        self.partials, self.progressed = [], []
-
-    def check(self):
-        pass
-
-    def cancelled(self):
-        return False
-
-    def progress(self, fraction, message=""):
-        self.progressed.append(fraction)
-
-    def partial(self, result):
-        self.partials.append(result)
 
 
 @pytest.fixture(scope="module")

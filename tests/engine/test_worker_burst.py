@@ -4,7 +4,6 @@ submitted (``engine.worker``'s contract: the end of a job is decided and deliver
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 from collections import Counter
@@ -14,15 +13,6 @@ import pytest
 from engine.worker import Worker
 
 REQUESTS = 1000
-
-
-@pytest.fixture
-def short_switch_interval():
-    """Threads switch every 10 µs (the default is 5 ms), so that races show; restored after the test."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(before)
 
 
 def spin(seconds: float) -> None:
