@@ -1,10 +1,13 @@
 """Stand-ins shared by the engine and editor tests."""
 from __future__ import annotations
 
+import time
+
 import torch
 
+import main
 from engine.models.stylegan2 import Generator, GeneratorConfig
-from engine.worker import ModelCache
+from engine.worker import InlineContext, ModelCache
 
 TINY_CFG = GeneratorConfig(img_resolution=32, channels=(16, 16, 12, 8), z_dim=12, w_dim=10, mapping_layers=2)
 
@@ -61,3 +64,26 @@ class RecordingContext:
 
     def partial(self, result):
         self.partials.append(result)
+
+
+def cpu_context() -> InlineContext:
+    """The command line's job context, on the CPU."""
+    return InlineContext(device=torch.device("cpu"))
+
+
+def run_cli(*argv) -> int:
+    """``main.py ARGV`` in this process: the exit status (argparse's own exits included)."""
+    try:
+        return main.main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+
+
+def busy_job(seconds: float, value):
+    """A job that works ``seconds`` (checking for a stop all along), then returns ``value``."""
+    def job(ctx):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            ctx.check()
+        return value
+    return job

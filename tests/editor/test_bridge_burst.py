@@ -9,16 +9,9 @@ from collections import Counter
 
 from PySide6.QtWidgets import QApplication
 
+from tests.fakes import busy_job
+
 REQUESTS = 1000
-
-
-def job_of(seconds: float, value: int):
-    def job(ctx):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            ctx.check()
-        return value
-    return job
 
 
 def test_no_finished_signal_after_a_newer_submit(qtbot, bridge, short_switch_interval):
@@ -34,7 +27,7 @@ def test_no_finished_signal_after_a_newer_submit(qtbot, bridge, short_switch_int
 
     requests = []
     for i in range(REQUESTS):
-        request = bridge.submit(job_of(rng.uniform(0.0, 0.0012), i), slot="render")
+        request = bridge.submit(busy_job(rng.uniform(0.0, 0.0012), i), slot="render")
         newest[0] = request.request_id
         request.finished.connect(lambda value, r=request: finished(r, value))
         request.cancelled.connect(lambda: heard.__setitem__("cancelled", heard["cancelled"] + 1))

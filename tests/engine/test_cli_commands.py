@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-import main
 from engine.algorithms.flow_edit import slider_target
 from engine.cli.main import COMMANDS
 from engine.files.checkpoints import save_generator
@@ -25,9 +24,10 @@ from engine.jobs.translate import shipped_targets, with_style
 from engine.models.flow import ConditionalCNF, FlowConfig
 from engine.models.stylegan2 import Generator
 from engine.project import EditState, ModelRef, Source, read_project, save_project
-from engine.worker import InlineContext
 from tests.conftest import REPO
 from tests.fakes import TINY_CFG, as_exported, fake_finetune
+from tests.fakes import cpu_context as ctx
+from tests.fakes import run_cli as cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FACE = REPO / "tests" / "data" / "astronaut_face.png"
@@ -52,18 +52,6 @@ def tiny(tmp_path_factory):
             p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     save_flow(folder / "flow.pt", flow.eval())
     return folder
-
-
-def cli(*argv) -> int:
-    """``main.py ARGV`` in this process: the exit status (argparse's own exits included)."""
-    try:
-        return main.main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
-
-
-def ctx() -> InlineContext:
-    return InlineContext(device=torch.device("cpu"))
 
 
 def pixels(path) -> np.ndarray:

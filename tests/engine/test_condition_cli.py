@@ -6,27 +6,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-import main
 from engine.algorithms.flow_edit import AttributeEdit, slider_target
 from engine.jobs.condition import FlowReadJob
 from engine.jobs.render import AttributeReadJob, LatentJob
 from engine.project import EditState
-from engine.worker import InlineContext
+from tests.fakes import cpu_context as ctx
+from tests.fakes import run_cli as cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(*argv) -> int:
-    try:
-        return main.main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
-
-
-def ctx() -> InlineContext:
-    return InlineContext(device=torch.device("cpu"))
 
 
 @pytest.fixture(autouse=True)

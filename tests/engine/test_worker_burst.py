@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from engine.worker import Worker
+from tests.fakes import busy_job
 
 REQUESTS = 1000
 
@@ -20,15 +21,6 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
-
-
-def job_of(seconds: float, value: int):
-    def job(ctx):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            ctx.check()
-        return value
-    return job
 
 
 def burst(worker: Worker, rng: random.Random, *, slot: str = "render"):
@@ -48,7 +40,7 @@ def burst(worker: Worker, rng: random.Random, *, slot: str = "render"):
 
     handles = []
     for i in range(REQUESTS):
-        handle = worker.submit(job_of(rng.uniform(0.0, 0.0012), i), slot=slot, on_done=on_done)
+        handle = worker.submit(busy_job(rng.uniform(0.0, 0.0012), i), slot=slot, on_done=on_done)
         newest[0] = handle.request_id
         handles.append(handle)
         spin(rng.uniform(0.0002, 0.0009))
@@ -77,9 +69,9 @@ def test_a_done_callback_that_submits_to_its_own_slot_does_not_deadlock(short_sw
     try:
         def resubmit(handle):
             if not handle.cancelled() and len(chained) < 20:
-                chained.append(worker.submit(job_of(0.0001, len(chained)), slot="render", on_done=resubmit))
+                chained.append(worker.submit(busy_job(0.0001, len(chained)), slot="render", on_done=resubmit))
 
-        first = worker.submit(job_of(0.0001, -1), slot="render", on_done=resubmit)
+        first = worker.submit(busy_job(0.0001, -1), slot="render", on_done=resubmit)
         assert first.result(timeout=10) == -1
         deadline = time.monotonic() + 10
         while len(chained) < 20 and time.monotonic() < deadline:
