@@ -112,6 +112,7 @@ from engine.models.precision import PRECISION_HELP, PRECISIONS, parse_precision,
 from engine.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from engine.photos.align import AlignTransform, box_transform, face_transform
 from engine.project import (
+    EDIT_METHODS,
     MAX_EDITS,
     SEED_LIMIT,
     EditState,
@@ -133,7 +134,7 @@ __all__ = [
     "Generator", "GeneratorConfig", "Discriminator", "DiscriminatorConfig",
     "ASSETS_DIR", "DEFAULT_GENERATOR", "DEFAULT_ESTIMATOR", "DEFAULT_FLOW", "DEFAULT_ENCODER",
     # the document
-    "EditState", "ModelRef", "PhotoRef", "Source", "Translation", "SEED_LIMIT", "MAX_EDITS",
+    "EditState", "ModelRef", "PhotoRef", "Source", "Translation", "SEED_LIMIT", "EDIT_METHODS", "MAX_EDITS",
     "read_project", "save_project", "verify_files",
     "parse_seeds", "AttributeEdit", "merge_edit", "slider_target", "slider_from_target", "SLIDER_STEPS",
     "LIGHTING_PRESETS", "ConditionLayout", "AttributeSpec", "STYLEFLOW", "LayoutError", "parse_layout", "parse_rows",

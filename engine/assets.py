@@ -20,6 +20,7 @@ DEFAULT_ENCODER = "encoder.pt"
 DEFAULT_DOMAINS = "domains.pt"
 DEFAULT_BICYCLEGAN = "bicyclegan.pt"
 DEFAULT_TUNIT = "tunit.pt"
+DEFAULT_DIRECTIONS = "directions.pt"
 
 _verified: dict[tuple[str, int, int], str] = {}
 
@@ -64,6 +65,11 @@ def default_estimator_path() -> Path:
 def default_flow_path() -> Path:
     """The embedded StyleFlow flow for the default generator (verified)."""
     return verified_asset(DEFAULT_FLOW, what="embedded attribute flow")
+
+
+def default_directions_path() -> Path:
+    """The embedded edit directions measured on the default generator (verified)."""
+    return verified_asset(DEFAULT_DIRECTIONS, what="embedded edit directions")
 
 
 def default_encoder_path() -> Path:

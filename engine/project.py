@@ -37,6 +37,9 @@ SEED_LIMIT = 2**32
 # Where a face's starting condition (the sliders' originals) comes from: the attribute estimator's reading of the
 # rendered face, or the flow's own reading of its latent (engine.algorithms.condition_fit, from the estimator's).
 ATTRIBUTE_SOURCES = ("estimator", "flow")
+# How attribute edits move the latent (engine.jobs.directions): the model's measured directions when it has them
+# ("auto"), always those ("directions"), or StyleFlow's flow ("flow", what projects written before the choice used).
+EDIT_METHODS = ("auto", "directions", "flow")
 PROJECT_SIZE_LIMIT = 64 << 20  # bytes; a 1024 px inversion's noise maps take about 15 MB
 JSON_DEPTH_LIMIT = 32  # a project nests about 6 deep
 NUMBER_DIGITS_LIMIT = 40  # a seed has at most 10
@@ -267,8 +270,10 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     latent (an inverted photo, from ``photo``); ``noise_maps`` replace the noise of ``noise_mode`` (an inversion's
     optimised maps); ``translation`` renders the edited face through a fine-tuned model; ``encoder`` is an e4e
     encoder file paired with the model (None: the model file's own encoder, if any), which photo inversions start from;
-``tuning`` is the "keep the person" tuning of the model around ``base`` (a file of float16 weight differences,
-``engine.algorithms.pivotal``, pinned by sha256), which every rendering of the state applies.
+``edit_method`` says how the edits move the latent (``EDIT_METHODS``: measured directions or the flow; a project
+written before the choice existed reads as ``'flow'``); ``tuning`` is the "keep the person" tuning of the model
+around ``base`` (a file of float16 weight differences, ``engine.algorithms.pivotal``, pinned by sha256), which every
+rendering of the state applies.
 
     Written and read by ``to_dict`` / ``from_dict`` (``engine.files.configs``): a field missing in a file takes its
     default (older files), keys this version does not know are ignored at every level (files of a newer version
@@ -288,6 +293,7 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
     flow_fast: bool = True
     locks: tuple[str, ...] = ()
     attribute_source: str = "estimator"  # ATTRIBUTE_SOURCES: where the face's starting condition comes from
+    edit_method: str = "auto"  # EDIT_METHODS: how attribute edits move the latent
     base: Source | None = None
     noise_maps: NoiseMaps | None = None
     photo: PhotoRef | None = None
@@ -311,6 +317,8 @@ class EditState(DictForm, what="the edit state", error=ProjectError, unknown="ig
             raise ProjectError(f"noise mode must be one of {NOISE_MODES}, got {self.noise_mode!r}")
         if self.attribute_source not in ATTRIBUTE_SOURCES:
             raise ProjectError(f"the attribute source must be 'estimator' or 'flow', got {self.attribute_source!r}")
+        if self.edit_method not in EDIT_METHODS:
+            raise ProjectError(f"the edit method must be one of {', '.join(EDIT_METHODS)}, got {self.edit_method!r}")
         if any(not 0 <= r <= len(self.sources) for r in self.rows):
             raise ProjectError(f"mixing rows {list(self.rows)} name sources beyond the {len(self.sources)} given")
         object.__setattr__(self, "locks", self._canonical_locks())
@@ -461,6 +469,8 @@ def read_project(path: str | os.PathLike) -> tuple[EditState, dict]:
         raise ProjectError(f"{path.name} has project format version {d.get('format_version')!r}; this editor reads "
                            f"version {PROJECT_VERSION}")
     body = {k: v for k, v in d.items() if k not in ("format", "format_version")}
+    if isinstance(body.get("state"), dict) and "edit_method" not in body["state"]:
+        body["state"] = {**body["state"], "edit_method": "flow"}  # written before the choice: the flow edited it
     body = _ProjectBody.from_dict(_resolve_paths(body, path.absolute().parent), what=path.name)
     return body.state, body.extras
 

@@ -1,5 +1,11 @@
-"""Attributes panel: one StyleFlow slider per attribute of the flow's condition layout, showing the face's measured
-value and the target, and the flow's lighting presets.
+"""Attributes panel: one slider per attribute of the flow's condition layout, showing the face's measured value and
+the target, and the flow's lighting presets.
+
+"Edit by" picks the method (``EditState.edit_method``): the model's measured directions (the slider's value is the
+reading asked of the face, reached by a closed loop; ``engine.jobs.directions``), StyleFlow's flow, or the best the
+model has; the panel says which is in use. The grey number beside each slider is the estimator's reading of the face
+shown; an edited or locked attribute whose reading falls short of its target is shown in orange, and the status line
+says by how much.
 
 Moving a slider sets the attribute's target through StyleFlow's rule (``original + degree * (value - original)``)
 as one edit in the state's edit list; a drag is one undo step and one edit. The estimator's readings arrive from
@@ -19,6 +25,7 @@ from pathlib import Path
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QFileDialog,
     QGridLayout,
@@ -74,11 +81,19 @@ TIPS = {
     "expression": "From a neutral face (0) to a broad smile (1)",
     "smile": "From a neutral face (0) to a broad smile (1)",
 }
+METHODS = {
+    "auto": ("Best for this model", "the model's measured directions when it has them, else the flow"),
+    "directions": ("Measured directions", "moves the face until the estimator reads the slider's value, holding "
+                   "the locked attributes (needs directions measured on this model)"),
+    "flow": ("StyleFlow flow", "StyleFlow's conditional flow, as in its paper and UI"),
+}
+SHORT_STYLE = "color: #c26a00; font-weight: bold"
+METHOD_NAMES = {"directions": "measured directions", "flow": "StyleFlow flow"}
 
 
 def _face(state):
     """The part of a state that decides the unedited face (and so the measured originals)."""
-    return state.replace(edits=(), flow_fast=True, locks=())
+    return state.replace(edits=(), flow_fast=True, locks=(), edit_method="auto")
 
 
 def _fmt(name: str, value: float) -> str:
@@ -121,6 +136,18 @@ class AttributesPanel(QWidget):
                                          "are (its lighting coefficients, attributes and their W+ rows)")
         self.default_button = QToolButton(icon=icon("reset"), autoRaise=True, toolTip="Back to the embedded "
                                           "default's attribute flow")
+        self.method = QComboBox()
+        for key, (text, tip) in METHODS.items():
+            self.method.addItem(text, key)
+            self.method.setItemData(self.method.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.method.setToolTip("How a slider moves the face: " + "; ".join(f"{t}: {tip}" for t, tip in
+                                                                          METHODS.values()))
+        self.method_label = QLabel()
+        self.method_label.setStyleSheet("color: palette(mid)")
+        method_row = QHBoxLayout()
+        method_row.addWidget(QLabel("Edit by"))
+        method_row.addWidget(self.method, 1)
+        method_row.addWidget(self.method_label)
         top = QHBoxLayout()
         top.addWidget(self.open_button, 1)
         top.addWidget(self.layout_button)
@@ -154,8 +181,9 @@ class AttributesPanel(QWidget):
         self.status = QLabel("Measuring the face…")
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: palette(mid)")
-        box = QGroupBox("Attributes (StyleFlow)")
+        box = QGroupBox("Attributes")
         self._box_layout = QVBoxLayout(box)
+        self._box_layout.addLayout(method_row)
         self._box_layout.addLayout(top)
         self._box_layout.addWidget(self.flow_label)
         self._box_layout.addWidget(self._rows_box)
@@ -168,6 +196,7 @@ class AttributesPanel(QWidget):
         self._build(STYLEFLOW, tuple(LIGHTING_PRESETS), (True,) * STYLEFLOW.cond_dim)
 
         self.fast.toggled.connect(lambda on: self._doc.edit("Fast attribute solver", flow_fast=on))
+        self.method.activated.connect(lambda i: self._doc.edit("Edit method", edit_method=self.method.itemData(i)))
         self.reset_all.clicked.connect(lambda: self._doc.edit("Reset attributes", edits=()))
         self.read_action.triggered.connect(self.read_from_flow)
         self.read_stop.clicked.connect(self.stop_reading)
@@ -327,11 +356,30 @@ class AttributesPanel(QWidget):
             return None
         return float(r.base[r.layout.index(name)])
 
+    def _method(self) -> str | None:
+        """The method editing the face ('directions' or 'flow', from the engine's last reading of this model and
+        flow); None before the first reading."""
+        r, st = self._reading, self._doc.state
+        if r is None or (r.state.model, r.state.flow, r.state.edit_method) != (st.model, st.flow, st.edit_method):
+            return None
+        return r.method
+
+    def _tolerance(self, name: str) -> float:
+        """How far a reading may fall from its target before the panel says the edit fell short."""
+        layout = self._built[0]
+        r = self._reading
+        if r is not None and r.spread:
+            return 0.25 * r.spread[layout.index(name)]
+        lo, hi = layout.spec(name).range
+        return 0.05 * (hi - lo)
+
     def _slider_moved(self, name: str, value: float) -> None:
         original = self._original(name)
         if original is None:
             return
-        edit = AttributeEdit("attribute", name, slider_target(name, value, original, layout=self._built[0]))
+        target = value if self._method() == "directions" else slider_target(name, value, original,
+                                                                             layout=self._built[0])
+        edit = AttributeEdit("attribute", name, target)
         self._push_edit(f"{_title(name)}", f"attribute-{name}", edit)
 
     def _light_moved(self, index: int, weight: float) -> None:
@@ -477,6 +525,13 @@ class AttributesPanel(QWidget):
         layout, _, measured = self._built
         targets = {self._name(e.key): e.value for e in st.edits if e.kind == "attribute"}
         locks = {self._name(a) for a in st.locks}
+        direct = self._method() == "directions"
+        with QSignalBlocker(self.method):
+            self.method.setCurrentIndex(max(0, self.method.findData(st.edit_method)))
+        method = self._method()
+        self.method_label.setText("" if method is None else f"in use: {METHOD_NAMES[method]}")
+        self.fast.setVisible(method != "directions")
+        short = []
         for name in layout.names:
             original = self._original(name)
             slider = self.sliders[name]
@@ -484,16 +539,29 @@ class AttributesPanel(QWidget):
             if original is not None:
                 target = targets.get(name, original)
                 with QSignalBlocker(slider):
-                    slider.setValue(slider_from_target(name, target, original, layout=layout))
+                    slider.setValue(target if direct else slider_from_target(name, target, original, layout=layout))
                 now = self._reading.current[layout.index(name)] if self._reading.state == st else None
                 if read:
                     self.readings[name].setText("–" if now is None else _fmt(name, float(now)))
+                    aim = None if now is None else float(self._reading.target[layout.index(name)])
+                    off = (name in targets or name in locks) and aim is not None and \
+                        abs(float(now) - aim) > self._tolerance(name)
+                    self.readings[name].setStyleSheet(SHORT_STYLE if off else "color: palette(mid)")
+                    self.readings[name].setToolTip(
+                        f"The face reads {_fmt(name, float(now))}, short of the {_fmt(name, aim)} asked: this face "
+                        "cannot go further that way without changing others" if off else
+                        "What the attribute estimator reads on the face now")
+                    if off:
+                        short.append(f"{_title(name).lower()} {_fmt(name, float(now))} of {_fmt(name, aim)}")
             locked = name in locks
             with QSignalBlocker(self.locks[name]):
                 self.locks[name].setChecked(locked)
             self.sliders[name].setEnabled(usable and not locked)
             self.locks[name].setEnabled(usable and read)
             self.resets[name].setEnabled(usable and name in targets)
+        if short and self._reading is not None and self._reading.state == st:
+            self.status.setText("Fell short: " + ", ".join(short) + " (the number beside each slider is what the "
+                                "face shown reads)")
         weights = {e.key: e.value for e in st.edits if e.kind == "lighting"}
         for j, slider in enumerate(self.lights):
             with QSignalBlocker(slider):

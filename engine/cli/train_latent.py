@@ -1,5 +1,6 @@
 """The models of a generator's latent space and their releases: ``train flow`` / ``release-flow`` (StyleFlow's
-conditional flow) and ``train encoder`` / ``release-encoder`` (the inversion encoder)."""
+conditional flow), ``train encoder`` / ``release-encoder`` (the inversion encoder) and ``train directions`` (the
+measured edit directions, ``engine.cli.train_directions``)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from engine.assets import DEFAULT_ENCODER, DEFAULT_FLOW, default_estimator_path, default_generator_path
 from engine.cli import train_options as opts
+from engine.cli.train_directions import add_directions_command
 from engine.files.loading import load_generator
 from engine.files.paths import command_line
 from engine.models.encoder import EncoderConfig
@@ -222,6 +224,7 @@ def add_latent_commands(sub) -> None:
     """Register the flow and encoder trainers and their releases on the ``train`` subcommand set."""
     add_flow_commands(sub)
     add_encoder_commands(sub)
+    add_directions_command(sub)
 
 
 __all__ = ["add_latent_commands", "run_train_flow", "run_train_encoder", "run_release_flow", "run_release_encoder"]

@@ -27,6 +27,7 @@ from engine.files.e4e import open_model
 from engine.files.flows import load_flow
 from engine.files.images import to_uint8
 from engine.files.storage import file_sha256
+from engine.jobs.directions import load_model_directions, resolve_method, solve_directions
 from engine.models.e4e import E4E
 from engine.models.estimator import load_estimator
 from engine.models.precision import chosen_precision, precision_name
@@ -194,10 +195,11 @@ def measured(estimator, layout: ConditionLayout) -> tuple[bool, ...]:
 
 @torch.no_grad()
 def read_condition(estimator, image: np.ndarray, *, layout: ConditionLayout = STYLEFLOW) -> torch.Tensor:
-    """The estimator's reading of a uint8 image [H, W, 3] as a flow condition [1, C] in ``layout``'s order (raw
-    units). Entries the estimator does not read (``measured``) take ``layout.neutral()``: lighting 0, an attribute
-    the middle of its range."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, H, W]
+    """The estimator's reading of a uint8 image [H, W, 3] (or images [B, H, W, 3]) as a flow condition [1, C]
+    ([B, C]) in ``layout``'s order (raw units). Entries the estimator does not read (``measured``) take
+    ``layout.neutral()``: lighting 0, an attribute the middle of its range."""
+    x = torch.from_numpy(np.ascontiguousarray(image))
+    x = (x.permute(2, 0, 1)[None] if x.ndim == 3 else x.permute(0, 3, 1, 2)).float() / 127.5 - 1  # [B, 3, H, W]
     values = estimator.to_units(estimator(x.to(next(estimator.parameters()).device)))  # [1, K], estimator order
     columns = layout.match(estimator.cfg.output_names)
     if all(c is not None for c in columns):
@@ -205,7 +207,7 @@ def read_condition(estimator, image: np.ndarray, *, layout: ConditionLayout = ST
     out = torch.tensor(layout.neutral(), dtype=torch.float32, device=values.device).expand(len(values), -1).clone()
     read = [i for i, c in enumerate(columns) if c is not None]
     out[:, read] = values[:, [columns[i] for i in read]].float()
-    return out  # [1, C]
+    return out  # [B, C]
 
 
 @dataclass(frozen=True)
@@ -229,28 +231,43 @@ class FlowTools:
 
 
 def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
-             cond0: torch.Tensor | None = None) -> torch.Tensor:
-    """The W+ latent [1, num_ws, w_dim] the state describes: mixing, then the attribute edits replayed with the
-    flow, starting from ``cond0`` [1, C] (the unedited face's starting condition; when None, the estimator's
-    reading, or with ``attribute_source == 'flow'`` the flow's reading from it, as ``cached_condition``)."""
+             cond0: torch.Tensor | None = None, live: bool = False) -> torch.Tensor:
+    """The W+ latent [1, num_ws, w_dim] the state describes: mixing, then the attribute edits (by the model's
+    measured directions or the flow, ``edit_method``), starting from ``cond0`` [1, C] (the unedited face's starting
+    condition; when None, the estimator's reading, or with ``attribute_source == 'flow'`` the flow's reading from it,
+    as ``cached_condition``). ``live``: the cheaper solve shown while a slider is held."""
     ws = mixed_ws(G, state)
     if not state.edits:
         return ws
     if tools is None:
         raise ProjectError("this image has attribute edits: they need the attribute flow and estimator")
     tools.check_locks(state.locks)
+    directions = load_model_directions(state.model, sha256=G.model_info.sha256 or state.model.sha256,
+                                       device=ws.device)
+    estimated = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
     if cond0 is None:
-        cond0 = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
+        cond0 = estimated
         if state.attribute_source == "flow":
             cond0 = read_from_flow(tools, ws, cond0).condition
-    w, _ = apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
+    return edit_ws(G, state, tools, ws, cond0, estimated, directions, live=live)[0]
+
+
+def edit_ws(G: Generator, state: EditState, tools: FlowTools, ws: torch.Tensor, cond0: torch.Tensor,
+            estimated: torch.Tensor, directions, *, live: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The state's edits applied to ``ws`` [1, num_ws, w_dim]: by measured ``directions`` from the estimator's
+    reading ``estimated`` [1, C] (the closed loop reads the estimator), or by the flow from ``cond0`` [1, C].
+    -> (w, the condition aimed at [1, C])"""
+    if resolve_method(state.edit_method, directions, tools.layout) == "directions":
+        return solve_directions(directions, ws, estimated.to(ws.device), tools.layout, state.edits,
+                                locks=state.locks, presets=tools.presets, measure=reader(G, state, tools), live=live)
+    return apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
                        presets=tools.presets, locks=state.locks, measure=reader(G, state, tools), layout=tools.layout)
-    return w
 
 
 def reader(G: Generator, state: EditState, tools: FlowTools):
-    """``measure(w) -> [1, C]`` for locked attributes: the estimator's reading of ``w`` rendered like ``state``."""
-    return lambda w: read_condition(tools.estimator, render_ws(G, w, state), layout=tools.layout)
+    """``measure(w) -> [B, C]``: the estimator's reading of latents ``w`` [B, num_ws, w_dim] rendered like
+    ``state`` (its noise), in 8-bit levels as the canvas shows them."""
+    return lambda w: read_condition(tools.estimator, render_ws(G, w, state, batch=True), layout=tools.layout)
 
 
 def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
@@ -268,12 +285,14 @@ def state_noise(G: Generator, state: EditState) -> list[torch.Tensor] | None:
 
 
 @torch.no_grad()
-def render_ws(G: Generator, ws: torch.Tensor, state: EditState, *, max_resolution: int | None = None) -> np.ndarray:
-    """Synthesize W+ [1, num_ws, w_dim] with the state's noise -> uint8 [H, W, 3]."""
+def render_ws(G: Generator, ws: torch.Tensor, state: EditState, *, max_resolution: int | None = None,
+              batch: bool = False) -> np.ndarray:
+    """Synthesize W+ [1, num_ws, w_dim] with the state's noise -> uint8 [H, W, 3] (``batch``: W+ [B, num_ws, w_dim]
+    -> uint8 [B, H, W, 3], every face with the state's noise)."""
     noise = state_noise(G, state)
     mode = "const" if noise is not None else state.noise_mode
     img = G.synthesis(ws, noise_mode=mode, noise=noise, max_resolution=max_resolution)
-    return np.ascontiguousarray(to_uint8(img)[0])  # owned, C-contiguous: shareable with Qt without a copy
+    return np.ascontiguousarray(to_uint8(img) if batch else to_uint8(img)[0])  # owned: shareable with Qt
 
 
 def render_state(G: Generator, state: EditState, *, max_resolution: int | None = None,
@@ -395,31 +414,38 @@ def cached_condition(ctx: JobContext, G: Generator, state: EditState, tools: Flo
     return flow_condition(ctx, G, state, tools, start).condition
 
 
-def worker_ws(ctx: JobContext, G: Generator, state: EditState) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they reach [1, C], using
+def cached_directions(ctx: JobContext, G: Generator, state: EditState):
+    """The model's measured edit directions (``load_model_directions``) from the worker's cache, or None."""
+    ref = state.model
+    return ctx.models.get(("directions", ref.path, ref.sha256),
+                          lambda: load_model_directions(ref, sha256=G.model_info.sha256 or ref.sha256,
+                                                        device=ctx.device))
+
+
+def worker_ws(ctx: JobContext, G: Generator, state: EditState, *, live: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they aim at [1, C], using
     the worker's caches. Edited latents are memoised per state: the frame, its attribute reading and a latent
-    export of the same state share one flow solve."""
+    export of the same state share one solve. ``live``: the cheaper solve shown while a slider is held."""
     if not state.edits:
         return mixed_ws(G, state), None
     tools = cached_tools(ctx, state)
     tools.check_locks(state.locks)
 
     def solve():
-        cond0 = cached_condition(ctx, G, state, tools)
-        return apply_edits(tools.flow, mixed_ws(G, state), cond0, state.edits, fast=state.flow_fast,
-                           presets=tools.presets, locks=state.locks, measure=reader(G, state, tools),
-                           layout=tools.layout)
+        return edit_ws(G, state, tools, mixed_ws(G, state), cached_condition(ctx, G, state, tools),
+                       estimator_condition(ctx, G, state, tools), cached_directions(ctx, G, state), live=live)
 
-    return ctx.memo.get(("edited", state), solve)
+    return ctx.memo.get(("edited", state, live), solve)
 
 
 def render_in_worker(ctx: JobContext, state: EditState, *, max_resolution: int | None = None,
-                     translate: bool = True) -> np.ndarray:
+                     translate: bool = True, live: bool = False) -> np.ndarray:
     """``render_state`` with the worker's cached models (and flow tools when the state has attribute edits);
     with a translation (and ``translate``), the image of the target model instead (``render_translation``); with a
     "keep the person" tuning, through the tuned model (``state_model``)."""
     G = state_model(ctx, state)
-    ws = worker_ws(ctx, G, state)[0]
+    ws = worker_ws(ctx, G, state, live=live)[0]
     if translate and state.translation is not None:
         target = cached_model(ctx, state.translation.target)
         return render_translation(G, target, ws, state)
@@ -480,7 +506,7 @@ class RenderJob:
         t0 = time.perf_counter()
         G = cached_model(ctx, self.state.model)
         res = preview_resolution(G, self.preview_limit)
-        image = render_in_worker(ctx, self.state, max_resolution=res)
+        image = render_in_worker(ctx, self.state, max_resolution=res, live=self.preview_limit is not None)
         ms = (time.perf_counter() - t0) * 1e3
         log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
         return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision))
@@ -557,6 +583,9 @@ class AttributeReading:
     layout: ConditionLayout = STYLEFLOW
     measured: tuple[bool, ...] = ()
     preset_names: tuple[str, ...] = ()
+    method: str = "flow"  # the method that edits this state: "directions" or "flow"
+    methods: tuple[str, ...] = ("flow",)  # the methods this model and flow offer
+    spread: tuple[float, ...] = ()  # each entry's standard deviation over the model's faces (directions' scale)
 
 
 @dataclass(frozen=True)
@@ -573,5 +602,10 @@ class AttributeReadJob:
         if self.state.edits:
             w, target = worker_ws(ctx, G, self.state)
             current = read_condition(tools.estimator, render_ws(G, w, self.state), layout=tools.layout)
+        directions = cached_directions(ctx, G, self.state)
+        method = resolve_method(self.state.edit_method, directions, tools.layout)
+        usable = resolve_method("auto", directions, tools.layout) == "directions"
         return AttributeReading(self.state, *(c[0].cpu().numpy() for c in (cond0, target, current)),
-                                layout=tools.layout, measured=tools.measured, preset_names=tools.preset_names)
+                                layout=tools.layout, measured=tools.measured, preset_names=tools.preset_names,
+                                method=method, methods=("directions", "flow") if usable else ("flow",),
+                                spread=tuple(directions.scale.tolist()) if usable else ())

@@ -253,7 +253,7 @@ def test_restore_snapshot_is_one_undo_step(tiny_state, tiny_model_path):
                        noise_maps=NoiseMaps.from_arrays([np.zeros((4, 4), np.float32)]),
                        photo=PhotoRef("/me.jpg", "ab" * 32, ((0, 0), (0, 9), (9, 9), (9, 0)), 32),
                        translation=Translation(ModelRef("/toon.pt"), depth=8), attribute_source="flow",
-                       encoder=ModelRef("/e4e.pt"), tuning=ModelRef("/tuning.pt"))
+                       encoder=ModelRef("/e4e.pt"), tuning=ModelRef("/tuning.pt"), edit_method="flow")
     assert all(getattr(target, f) != getattr(tiny_state, f) for f in target.__dataclass_fields__)
     seen = []
     doc.changed.connect(lambda state, fields: seen.append(fields))

@@ -245,9 +245,12 @@ def test_the_read_job_fits_the_embedded_face_reports_progress_and_feeds_the_slid
     flowed = AttributeReadJob(state.replace(attribute_source="flow"))(ctx)  # the memoised fit, no second solve
     np.testing.assert_array_equal(flowed.base, reading.condition)
     edit = AttributeEdit("attribute", "age", 60.0)
+    a = LatentJob(state.replace(edits=(edit,), edit_method="flow"))(ctx)
+    b = LatentJob(state.replace(edits=(edit,), attribute_source="flow", edit_method="flow"))(ctx)
+    assert not np.allclose(a, b)  # the flow's edit starts from the other condition
     a = LatentJob(state.replace(edits=(edit,)))(ctx)
     b = LatentJob(state.replace(edits=(edit,), attribute_source="flow"))(ctx)
-    assert not np.allclose(a, b)  # the edit starts from the other condition
+    np.testing.assert_array_equal(a, b)  # measured directions aim at the asked reading whatever the start
     G = cached_model(ctx, state.model)
     tools = cached_tools(ctx, state)
     fresh = state_ws(G, state.replace(edits=(edit,), attribute_source="flow"), tools=tools)  # outside the worker

@@ -1,0 +1,225 @@
+"""Conditional latent directions with a closed loop: attribute and lighting edits that reach what they ask.
+
+InterFaceGAN's conditional manipulation (Shen et al., 2020), in the generator's own W space and measured rather
+than assumed:
+
+* ``covariance_directions``: from labelled latents (W [N, w_dim], readings C [N, K]) the linear read-out
+  A = C_cw Σ_w⁻¹ and, per condition entry k, the smallest move in the Mahalanobis metric of W that changes entry k
+  by one unit and every other entry by zero: D = C_wc (A C_wc)⁻¹ (columns d_k with A d_k = e_k). The moves stay
+  along directions W actually varies in, so edited latents stay typical.
+* ``Directions``: per entry, a W+ move [num_ws, w_dim] (d_k on the rows measured to edit that entry best, zero
+  elsewhere, scaled so one step moves the reading by one raw unit) and the measured response matrix
+  R [K, K] (R[i, j]: how far entry i's reading moves per step along entry j's move), both from
+  ``engine.train.directions`` for one generator and estimator.
+* ``solve_edit``: the edited and locked entries S get targets; the other entries are free. The open-loop move is
+  β_S = R_SS⁻¹ (t_S − c0_S); each closed-loop pass renders and reads the face (``measure``) and adds
+  R_SS⁻¹ (t_S − reading_S) (a quasi-Newton step with the measured response). The result is a pure function of the
+  latent, its starting reading, the targets and the pass count, so a project replays it bit for bit.
+
+Targets are absolute (the slider value is the asked reading, never accumulated), so the order of the edits does
+not matter; a target the generator cannot reach ends short and says so through the reading of the face shown.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+# A step along one entry's move is clamped to this many standard deviations of that entry: beyond, the latent
+# leaves what the generator was trained on and the face breaks rather than changes.
+MAX_STEP_SD = 4.0
+# Tikhonov damping of the response's inverse, in standard-deviation units (``damped_inverse``).
+DAMPING = 0.02
+# The closed loop rescales each move by its secant gain at the face (reading change per step over the last two
+# steps, relative to the calibration's), kept in this range so a saturated reading cannot ask for a huge step.
+GAIN_RANGE = (0.25, 4.0)
+# ... measured only over a step of at least this many standard deviations (smaller ones mostly see the other moves).
+SECANT_MIN_SD = 0.2
+# With ``local`` passes, the entries in ``hold`` (the unlocked other attributes) are kept near their starting reading
+# with this weight against the targets' 1: they move where the target needs them to, and no further.
+HOLD_WEIGHT = 0.3
+
+
+def covariance_directions(w: torch.Tensor, cond: torch.Tensor, *, ridge: float = 1e-3) -> torch.Tensor:
+    """Conditional directions in W from labelled latents. w: [N, w_dim]; cond: [N, K] readings. -> D [K, w_dim]
+    with A D^T = I for the least-squares read-out A (``ridge``: relative regularisation of Σ_w)."""
+    if w.ndim != 2 or cond.ndim != 2 or len(w) != len(cond):
+        raise ValueError(f"need w [N, w_dim] and cond [N, K] of one N, got {tuple(w.shape)} and {tuple(cond.shape)}")
+    if len(w) <= w.shape[1] + cond.shape[1]:
+        raise ValueError(f"{len(w)} labelled latents are too few to fit {cond.shape[1]} directions in a "
+                         f"{w.shape[1]}-dimensional W (need more than {w.shape[1] + cond.shape[1]})")
+    w, cond = w.double(), cond.double()
+    wc, cc = w - w.mean(0), cond - cond.mean(0)
+    n = len(w)
+    sigma = wc.T @ wc / n  # [w_dim, w_dim]
+    sigma = sigma + ridge * sigma.diagonal().mean() * torch.eye(len(sigma), dtype=sigma.dtype)
+    cross = wc.T @ cc / n  # [w_dim, K]
+    read = torch.linalg.solve(sigma, cross).T  # [K, w_dim]: A
+    gram = read @ cross  # [K, K]: A C_wc, symmetric positive definite
+    return torch.linalg.solve(gram, cross.T).float()  # [K, w_dim]: rows d_k, A d_k = e_k
+
+
+@dataclass(frozen=True)
+class Directions:
+    """Measured edit moves for one generator: ``names`` the condition entries (layout order), ``moves``
+    [K, num_ws, w_dim] one raw unit of each entry, ``response`` [K, K] the measured reading change of entry i per
+    step along move j, ``scale`` [K] each entry's standard deviation over the generator's faces (raw units),
+    ``rows`` the W+ rows each move uses."""
+
+    names: tuple[str, ...]
+    moves: torch.Tensor
+    response: torch.Tensor
+    scale: torch.Tensor
+    rows: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self):
+        k = len(self.names)
+        if self.moves.ndim != 3 or self.moves.shape[0] != k:
+            raise ValueError(f"moves must be [{k}, num_ws, w_dim], got {tuple(self.moves.shape)}")
+        if self.response.shape != (k, k) or self.scale.shape != (k,) or len(self.rows) != k:
+            raise ValueError(f"response must be [{k}, {k}], scale [{k}] and rows {k} long, got "
+                             f"{tuple(self.response.shape)}, {tuple(self.scale.shape)} and {len(self.rows)}")
+        if not (torch.isfinite(self.moves).all() and torch.isfinite(self.response).all()
+                and torch.isfinite(self.scale).all() and (self.scale > 0).all()):
+            raise ValueError("the directions hold non-finite numbers or a scale that is not positive")
+
+    @property
+    def num_ws(self) -> int:
+        return self.moves.shape[1]
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(f"the directions have no entry {name!r} (they edit {list(self.names)})") from None
+
+    def to(self, device) -> Directions:
+        return Directions(self.names, self.moves.to(device), self.response, self.scale, self.rows)
+
+
+def damped_inverse(response: torch.Tensor, scale: torch.Tensor, *, damping: float) -> torch.Tensor:
+    """(R̃ᵀR̃ + λI)⁻¹R̃ᵀ for the response R [S, S] in standard-deviation units (R̃ = diag(1/s) R diag(s)), back in
+    raw units: the step [S] that best reaches a reading change [S] without large steps along weak moves."""
+    r = response / scale[:, None] * scale[None, :]
+    eye = torch.eye(len(r), dtype=r.dtype)
+    inv = torch.linalg.solve(r.T @ r + damping * eye, r.T)
+    return inv * scale[:, None] / scale[None, :]
+
+
+def local_response(directions: Directions, w: torch.Tensor, now: torch.Tensor, index: torch.Tensor,
+                   measure: Callable[[torch.Tensor], torch.Tensor], *, step_sd: float = 0.5) -> torch.Tensor:
+    """The reading change of entries ``index`` [S] per step along each of their moves at latents ``w``
+    [B, num_ws, w_dim] whose reading is ``now`` [B, S]: forward differences of ``step_sd`` standard deviations,
+    one batch of B * S faces. -> [B, S (reading), S (move)]"""
+    b, s = len(w), len(index)
+    h = step_sd * directions.scale.double()[index]  # [S]
+    moves = directions.moves.to(w)[index] * h.to(w)[:, None, None]  # [S, num_ws, w_dim]
+    probes = (w[:, None] + moves[None]).reshape(b * s, *w.shape[1:])
+    read = measure(probes)[:, index].double().reshape(b, s, s)  # [B, move, reading]
+    return ((read - now[:, None, :]) / h[None, :, None]).transpose(1, 2)
+
+
+def _weighted_step(change: torch.Tensor, error: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
+                   damping: float) -> torch.Tensor:
+    """The damped weighted least-squares step [B, S] for a local response ``change`` [B, S, S] and reading errors
+    [B, S], in standard-deviation units (``scale`` [S]) with a weight [S] per reading."""
+    j = change / scale[None, :, None] * scale[None, None, :]
+    jt = j.transpose(1, 2) * weight[None, None, :]
+    lhs = jt @ j + damping * torch.eye(len(scale), dtype=j.dtype)[None]
+    return torch.linalg.solve(lhs, jt @ (error / scale)[:, :, None])[:, :, 0] * scale
+
+
+def rows_move(direction: torch.Tensor, rows: Sequence[int], num_ws: int) -> torch.Tensor:
+    """A W+ move [num_ws, w_dim]: ``direction`` [w_dim] on ``rows``, zero on the others."""
+    move = torch.zeros(num_ws, direction.shape[-1], dtype=direction.dtype, device=direction.device)
+    move[list(rows)] = direction
+    return move
+
+
+def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
+               targets: Mapping[int, float | torch.Tensor], *, passes: int = 0,
+               measure: Callable[[torch.Tensor], torch.Tensor] | None = None, tolerance_sd: float = 0.05,
+               damping: float = DAMPING, local: bool = False, hold: Mapping[int, float | torch.Tensor] | None = None,
+               hold_weight: float = HOLD_WEIGHT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move latents ``w0`` [B, num_ws, w_dim] (starting readings ``cond0`` [B, K]) so the entries of ``targets``
+    ({entry index: raw value, a number or [B]}; locked entries are targets at their held value) read their targets.
+
+    ``passes`` closed-loop corrections after the open-loop move (quasi-Newton: the response's inverse, each move
+    rescaled by its secant gain at that face), each reading the faces with ``measure(w) -> [B, K]``;
+    a face stops once every target is within ``tolerance_sd`` of its entry's standard deviation (so each face of a
+    batch ends exactly as it would alone). Steps are clamped to ±``MAX_STEP_SD`` standard deviations; the response is
+    inverted with Tikhonov ``damping`` (``damped_inverse``), so an entry the generator barely moves asks for a
+    bounded step rather than a huge one. ``local``: each pass measures the faces' own response to every move
+    (``local_response``) and takes a damped weighted least-squares step over the targets and the entries of
+    ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every pass).
+    -> (w [B, num_ws, w_dim], steps β [B, K])
+    """
+    k, b = len(directions.names), len(w0)
+    if w0.ndim != 3 or w0.shape[1:] != directions.moves.shape[1:]:
+        raise ValueError(f"w must be [B, {directions.num_ws}, {directions.moves.shape[2]}] for these directions, got "
+                         f"{tuple(w0.shape)}")
+    if cond0.shape != (b, k):
+        raise ValueError(f"the starting reading must be [{b}, {k}], got {tuple(cond0.shape)}")
+    if passes and measure is None:
+        raise ValueError("closed-loop passes need measure(w) -> [B, K] to read the edited face")
+    beta = torch.zeros(b, k, dtype=torch.float64)
+    if not targets:
+        return w0, beta.float()
+    hold = {i: v for i, v in (hold or {}).items() if i not in targets} if local else {}
+    index = torch.tensor(sorted(targets), dtype=torch.long)
+    everything = torch.tensor(sorted({*targets, *hold}), dtype=torch.long)  # targets, then held softly
+    if everything.min() < 0 or everything.max() >= k:
+        raise ValueError(f"target entries {everything.tolist()} are outside 0..{k - 1}")
+    wanted = {**hold, **targets}
+    goal_all = torch.stack([torch.as_tensor(wanted[int(i)], dtype=torch.float64).expand(b) for i in everything], 1)
+    if not torch.isfinite(goal_all).all():
+        raise ValueError("edit targets must be finite")
+    is_target = torch.tensor([int(i) in targets for i in everything])
+    goal = goal_all[:, is_target]  # [B, S]
+    scale = directions.scale.double()[index]
+    inverse = damped_inverse(directions.response.double()[index][:, index], scale, damping=damping)  # [S, S]
+    moves = directions.moves.to(w0)
+
+    def apply(steps: torch.Tensor) -> torch.Tensor:
+        return w0 + torch.einsum("bk,kij->bij", steps.to(w0), moves)
+
+    def clamp(steps: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(steps, MAX_STEP_SD * s), -MAX_STEP_SD * s)
+
+    def step(steps: torch.Tensor, error: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:  # clamped quasi-Newton
+        return clamp(steps + (error @ inverse.T) / gain, scale)
+
+    gain = torch.ones_like(goal)  # [B, S]: each move's effect on its own entry at this face, relative to calibration
+    last_beta, last_read = torch.zeros_like(goal), cond0[:, index].double()
+    beta[:, index] = step(last_beta, goal - last_read, gain)
+    w = apply(beta)
+    weight = torch.where(is_target, 1.0, hold_weight).double()  # [S']
+    for _ in range(passes):
+        read = measure(w)
+        now = read[:, index].double()  # [B, S]
+        error = goal - now
+        active = (error.abs() > tolerance_sd * scale).any(1) | bool(hold)  # [B]
+        if not active.any():
+            break
+        rows = active.nonzero()[:, 0].unsqueeze(1)
+        if local:
+            now_all = read[:, everything].double()
+            s_all = directions.scale.double()[everything]
+            change = local_response(directions, w, now_all, everything, measure)  # [B, S', S']
+            beta[rows, everything] = clamp(beta[:, everything] + _weighted_step(
+                change, goal_all - now_all, s_all, weight, damping), s_all)[active]
+            w = apply(beta)
+            continue
+        moved = beta[:, index] - last_beta
+        seen = moved.abs() > SECANT_MIN_SD * scale
+        secant = (now - last_read) / torch.where(seen, moved, torch.ones_like(moved))
+        gain = torch.where(seen, secant.clamp(GAIN_RANGE[0], GAIN_RANGE[1]), gain)
+        last_beta, last_read = beta[:, index].clone(), now
+        beta[rows, index] = step(beta[:, index], error, gain)[active]
+        w = apply(beta)
+    return w, beta.float()
+
+
+__all__ = ["MAX_STEP_SD", "DAMPING", "GAIN_RANGE", "SECANT_MIN_SD", "HOLD_WEIGHT", "damped_inverse",
+           "covariance_directions", "Directions", "local_response", "rows_move", "solve_edit"]

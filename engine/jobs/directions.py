@@ -1,0 +1,132 @@
+"""Attribute edits by measured directions (``engine.algorithms.directions``) for the render jobs.
+
+Which method edits a state (``edit_method``): ``'flow'`` is StyleFlow's (``apply_edits``); ``'directions'`` the
+generator's measured directions with the closed loop; ``'auto'`` the directions when the model has them (the
+embedded default's ``assets/directions.pt``, or ``<model>.directions.pt`` beside a model file, measured on that very
+file) and the flow otherwise. Directions need the flow's condition to be theirs (same entries in the same order).
+
+An edit list turns into absolute targets (``direction_targets``): each attribute's last value, the lighting blended
+from every preset's latest weight around the face's own, and each lock at the face's unedited reading. While a slider
+is held the solve runs ``DRAG_PASSES`` closed-loop passes (locks wait), once it is let go ``SETTLE_PASSES`` that
+measure the face's own response, hold the locks and keep the other attributes near where they were
+(``solve_targets``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from engine.algorithms.directions import HOLD_WEIGHT, Directions, solve_edit
+from engine.algorithms.flow_edit import AttributeEdit, blend_lighting
+from engine.algorithms.flow_layout import ConditionLayout, LayoutError
+from engine.assets import ASSETS_DIR, DEFAULT_DIRECTIONS, DEFAULT_GENERATOR, default_directions_path, manifest
+from engine.files.directions import load_directions
+from engine.project import EDIT_METHODS, ModelRef, ProjectError
+
+DRAG_PASSES = 1
+SETTLE_PASSES = 3
+# Levenberg-Marquardt damping of the settled passes (standard-deviation units): the response of a saturating reading
+# is far from linear, and a full Newton step overshoots (measured on the default: 0.02 doubles the entanglement).
+LOCAL_DAMPING = 0.3
+SIDECAR_SUFFIX = ".directions.pt"
+
+
+def directions_file(ref: ModelRef) -> Path | None:
+    """The direction file of model ``ref`` (embedded default: the asset; a file: ``<stem>.directions.pt`` beside
+    it), or None when there is none."""
+    if ref.is_default:
+        return default_directions_path() if (ASSETS_DIR / DEFAULT_DIRECTIONS).is_file() else None
+    path = Path(ref.path)
+    side = path.with_name(path.stem + SIDECAR_SUFFIX)
+    return side if side.is_file() else None
+
+
+def load_model_directions(ref: ModelRef, *, sha256: str | None, device="cpu") -> Directions | None:
+    """The measured directions of model ``ref`` whose file has ``sha256`` (None: unknown, not checked), or None.
+    A direction file measured on another generator is refused (``ModelFormatError``)."""
+    path = directions_file(ref)
+    if path is None:
+        return None
+    if ref.is_default:
+        sha256 = (manifest(DEFAULT_GENERATOR) or {}).get("sha256")
+    return load_directions(path, generator_sha256=sha256)[0].to(device)
+
+
+def resolve_method(method: str, directions: Directions | None, layout: ConditionLayout) -> str:
+    """``'directions'`` or ``'flow'`` for a state's ``edit_method`` with these directions (None: the model has
+    none) and the flow's ``layout``; ProjectError when ``'directions'`` is asked and cannot be used."""
+    if method not in EDIT_METHODS:
+        raise ProjectError(f"the edit method must be one of {EDIT_METHODS}, got {method!r}")
+    if method == "flow":
+        return "flow"
+    usable = directions is not None and directions.names == layout.condition_names
+    if usable:
+        return "directions"
+    if method == "auto":
+        return "flow"
+    if directions is None:
+        raise ProjectError("this model has no measured edit directions (measure them with: main.py train directions "
+                           "--model MODEL); use the flow method instead")
+    raise ProjectError("the edit directions were measured for another condition "
+                       f"({len(directions.names)} entries) than this flow's ({layout.cond_dim}); use the flow method")
+
+
+def direction_targets(layout: ConditionLayout, cond0: torch.Tensor, edits: Sequence[AttributeEdit],
+                      locks: Sequence[str], presets: torch.Tensor | None) -> dict[int, torch.Tensor]:
+    """The targets {condition index: value [B]} an edit list asks of a face whose unedited reading is ``cond0``
+    [B, C]: each attribute's last value, the lighting blended from every preset's latest weight, every lock held at
+    ``cond0`` unless it is itself edited."""
+    targets: dict[int, torch.Tensor] = {}
+    weights: dict[int, float] = {}
+    n = layout.num_light
+    for edit in edits:
+        if edit.kind == "attribute":
+            targets[layout.index(edit.key)] = torch.full((len(cond0),), edit.value, dtype=cond0.dtype)
+            continue
+        if not n:
+            raise LayoutError("this flow's condition has no lighting coefficients: there is no lighting to edit")
+        if presets is None or edit.key >= len(presets):
+            raise ValueError(f"lighting preset {edit.key} does not exist "
+                             f"({0 if presets is None else len(presets)} presets)")
+        weights[edit.key] = edit.value
+    if weights:
+        light = blend_lighting(cond0[:, :n], presets.to(cond0), [weights.get(j, 0.0) for j in range(len(presets))])
+        targets.update({i: light[:, i] for i in range(n)})
+    for name in locks:
+        targets.setdefault(layout.index(name), cond0[:, layout.index(name)])
+    return targets
+
+
+def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, targets: dict[int, torch.Tensor],
+                  *, free: Sequence[int], measure: Callable[[torch.Tensor], torch.Tensor], live: bool
+                  ) -> torch.Tensor:
+    """Reach ``targets`` ({entry: value [B]}, locks included) from latents ``w`` [B, num_ws, w_dim] read as ``cond0``
+    [B, C]. Live (a slider held): the open-loop move and ``DRAG_PASSES`` secant passes. Settled: ``SETTLE_PASSES``
+    passes that measure each face's own response and hold the ``free`` entries (the attributes not asked for)
+    softly near their start. -> [B, num_ws, w_dim]"""
+    if live:
+        return solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES, measure=measure)[0]
+    hold = {i: cond0[:, i] for i in free if i not in targets}
+    return solve_edit(directions, w, cond0, targets, passes=SETTLE_PASSES, measure=measure, local=True,
+                      hold=hold, hold_weight=HOLD_WEIGHT, damping=LOCAL_DAMPING)[0]
+
+
+def solve_directions(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, layout: ConditionLayout,
+                     edits: Sequence[AttributeEdit], *, locks: Sequence[str], presets: torch.Tensor | None,
+                     measure: Callable[[torch.Tensor], torch.Tensor], live: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edited latent [B, num_ws, w_dim] and the condition it aims at [B, C] (``cond0`` with the targets)."""
+    targets = direction_targets(layout, cond0, edits, () if live else locks, presets)  # locks hold once let go
+    free = range(layout.num_light, layout.cond_dim)
+    moved = solve_targets(directions, w, cond0.to(w), targets, free=free, measure=measure, live=live)
+    aim = cond0.clone()
+    for i, value in targets.items():
+        aim[:, i] = value.to(aim)
+    return moved, aim
+
+
+__all__ = ["DRAG_PASSES", "SETTLE_PASSES", "LOCAL_DAMPING", "SIDECAR_SUFFIX", "directions_file",
+           "load_model_directions",
+           "resolve_method", "direction_targets", "solve_targets", "solve_directions"]
