@@ -5,6 +5,9 @@ Runs the real main window offscreen with the real engine worker. Three figures, 
 * ``step``: move the ψ slider, wait until the canvas has painted the new frame, repeat (one edit at a time);
 * ``drag``: move the slider at 60 Hz for a few seconds as a hand does (throttled requests, preview frames); each
   painted frame is timed from the input event it reflects;
+* ``sliders``: the same step and drag figures for ψ, the age slider (measured directions), age with gender locked,
+  the first lighting preset and the truncation cutoff; ``settled`` is the time to the settled frame that follows a
+  quick attribute solve (locks held);
 * ``engine``: the render job alone on the worker's device, the baseline the GUI overhead is measured against.
 
 And ``launch``: a fresh ``python main.py --screenshot`` process, from its start to the first face on the canvas.
@@ -52,11 +55,15 @@ def measure_gui(*, moves: int, drag_seconds: float, threads: int | None) -> dict
     window = MainWindow(Document(EditState()), bridge, Settings(tmp / "s.ini"), autosave_path=tmp / "autosave.fproj")
     window.resize(1280, 800)
     window.show()
-    painted: dict = {}
+    painted: dict = {}  # state -> when its first frame was painted
+    settled: dict = {}  # state -> when its settled frame was painted (quick attribute solves are followed by one)
 
     def on_frame(result):
         window.canvas.repaint()  # paint now, synchronously: the pixels are on the canvas when this returns
-        painted[result.state.psi, result.full] = time.perf_counter()
+        now = time.perf_counter()
+        painted.setdefault(result.state, now)
+        if not result.live:
+            settled.setdefault(result.state, now)
 
     window.preview.frame.connect(on_frame)
 
@@ -68,35 +75,62 @@ def measure_gui(*, moves: int, drag_seconds: float, threads: int | None) -> dict
             app.processEvents()
             time.sleep(0.0005)
 
-    wait(lambda: window.current_full_image() is not None)
-    slider = window.generation_panel.psi
-    step = []
-    for i in range(moves):
-        v = round(0.3 + 0.6 * ((i * 7) % moves) / moves, 2)
-        if abs(v - slider.value()) < 1e-9:
-            continue
-        t0 = time.perf_counter()
-        slider.setValue(v)
-        wait(lambda: (v, True) in painted)
-        step.append((painted[v, True] - t0) * 1e3)
+    def measure_slider(slider, values, drag_values) -> dict:
+        """Step: set each value, wait for its first pixels (and its settled frame); drag: 60 Hz inputs."""
+        step, settle = [], []
+        painted.clear()
+        settled.clear()
+        for v in values:
+            if abs(v - slider.value()) < 1e-9:
+                continue
+            t0 = time.perf_counter()
+            slider.setValue(v)
+            st = window.document.state
+            wait(lambda: st in settled)
+            step.append((painted[st] - t0) * 1e3)
+            settle.append((settled[st] - t0) * 1e3)
+        inputs: dict = {}
+        painted.clear()
+        settled.clear()
+        slider.sliderPressed.emit()
+        t_end = time.perf_counter() + drag_seconds
+        k = 0
+        while time.perf_counter() < t_end:
+            slider.setValue(drag_values[k % len(drag_values)])
+            k += 1
+            inputs.setdefault(window.document.state, time.perf_counter())
+            frame_end = time.perf_counter() + 1 / 60
+            while time.perf_counter() < frame_end:
+                app.processEvents()
+                time.sleep(0.0005)
+        slider.sliderReleased.emit()
+        final = window.document.state
+        wait(lambda: final in settled)
+        drag = [(t - inputs[st]) * 1e3 for st, t in painted.items() if st in inputs]
+        return {"step": summary(step), "settled": summary(settle), "drag": summary(drag) | {"frames": len(drag),
+                                                                                         "inputs": k}}
 
-    inputs: dict[float, float] = {}
-    painted.clear()
-    slider.sliderPressed.emit()
-    t_end = time.perf_counter() + drag_seconds
-    k = 0
-    while time.perf_counter() < t_end:
-        v = round(0.2 + 0.002 * k, 3)  # a new value per input (a 3 s drag stays within the slider's range)
-        k += 1
-        inputs[v] = time.perf_counter()
-        slider.setValue(v)
-        frame_end = time.perf_counter() + 1 / 60
-        while time.perf_counter() < frame_end:
-            app.processEvents()
-            time.sleep(0.0005)
-    slider.sliderReleased.emit()
-    wait(lambda: any(full for _, full in painted))
-    drag = [(t - inputs[psi]) * 1e3 for (psi, _), t in painted.items() if psi in inputs]
+    wait(lambda: window.current_full_image() is not None)
+    ramp = [round(0.3 + 0.6 * ((i * 7) % moves) / moves, 2) for i in range(moves)]
+    drag_psi = [round(0.2 + 0.002 * k, 3) for k in range(400)]
+    sliders = {"psi": measure_slider(window.generation_panel.psi, ramp, drag_psi)}
+    step, drag = sliders["psi"]["step"], sliders["psi"]["drag"]
+    panel = window.attributes_panel
+    wait(lambda: panel.sliders["age"].isEnabled())
+    ages = [30.0 + 30.0 * ((i * 7) % moves) / moves for i in range(moves // 3)]
+    drag_ages = [30.0 + 0.05 * k for k in range(600)]
+    sliders["age"] = measure_slider(panel.sliders["age"], ages, drag_ages)
+    panel.locks["gender"].click()
+    wait(lambda: panel.sliders["age"].isEnabled() and "gender" in window.document.state.locks)
+    sliders["age, gender locked"] = measure_slider(panel.sliders["age"], ages[::-1], drag_ages[::-1])
+    panel.locks["gender"].click()
+    light = [round(((i * 7) % moves) / moves, 2) for i in range(moves // 3)]
+    sliders["lighting"] = measure_slider(panel.lights[0], light, [round(0.002 * k, 3) for k in range(400)])
+    panel.reset_all.click()
+    window.generation_panel.cutoff.setValue(0)
+    sliders["cutoff"] = measure_slider(window.generation_panel.cutoff, [2, 6, 4, 8, 3, 7, 5, 9],
+                                       list(range(1, 10)))
+    step = {"median_ms": step["median_ms"], "p95_ms": step["p95_ms"], "n": step["n"]}
 
     class Ctx:
         device = bridge._worker.device
@@ -114,9 +148,8 @@ def measure_gui(*, moves: int, drag_seconds: float, threads: int | None) -> dict
     bridge.shutdown()
     import torch
 
-    return {"threads": torch.get_num_threads(), "step": summary(step),
-            "drag": summary(drag) | {"frames": len(drag), "inputs": k}, "engine": summary(engine),
-            "resolution": window.document.summary.resolution}
+    return {"threads": torch.get_num_threads(), "step": step, "drag": drag, "sliders": sliders,
+            "engine": summary(engine), "resolution": window.document.summary.resolution}
 
 
 def measure_launch(runs: int) -> dict:

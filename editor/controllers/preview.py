@@ -1,7 +1,10 @@
 """Live preview: document changes -> throttled render requests -> frames, never a stale one.
 
 Input is throttled (leading + trailing edge, last state wins) before a request is made; while a slider is held the
-request asks for a reduced preview resolution, and the full image follows on release. Each render is one request in
+request asks for a reduced preview resolution, and the full image follows on release. Attribute edits by measured
+directions are shown first with their quick solve (``RenderJob(live=True)``), then settled (locks held, the other
+attributes kept) by a second request of the same state: on release, or as soon as a quick frame of a change made
+without a drag arrives. Each render is one request in
 the ``render`` slot, and the preview listens to that request only: the bridge delivers nothing of a request a newer
 one superseded.
 """
@@ -50,11 +53,12 @@ class LivePreview(QObject):
         self._dragging = dragging
         if not dragging:
             self._throttled.cancel()
-            self._submit()
+            self._submit(live=False)
 
-    def _submit(self) -> QtRequest:
+    def _submit(self, *, live: bool = True) -> QtRequest:
         limit = self.preview_limit if self._dragging else None
-        self._request = self._bridge.submit(RenderJob(self._doc.state, preview_limit=limit), slot=SLOT)
+        job = RenderJob(self._doc.state, preview_limit=limit, live=live)
+        self._request = self._bridge.submit(job, slot=SLOT)
         return self._request.on(finished=self._on_frame, failed=self._on_failed)
 
     def _on_frame(self, result: RenderResult) -> None:
@@ -62,6 +66,8 @@ class LivePreview(QObject):
         self.latencies_ms.append((time.perf_counter() - self._request.submitted_at) * 1e3)
         del self.latencies_ms[:-200]
         self.frame.emit(result)
+        if result.live and not self._dragging and result.state == self._doc.state:
+            self._submit(live=False)  # the quick solve is shown; now the settled one (locks held)
 
     def _on_failed(self, error: Exception) -> None:
         self.failed.emit(sentence(error))

@@ -21,6 +21,7 @@ not matter; a target the generator cannot reach ends short and says so through t
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,15 @@ import torch
 # A step along one entry's move is clamped to this many standard deviations of that entry: beyond, the latent
 # leaves what the generator was trained on and the face breaks rather than changes.
 MAX_STEP_SD = 4.0
+# The most a latent moves from where it started, per W+ row, in units of ``Directions.reach`` (a typical distance
+# between two faces): a larger move leaves the faces the generator makes, and the estimator's readings stop meaning
+# anything there even when they hit their targets (on the default, 0.6 already gave glasses as dark blobs and
+# beards as smudges on faces that read 1.0 for them).
+MAX_SHIFT = 0.35
+# An entry is editable when one standard deviation of its reading takes at most this many reaches.
+MAX_LENGTH = 0.5
+# Moves longer than this (reaches per standard deviation) are damped by the square of how much longer they are.
+LENGTH_FREE = 0.2
 # Tikhonov damping of the response's inverse, in standard-deviation units (``damped_inverse``).
 DAMPING = 0.02
 # The closed loop rescales each move by its secant gain at the face (reading change per step over the last two
@@ -72,6 +82,7 @@ class Directions:
     response: torch.Tensor
     scale: torch.Tensor
     rows: tuple[tuple[int, ...], ...]
+    reach: float  # the mean per-row W distance between two of the generator's faces: how far a latent may move
 
     def __post_init__(self):
         k = len(self.names)
@@ -83,6 +94,8 @@ class Directions:
         if not (torch.isfinite(self.moves).all() and torch.isfinite(self.response).all()
                 and torch.isfinite(self.scale).all() and (self.scale > 0).all()):
             raise ValueError("the directions hold non-finite numbers or a scale that is not positive")
+        if not (math.isfinite(self.reach) and self.reach > 0):
+            raise ValueError(f"the directions' reach must be a positive number, got {self.reach!r}")
 
     @property
     def num_ws(self) -> int:
@@ -95,7 +108,19 @@ class Directions:
             raise ValueError(f"the directions have no entry {name!r} (they edit {list(self.names)})") from None
 
     def to(self, device) -> Directions:
-        return Directions(self.names, self.moves.to(device), self.response, self.scale, self.rows)
+        return Directions(self.names, self.moves.to(device), self.response, self.scale, self.rows, self.reach)
+
+    @property
+    def length(self) -> torch.Tensor:
+        """[K] how far (largest per-row W distance, in units of ``reach``) one standard deviation of each entry
+        moves the latent."""
+        return self.moves.norm(dim=2).amax(1).double().cpu() * self.scale.double() / self.reach
+
+    @property
+    def editable(self) -> tuple[bool, ...]:
+        """Entries whose standard deviation is within ``MAX_LENGTH`` of reach: the others would break the face
+        before they moved, so edits leave them where they are."""
+        return tuple(bool(v) for v in self.length <= MAX_LENGTH)
 
 
 def damped_inverse(response: torch.Tensor, scale: torch.Tensor, *, damping: float) -> torch.Tensor:
@@ -121,12 +146,12 @@ def local_response(directions: Directions, w: torch.Tensor, now: torch.Tensor, i
 
 
 def _weighted_step(change: torch.Tensor, error: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
-                   damping: float) -> torch.Tensor:
+                   damping: torch.Tensor) -> torch.Tensor:
     """The damped weighted least-squares step [B, S] for a local response ``change`` [B, S, S] and reading errors
-    [B, S], in standard-deviation units (``scale`` [S]) with a weight [S] per reading."""
+    [B, S], in standard-deviation units (``scale`` [S]) with a weight [S] per reading and a damping [S] per move."""
     j = change / scale[None, :, None] * scale[None, None, :]
     jt = j.transpose(1, 2) * weight[None, None, :]
-    lhs = jt @ j + damping * torch.eye(len(scale), dtype=j.dtype)[None]
+    lhs = jt @ j + torch.diag(damping)[None]
     return torch.linalg.solve(lhs, jt @ (error / scale)[:, :, None])[:, :, 0] * scale
 
 
@@ -152,7 +177,9 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     inverted with Tikhonov ``damping`` (``damped_inverse``), so an entry the generator barely moves asks for a
     bounded step rather than a huge one. ``local``: each pass measures the faces' own response to every move
     (``local_response``) and takes a damped weighted least-squares step over the targets and the entries of
-    ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every pass).
+    ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every pass), each
+    move damped more the longer it is (``LENGTH_FREE``). Entries that are not ``editable`` are dropped from the
+    targets and the hold, and every latent stays within ``MAX_SHIFT`` reaches of where it started (per W+ row).
     -> (w [B, num_ws, w_dim], steps β [B, K])
     """
     k, b = len(directions.names), len(w0)
@@ -164,13 +191,15 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     if passes and measure is None:
         raise ValueError("closed-loop passes need measure(w) -> [B, K] to read the edited face")
     beta = torch.zeros(b, k, dtype=torch.float64)
+    if any(not 0 <= i < k for i in (*targets, *(hold or {}))):
+        raise ValueError(f"target entries {sorted(targets)} are outside 0..{k - 1}")
+    editable = directions.editable
+    targets = {i: v for i, v in targets.items() if editable[i]}  # the others cannot move without breaking the face
     if not targets:
         return w0, beta.float()
-    hold = {i: v for i, v in (hold or {}).items() if i not in targets} if local else {}
+    hold = {i: v for i, v in (hold or {}).items() if i not in targets and editable[i]} if local else {}
     index = torch.tensor(sorted(targets), dtype=torch.long)
     everything = torch.tensor(sorted({*targets, *hold}), dtype=torch.long)  # targets, then held softly
-    if everything.min() < 0 or everything.max() >= k:
-        raise ValueError(f"target entries {everything.tolist()} are outside 0..{k - 1}")
     wanted = {**hold, **targets}
     goal_all = torch.stack([torch.as_tensor(wanted[int(i)], dtype=torch.float64).expand(b) for i in everything], 1)
     if not torch.isfinite(goal_all).all():
@@ -181,8 +210,14 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     inverse = damped_inverse(directions.response.double()[index][:, index], scale, damping=damping)  # [S, S]
     moves = directions.moves.to(w0)
 
-    def apply(steps: torch.Tensor) -> torch.Tensor:
-        return w0 + torch.einsum("bk,kij->bij", steps.to(w0), moves)
+    budget = MAX_SHIFT * directions.reach
+    stiff = damping * (directions.length / LENGTH_FREE).clamp(min=1.0) ** 2  # [K]: long moves cost more
+
+    def apply(steps: torch.Tensor) -> torch.Tensor:  # the steps [B, K] scaled in place to the shift budget
+        shift = torch.einsum("bk,kij->bij", steps.to(w0), moves)  # [B, num_ws, w_dim]
+        factor = (budget / shift.norm(dim=2).amax(1).double().clamp(min=1e-12)).clamp(max=1.0)  # [B]
+        steps.mul_(factor[:, None])
+        return w0 + shift * factor.to(w0)[:, None, None]
 
     def clamp(steps: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(steps, MAX_STEP_SD * s), -MAX_STEP_SD * s)
@@ -208,7 +243,7 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
             s_all = directions.scale.double()[everything]
             change = local_response(directions, w, now_all, everything, measure)  # [B, S', S']
             beta[rows, everything] = clamp(beta[:, everything] + _weighted_step(
-                change, goal_all - now_all, s_all, weight, damping), s_all)[active]
+                change, goal_all - now_all, s_all, weight, stiff[everything]), s_all)[active]
             w = apply(beta)
             continue
         moved = beta[:, index] - last_beta
@@ -221,5 +256,6 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     return w, beta.float()
 
 
-__all__ = ["MAX_STEP_SD", "DAMPING", "GAIN_RANGE", "SECANT_MIN_SD", "HOLD_WEIGHT", "damped_inverse",
+__all__ = ["MAX_STEP_SD", "MAX_SHIFT", "MAX_LENGTH", "LENGTH_FREE", "DAMPING", "GAIN_RANGE", "SECANT_MIN_SD",
+           "HOLD_WEIGHT", "damped_inverse",
            "covariance_directions", "Directions", "local_response", "rows_move", "solve_edit"]

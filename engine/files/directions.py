@@ -1,8 +1,9 @@
 """Direction files: a generator's measured edit moves (``engine.algorithms.directions.Directions``) on disk.
 
 A ``torch.save`` dictionary read weights-only: the format tag, the condition entries' names, the moves
-[K, num_ws, w_dim], the response [K, K], the scales [K], each move's rows, and the sha256 of the generator and the
-estimator they were measured with (a file for another generator is refused before it can move a latent).
+[K, num_ws, w_dim], the response [K, K], the scales [K], each move's rows, the reach (a typical per-row W distance
+between two faces, which bounds every edit) and the sha256 of the generator and the estimator they were measured
+with (a file for another generator is refused before it can move a latent).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def save_directions(path: str | os.PathLike, directions: Directions, *, generato
     atomic_torch_save({"format": FORMAT, "version": VERSION, "names": list(directions.names),
                        "moves": directions.moves.contiguous(), "response": directions.response.contiguous(),
                        "scale": directions.scale.contiguous(), "rows": [list(r) for r in directions.rows],
+                       "reach": float(directions.reach),
                        "generator_sha256": generator_sha256, "estimator_sha256": estimator_sha256,
                        "extras": dict(extras or {})}, path)
     return Path(path)
@@ -48,7 +50,7 @@ def load_directions(path: str | os.PathLike, *, generator_sha256: str | None = N
         moves, response, scale = (ckpt[k] for k in ("moves", "response", "scale"))
         if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in (moves, response, scale)):
             raise TypeError("moves, response and scale must be floating-point tensors")
-        directions = Directions(names, moves.float(), response.float(), scale.float(), rows)
+        directions = Directions(names, moves.float(), response.float(), scale.float(), rows, float(ckpt["reach"]))
         if any(not 0 <= r < directions.num_ws for rs in rows for r in rs):
             raise ValueError(f"rows {rows} name W+ rows beyond the moves' {directions.num_ws}")
         facts = {"generator_sha256": str(ckpt["generator_sha256"]), "estimator_sha256": str(ckpt["estimator_sha256"]),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engine.algorithms.directions import HOLD_WEIGHT, Directions, solve_edit
+from engine.algorithms.directions import Directions, solve_edit
 from engine.algorithms.flow_edit import AttributeEdit, blend_lighting
 from engine.algorithms.flow_layout import ConditionLayout, LayoutError
 from engine.assets import ASSETS_DIR, DEFAULT_DIRECTIONS, DEFAULT_GENERATOR, default_directions_path, manifest
@@ -28,8 +28,11 @@ from engine.project import EDIT_METHODS, ModelRef, ProjectError
 DRAG_PASSES = 1
 SETTLE_PASSES = 3
 # Levenberg-Marquardt damping of the settled passes (standard-deviation units): the response of a saturating reading
-# is far from linear, and a full Newton step overshoots (measured on the default: 0.02 doubles the entanglement).
-LOCAL_DAMPING = 0.3
+# is far from linear, and a full Newton step overshoots (measured on the default: 0.02 doubles the entanglement of
+# 0.3, and 1.0 with SETTLE_HOLD 1 gives the most natural faces at the edges of the sliders).
+LOCAL_DAMPING = 1.0
+# How strongly the settled passes keep the attributes not asked for where they were (the locks' weight is 1).
+SETTLE_HOLD = 1.0
 SIDECAR_SUFFIX = ".directions.pt"
 
 
@@ -110,7 +113,7 @@ def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, 
         return solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES, measure=measure)[0]
     hold = {i: cond0[:, i] for i in free if i not in targets}
     return solve_edit(directions, w, cond0, targets, passes=SETTLE_PASSES, measure=measure, local=True,
-                      hold=hold, hold_weight=HOLD_WEIGHT, damping=LOCAL_DAMPING)[0]
+                      hold=hold, hold_weight=SETTLE_HOLD, damping=LOCAL_DAMPING)[0]
 
 
 def solve_directions(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, layout: ConditionLayout,
@@ -127,6 +130,6 @@ def solve_directions(directions: Directions, w: torch.Tensor, cond0: torch.Tenso
     return moved, aim
 
 
-__all__ = ["DRAG_PASSES", "SETTLE_PASSES", "LOCAL_DAMPING", "SIDECAR_SUFFIX", "directions_file",
+__all__ = ["DRAG_PASSES", "SETTLE_PASSES", "LOCAL_DAMPING", "SETTLE_HOLD", "SIDECAR_SUFFIX", "directions_file",
            "load_model_directions",
            "resolve_method", "direction_targets", "solve_targets", "solve_directions"]

@@ -422,6 +422,15 @@ def cached_directions(ctx: JobContext, G: Generator, state: EditState):
                                                         device=ctx.device))
 
 
+def quick_differs(ctx: JobContext, G: Generator, state: EditState) -> bool:
+    """Whether the state's live (quick) solve differs from its settled one: it has attribute edits, made by measured
+    directions (the flow has one solve)."""
+    if not state.edits:
+        return False
+    tools = cached_tools(ctx, state)
+    return resolve_method(state.edit_method, cached_directions(ctx, G, state), tools.layout) == "directions"
+
+
 def worker_ws(ctx: JobContext, G: Generator, state: EditState, *, live: bool = False
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The state's W+ latent [1, num_ws, w_dim] and, with attribute edits, the condition they aim at [1, C], using
@@ -431,6 +440,7 @@ def worker_ws(ctx: JobContext, G: Generator, state: EditState, *, live: bool = F
         return mixed_ws(G, state), None
     tools = cached_tools(ctx, state)
     tools.check_locks(state.locks)
+    live = live and quick_differs(ctx, G, state)
 
     def solve():
         return edit_ws(G, state, tools, mixed_ws(G, state), cached_condition(ctx, G, state, tools),
@@ -493,23 +503,28 @@ class RenderResult:
     ms: float  # engine time for this frame
     device: str
     precision: str = "float32"  # the generator's, e.g. 'float16'
+    live: bool = False  # the quick solve of attribute edits; the settled frame of the same state follows on request
 
 
 @dataclass(frozen=True)
 class RenderJob:
-    """Render one state; ``preview_limit`` (px) asks for a reduced-resolution frame while a slider moves."""
+    """Render one state; ``preview_limit`` (px) asks for a reduced-resolution frame while a slider moves; ``live``
+    asks for the quick solve of measured-direction edits (the result says whether it was one: a settled frame
+    differs)."""
 
     state: EditState
     preview_limit: int | None = None
+    live: bool = False
 
     def __call__(self, ctx: JobContext) -> RenderResult:
         t0 = time.perf_counter()
         G = cached_model(ctx, self.state.model)
         res = preview_resolution(G, self.preview_limit)
-        image = render_in_worker(ctx, self.state, max_resolution=res, live=self.preview_limit is not None)
+        live = self.live and quick_differs(ctx, G, self.state)
+        image = render_in_worker(ctx, self.state, max_resolution=res, live=live)
         ms = (time.perf_counter() - t0) * 1e3
         log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
-        return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision))
+        return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision), live)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
    entanglement among those with at least ``min_gain`` of the best gain; a lighting entry also needs the light to
    change more on the face than around it where any range does that.
 3. The chosen moves are scaled to one raw unit of reading per step and their full response matrix is kept for the
-   closed loop.
+   closed loop, with the reach (the mean per-row W distance between two faces) that bounds every edit; an entry
+   whose standard deviation needs more than ``MAX_LENGTH`` reaches is reported as not editable.
 
 Returns the ``Directions`` and a report (per entry: rows, gain, entanglement, face/elsewhere change, the range
 table) for the manifest.
@@ -101,9 +102,14 @@ def calibrate_directions(G, estimator, *, n_fit: int = 6000, n_probe: int = 64, 
             "entanglement_sd": pick["entanglement_sd"], "face_vs_elsewhere": pick["face_vs_elsewhere"],
             "ranges": [{key: (list(v) if key == "rows" else v) for key, v in t.items() if key != "slope"}
                        for t in trials]}
+    half = len(w_fit) // 2
+    reach = float((w_fit[:half] - w_fit[half:2 * half]).norm(dim=1).mean())
     directions = Directions(layout.condition_names, torch.stack(moves), torch.stack(columns, 1), scale,
-                            tuple(chosen_rows))
-    return directions, {"n_fit": n_fit, "n_probe": n_probe, "seed": seed, "min_gain": min_gain, "entries": report}
+                            tuple(chosen_rows), reach)
+    for name, length, ok in zip(layout.condition_names, directions.length.tolist(), directions.editable):
+        report[name] |= {"length_reach_per_sd": round(length, 3), "editable": ok}
+    return directions, {"n_fit": n_fit, "n_probe": n_probe, "seed": seed, "min_gain": min_gain,
+                        "reach": round(reach, 4), "entries": report}
 
 
 __all__ = ["face_regions", "band_ranges", "calibrate_directions"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.algorithms.directions import Directions, covariance_directions, rows_move, solve_edit
+from engine.algorithms.directions import MAX_SHIFT, Directions, covariance_directions, rows_move, solve_edit
 from engine.algorithms.flow_edit import NUM_LIGHT, STYLEFLOW, AttributeEdit
 from engine.assets import default_directions_path, manifest
 from engine.errors import ModelFormatError
@@ -42,10 +42,11 @@ def _saturating(read, num_ws=2):
     return lambda ws: torch.tanh(ws[:, 0] @ read.T / 4)
 
 
-def _toy_directions(read, w, cond, num_ws=2):
+def _toy_directions(read, w, cond, num_ws=2, reach=1000.0):
     d = covariance_directions(w, torch.tanh(cond / 4))
     moves = torch.stack([rows_move(d[i], range(num_ws), num_ws) for i in range(len(d))])
-    return Directions(("a", "b", "c"), moves, torch.eye(3), torch.tanh(cond / 4).std(0), ((0, 1),) * 3)
+    return Directions(("a", "b", "c"), moves, torch.eye(3), torch.tanh(cond / 4).std(0), ((0, 1),) * 3,
+                      reach)
 
 
 def test_the_closed_loop_reaches_a_target_the_open_loop_overshoots_or_misses():
@@ -96,6 +97,22 @@ def test_steps_are_bounded_so_an_unreachable_target_ends_short_instead_of_breaki
     c0 = _saturating(read)(w0)
     _, beta = solve_edit(D, w0, c0, {0: torch.full((2,), 50.0)}, passes=3, measure=_saturating(read))
     assert (beta[:, 0].abs() <= 4.0 * D.scale[0] + 1e-6).all()
+
+
+def test_every_edit_stays_within_its_shift_budget_and_unreachable_entries_are_left_alone():
+    read, w, cond = _linear_world(seed=4)
+    wide = _toy_directions(read, w, cond)
+    length = float(wide.length[0]) * 1000.0  # per-row W distance of one standard deviation along entry 0
+    D = _toy_directions(read, w, cond, reach=length * 2.5)  # entry 0 editable, a budget of 0.35 * reach
+    w0 = w[:4, None].expand(-1, 2, -1).contiguous()
+    c0 = _saturating(read)(w0)
+    moved, _ = solve_edit(D, w0, c0, {0: torch.full((4,), 0.95)}, passes=3, measure=_saturating(read))
+    shift = (moved - w0).norm(dim=2).amax(1)
+    assert (shift <= MAX_SHIFT * D.reach * (1 + 1e-5)).all() and (shift >= MAX_SHIFT * D.reach * (1 - 1e-5)).any()
+    tight = _toy_directions(read, w, cond, reach=length)  # one standard deviation takes a whole reach
+    assert not tight.editable[0]
+    still, _ = solve_edit(tight, w0, c0, {0: torch.full((4,), 0.95)}, passes=3, measure=_saturating(read))
+    torch.testing.assert_close(still, w0, rtol=0, atol=0)
 
 
 def test_direction_targets_take_the_last_value_blend_the_lighting_and_hold_locks():
