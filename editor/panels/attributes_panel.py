@@ -142,12 +142,12 @@ class AttributesPanel(QWidget):
             self.method.setItemData(self.method.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.method.setToolTip("How a slider moves the face: " + "; ".join(f"{t}: {tip}" for t, tip in
                                                                           METHODS.values()))
-        self.method_label = QLabel()
+        self.method_label = QLabel("in use: –")  # its own wrapping line: a new text never widens the dock
+        self.method_label.setWordWrap(True)
         self.method_label.setStyleSheet("color: palette(mid)")
         method_row = QHBoxLayout()
         method_row.addWidget(QLabel("Edit by"))
         method_row.addWidget(self.method, 1)
-        method_row.addWidget(self.method_label)
         top = QHBoxLayout()
         top.addWidget(self.open_button, 1)
         top.addWidget(self.layout_button)
@@ -184,6 +184,7 @@ class AttributesPanel(QWidget):
         box = QGroupBox("Attributes")
         self._box_layout = QVBoxLayout(box)
         self._box_layout.addLayout(method_row)
+        self._box_layout.addWidget(self.method_label)
         self._box_layout.addLayout(top)
         self._box_layout.addWidget(self.flow_label)
         self._box_layout.addWidget(self._rows_box)
@@ -529,7 +530,7 @@ class AttributesPanel(QWidget):
         with QSignalBlocker(self.method):
             self.method.setCurrentIndex(max(0, self.method.findData(st.edit_method)))
         method = self._method()
-        self.method_label.setText("" if method is None else f"in use: {METHOD_NAMES[method]}")
+        self.method_label.setText("in use: –" if method is None else f"in use: {METHOD_NAMES[method]}")
         self.fast.setVisible(method != "directions")
         short = []
         for name in layout.names:

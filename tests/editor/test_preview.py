@@ -22,6 +22,7 @@ class SlowFakeJob:
 
     state: EditState
     preview_limit: int | None = None
+    live: bool = False
 
     def __call__(self, ctx):
         STARTED.append(self.state.seed)
