@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -94,7 +93,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     print(f"wrote {out} ({sheet.width}x{sheet.height}); layout {STYLEFLOW.describe()[:40]}…", file=sys.stderr)
-    return 0 if np.isfinite(first.base).all() else 1
+    return 0
 
 
 if __name__ == "__main__":

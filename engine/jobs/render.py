@@ -244,7 +244,10 @@ def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
     tools.check_locks(state.locks)
     directions = load_model_directions(state.model, sha256=G.model_info.sha256 or state.model.sha256,
                                        device=ws.device)
-    estimated = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
+    by_directions = resolve_method(state.edit_method, directions, tools.layout) == "directions"
+    estimated = None  # the estimator's reading: the flow's start when none is given, the directions' always
+    if cond0 is None or by_directions:
+        estimated = read_condition(tools.estimator, render_ws(G, ws, state), layout=tools.layout)
     if cond0 is None:
         cond0 = estimated
         if state.attribute_source == "flow":
@@ -253,7 +256,7 @@ def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
 
 
 def edit_ws(G: Generator, state: EditState, tools: FlowTools, ws: torch.Tensor, cond0: torch.Tensor,
-            estimated: torch.Tensor, directions, *, live: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            estimated: torch.Tensor | None, directions, *, live: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The state's edits applied to ``ws`` [1, num_ws, w_dim]: by measured ``directions`` from the estimator's
     reading ``estimated`` [1, C] (the closed loop reads the estimator), or by the flow from ``cond0`` [1, C].
     -> (w, the condition aimed at [1, C])"""

@@ -49,12 +49,17 @@ def _toy_directions(read, w, cond, num_ws=2, reach=1000.0):
                       reach)
 
 
-def test_the_closed_loop_reaches_a_target_the_open_loop_overshoots_or_misses():
-    read, w, cond = _linear_world()
-    D = _toy_directions(read, w, cond)
+def _toy_faces(seed, n, **directions):
+    """Toy directions, their read-out, n faces [n, 2, w_dim] and the faces' readings [n, 3]."""
+    read, w, cond = _linear_world(seed=seed)
+    D = _toy_directions(read, w, cond, **directions)
     measure = _saturating(read)
-    w0 = w[:16, None].expand(-1, 2, -1).contiguous()
-    c0 = measure(w0)
+    w0 = w[:n, None].expand(-1, 2, -1).contiguous()
+    return D, measure, w0, measure(w0)
+
+
+def test_the_closed_loop_reaches_a_target_the_open_loop_overshoots_or_misses():
+    D, measure, w0, c0 = _toy_faces(0, 16)
     target = (c0[:, 0] + 0.3).clamp(max=0.9)
     open_loop, _ = solve_edit(D, w0, c0, {0: target})
     closed, _ = solve_edit(D, w0, c0, {0: target}, passes=4, measure=measure)
@@ -64,11 +69,7 @@ def test_the_closed_loop_reaches_a_target_the_open_loop_overshoots_or_misses():
 
 
 def test_locks_hold_the_locked_entries_while_the_edit_reaches_its_target():
-    read, w, cond = _linear_world(seed=1)
-    D = _toy_directions(read, w, cond)
-    measure = _saturating(read)
-    w0 = w[:16, None].expand(-1, 2, -1).contiguous()
-    c0 = measure(w0)
+    D, measure, w0, c0 = _toy_faces(1, 16)
     target = (c0[:, 0] + 0.3).clamp(max=0.9)
     locked, _ = solve_edit(D, w0, c0, {0: target, 1: c0[:, 1], 2: c0[:, 2]}, passes=4, measure=measure, local=True,
                            damping=0.05)
@@ -78,11 +79,7 @@ def test_locks_hold_the_locked_entries_while_the_edit_reaches_its_target():
 
 
 def test_a_batch_solve_gives_each_face_what_it_gets_alone():
-    read, w, cond = _linear_world(seed=2)
-    D = _toy_directions(read, w, cond)
-    measure = _saturating(read)
-    w0 = w[:4, None].expand(-1, 2, -1).contiguous()
-    c0 = measure(w0)
+    D, measure, w0, c0 = _toy_faces(2, 4)
     target = c0[:, 0] + 0.2
     together, _ = solve_edit(D, w0, c0, {0: target}, passes=3, measure=measure)
     for i in range(4):
