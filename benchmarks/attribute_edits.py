@@ -144,7 +144,8 @@ def main() -> int:
             for name, live, locks in (("directions", False, False), ("directions_live", True, False),
                                       ("directions_locked", False, True)):
                 targets = {k: target} | ({j: c0[:, j] for j in held} if locks else {})
-                w = solve_targets(directions, w0, c0, targets, free=attr_idx, measure=measure, live=live)
+                w = solve_targets(directions, w0, c0, targets, free=attr_idx, measure=measure, live=live,
+                                  locked=held if locks else ())
                 results[name] = scores(w, w0, c0, img0, k, asked, held if locks else ())
             if not args.no_flow:
                 edits = lambda i: (AttributeEdit("attribute", a, float(target[i])),)  # noqa: E731
@@ -158,7 +159,9 @@ def main() -> int:
                                     for name in ("directions", "directions_locked", "flow") if name in results}
             report["attributes"][f"{a} {label}"] = row | results
             print(f"{a:>10} {label:>4} n={len(ok):3d} " + "  ".join(
-                f"{n} {r['success']:.2f}/{r['entanglement_sd']:.3f}" for n, r in results.items() if n != "linear_vs")
+                f"{n} {r['success']:.2f}/{r['entanglement_sd']:.3f}" + (f" held {r['locked_drift_sd']:.3f}" if
+                                                                          "locked_drift_sd" in r else "")
+                for n, r in results.items() if n != "linear_vs")
                 + "  linear@" + " ".join(f"{n}:{r['entanglement_sd']:.3f}" for n, r in results["linear_vs"].items()),
                 file=sys.stderr)
     if tools.presets is not None and args.only is None:

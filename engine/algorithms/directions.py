@@ -33,8 +33,9 @@ MAX_STEP_SD = 4.0
 # The most a latent moves from where it started, per W+ row, in units of ``Directions.reach`` (a typical distance
 # between two faces): a larger move leaves the faces the generator makes, and the estimator's readings stop meaning
 # anything there even when they hit their targets (on the default, 0.6 already gave glasses as dark blobs and
-# beards as smudges on faces that read 1.0 for them).
-MAX_SHIFT = 0.35
+# beards as smudges on faces that read 1.0 for them, and 0.8 ghostly faces for baldness; 0.35 stopped a man's face
+# made a woman's short of the asked reading, 0.45 lets it through with faces that look the same as at 0.35).
+MAX_SHIFT = 0.45
 # An entry is editable when one standard deviation of its reading takes at most this many reaches.
 MAX_LENGTH = 0.5
 # Moves longer than this (reaches per standard deviation) are damped by the square of how much longer they are.
@@ -49,6 +50,11 @@ SECANT_MIN_SD = 0.2
 # With ``local`` passes, the entries in ``hold`` (the unlocked other attributes) are kept near their starting reading
 # with this weight against the targets' 1: they move where the target needs them to, and no further.
 HOLD_WEIGHT = 0.3
+# Entries in ``guard`` (the locks) end within this many standard deviations of their target: a face whose passes
+# left one further is pulled back along its move, to the largest fraction of it that holds them (``GUARD_STEPS``
+# bisections), so a lock holds even where the asked edit cannot happen without it (a beard on a woman's face).
+GUARD_SD = 0.1
+GUARD_STEPS = 5
 
 
 def covariance_directions(w: torch.Tensor, cond: torch.Tensor, *, ridge: float = 1e-3) -> torch.Tensor:
@@ -166,7 +172,9 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
                targets: Mapping[int, float | torch.Tensor], *, passes: int = 0,
                measure: Callable[[torch.Tensor], torch.Tensor] | None = None, tolerance_sd: float = 0.05,
                damping: float = DAMPING, local: bool = False, hold: Mapping[int, float | torch.Tensor] | None = None,
-               hold_weight: float = HOLD_WEIGHT) -> tuple[torch.Tensor, torch.Tensor]:
+               hold_weight: float = HOLD_WEIGHT, weights: Mapping[int, float] | None = None,
+               guard: Sequence[int] = (), open_loop: bool = True, pass_sd: float = MAX_STEP_SD
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Move latents ``w0`` [B, num_ws, w_dim] (starting readings ``cond0`` [B, K]) so the entries of ``targets``
     ({entry index: raw value, a number or [B]}; locked entries are targets at their held value) read their targets.
 
@@ -176,10 +184,16 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     batch ends exactly as it would alone). Steps are clamped to ±``MAX_STEP_SD`` standard deviations; the response is
     inverted with Tikhonov ``damping`` (``damped_inverse``), so an entry the generator barely moves asks for a
     bounded step rather than a huge one. ``local``: each pass measures the faces' own response to every move
-    (``local_response``) and takes a damped weighted least-squares step over the targets and the entries of
-    ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every pass), each
-    move damped more the longer it is (``LENGTH_FREE``). Entries that are not ``editable`` are dropped from the
-    targets and the hold, and every latent stays within ``MAX_SHIFT`` reaches of where it started (per W+ row).
+    (``local_response``) and takes a damped weighted least-squares step of at most ``pass_sd`` standard deviations
+    per move (a trust region: the response is measured at the face and holds near it) over the targets and the
+    entries of ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every
+    pass), the first from ``w0`` itself without ``open_loop`` (the calibrated response does not know how this face
+    trades one entry for another), each move damped more the longer it is
+    (``LENGTH_FREE``); ``weights`` ({entry: weight}) overrides the weight of a
+    target's reading error in that step (1 by default: a lock is a target held harder), and the targets in ``guard``
+    end within ``GUARD_SD`` of theirs (``_pull_back``: the edit falls short instead). Entries that are not
+    ``editable`` are dropped from the targets and the hold, and every latent stays within ``MAX_SHIFT`` reaches of
+    where it started (per W+ row).
     -> (w [B, num_ws, w_dim], steps β [B, K])
     """
     k, b = len(directions.names), len(w0)
@@ -188,15 +202,16 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
                          f"{tuple(w0.shape)}")
     if cond0.shape != (b, k):
         raise ValueError(f"the starting reading must be [{b}, {k}], got {tuple(cond0.shape)}")
-    if passes and measure is None:
-        raise ValueError("closed-loop passes need measure(w) -> [B, K] to read the edited face")
+    if (passes or guard) and measure is None:
+        raise ValueError("closed-loop passes and guarded entries need measure(w) -> [B, K] to read the edited face")
     beta = torch.zeros(b, k, dtype=torch.float64)
-    if any(not 0 <= i < k for i in (*targets, *(hold or {}))):
+    if any(not 0 <= i < k for i in (*targets, *(hold or {}), *(weights or {}))):
         raise ValueError(f"target entries {sorted(targets)} are outside 0..{k - 1}")
     editable = directions.editable
     targets = {i: v for i, v in targets.items() if editable[i]}  # the others cannot move without breaking the face
     if not targets:
         return w0, beta.float()
+    guard = [i for i in guard if i in targets]
     hold = {i: v for i, v in (hold or {}).items() if i not in targets and editable[i]} if local else {}
     index = torch.tensor(sorted(targets), dtype=torch.long)
     everything = torch.tensor(sorted({*targets, *hold}), dtype=torch.long)  # targets, then held softly
@@ -227,11 +242,14 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
 
     gain = torch.ones_like(goal)  # [B, S]: each move's effect on its own entry at this face, relative to calibration
     last_beta, last_read = torch.zeros_like(goal), cond0[:, index].double()
-    beta[:, index] = step(last_beta, goal - last_read, gain)
-    w = apply(beta)
-    weight = torch.where(is_target, 1.0, hold_weight).double()  # [S']
-    for _ in range(passes):
-        read = measure(w)
+    w = w0
+    if open_loop or not local:
+        beta[:, index] = step(last_beta, goal - last_read, gain)
+        w = apply(beta)
+    weight = torch.tensor([(weights or {}).get(int(i), 1.0 if int(i) in targets else hold_weight)
+                           for i in everything], dtype=torch.float64)  # [S']
+    for n in range(passes):
+        read = cond0 if n == 0 and w is w0 else measure(w)
         now = read[:, index].double()  # [B, S]
         error = goal - now
         active = (error.abs() > tolerance_sd * scale).any(1) | bool(hold)  # [B]
@@ -242,8 +260,9 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
             now_all = read[:, everything].double()
             s_all = directions.scale.double()[everything]
             change = local_response(directions, w, now_all, everything, measure)  # [B, S', S']
-            beta[rows, everything] = clamp(beta[:, everything] + _weighted_step(
-                change, goal_all - now_all, s_all, weight, stiff[everything]), s_all)[active]
+            move = _weighted_step(change, goal_all - now_all, s_all, weight, stiff[everything])
+            move = torch.maximum(torch.minimum(move, pass_sd * s_all), -pass_sd * s_all)
+            beta[rows, everything] = clamp(beta[:, everything] + move, s_all)[active]
             w = apply(beta)
             continue
         moved = beta[:, index] - last_beta
@@ -253,9 +272,38 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
         last_beta, last_read = beta[:, index].clone(), now
         beta[rows, index] = step(beta[:, index], error, gain)[active]
         w = apply(beta)
+    if guard:
+        w, beta = _pull_back(w0, w, beta, goal_all, everything, guard, directions.scale.double(), measure)
     return w, beta.float()
 
 
+def _pull_back(w0: torch.Tensor, w: torch.Tensor, beta: torch.Tensor, goal: torch.Tensor, entries: torch.Tensor,
+               guard: Sequence[int], scale: torch.Tensor, measure: Callable[[torch.Tensor], torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``w`` [B, num_ws, w_dim] (from ``w0``, steps ``beta`` [B, K]) whose ``guard`` entries read more than
+    ``GUARD_SD`` from their ``goal`` [B, S'] (over ``entries`` [S']) taken back to the largest fraction of their move
+    that keeps every guard entry within it (a lock's goal is its starting reading: the start holds it)."""
+    cols = torch.tensor([list(entries.tolist()).index(i) for i in guard])
+    guarded = entries[cols]
+
+    def holds(x: torch.Tensor) -> torch.Tensor:  # [B]
+        return ((measure(x)[:, guarded].double() - goal[:, cols]).abs() <= GUARD_SD * scale[guarded]).all(1)
+
+    bad = ~holds(w)
+    if not bad.any():
+        return w, beta
+    lo, hi = torch.zeros(int(bad.sum()), dtype=torch.float64), torch.ones(int(bad.sum()), dtype=torch.float64)
+    start, move = w0[bad], (w - w0)[bad]
+    for _ in range(GUARD_STEPS):
+        mid = (lo + hi) / 2
+        ok = holds(start + mid.to(w)[:, None, None] * move)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    w, beta = w.clone(), beta.clone()
+    w[bad] = start + lo.to(w)[:, None, None] * move
+    beta[bad] *= lo[:, None]
+    return w, beta
+
+
 __all__ = ["MAX_STEP_SD", "MAX_SHIFT", "MAX_LENGTH", "LENGTH_FREE", "DAMPING", "GAIN_RANGE", "SECANT_MIN_SD",
-           "HOLD_WEIGHT", "damped_inverse",
+           "HOLD_WEIGHT", "GUARD_SD", "GUARD_STEPS", "damped_inverse",
            "covariance_directions", "Directions", "local_response", "rows_move", "solve_edit"]

@@ -157,3 +157,36 @@ def test_an_edit_beyond_the_most_a_face_replays_is_refused_with_a_message(qtbot,
     panel.sliders["beard"].setValue(0.2)  # the last edit's attribute: its edit is replaced, the list stays as long
     assert len(doc.state.edits) == MAX_EDITS and doc.state.edits[:-1] == full[:-1]
     assert doc.state.edits[-1].key == "beard" and doc.state.edits[-1].value != full[-1].value
+
+
+def test_on_measured_directions_the_slider_is_the_asked_reading_and_a_short_edit_is_shown(qtbot, bridge):
+    from editor.panels.attributes_panel import SHORT_STYLE
+    from engine.project import EditState
+
+    doc = Document(EditState(seed=1))  # the embedded default, which has measured directions
+    p = AttributesPanel(doc, bridge)
+    qtbot.addWidget(p)
+    p.request_reading()
+    qtbot.waitUntil(lambda: p.sliders["beard"].isEnabled(), timeout=30000)
+    assert p.method_label.text() == "in use: measured directions" and p.fast.isHidden()
+    assert p.status.text().startswith("Drag a slider")
+    p.locks["gender"].click()
+    p.sliders["beard"].setValue(1.0)  # a full beard on this face, gender held: more than the face can give
+    assert doc.state.edits[-1] == AttributeEdit("attribute", "beard", 1.0)  # the slider value is the target
+    qtbot.waitUntil(lambda: p._reading.state == doc.state, timeout=30000)
+    now = float(p._reading.current[p._reading.layout.index("beard")])
+    assert now < 0.9 and p.readings["beard"].text() == f"{now:.2f}"
+    assert p.readings["beard"].styleSheet() == SHORT_STYLE and "short of the 1.00 asked" in p.readings["beard"].toolTip()
+    assert p.status.text().startswith(f"Fell short: beard {now:.2f} of 1.00")
+    assert p.sliders["beard"].value() == pytest.approx(1.0)
+    assert p.readings["age"].styleSheet() != SHORT_STYLE  # neither edited nor locked: never called short
+    p.resets["beard"].click()
+    qtbot.waitUntil(lambda: p._reading.state == doc.state, timeout=30000)
+    assert p.readings["beard"].styleSheet() != SHORT_STYLE and not p.status.text().startswith("Fell short")
+    p.method.activated.emit(p.method.findData("flow"))
+    assert doc.state.edit_method == "flow"
+    qtbot.waitUntil(lambda: p._reading.state == doc.state, timeout=30000)
+    assert p.method_label.text() == "in use: StyleFlow flow" and not p.fast.isHidden()
+    doc.undo_stack.undo()
+    assert doc.state.edit_method == "auto" and p.method.currentData() == "auto"
+    p._timer.stop()

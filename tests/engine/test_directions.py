@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.algorithms.directions import MAX_SHIFT, Directions, covariance_directions, rows_move, solve_edit
+from engine.algorithms.directions import (
+    GUARD_SD,
+    MAX_SHIFT,
+    Directions,
+    covariance_directions,
+    rows_move,
+    solve_edit,
+)
 from engine.algorithms.flow_edit import NUM_LIGHT, STYLEFLOW, AttributeEdit
 from engine.assets import default_directions_path, manifest
 from engine.errors import ModelFormatError
@@ -76,6 +83,27 @@ def test_locks_hold_the_locked_entries_while_the_edit_reaches_its_target():
     r = measure(locked)
     assert (r[:, 0] - target).abs().mean() < 0.03
     assert (r[:, 1:] - c0[:, 1:]).abs().mean() < 0.03
+
+
+def test_a_guarded_lock_holds_where_the_edit_cannot_happen_without_it_and_the_edit_falls_short():
+    D, measure, w0, c0 = _toy_faces(5, 400)
+
+    def tied(ws):  # entry 1 also rises with entry 0 past 0.4: unseen by the response at faces reading below it
+        r = measure(ws)
+        return torch.stack([r[:, 0], r[:, 1] + 2 * torch.relu(r[:, 0] - 0.4), r[:, 2]], 1)
+
+    pick = ((c0[:, 0] > 0.0) & (c0[:, 0] < 0.2)).nonzero()[:8, 0]
+    w0, c0 = w0[pick], tied(w0[pick])
+    target = c0[:, 0] + 0.4
+    asked = {0: target, 1: c0[:, 1]}
+    kw = dict(passes=1, measure=tied, local=True, weights={1: 100.0}, open_loop=False, pass_sd=2.0)
+    loose, _ = solve_edit(D, w0, c0, asked, **kw)
+    guarded, _ = solve_edit(D, w0, c0, asked, guard=[1], **kw)
+    limit = GUARD_SD * D.scale[1]
+    assert len(pick) == 8 and ((tied(loose)[:, 1] - c0[:, 1]).abs() > limit).any()  # the weight alone lets go
+    assert ((tied(guarded)[:, 1] - c0[:, 1]).abs() <= limit + 1e-6).all()
+    moved = tied(guarded)[:, 0] - c0[:, 0]
+    assert (moved > 0.01).all() and (moved < target - c0[:, 0]).all()  # part of the way the lock allows: short
 
 
 def test_a_batch_solve_gives_each_face_what_it_gets_alone():
