@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import shutil
 import stat
 import zlib
 from dataclasses import dataclass, field
@@ -27,12 +28,13 @@ from engine.algorithms.flow_edit import AttributeEdit
 from engine.algorithms.flow_layout import ALIASES, STYLEFLOW, ConditionLayout, LayoutError
 from engine.files.configs import DictForm, Unreadable, from_dict
 from engine.files.paths import relative_to, resolve_from
-from engine.files.storage import file_sha256, write_text_atomic
+from engine.files.storage import atomic_write, file_sha256, write_text_atomic
 from engine.models.stylegan2 import NOISE_MODES
 from engine.photos.align import AlignTransform
 
 PROJECT_FORMAT = "face-editor/project"
 PROJECT_VERSION = 1
+PROJECT_FILES_SUFFIX = ".files"  # the folder beside a project with the files saved with it (its tuning)
 SEED_LIMIT = 2**32
 # Where a face's starting condition (the sliders' originals) comes from: the attribute estimator's reading of the
 # rendered face, or the flow's own reading of its latent (engine.algorithms.condition_fit, from the estimator's).
@@ -361,9 +363,43 @@ def _is_path_key(key) -> bool:
     return isinstance(key, str) and (key == "path" or key.endswith("_path"))
 
 
-def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None) -> Path:
+def project_files(path: str | os.PathLike) -> Path:
+    """The folder beside project ``path`` that holds the files saved with it: ``<stem>.files``."""
+    path = Path(path)
+    return path.with_name(path.stem + PROJECT_FILES_SUFFIX)
+
+
+def bundle_tuning(path: str | os.PathLike, state: EditState) -> EditState:
+    """``state`` with its "keep the person" tuning in the project's own files (``project_files``): a tuning file
+    outside the project's folder is copied there (atomically, checked against its pinned sha256), so the project
+    reopens identically when its folder is moved or sent to someone else. A tuning already in that folder stays."""
+    ref = state.tuning
+    if ref is None or ref.path is None:
+        return state
+    source = Path(ref.path).absolute()
+    folder = Path(path).absolute().parent
+    if source.is_relative_to(folder):
+        return state
+    if not source.is_file():
+        raise ProjectError(f"the 'keep the person' tuning {source} is missing: it cannot be saved with the project")
+    sha = file_sha256(source)
+    if ref.sha256 is not None and sha != ref.sha256:
+        raise ProjectError(f"the 'keep the person' tuning {source} changed since it was made: its sha256 is "
+                           "not the one this face was tuned with")
+    copy = project_files(path) / source.name
+    if not copy.is_file() or file_sha256(copy) != sha:
+        with open(source, "rb") as f:
+            atomic_write(copy, lambda out: shutil.copyfileobj(f, out))
+    return state.replace(tuning=ModelRef(path=str(copy), sha256=sha))
+
+
+def save_project(path: str | os.PathLike, state: EditState, *, extras: dict | None = None,
+                 bundle: bool = True) -> Path:
     """Save ``state`` as a project file (atomic: a crash never leaves a half-written project). Paths of the files
-    it names (model, flow, photo, translation target) are stored relative to the project's folder."""
+    it names (model, flow, photo, translation target) are stored relative to the project's folder. ``bundle``: the
+    "keep the person" tuning is saved with the project first (``bundle_tuning``; off for autosaves)."""
+    if bundle:
+        state = bundle_tuning(path, state)
     folder = Path(path).absolute().parent
     return write_text_atomic(path, json.dumps(relative_to(project_dict(state, extras=extras), folder), indent=1)
                              + "\n")

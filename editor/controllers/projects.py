@@ -165,7 +165,7 @@ class ProjectController(QObject):
         extras = {"project_path": None if self._path is None else str(self._path),
                   "autosaved": datetime.now().isoformat(timespec="seconds")}
         try:
-            save_project(self.autosave_path, self.state_to_save(), extras=extras)
+            save_project(self.autosave_path, self.state_to_save(), extras=extras, bundle=False)
         except (OSError, ProjectError) as e:
             self.message.emit(f"Autosave to {self.autosave_path} failed: {e}")
 

@@ -286,17 +286,17 @@ def _pull_back(w0: torch.Tensor, w: torch.Tensor, beta: torch.Tensor, goal: torc
     cols = torch.tensor([list(entries.tolist()).index(i) for i in guard])
     guarded = entries[cols]
 
-    def holds(x: torch.Tensor) -> torch.Tensor:  # [B]
-        return ((measure(x)[:, guarded].double() - goal[:, cols]).abs() <= GUARD_SD * scale[guarded]).all(1)
+    def holds(x: torch.Tensor, aim: torch.Tensor) -> torch.Tensor:  # [B]
+        return ((measure(x)[:, guarded].double() - aim).abs() <= GUARD_SD * scale[guarded]).all(1)
 
-    bad = ~holds(w)
+    bad = ~holds(w, goal[:, cols])
     if not bad.any():
         return w, beta
     lo, hi = torch.zeros(int(bad.sum()), dtype=torch.float64), torch.ones(int(bad.sum()), dtype=torch.float64)
-    start, move = w0[bad], (w - w0)[bad]
+    start, move, aim = w0[bad], (w - w0)[bad], goal[bad][:, cols]
     for _ in range(GUARD_STEPS):
         mid = (lo + hi) / 2
-        ok = holds(start + mid.to(w)[:, None, None] * move)
+        ok = holds(start + mid.to(w)[:, None, None] * move, aim)
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
     w, beta = w.clone(), beta.clone()
     w[bad] = start + lo.to(w)[:, None, None] * move

@@ -176,7 +176,8 @@ def test_on_measured_directions_the_slider_is_the_asked_reading_and_a_short_edit
     qtbot.waitUntil(lambda: p._reading.state == doc.state, timeout=30000)
     now = float(p._reading.current[p._reading.layout.index("beard")])
     assert now < 0.9 and p.readings["beard"].text() == f"{now:.2f}"
-    assert p.readings["beard"].styleSheet() == SHORT_STYLE and "short of the 1.00 asked" in p.readings["beard"].toolTip()
+    assert p.readings["beard"].styleSheet() == SHORT_STYLE
+    assert "short of the 1.00 asked" in p.readings["beard"].toolTip()
     assert p.status.text().startswith(f"Fell short: beard {now:.2f} of 1.00")
     assert p.sliders["beard"].value() == pytest.approx(1.0)
     assert p.readings["age"].styleSheet() != SHORT_STYLE  # neither edited nor locked: never called short

@@ -87,9 +87,12 @@ def test_at_1280x720_the_window_keeps_its_size_the_grid_shows_every_row_and_the_
     viewport = mixing.scroll.viewport()
     rows = win.document.summary.num_ws
     assert len(mixing._radios) == rows
-    for radios in mixing._radios:  # every row inside the grid's view: nothing to scroll inside it
-        top_left = radios[0].mapTo(viewport, QPoint(0, 0))
-        assert 0 <= top_left.y() and top_left.y() + radios[0].height() <= viewport.height()
+
+    def every_row_shows():  # every row inside the grid's view: nothing to scroll inside it
+        tops = [radios[0].mapTo(viewport, QPoint(0, 0)).y() for radios in mixing._radios]
+        return all(0 <= y and y + r[0].height() <= viewport.height() for y, r in zip(tops, mixing._radios))
+
+    qtbot.waitUntil(every_row_shows, timeout=3000)  # once the layout pass the new columns asked for has run
 
     long_name = tmp_path / ("a-target-with-a-very-long-file-name-" * 6 + "toon.pt")
     long_name.write_bytes(Path(win.document.state.translation.target.path).read_bytes())

@@ -83,6 +83,37 @@ def test_a_project_with_a_tuning_reopens_to_the_same_pixels(inverted, tmp_path):
     assert np.abs(untuned.astype(int) - rendered).mean() > 1  # the tuning is what makes the difference
 
 
+def test_the_tuning_is_saved_with_the_project_and_a_moved_project_reopens_to_the_same_pixels(inverted, tmp_path):
+    import shutil
+
+    from engine.project import project_files
+
+    out, _ = inverted
+    ctx = Ctx()
+    tuned = TuneJob(out.state, settings=TuneSettings(steps=3, seconds=None), folder=str(tmp_path / "data"))(ctx)
+    rendered = RenderJob(tuned.state)(ctx).image
+    project = tmp_path / "work" / "me.fproj"
+    save_project(project, tuned.state)
+    copy = project_files(project) / Path(tuned.state.tuning.path).name
+    assert file_sha256(copy) == tuned.state.tuning.sha256
+    assert f'"me.files/{copy.name}"' in project.read_text()  # relative: the project's folder carries it
+    save_project(project, tuned.state)  # saving again neither copies again nor changes the file
+    assert sorted(p.name for p in project_files(project).iterdir()) == [copy.name]
+    shutil.rmtree(tmp_path / "data")  # the tuning's first home is gone, the project moves to another place
+    moved = shutil.copytree(tmp_path / "work", tmp_path / "elsewhere")
+    shutil.rmtree(tmp_path / "work")
+    state, _ = read_project(moved / "me.fproj")
+    assert Path(state.tuning.path) == (moved / "me.files" / copy.name).resolve()
+    verify_files(state)
+    np.testing.assert_array_equal(RenderJob(state)(Ctx()).image, rendered)
+    save_project(tmp_path / "auto.fproj", state, bundle=False)  # an autosave names the tuning where it is
+    assert not project_files(tmp_path / "auto.fproj").exists()
+    save_deltas(copy := Path(state.tuning.path), {k: v + 1 for k, v in load_deltas(copy).items()})
+    with pytest.raises(ProjectError, match="changed since it was made"):
+        save_project(tmp_path / "other" / "me.fproj", state)
+    assert not (tmp_path / "other" / "me.fproj").exists()
+
+
 def test_a_changed_or_missing_tuning_is_refused(inverted, tmp_path):
     out, _ = inverted
     tuned = TuneJob(out.state, settings=TuneSettings(steps=3, seconds=None), folder=str(tmp_path))(Ctx())
