@@ -133,9 +133,11 @@ def photo_rows(folder: Path, *, pti: bool, pti_steps: int | None) -> list[dict]:
             row["identity"] = {"reconstruction": round(face_distance(out.aligned, out.image), 3),
                                **{f"paste_{k}": round(face_distance(photo, v), 3) for k, v in pasted.items()}}
         if pti:
+            from engine.algorithms.pivotal import TuneSettings
             from engine.jobs.photo import TuneJob
 
-            tuned = TuneJob(out.state, **({} if pti_steps is None else {"steps": pti_steps}))(ctx)
+            settings = TuneSettings() if pti_steps is None else TuneSettings(steps=pti_steps)
+            tuned = TuneJob(out.state, settings=settings)(ctx)
             row["pti"] = {"psnr": round(tuned.psnr, 2), "ssim": round(tuned.ssim, 4),
                           "wall_s": round(tuned.seconds, 1), "steps": tuned.steps, "bytes": tuned.bytes}
             if have_identity:
