@@ -36,12 +36,18 @@ class LivePreview(QObject):
         self.preview_limit = preview_limit
         self._dragging = False
         self._request: QtRequest | None = None  # the newest render request
+        self._held = False  # a change made during a drag waits for the frame in flight
         self.latencies_ms: list[float] = []  # request -> frame received, for the status bar and benchmarks
         self._throttled = qthrottled(self._submit, timeout=interval_ms, leading=True, parent=self)
         document.changed.connect(lambda *_: self.request())
 
     def request(self) -> None:
-        """Ask for a new frame of the current state (throttled)."""
+        """Ask for a new frame of the current state (throttled). While a control is held, a change made while the
+        newest frame is still rendering waits for it (``_held``): a drag faster than the engine would otherwise
+        supersede every frame before it finished, and show none until the release."""
+        if self._dragging and self._request is not None and not self._request.done():
+            self._held = True
+            return
         self._throttled()
 
     def render_now(self) -> QtRequest:
@@ -52,6 +58,7 @@ class LivePreview(QObject):
         """A continuous control is held (preview resolution) or was released (render the full image now)."""
         self._dragging = dragging
         if not dragging:
+            self._held = False
             self._throttled.cancel()
             self._submit(live=False)
 
@@ -59,7 +66,12 @@ class LivePreview(QObject):
         limit = self.preview_limit if self._dragging else None
         job = RenderJob(self._doc.state, preview_limit=limit, live=live)
         self._request = self._bridge.submit(job, slot=SLOT)
-        return self._request.on(finished=self._on_frame, failed=self._on_failed)
+        return self._request.on(finished=self._on_frame, failed=self._on_failed, cancelled=self._release_held)
+
+    def _release_held(self) -> None:
+        if self._held:
+            self._held = False
+            self._throttled()
 
     def _on_frame(self, result: RenderResult) -> None:
         # only the newest request is ever delivered: this is its frame
@@ -68,6 +80,8 @@ class LivePreview(QObject):
         self.frame.emit(result)
         if result.live and not self._dragging and result.state == self._doc.state:
             self._submit(live=False)  # the quick solve is shown; now the settled one (locks held)
+        self._release_held()
 
     def _on_failed(self, error: Exception) -> None:
         self.failed.emit(sentence(error))
+        self._release_held()

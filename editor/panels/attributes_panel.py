@@ -557,7 +557,7 @@ class AttributesPanel(QWidget):
             locked = name in locks
             with QSignalBlocker(self.locks[name]):
                 self.locks[name].setChecked(locked)
-            self.sliders[name].setEnabled(usable and not locked)
+            self.sliders[name].setEnabled(usable and not locked and original is not None)  # a move needs the reading
             self.locks[name].setEnabled(usable and read)
             self.resets[name].setEnabled(usable and name in targets)
         if short and self._reading is not None and self._reading.state == st:

@@ -84,6 +84,15 @@ def test_lighting_sliders_blend_towards_the_flow_presets(qtbot, tiny_state, tmp_
     p._timer.stop()
 
 
+def test_after_a_new_face_the_sliders_wait_for_its_reading_instead_of_ignoring_a_move(qtbot, panel):
+    doc = panel._doc
+    doc.edit("Seed", seed=doc.state.seed + 1)
+    assert not panel.sliders["age"].isEnabled()  # a move now would have no measured value to start from
+    qtbot.waitUntil(lambda: panel.sliders["age"].isEnabled(), timeout=30000)
+    panel.sliders["age"].setValue(50.0)
+    assert [e.key for e in doc.state.edits] == ["age"]
+
+
 def test_a_lock_is_an_undoable_state_change_that_freezes_its_slider(qtbot, panel):
     doc = panel._doc
     panel.locks["glasses"].click()

@@ -68,6 +68,34 @@ def test_dragging_asks_for_preview_frames_then_a_full_one(qtbot, monkeypatch, br
     assert preview.latencies_ms and all(v >= 0 for v in preview.latencies_ms)
 
 
+@dataclass(frozen=True)
+class TimedFakeJob(SlowFakeJob):
+    """A fake engine that takes 30 ms a frame: slower than the drag's inputs."""
+
+    def __call__(self, ctx):
+        import time
+
+        time.sleep(0.03)
+        return RenderResult(self.state, np.zeros((8, 8, 3), np.uint8), self.preview_limit is None, 30.0, "fake")
+
+
+def test_a_drag_faster_than_the_engine_still_shows_frames_while_it_lasts(qtbot, monkeypatch, bridge):
+    monkeypatch.setattr(preview_module, "RenderJob", TimedFakeJob)
+    doc = Document(EditState(seed=5))
+    preview = LivePreview(doc, bridge, interval_ms=1, preview_limit=16)
+    frames = []
+    preview.frame.connect(frames.append)
+    preview.set_dragging(True)
+    for k in range(60):  # an input every 5 ms for 0.3 s, each superseding the frame in flight were it submitted
+        doc.edit("Psi", merge="psi", psi=0.3 + 0.01 * k)
+        qtbot.wait(5)
+    during = list(frames)
+    preview.set_dragging(False)
+    qtbot.waitUntil(lambda: bool(frames) and frames[-1].full and frames[-1].state == doc.state, timeout=5000)
+    assert len(during) >= 4, len(during)  # about one frame per 30 ms, not none until the release
+    assert [f.state.psi for f in during] == sorted(f.state.psi for f in during)  # never an older one after
+
+
 def test_real_render_through_the_bridge_matches_the_engine(qtbot, bridge, tiny_state):
     from engine.jobs.render import load_model, render_state
 
