@@ -52,13 +52,19 @@ def test_a_slow_engine_never_shows_a_stale_frame_last(qtbot, monkeypatch, bridge
     assert 2 not in STARTED and 3 not in STARTED
 
 
-def test_dragging_asks_for_preview_frames_then_a_full_one(qtbot, monkeypatch, bridge):
-    monkeypatch.setattr(preview_module, "RenderJob", SlowFakeJob)
+def _dragging(monkeypatch, bridge, job):
+    """A preview of a seed-5 document on the fake engine ``job``, its frames collected, a control held."""
+    monkeypatch.setattr(preview_module, "RenderJob", job)
     doc = Document(EditState(seed=5))
     preview = LivePreview(doc, bridge, interval_ms=1, preview_limit=16)
     frames = []
     preview.frame.connect(frames.append)
     preview.set_dragging(True)
+    return doc, preview, frames
+
+
+def test_dragging_asks_for_preview_frames_then_a_full_one(qtbot, monkeypatch, bridge):
+    doc, preview, frames = _dragging(monkeypatch, bridge, SlowFakeJob)
     with qtbot.waitSignal(preview.frame, timeout=5000):
         doc.edit("Psi", merge="psi", psi=0.5)
     assert frames[-1].full is False
@@ -80,12 +86,7 @@ class TimedFakeJob(SlowFakeJob):
 
 
 def test_a_drag_faster_than_the_engine_still_shows_frames_while_it_lasts(qtbot, monkeypatch, bridge):
-    monkeypatch.setattr(preview_module, "RenderJob", TimedFakeJob)
-    doc = Document(EditState(seed=5))
-    preview = LivePreview(doc, bridge, interval_ms=1, preview_limit=16)
-    frames = []
-    preview.frame.connect(frames.append)
-    preview.set_dragging(True)
+    doc, preview, frames = _dragging(monkeypatch, bridge, TimedFakeJob)
     for k in range(60):  # an input every 5 ms for 0.3 s, each superseding the frame in flight were it submitted
         doc.edit("Psi", merge="psi", psi=0.3 + 0.01 * k)
         qtbot.wait(5)
