@@ -235,8 +235,8 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
         steps.mul_(factor[:, None])
         return w0 + shift * factor.to(w0)[:, None, None]
 
-    def clamp(steps: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return torch.maximum(torch.minimum(steps, MAX_STEP_SD * s), -MAX_STEP_SD * s)
+    def clamp(steps: torch.Tensor, s: torch.Tensor, limit: float = MAX_STEP_SD) -> torch.Tensor:  # ±limit sd
+        return steps.clamp(-limit * s, limit * s)
 
     def step(steps: torch.Tensor, error: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:  # clamped quasi-Newton
         return clamp(steps + (error @ inverse.T) / gain, scale)
@@ -261,8 +261,7 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
             now_all = read[:, everything].double()
             s_all = directions.scale.double()[everything]
             change = local_response(directions, w, now_all, everything, measure)  # [B, S', S']
-            move = _weighted_step(change, goal_all - now_all, s_all, weight, stiff[everything])
-            move = torch.maximum(torch.minimum(move, pass_sd * s_all), -pass_sd * s_all)
+            move = clamp(_weighted_step(change, goal_all - now_all, s_all, weight, stiff[everything]), s_all, pass_sd)
             beta[rows, everything] = clamp(beta[:, everything] + move, s_all)[active]
             w = apply(beta)
             continue
@@ -284,8 +283,8 @@ def _pull_back(w0: torch.Tensor, w: torch.Tensor, beta: torch.Tensor, goal: torc
     """Latents ``w`` [B, num_ws, w_dim] (from ``w0``, steps ``beta`` [B, K]) whose ``guard`` entries read more than
     ``GUARD_SD`` from their ``goal`` [B, S'] (over ``entries`` [S']) taken back to the largest fraction of their move
     that keeps every guard entry within it (a lock's goal is its starting reading: the start holds it)."""
-    cols = torch.tensor([list(entries.tolist()).index(i) for i in guard])
-    guarded = entries[cols]
+    cols = torch.tensor([entries.tolist().index(i) for i in guard])
+    guarded = torch.tensor(guard)
 
     def holds(x: torch.Tensor, aim: torch.Tensor) -> torch.Tensor:  # [B]
         return ((measure(x)[:, guarded].double() - aim).abs() <= GUARD_SD * scale[guarded]).all(1)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from engine.algorithms.directions import Directions, solve_edit
+from engine.algorithms.directions import MAX_STEP_SD, Directions, solve_edit
 from engine.algorithms.flow_edit import AttributeEdit, blend_lighting
 from engine.algorithms.flow_layout import ConditionLayout, LayoutError
 from engine.assets import ASSETS_DIR, DEFAULT_DIRECTIONS, DEFAULT_GENERATOR, default_directions_path, manifest
@@ -123,10 +123,13 @@ def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, 
         return solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES, measure=measure)[0]
     hold = {i: cond0[:, i] for i in free if i not in targets}
     locked = [i for i in locked if i in targets]
-    careful = dict(passes=LOCKED_PASSES, open_loop=False, pass_sd=LOCKED_STEP_SD) if locked else {}
-    return solve_edit(directions, w, cond0, targets, measure=measure, local=True, hold=hold, hold_weight=SETTLE_HOLD,
-                      damping=LOCAL_DAMPING, weights={i: LOCK_WEIGHT for i in locked}, guard=locked,
-                      **({"passes": SETTLE_PASSES} | careful))[0]
+    if locked:
+        passes, open_loop, pass_sd = LOCKED_PASSES, False, LOCKED_STEP_SD
+    else:
+        passes, open_loop, pass_sd = SETTLE_PASSES, True, MAX_STEP_SD
+    return solve_edit(directions, w, cond0, targets, passes=passes, measure=measure, local=True, hold=hold,
+                      hold_weight=SETTLE_HOLD, damping=LOCAL_DAMPING, weights={i: LOCK_WEIGHT for i in locked},
+                      guard=locked, open_loop=open_loop, pass_sd=pass_sd)[0]
 
 
 def solve_directions(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, layout: ConditionLayout,

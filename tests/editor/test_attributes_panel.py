@@ -6,10 +6,10 @@ import time
 import pytest
 
 from editor.controllers.document import Document
-from editor.panels.attributes_panel import AttributesPanel
+from editor.panels.attributes_panel import SHORT_STYLE, AttributesPanel
 from engine.algorithms.flow_edit import ATTRIBUTES, NUM_LIGHT, AttributeEdit, slider_target
 from engine.assets import ASSETS_DIR
-from engine.project import MAX_EDITS, ModelRef
+from engine.project import MAX_EDITS, EditState, ModelRef
 
 
 @pytest.fixture
@@ -169,9 +169,6 @@ def test_an_edit_beyond_the_most_a_face_replays_is_refused_with_a_message(qtbot,
 
 
 def test_on_measured_directions_the_slider_is_the_asked_reading_and_a_short_edit_is_shown(qtbot, bridge):
-    from editor.panels.attributes_panel import SHORT_STYLE
-    from engine.project import EditState
-
     doc = Document(EditState(seed=1))  # the embedded default, which has measured directions
     p = AttributesPanel(doc, bridge)
     qtbot.addWidget(p)
