@@ -96,8 +96,8 @@ class MainWindow(QMainWindow):
         self._restore_geometry()
         self._update_title()
         self.model_panel.load_current()
+        self.preview.render_now()  # the face first: the attribute reading (the estimator's first load) after it
         self.attributes_panel.request_reading()
-        self.preview.render_now()
 
     # ----- layout
 

@@ -65,6 +65,8 @@ from engine.jobs.i2i import (
 )
 from engine.jobs.models import ROLE_NAMES, ROLES, ModelFacts, ModelsJob, Pairing, PairJob
 from engine.jobs.photo import (
+    PHOTO_SECONDS,
+    PHOTO_STEPS,
     InversionOutcome,
     InversionStep,
     InvertJob,
@@ -77,6 +79,7 @@ from engine.jobs.photo import (
     TuneJob,
     TuneOutcome,
     photo_latent,
+    quick_tuning,
 )
 from engine.jobs.render import (
     AttributeReading,
@@ -146,6 +149,7 @@ __all__ = [
     "AttributeReadJob", "AttributeReading", "FlowReadJob", "FlowReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
     "ReconstructionJob", "Reconstruction", "photo_latent", "TuneJob", "TuneOutcome", "TuneSettings",
+    "PHOTO_STEPS", "PHOTO_SECONDS", "quick_tuning",
     "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",
     "TargetJob", "TargetInfo", "StyleGridJob", "StyleGrid", "SourceRenderJob", "SourceRender", "DistanceJob",
     "ModelDistance", "DISTANCE_LATENTS", "SamplesExportJob", "TranslateFolderJob", "FolderSummary",

@@ -5,9 +5,10 @@ with a preview every few steps, stoppable and cancellable), ``ReconstructionJob`
 document's photo latent, after an undo or when a project is reopened) and ``PasteJob`` (the current face blended
 back into the photo at full resolution). A finished inversion is one undoable edit: the document's base becomes the
 photo's latent, so every other panel then edits the photo. A refine is one too: it fits that latent further and keeps
-the edits made on top of it. While an inversion runs, no other photo is opened or inverted. With "Keep the person"
-checked, a new inversion is followed by ``TuneJob`` (the generator tuned around the found latent, stoppable and
-cancellable too), a second undoable edit that sets the state's ``tuning``.
+the edits made on top of it. While an inversion runs, no other photo is opened or inverted. Unless the tuning is
+"Fit only", a new inversion is followed by ``TuneJob`` (the generator tuned around the found latent, stoppable and
+cancellable too), a second undoable edit that sets the state's ``tuning``: by default the quick tuning, which ends
+when the round trip has taken ``PHOTO_SECONDS`` (``quick_tuning``), or "Keep the person", ``TuneSettings``' steps.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from editor.dialogs.face_picker import FacePicker
 from editor.widgets.icons import icon
 from editor.widgets.images import HeldImage
 from engine import (
+    PHOTO_STEPS,
     AlignTransform,
     EditState,
     InversionOutcome,
@@ -59,6 +61,7 @@ from engine import (
     box_transform,
     face_transform,
     photo_latent,
+    quick_tuning,
 )
 
 SCAN_SLOT, INVERT_SLOT, PASTE_SLOT, QUALITY_SLOT = "photo-scan", "photo-invert", "photo-paste", "photo-quality"
@@ -74,6 +77,14 @@ METHODS = {  # label -> (use the encoder, run the optimiser)
     "Encoder only (instant)": (True, False),
 }
 ONE_PASS = "Encoder only (instant)"  # what a model with an e4e encoder starts with: Refine runs the optimiser after
+TUNINGS = {  # key -> (label, tooltip); the first is the default
+    "quick": ("Quick tuning (10 s in all)", "After the fit, tune the generator itself around the found latent until "
+                                            "the whole inversion has taken about 10 s (pivotal tuning): the face "
+                                            "keeps much more of this person"),
+    "person": ("Keep the person (longer)", "After the fit, tune the generator around the found latent for up to "
+                                           "300 steps (about 10-20 s more): the closest reconstruction"),
+    "off": ("Fit only", "Only fit the latent: the generator stays as it is (faster, further from the photo)"),
+}
 
 
 def is_photo(path: str) -> bool:
@@ -139,8 +150,7 @@ class PhotoPanel(QWidget):
         self.last_outcome: InversionOutcome | None = None
         self.last_paste: PasteResult | None = None
         self.picker: FacePicker | None = None
-        self.tune_settings = TuneSettings()  # "Keep the person": a few seconds at most
-        defaults = InversionSettings()
+        self.tune_settings = TuneSettings()  # "Keep the person"; the quick tuning is ``quick_tuning``'s
 
         self.open_button = QPushButton(icon("open_photo"), "Open photo…")
         self.open_button.setToolTip("Load a photo and edit its face (Ctrl+Shift+P); you can also drop one on the "
@@ -164,13 +174,13 @@ class PhotoPanel(QWidget):
                                         "default, the shipped encoder. Optimiser: fits the latent and noise to the "
                                         "photo (Refine runs it after an encoder-only inversion)")
         self.method.addItems(list(METHODS))
-        self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=defaults.steps, suffix=" steps",
+        self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=PHOTO_STEPS, suffix=" steps",
                               toolTip="Optimiser steps for a new inversion; more is closer and slower")
-        self.keep_person = QCheckBox("Keep the person")
-        self.keep_person.setToolTip("After inverting, also tune the generator itself around the found latent for a few "
-                                    "seconds (pivotal tuning), so the face keeps this person's features; the tuned "
-                                    "weights are stored with the project. Refine or a new inversion without it "
-                                    "drops the tuning")
+        self.tuning = QComboBox(toolTip="What follows the fit. The tuned weights are stored with the project; Refine "
+                                        "or a new inversion drops the tuning")
+        for key, (label, tip) in TUNINGS.items():
+            self.tuning.addItem(label, key)
+            self.tuning.setItemData(self.tuning.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.invert_button = QPushButton(icon("invert"), "Invert")
         self.invert_button.setToolTip("Fit the generator's latent to the chosen face (Ctrl+I)")
         self.refine_button = QPushButton("Refine")
@@ -205,7 +215,7 @@ class PhotoPanel(QWidget):
         grid.addWidget(self.thumbs, 2, 0, 1, 2)
         grid.addWidget(self.method, 3, 0)
         grid.addWidget(self.steps, 3, 1)
-        grid.addWidget(self.keep_person, 4, 0, 1, 2)
+        grid.addWidget(self.tuning, 4, 0, 1, 2)
         run = QHBoxLayout()
         run.addWidget(self.invert_button)
         run.addWidget(self.refine_button)
@@ -361,7 +371,7 @@ class PhotoPanel(QWidget):
         readable = has_photo and self._photos.get(ref) == ""
         usable = has_photo and self._photos.get(ref, "") == ""  # not known to be missing
         shown = on or has_photo or self._scan is not None  # before a photo: just the button, room for the rest
-        for w in (self.thumbs, self.method, self.steps, self.keep_person, self.invert_button, self.refine_button,
+        for w in (self.thumbs, self.method, self.steps, self.tuning, self.invert_button, self.refine_button,
                   self.quality, self.in_photo, self.export_button):
             w.setVisible(shown)
         self.invert_button.setEnabled(not on and self._invert_source() is not None)
@@ -538,21 +548,23 @@ class PhotoPanel(QWidget):
             self._doc.edit(f"Invert {ref.name}", model=outcome.state.model, base=outcome.state.base,
                            noise_maps=outcome.state.noise_maps, photo=ref, rows=(), edits=(), locks=(), tuning=None)
             self.message.emit(f"{ref.name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
-            if self.keep_person.isChecked() and not outcome.stopped:
-                self.start_tuning()
+            mode = self.tuning.currentData()
+            if mode != "off" and outcome.steps > 0 and not outcome.stopped:  # an encoder-only guess stays instant
+                self.start_tuning(quick_tuning(outcome.seconds) if mode == "quick" else self.tune_settings)
                 return
         self._show_readout()
         self._set_running(False)
 
-    def start_tuning(self) -> None:
-        """Tune the generator around the document's photo latent ("Keep the person"); refused while a job runs."""
+    def start_tuning(self, settings: TuneSettings | None = None) -> None:
+        """Tune the generator around the document's photo latent with ``settings`` (None: "Keep the person"'s,
+        ``tune_settings``); refused while a job runs."""
         if self._refused("keep the person"):
             return
         st = self._doc.state
         if st.photo is None or st.base is None:
             self.message.emit("Keep the person needs an inverted photo: invert one first")
             return
-        self._job = TuneJob(st, settings=self.tune_settings)
+        self._job = TuneJob(st, settings=settings or self.tune_settings)
         self._invert_request = self._bridge.submit(self._job, slot=INVERT_SLOT).on(
             finished=self._on_tuned, failed=self._invert_failed, cancelled=self._tuning_cancelled,
             progress=self._on_progress, partial=self._on_step)

@@ -20,7 +20,17 @@ from engine.algorithms.pivotal import TuneSettings
 from engine.algorithms.projection import InversionSettings
 from engine.cli.common import UserError, add_compute, add_model, command_parser, model_ref, say, start
 from engine.files.images import save_png
-from engine.jobs.photo import InversionOutcome, InvertJob, PasteJob, PhotoScan, ScanJob, TuneJob
+from engine.jobs.photo import (
+    PHOTO_SECONDS,
+    PHOTO_STEPS,
+    InversionOutcome,
+    InvertJob,
+    PasteJob,
+    PhotoScan,
+    ScanJob,
+    TuneJob,
+    quick_tuning,
+)
 from engine.photos.align import AlignTransform, box_transform, face_transform, whole_image_transform
 from engine.photos.read import Photo
 from engine.project import EditState, save_project
@@ -28,9 +38,12 @@ from engine.project import EditState, save_project
 log = logging.getLogger(__name__)
 
 METHODS = {"encoder+optimiser": (True, True), "optimiser": (False, True), "encoder": (True, False)}
+TUNES = ("quick", "person", "off")
 
 DESCRIPTION = ("Find the face in a photo (or take a box, or the whole image), align it the way the model's training "
-               "faces were and invert it into the generator: the encoder's guess, then the optimiser. Writes the "
+               "faces were and invert it into the generator: the encoder's guess, then the optimiser, then (by "
+               "default, --tune quick) the generator tuned around the found latent until the whole inversion has "
+               f"taken {PHOTO_SECONDS:g} s. Writes the "
                "aligned face, the reconstruction, the face pasted back into the photo, the W+ latent (.npy) and a "
                "project (.fproj) that opens the result in the editor.")
 
@@ -38,7 +51,8 @@ EXAMPLES = """
 python main.py invert photo.jpg --out out/
 python main.py invert group.jpg --face 1 --steps 200 --out out/
 python main.py invert face.png --whole --inversion encoder --out out/
-python main.py invert photo.jpg --keep-person --out out/
+python main.py invert photo.jpg --tune person --out out/
+python main.py invert photo.jpg --tune off --steps 400 --out out/
 python main.py invert photo.jpg --model ffhq.pkl --lpips vgg16-397923af.pth --out out/
 """
 
@@ -62,14 +76,14 @@ def add_face_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--whole", action="store_true", help="the centred square of the whole photo instead")
 
 
-def add_inversion_arguments(p: argparse.ArgumentParser, *, seed: str = "--seed") -> None:
-    """``--inversion`` (also ``--method`` where a command has no other method), ``--steps``, the optimiser's seed
-    (``seed`` names the option) and ``--lpips``."""
+def add_inversion_arguments(p: argparse.ArgumentParser, *, seed: str = "--seed",
+                            steps: int = InversionSettings().steps) -> None:
+    """``--inversion`` (also ``--method`` where a command has no other method), ``--steps`` (default ``steps``),
+    the optimiser's seed (``seed`` names the option) and ``--lpips``."""
     names = ("--inversion",) if seed != "--seed" else ("--method", "--inversion")
     p.add_argument(*names, dest="inversion", choices=list(METHODS), default="encoder+optimiser",
                    help="encoder guess, optimiser, or both (default; the encoder is used when one fits the model)")
-    p.add_argument("--steps", type=int, default=InversionSettings().steps,
-                   help=f"optimiser steps (default {InversionSettings().steps})")
+    p.add_argument("--steps", type=int, default=steps, help=f"optimiser steps (default {steps})")
     p.add_argument(seed, dest="inversion_seed", type=int, default=0,
                    help="seed of the optimiser's starting noise maps (default 0)")
     p.add_argument("--lpips", metavar="VGG16_PTH", help="use LPIPS-VGG as the loss (torchvision's VGG16 weights, "
@@ -113,12 +127,14 @@ def cmd_invert(args) -> int:
         raise UserError("--keep-person-steps must be at least 0 and --keep-person-seconds more than 0")
     ctx, bar = start(args, "invert")
     state = EditState(model=model_ref(args.model))
-    scan, out = invert_photo(ctx, bar, state, args, until=0.6 if args.keep_person else 0.95)
+    tune = "person" if args.keep_person else args.tune
+    scan, out = invert_photo(ctx, bar, state, args, until=0.6 if tune != "off" else 0.95)
     tuned = None
-    if args.keep_person:
-        tuned = bar.run(TuneJob(out.state, settings=TuneSettings(steps=args.keep_person_steps,
-                                                                 seconds=args.keep_person_seconds),
-                                folder=str(Path(args.out) / "tunings")), ctx, until=0.95)
+    if tune != "off" and out.steps > 0:  # an encoder-only guess stays a guess
+        settings = (quick_tuning(out.seconds) if tune == "quick" else
+                    TuneSettings(steps=args.keep_person_steps, seconds=args.keep_person_seconds))
+        tuned = bar.run(TuneJob(out.state, settings=settings, folder=str(Path(args.out) / "tunings")), ctx,
+                        until=0.95)
         out = dataclasses.replace(out, state=tuned.state, image=tuned.image, psnr=tuned.psnr, ssim=tuned.ssim)
     pasted = bar.run(PasteJob(out.state), ctx)
     bar.close()
@@ -130,7 +146,7 @@ def cmd_invert(args) -> int:
                "psnr": round(out.psnr, 3), "ssim": round(out.ssim, 4), "steps": out.steps,
                "encoder": out.encoder, "seconds": round(out.seconds, 2), "settings": inversion_settings(args).to_dict()}
     if tuned is not None:
-        summary["keep_person"] = {"psnr_before": round(tuned.start_psnr, 3), "steps": tuned.steps,
+        summary["keep_person"] = {"mode": tune, "psnr_before": round(tuned.start_psnr, 3), "steps": tuned.steps,
                                   "seconds": round(tuned.seconds, 2), "file": Path(tuned.state.tuning.path).name,
                                   "bytes": tuned.bytes}
     save_png(folder / f"{stem}-aligned.png", out.aligned)
@@ -154,14 +170,16 @@ def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
     add_model(p)
     p.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
     add_face_arguments(p)
-    add_inversion_arguments(p)
-    p.add_argument("--keep-person", action="store_true",
-                   help="after the inversion, tune the generator around the found latent so that it renders this "
-                        "photo more faithfully (pivotal tuning); the weight differences go to FOLDER/tunings/ and "
-                        "the project names them")
+    add_inversion_arguments(p, steps=PHOTO_STEPS)
+    p.add_argument("--tune", choices=TUNES, default="quick",
+                   help="after the fit, tune the generator around the found latent so that it renders this photo "
+                        f"more faithfully (pivotal tuning): quick (default) until the inversion has taken "
+                        f"{PHOTO_SECONDS:g} s in all, person for --keep-person-steps / --keep-person-seconds, off "
+                        "not at all; the weight differences go to FOLDER/tunings/ and the project names them")
+    p.add_argument("--keep-person", action="store_true", help="the same as --tune person")
     p.add_argument("--keep-person-steps", type=int, default=TuneSettings().steps, metavar="N",
-                   help=f"tuning steps at most (default {TuneSettings().steps})")
+                   help=f"--tune person: tuning steps at most (default {TuneSettings().steps})")
     p.add_argument("--keep-person-seconds", type=float, default=TuneSettings().seconds, metavar="S",
-                   help=f"tuning time limit in seconds (default {TuneSettings().seconds:g})")
+                   help=f"--tune person: tuning time limit in seconds (default {TuneSettings().seconds:g})")
     add_compute(p)
     p.set_defaults(func=cmd_invert)

@@ -36,6 +36,7 @@ from engine.models.i2i_common import (
     network_entry,
     pair_batches,
 )
+from engine.models.meta import materialise
 
 NORMS = ("instance", "batch", "none")
 NONLINEARITIES = ("relu", "lrelu", "elu")
@@ -274,7 +275,7 @@ class UnetGenerator(nn.Module):
         self.cfg = cfg
         with torch.device("meta"):
             self.model = self._build(cfg)
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_weights(self, seed=seed)
 
@@ -376,7 +377,7 @@ class Encoder(nn.Module):
                 self.fc = nn.Sequential(nn.Linear(widths[-1], cfg.nz))
                 if cfg.vae_like:
                     self.fcVar = nn.Sequential(nn.Linear(widths[-1], cfg.nz))
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_weights(self, seed=seed)
 
@@ -419,7 +420,7 @@ class MultiscaleDiscriminator(nn.Module):
                 self.model = _patch_layers(cfg, 0)
             for i in range(cfg.num_D if cfg.num_D > 1 else 0):
                 self.add_module(f"model_{i}", _patch_layers(cfg, i))
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_weights(self, seed=seed)
 

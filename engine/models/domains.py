@@ -20,6 +20,7 @@ from torch import nn
 from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
 from engine.models.estimator import check_stages, fit_images, init_weights, residual_trunk
+from engine.models.meta import skip_init
 
 FORMAT = "face-editor/domains"
 FORMAT_VERSION = 1
@@ -61,7 +62,7 @@ class DomainClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem, self.stages, cin = residual_trunk(cfg)
-        self.head = nn.utils.skip_init(nn.Linear, 2 * cin, cfg.num_domains)
+        self.head = skip_init(nn.Linear, 2 * cin, cfg.num_domains)
         self.extras: dict = {}
         init_weights(self, seed=seed)
         with torch.no_grad():

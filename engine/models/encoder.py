@@ -30,6 +30,7 @@ from torch import nn
 from engine.errors import ModelFormatError
 from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
+from engine.models.meta import skip_init
 from engine.models.ops import LRELU_SLOPE, SQRT2
 from engine.models.stylegan2 import GeneratorConfig, channels_from_base
 
@@ -93,7 +94,7 @@ class EncoderConfig(DictForm, what="the encoder's architecture"):
 
 def _conv(cin: int, cout: int, k: int, *, stride: int = 1) -> nn.Conv2d:
     """A 'same' convolution left uninitialised (``init_weights`` fills it from an explicit seed)."""
-    return nn.utils.skip_init(nn.Conv2d, cin, cout, k, stride=stride, padding=k // 2)
+    return skip_init(nn.Conv2d, cin, cout, k, stride=stride, padding=k // 2)
 
 
 class DownBlock(nn.Module):
@@ -104,7 +105,7 @@ class DownBlock(nn.Module):
         super().__init__()
         self.conv0 = _conv(cin, cin, 3)
         self.conv1 = _conv(cin, cout, 3, stride=2)
-        self.skip = nn.utils.skip_init(nn.Conv2d, cin, cout, 1, bias=False)
+        self.skip = skip_init(nn.Conv2d, cin, cout, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.leaky_relu(self.conv1(F.leaky_relu(self.conv0(x), LRELU_SLOPE)), LRELU_SLOPE)
@@ -125,8 +126,8 @@ class Encoder(nn.Module):
         self.fromrgb = _conv(cfg.img_channels, c[0], 1)
         self.blocks = nn.ModuleList(DownBlock(c[i], c[i + 1]) for i in range(len(c) - 1))
         self.conv4 = _conv(c[-1], cfg.head_channels, 3)
-        self.fc = nn.utils.skip_init(nn.Linear, cfg.head_channels * 16, cfg.hidden)
-        self.head = nn.utils.skip_init(nn.Linear, cfg.hidden, cfg.num_ws * cfg.w_dim)
+        self.fc = skip_init(nn.Linear, cfg.head_channels * 16, cfg.hidden)
+        self.head = skip_init(nn.Linear, cfg.hidden, cfg.num_ws * cfg.w_dim)
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
         self.register_buffer("w_scale", torch.ones(cfg.w_dim))
         self.info: dict = {}

@@ -22,6 +22,7 @@ from torch import nn
 
 from engine.files.checkpoints import atomic_torch_save, load_module, module_checkpoint
 from engine.files.configs import DictForm
+from engine.models.meta import skip_init
 
 FORMAT = "face-editor/estimator"
 FORMAT_VERSION = 1
@@ -91,7 +92,7 @@ class EstimatorConfig(DictForm, what="the estimator's architecture"):
 
 def _conv(cin: int, cout: int, k: int, *, stride: int = 1) -> nn.Conv2d:
     """A bias-free 'same' convolution left uninitialised (``init_weights`` fills it from an explicit seed)."""
-    return nn.utils.skip_init(nn.Conv2d, cin, cout, k, stride=stride, padding=k // 2, bias=False)
+    return skip_init(nn.Conv2d, cin, cout, k, stride=stride, padding=k // 2, bias=False)
 
 
 class ResidualBlock(nn.Module):
@@ -131,8 +132,8 @@ class AttributeEstimator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem, self.stages, cin = residual_trunk(cfg)
-        self.embed = nn.utils.skip_init(nn.Linear, cin, cfg.feature_dim)
-        self.head = nn.utils.skip_init(nn.Linear, cfg.feature_dim, cfg.num_outputs)
+        self.embed = skip_init(nn.Linear, cin, cfg.feature_dim)
+        self.head = skip_init(nn.Linear, cfg.feature_dim, cfg.num_outputs)
         self.register_buffer("target_mean", torch.tensor(cfg.target_mean), persistent=False)
         self.register_buffer("target_std", torch.tensor(cfg.target_std), persistent=False)
         self.register_buffer("is_binary", torch.tensor(cfg.binary_mask), persistent=False)

@@ -28,6 +28,7 @@ from torch import nn
 
 from engine.files.configs import DictForm
 from engine.models.i2i_common import as_batch, check_positive, i2i_checkpoint, network_entry, pair_batches
+from engine.models.meta import materialise
 
 VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 ADAIN_EPS = 1e-5
@@ -263,7 +264,7 @@ class Generator(nn.Module):
             self.cnt_encoder = ContentEncoder(cfg)
             self.decoder = Decoder(cfg)
             self.mlp = MLP(cfg)
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_generator(self, seed=seed)
 
@@ -324,7 +325,7 @@ class GuidingNetwork(nn.Module):
             self.features = nn.Sequential(*layers)
             self.disc = nn.Linear(cfg.feature_dim, cfg.output_k)
             self.cont = nn.Linear(cfg.feature_dim, cfg.sty_dim)
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_guiding(self, seed=seed)
 
@@ -402,7 +403,7 @@ class Discriminator(nn.Module):
             blocks += [nn.LeakyReLU(0.2), nn.Conv2d(w[-1], w[-1], 4, 1, 0), nn.LeakyReLU(0.2),
                        nn.Conv2d(w[-1], cfg.output_k, 1, 1, 0)]
             self.main = nn.Sequential(*blocks)
-        self.to_empty(device="cpu")
+        materialise(self)
         if seed is not None:
             init_discriminator(self, seed=seed)
 

@@ -74,6 +74,7 @@ def test_at_1280x720_the_window_keeps_its_size_the_grid_shows_every_row_and_the_
     assert win.minimumSizeHint().width() <= 1280 and win.minimumSizeHint().height() <= 720
     photo = win.photo_panel
     photo.steps.setValue(photo.steps.minimum())
+    photo.tuning.setCurrentIndex(photo.tuning.findData("off"))
     photo.open_path(str(ASTRONAUT))
     qtbot.waitUntil(lambda: win.document.state.photo is not None and not photo.running(), timeout=120000)
     qtbot.wait(50)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from editor.controllers.document import Document
 from editor.controllers.projects import ProjectController
@@ -29,7 +30,13 @@ def panel(qtbot, tiny_state, bridge):
     qtbot.addWidget(p)
     p.steps.setValue(20)
     p.method.setCurrentText("Optimiser only")
+    set_tuning(p, "off")
     return p
+
+
+def set_tuning(panel, key: str) -> None:
+    panel.tuning.setCurrentIndex(panel.tuning.findData(key))
+    assert panel.tuning.currentData() == key
 
 
 def test_opening_a_photo_with_one_face_inverts_it_as_one_undo_step(qtbot, panel):
@@ -157,6 +164,7 @@ def test_a_reopened_project_shows_its_photo_and_a_missing_photo_says_so(qtbot, p
         qtbot.addWidget(p)
         p.method.setCurrentText("Optimiser only")
         p.steps.setValue(10)
+        set_tuning(p, "off")
         assert ProjectController(doc, None, autosave_path=tmp_path / "auto.fproj").open_file(project, confirm=False)
         return doc, p
 
@@ -236,8 +244,8 @@ def test_keep_the_person_tunes_after_the_inversion_as_a_second_undo_step(qtbot, 
 
     monkeypatch.setenv("FACE_EDITOR_TUNING_DIR", str(tmp_path / "tunings"))
     panel.tune_settings = TuneSettings(steps=15, seconds=None)
-    assert "tune the generator" in panel.keep_person.toolTip()
-    panel.keep_person.setChecked(True)
+    set_tuning(panel, "person")
+    assert "tune the generator" in panel.tuning.itemData(panel.tuning.currentIndex(), Qt.ItemDataRole.ToolTipRole)
     doc = panel._doc
     panel.open_path(str(ASTRONAUT))
     qtbot.waitUntil(lambda: doc.state.tuning is not None and not panel.running(), timeout=90000)
@@ -252,8 +260,28 @@ def test_keep_the_person_tunes_after_the_inversion_as_a_second_undo_step(qtbot, 
     assert doc.state.tuning is None and doc.state.base == st.base
     qtbot.waitUntil(lambda: readout(doc.state) in panel.quality.text(), timeout=30000)
     doc.undo_stack.redo()
-    panel.keep_person.setChecked(False)
+    set_tuning(panel, "off")
     panel.steps.setValue(10)
     with qtbot.waitSignal(panel.message, timeout=60000, check_params_cb=lambda m: "efine" in m):
         panel.refine_button.click()
     assert doc.state.tuning is None or doc.state == st  # a refined latent drops the tuning made for the old one
+
+
+def test_a_new_panel_fits_briefly_then_tunes_for_the_rest_of_the_round_trips_time(qtbot, tiny_state, bridge,
+                                                                                 tmp_path, monkeypatch):
+    from engine import PHOTO_STEPS, quick_tuning
+
+    monkeypatch.setenv("FACE_EDITOR_TUNING_DIR", str(tmp_path / "tunings"))
+    doc = Document(tiny_state)
+    panel = PhotoPanel(doc, bridge)
+    qtbot.addWidget(panel)
+    assert panel.tuning.currentData() == "quick" and panel.steps.value() == PHOTO_STEPS
+    panel.steps.setValue(10)  # a short fit: the tuning then has most of the budget (and stops at its steps first)
+    panel.method.setCurrentText("Optimiser only")
+    asked = []
+    start = panel.start_tuning
+    monkeypatch.setattr(panel, "start_tuning", lambda settings=None: (asked.append(settings), start(settings)))
+    panel.open_path(str(ASTRONAUT))
+    qtbot.waitUntil(lambda: doc.state.tuning is not None and not panel.running(), timeout=90000)
+    assert len(asked) == 1 and asked[0] == quick_tuning(panel.last_outcome.seconds)
+    assert doc.undo_stack.count() == 2 and doc.undo_stack.undoText().startswith("Keep the person")

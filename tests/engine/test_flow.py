@@ -16,9 +16,10 @@ from engine.models.flow import CNF, FAST_STEPS, ConditionalCNF, FlowConfig, Movi
 
 DEGREE = (1.5, 2.5, 1.0, 1.0, 2.0, 1.7, 0.93, 1.0)  # StyleFlow UI: attribute k moves degree_k x the slider change
 # Faithful port vs the float32 expectations: bit-exact only on the CPU kernels that made the fixture. Measured across
-# native/avx2/default kernels x 1/2 threads (docs/FIXTURE_SPREAD.md); the README's "any other solver" tier is 2e-3/1e-2.
-X_TOL = {"atol": 1.2e-4, "rtol": 1e-5}  # 2x the max x spread (6.0e-5, roundtrip_same_b1 w_rec, default kernels)
-LOGP_TOL = {"atol": 1.1e-3, "rtol": 1e-5}  # 2x the max logp spread (5.3e-4, the same case's logp_rec)
+# native/avx2/default kernels x 1/2 threads on an AMD EPYC and an Intel Xeon (docs/FIXTURE_SPREAD.md); the README's
+# "any other solver" tier is 2e-3/1e-2.
+X_TOL = {"atol": 4.5e-4, "rtol": 1e-5}  # 2x the max x spread (2.2e-4, fwd_2d_b4 out, Intel Xeon, default kernels)
+LOGP_TOL = {"atol": 1.8e-3, "rtol": 1e-5}  # 2x the max logp spread (8.8e-4, edit_light_b1 delta_logp_new, Intel)
 NFE_SLACK = 6  # one dopri5 step (6 evaluations) per block: measured under default kernels, exact on native and avx2
 
 

@@ -211,7 +211,7 @@ def test_the_invert_command_writes_the_round_trip(model_path, photo_path, tmp_pa
 
     out = tmp_path / "out"
     argv = ["invert", str(photo_path), "--model", str(model_path), "--out", str(out), "--box", "40,24,104,88",
-            "--method", "optimiser", "--steps", "15", "--threads", "1", "--quiet"]
+            "--method", "optimiser", "--steps", "15", "--tune", "off", "--threads", "1", "--quiet"]
     assert main(argv) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["me-aligned.png", "me-inverted.png", "me-latent.npy", "me-pasted.png", "me.fproj"]

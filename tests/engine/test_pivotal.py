@@ -190,3 +190,28 @@ def test_the_invert_command_keeps_the_person(inverted, tmp_path, capsys):
     np.testing.assert_array_equal(RenderJob(state)(Ctx()).image, np.asarray(Image.open(dest / "me-inverted.png")))
     assert main(argv + ["--keep-person", "--keep-person-seconds", "0"]) == 2
     assert "--keep-person-seconds" in capsys.readouterr().err
+
+
+def test_the_quick_tuning_takes_what_the_fit_left_of_the_round_trips_budget():
+    from engine.jobs.photo import MIN_TUNE_SECONDS, PHOTO_SECONDS, TUNE_FINISH_SECONDS, quick_tuning
+
+    assert quick_tuning(3.0).seconds == pytest.approx(PHOTO_SECONDS - 3.0 - TUNE_FINISH_SECONDS)
+    assert quick_tuning(3.0, budget=8.0).seconds == pytest.approx(8.0 - 3.0 - TUNE_FINISH_SECONDS)
+    assert quick_tuning(PHOTO_SECONDS + 4.0).seconds == MIN_TUNE_SECONDS  # a slow fit still gets a short tuning
+    assert quick_tuning(0.0).steps == TuneSettings().steps  # and the steps cap it on a fast machine
+
+
+def test_the_invert_command_tunes_quickly_by_default_and_not_with_tune_off(inverted, tmp_path):
+    from main import main
+
+    out, _ = inverted
+    argv = ["invert", out.state.photo.path, "--model", out.state.model.path, "--box", "40,24,104,88", "--method",
+            "optimiser", "--steps", "10", "--threads", "1", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "quick")]) == 0
+    state, extras = read_project(tmp_path / "quick" / "me.fproj")
+    kept = extras["inversion"]["keep_person"]
+    assert state.tuning is not None and kept["mode"] == "quick" and kept["steps"] > 0
+    assert extras["inversion"]["psnr"] > kept["psnr_before"]
+    assert main(argv + ["--out", str(tmp_path / "off"), "--tune", "off"]) == 0
+    state, extras = read_project(tmp_path / "off" / "me.fproj")
+    assert state.tuning is None and "keep_person" not in extras["inversion"]
