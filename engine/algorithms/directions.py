@@ -169,13 +169,22 @@ def rows_move(direction: torch.Tensor, rows: Sequence[int], num_ws: int) -> torc
     return move
 
 
+def secant_gain(moved: torch.Tensor, change: torch.Tensor, scale: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    """Each move's effect on its own entry at a face, relative to calibration: the reading ``change`` [B, S] over
+    the step ``moved`` [B, S] (both in the entries' raw units, ``scale`` [S] their standard deviations), clamped to
+    ``GAIN_RANGE``; ``prior`` [B, S] where the step was under ``SECANT_MIN_SD`` (it mostly saw the other moves)."""
+    seen = moved.abs() > SECANT_MIN_SD * scale
+    secant = change / torch.where(seen, moved, torch.ones_like(moved))
+    return torch.where(seen, secant.clamp(GAIN_RANGE[0], GAIN_RANGE[1]), prior)
+
+
 def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
                targets: Mapping[int, float | torch.Tensor], *, passes: int = 0,
                measure: Callable[[torch.Tensor], torch.Tensor] | None = None, tolerance_sd: float = 0.05,
                damping: float = DAMPING, local: bool = False, hold: Mapping[int, float | torch.Tensor] | None = None,
                hold_weight: float = HOLD_WEIGHT, weights: Mapping[int, float] | None = None,
-               guard: Sequence[int] = (), open_loop: bool = True, pass_sd: float = MAX_STEP_SD
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               guard: Sequence[int] = (), open_loop: bool = True, pass_sd: float = MAX_STEP_SD,
+               gain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Move latents ``w0`` [B, num_ws, w_dim] (starting readings ``cond0`` [B, K]) so the entries of ``targets``
     ({entry index: raw value, a number or [B]}; locked entries are targets at their held value) read their targets.
 
@@ -190,7 +199,9 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     entries of ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every
     pass), the first from ``w0`` itself without ``open_loop`` (the calibrated response does not know how this face
     trades one entry for another), each move damped more the longer it is
-    (``LENGTH_FREE``); ``weights`` ({entry: weight}) overrides the weight of a
+    (``LENGTH_FREE``); ``gain`` [B, S] (the targets in entry order) starts the secant passes and the open-loop move
+    from a gain measured before (``secant_gain``: a slider's previous frame) instead of calibration's 1;
+    ``weights`` ({entry: weight}) overrides the weight of a
     target's reading error in that step (1 by default: a lock is a target held harder), and the targets in ``guard``
     end within ``GUARD_SD`` of theirs (``_pull_back``: the edit falls short instead). Entries that are not
     ``editable`` are dropped from the targets and the hold, and every latent stays within ``MAX_SHIFT`` reaches of
@@ -241,7 +252,11 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     def step(steps: torch.Tensor, error: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:  # clamped quasi-Newton
         return clamp(steps + (error @ inverse.T) / gain, scale)
 
-    gain = torch.ones_like(goal)  # [B, S]: each move's effect on its own entry at this face, relative to calibration
+    if gain is None:
+        gain = torch.ones_like(goal)  # [B, S]: each move's effect on its own entry at this face, against calibration
+    elif gain.shape != goal.shape:
+        raise ValueError(f"the starting gain must be [{b}, {len(index)}] (one per target), got {tuple(gain.shape)}")
+    gain = gain.to(goal)
     last_beta, last_read = torch.zeros_like(goal), cond0[:, index].double()
     w = w0
     if open_loop or not local:
@@ -265,10 +280,7 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
             beta[rows, everything] = clamp(beta[:, everything] + move, s_all)[active]
             w = apply(beta)
             continue
-        moved = beta[:, index] - last_beta
-        seen = moved.abs() > SECANT_MIN_SD * scale
-        secant = (now - last_read) / torch.where(seen, moved, torch.ones_like(moved))
-        gain = torch.where(seen, secant.clamp(GAIN_RANGE[0], GAIN_RANGE[1]), gain)
+        gain = secant_gain(beta[:, index] - last_beta, now - last_read, scale, gain)
         last_beta, last_read = beta[:, index].clone(), now
         beta[rows, index] = step(beta[:, index], error, gain)[active]
         w = apply(beta)
@@ -305,5 +317,5 @@ def _pull_back(w0: torch.Tensor, w: torch.Tensor, beta: torch.Tensor, goal: torc
 
 
 __all__ = ["MAX_STEP_SD", "MAX_SHIFT", "MAX_LENGTH", "LENGTH_FREE", "DAMPING", "GAIN_RANGE", "SECANT_MIN_SD",
-           "HOLD_WEIGHT", "GUARD_SD", "GUARD_STEPS", "damped_inverse",
+           "HOLD_WEIGHT", "GUARD_SD", "GUARD_STEPS", "damped_inverse", "secant_gain",
            "covariance_directions", "Directions", "local_response", "rows_move", "solve_edit"]

@@ -9,7 +9,10 @@ An edit list turns into absolute targets (``direction_targets``): each attribute
 from every preset's latest weight around the face's own, and each lock at the face's unedited reading. While a slider
 is held the solve runs ``DRAG_PASSES`` closed-loop passes (locks wait), once it is let go ``SETTLE_PASSES`` that
 measure the face's own response, hold the locks and keep the other attributes near where they were
-(``solve_targets``).
+(``solve_targets``). While a slider is held, each frame after the first starts from the secant gain that the face
+shown before it measured (``DragGains``) and needs no pass of its own: one render a frame instead of two. Simulated
+8-frame drags over the benchmark's steps (32 held-out faces per row): the same mean error per frame as a pass of
+its own (0.545 sd), less entanglement (0.275 against 0.307 sd) and less overshoot (age up 1.02 against 1.14).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from engine.algorithms.directions import MAX_STEP_SD, Directions, solve_edit
+from engine.algorithms.directions import MAX_STEP_SD, Directions, secant_gain, solve_edit
 from engine.algorithms.flow_edit import AttributeEdit, blend_lighting
 from engine.algorithms.flow_layout import ConditionLayout, LayoutError
 from engine.assets import ASSETS_DIR, DEFAULT_DIRECTIONS, DEFAULT_GENERATOR, default_directions_path, manifest
@@ -111,16 +114,55 @@ def direction_targets(layout: ConditionLayout, cond0: torch.Tensor, edits: Seque
     return targets
 
 
+class DragGains:
+    """One face's live solves, frame to frame while a slider is held: the secant gain [B, S] last measured for each
+    set of targeted entries, and the newest live solve's steps waiting for the reading of the frame it made."""
+
+    def __init__(self, directions: Directions):
+        self._scale = directions.scale.double().cpu()
+        self._editable = directions.editable
+        self._gains: dict[tuple[int, ...], torch.Tensor] = {}
+        self._pending: tuple[object, tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
+
+    def entries(self, targets: dict[int, torch.Tensor]) -> tuple[int, ...]:
+        """The entries a solve of ``targets`` moves (``solve_edit``'s order: editable ones, sorted)."""
+        return tuple(sorted(i for i in targets if self._editable[i]))
+
+    def gain(self, entries: tuple[int, ...]) -> torch.Tensor | None:
+        return self._gains.get(entries)
+
+    def solved(self, key, entries: tuple[int, ...], beta: torch.Tensor, cond0: torch.Tensor) -> None:
+        """A live solve of the frame ``key`` took steps ``beta`` [B, K] from the reading ``cond0`` [B, K]."""
+        self._pending = (key, entries, beta[:, list(entries)].double(), cond0[:, list(entries)].double())
+
+    def shown(self, key, read: torch.Tensor) -> None:
+        """The frame ``key`` reads ``read`` [B, K]: the gain of its solve, for the next frame's."""
+        if self._pending is None or self._pending[0] != key or not self._pending[1]:
+            return
+        _, entries, beta, start = self._pending
+        cols = list(entries)
+        prior = self._gains.get(entries, torch.ones_like(beta))
+        self._gains[entries] = secant_gain(beta, read[:, cols].double().cpu() - start.cpu(), self._scale[cols], prior)
+        self._pending = None
+
+
 def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, targets: dict[int, torch.Tensor],
                   *, free: Sequence[int], measure: Callable[[torch.Tensor], torch.Tensor], live: bool,
-                  locked: Sequence[int] = ()) -> torch.Tensor:
+                  locked: Sequence[int] = (), gains: DragGains | None = None, key=None) -> torch.Tensor:
     """Reach ``targets`` ({entry: value [B]}, locks included) from latents ``w`` [B, num_ws, w_dim] read as ``cond0``
-    [B, C]. Live (a slider held): the open-loop move and ``DRAG_PASSES`` secant passes. Settled: ``SETTLE_PASSES``
-    passes that measure each face's own response, hold the ``free`` entries (the attributes not asked for) softly
-    near their start and the ``locked`` targets with ``LOCK_WEIGHT``, guarded (the edit falls short rather than a
-    lock drifts). -> [B, num_ws, w_dim]"""
+    [B, C]. Live (a slider held): the open-loop move and ``DRAG_PASSES`` secant passes, or with ``gains`` holding a
+    gain for these entries none, the move scaled by that gain (the frame ``key``'s steps are left in ``gains`` for
+    its reading). Settled: ``SETTLE_PASSES`` passes that measure each face's own response, hold the ``free``
+    entries (the attributes not asked for) softly near their start and the ``locked`` targets with
+    ``LOCK_WEIGHT``, guarded (the edit falls short rather than a lock drifts). -> [B, num_ws, w_dim]"""
     if live:
-        return solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES, measure=measure)[0]
+        entries = gains.entries(targets) if gains is not None else ()
+        gain = gains.gain(entries) if gains is not None else None
+        moved, beta = solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES if gain is None else 0,
+                                 measure=measure, gain=gain)
+        if gains is not None:
+            gains.solved(key, entries, beta, cond0)
+        return moved
     hold = {i: cond0[:, i] for i in free if i not in targets}
     locked = [i for i in locked if i in targets]
     if locked:
@@ -134,20 +176,22 @@ def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, 
 
 def solve_directions(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, layout: ConditionLayout,
                      edits: Sequence[AttributeEdit], *, locks: Sequence[str], presets: torch.Tensor | None,
-                     measure: Callable[[torch.Tensor], torch.Tensor], live: bool
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The edited latent [B, num_ws, w_dim] and the condition it aims at [B, C] (``cond0`` with the targets)."""
+                     measure: Callable[[torch.Tensor], torch.Tensor], live: bool, gains: DragGains | None = None,
+                     key=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edited latent [B, num_ws, w_dim] and the condition it aims at [B, C] (``cond0`` with the targets); a
+    live solve carries its gain in ``gains`` (``solve_targets``) as the frame ``key``."""
     targets = direction_targets(layout, cond0, edits, () if live else locks, presets)  # locks hold once let go
     free = range(layout.num_light, layout.cond_dim)
     asked = {layout.index(e.key) for e in edits if e.kind == "attribute"}
     locked = [] if live else [i for i in map(layout.index, locks) if i not in asked]
-    moved = solve_targets(directions, w, cond0.to(w), targets, free=free, measure=measure, live=live, locked=locked)
+    moved = solve_targets(directions, w, cond0.to(w), targets, free=free, measure=measure, live=live, locked=locked,
+                          gains=gains, key=key)
     aim = cond0.clone()
     for i, value in targets.items():
         aim[:, i] = value.to(aim)
     return moved, aim
 
 
-__all__ = ["DRAG_PASSES", "SETTLE_PASSES", "LOCAL_DAMPING", "SETTLE_HOLD", "LOCK_WEIGHT", "LOCKED_PASSES",
+__all__ = ["DragGains", "DRAG_PASSES", "SETTLE_PASSES", "LOCAL_DAMPING", "SETTLE_HOLD", "LOCK_WEIGHT", "LOCKED_PASSES",
            "LOCKED_STEP_SD", "SIDECAR_SUFFIX", "directions_file", "load_model_directions", "resolve_method",
            "direction_targets", "solve_targets", "solve_directions"]

@@ -27,7 +27,7 @@ from engine.files.e4e import open_model
 from engine.files.flows import load_flow
 from engine.files.images import to_uint8
 from engine.files.storage import file_sha256
-from engine.jobs.directions import load_model_directions, resolve_method, solve_directions
+from engine.jobs.directions import DragGains, load_model_directions, resolve_method, solve_directions
 from engine.models.e4e import E4E
 from engine.models.estimator import load_estimator
 from engine.models.precision import chosen_precision, precision_name
@@ -256,13 +256,15 @@ def state_ws(G: Generator, state: EditState, *, tools: FlowTools | None = None,
 
 
 def edit_ws(G: Generator, state: EditState, tools: FlowTools, ws: torch.Tensor, cond0: torch.Tensor,
-            estimated: torch.Tensor | None, directions, *, live: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            estimated: torch.Tensor | None, directions, *, live: bool, gains: DragGains | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """The state's edits applied to ``ws`` [1, num_ws, w_dim]: by measured ``directions`` from the estimator's
-    reading ``estimated`` [1, C] (the closed loop reads the estimator), or by the flow from ``cond0`` [1, C].
-    -> (w, the condition aimed at [1, C])"""
+    reading ``estimated`` [1, C] (the closed loop reads the estimator; a live solve carries its gain in ``gains``,
+    as the frame ``state``), or by the flow from ``cond0`` [1, C]. -> (w, the condition aimed at [1, C])"""
     if resolve_method(state.edit_method, directions, tools.layout) == "directions":
         return solve_directions(directions, ws, estimated.to(ws.device), tools.layout, state.edits,
-                                locks=state.locks, presets=tools.presets, measure=reader(G, state, tools), live=live)
+                                locks=state.locks, presets=tools.presets, measure=reader(G, state, tools), live=live,
+                                gains=gains, key=state)
     return apply_edits(tools.flow, ws, cond0.to(ws.device), state.edits, fast=state.flow_fast,
                        presets=tools.presets, locks=state.locks, measure=reader(G, state, tools), layout=tools.layout)
 
@@ -425,6 +427,12 @@ def cached_directions(ctx: JobContext, G: Generator, state: EditState):
                                                         device=ctx.device))
 
 
+def drag_gains(ctx: JobContext, G: Generator, state: EditState) -> DragGains:
+    """The live solves' carried gains of the state's face (``DragGains``), from the worker's memo."""
+    face = state.replace(edits=(), locks=())
+    return ctx.memo.get(("drag-gains", face), lambda: DragGains(cached_directions(ctx, G, state)))
+
+
 def quick_differs(ctx: JobContext, G: Generator, state: EditState) -> bool:
     """Whether the state's live (quick) solve differs from its settled one: it has attribute edits, made by measured
     directions (the flow has one solve)."""
@@ -447,7 +455,8 @@ def worker_ws(ctx: JobContext, G: Generator, state: EditState, *, live: bool = F
 
     def solve():
         return edit_ws(G, state, tools, mixed_ws(G, state), cached_condition(ctx, G, state, tools),
-                       estimator_condition(ctx, G, state, tools), cached_directions(ctx, G, state), live=live)
+                       estimator_condition(ctx, G, state, tools), cached_directions(ctx, G, state), live=live,
+                       gains=drag_gains(ctx, G, state) if live else None)
 
     return ctx.memo.get(("edited", state, live), solve)
 
@@ -525,6 +534,10 @@ class RenderJob:
         res = preview_resolution(G, self.preview_limit)
         live = self.live and quick_differs(ctx, G, self.state)
         image = render_in_worker(ctx, self.state, max_resolution=res, live=live)
+        if live and self.state.translation is None and image.shape[0] == G.img_resolution:
+            tools = cached_tools(ctx, self.state)  # the frame shown measures the next live frame's gain
+            drag_gains(ctx, G, self.state).shown(self.state, read_condition(tools.estimator, image,
+                                                                            layout=tools.layout))
         ms = (time.perf_counter() - t0) * 1e3
         log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
         return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision), live)

@@ -8,19 +8,29 @@ import pytest
 import torch
 
 from engine.algorithms.directions import (
+    GAIN_RANGE,
     GUARD_SD,
     MAX_SHIFT,
     Directions,
     covariance_directions,
     rows_move,
+    secant_gain,
     solve_edit,
 )
 from engine.algorithms.flow_edit import NUM_LIGHT, STYLEFLOW, AttributeEdit
 from engine.assets import default_directions_path, manifest
 from engine.errors import ModelFormatError
 from engine.files.directions import load_directions, save_directions
-from engine.jobs.directions import direction_targets, resolve_method
-from engine.jobs.render import AttributeReadJob, LatentJob, cached_model, worker_ws
+from engine.jobs.directions import DragGains, direction_targets, resolve_method, solve_targets
+from engine.jobs.render import (
+    AttributeReadJob,
+    LatentJob,
+    RenderJob,
+    cached_model,
+    drag_gains,
+    read_condition,
+    worker_ws,
+)
 from engine.project import EditState, ProjectError, read_project, save_project
 from engine.worker import InlineContext
 
@@ -73,6 +83,37 @@ def test_the_closed_loop_reaches_a_target_the_open_loop_overshoots_or_misses():
     miss_open = (measure(open_loop)[:, 0] - target).abs().mean()
     miss_closed = (measure(closed)[:, 0] - target).abs().mean()
     assert miss_closed < 0.3 * miss_open and miss_closed < 0.03
+
+
+def test_a_carried_gain_scales_the_open_loop_move_and_a_drag_then_needs_no_pass_of_its_own():
+    D, measure, w0, c0 = _toy_faces(2, 16)
+    target = (c0[:, 0] + 0.2).clamp(max=0.9)
+    _, beta1 = solve_edit(D, w0, c0, {0: target})
+    _, beta2 = solve_edit(D, w0, c0, {0: target}, gain=torch.full((16, 1), 2.0))
+    torch.testing.assert_close(beta2[:, 0], beta1[:, 0] / 2)
+    with pytest.raises(ValueError, match="gain"):
+        solve_edit(D, w0, c0, {0: target}, gain=torch.ones(16, 3))
+    f64 = dict(dtype=torch.float64)
+    gain = secant_gain(torch.tensor([[0.5, 0.01, -2.0]], **f64), torch.tensor([[1.0, 5.0, -100.0]], **f64),
+                       torch.ones(3, **f64), torch.full((1, 3), 0.7, **f64))
+    assert gain.tolist() == [[2.0, 0.7, GAIN_RANGE[1]]]  # measured, too small a step to tell, clamped
+
+    calls = []
+
+    def counted(ws):
+        calls.append(len(ws))
+        return measure(ws)
+
+    gains, frames = DragGains(D), []
+    for f in range(1, 6):  # a drag: each frame asks a little more; the face shown is read after it is made
+        calls.clear()
+        aim = c0[:, 0] + (target - c0[:, 0]) * f / 5
+        w = solve_targets(D, w0, c0, {0: aim}, free=[1, 2], measure=counted, live=True, gains=gains, key=f)
+        frames.append((len(calls), (measure(w)[:, 0] - aim).abs().mean()))
+        gains.shown(f, measure(w))
+    assert [n for n, _ in frames] == [1, 0, 0, 0, 0]  # only the first frame reads a face of its own
+    open_miss = (measure(solve_edit(D, w0, c0, {0: target})[0])[:, 0] - target).abs().mean()
+    assert frames[-1][1] < 0.5 * open_miss  # the carried gain corrects the open loop as a pass would
 
 
 def test_locks_hold_the_locked_entries_while_the_edit_reaches_its_target():
@@ -233,3 +274,27 @@ def test_a_project_written_before_the_choice_reads_as_the_flow(tmp_path):
     with pytest.raises(ProjectError, match="edit method"):
         EditState(edit_method="magic")
 
+
+
+def test_a_drag_on_the_embedded_default_reads_each_shown_frame_and_solves_the_next_without_a_pass(ctx, monkeypatch):
+    import engine.jobs.render as render
+
+    calls = []
+    make = render.reader
+    monkeypatch.setattr(render, "reader", lambda *a: (lambda ws, m=make(*a): (calls.append(len(ws)), m(ws))[1]))
+    face = EditState(seed=14)
+    age = STYLEFLOW.index("age")
+    base = float(AttributeReadJob(face)(ctx).base[age])
+    G = cached_model(ctx, face.model)
+    tools = render.cached_tools(ctx, face)
+    counts, misses = [], []
+    for k in range(1, 6):
+        state = face.replace(edits=(AttributeEdit("attribute", "age", base + 3.0 * k),))
+        calls.clear()
+        frame = RenderJob(state, live=True)(ctx)
+        counts.append(len(calls))
+        read = read_condition(tools.estimator, frame.image, layout=tools.layout)[0, age]
+        misses.append(abs(float(read) - (base + 3.0 * k)))
+    assert frame.live and counts == [1, 0, 0, 0, 0]
+    assert drag_gains(ctx, G, face).gain((age,)) is not None
+    assert misses[-1] < 0.35 * 15.0  # the last frame reads within a third of the 15 years asked
