@@ -6,7 +6,8 @@ their own reading plus or minus the step. Methods:
 
 * ``directions``: the editor's default (``engine.jobs.directions.solve_targets``): the model's measured
   directions, settled (the frame shown once a slider is let go);
-* ``directions_live``: the same while the slider is held (fewer closed-loop passes);
+* ``directions_live``: the first frame while the slider is held (one secant pass; the frames after it carry its
+  gain instead, ``engine.jobs.directions.DragGains``);
 * ``directions_locked``: settled with the other 7 attributes locked;
 * ``flow`` / ``flow_locked``: StyleFlow's edit (``apply_edits``, fast solver, the layout's W+ rows), without and with
   the locks (``--no-flow`` skips them);
