@@ -176,8 +176,8 @@ class PhotoPanel(QWidget):
         self.method.addItems(list(METHODS))
         self.steps = QSpinBox(minimum=10, maximum=5000, singleStep=50, value=PHOTO_STEPS, suffix=" steps",
                               toolTip="Optimiser steps for a new inversion; more is closer and slower")
-        self.tuning = QComboBox(toolTip="What follows the fit. The tuned weights are stored with the project; Refine "
-                                        "or a new inversion drops the tuning")
+        self.tuning = QComboBox(toolTip="What follows the fit (and a Refine). The tuned weights are stored with the "
+                                        "project; a refined latent is tuned again")
         for key, (label, tip) in TUNINGS.items():
             self.tuning.addItem(label, key)
             self.tuning.setItemData(self.tuning.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
@@ -185,7 +185,8 @@ class PhotoPanel(QWidget):
         self.invert_button.setToolTip("Fit the generator's latent to the chosen face (Ctrl+I)")
         self.refine_button = QPushButton("Refine")
         self.refine_button.setToolTip("Run the optimiser further from the current inversion and keep its best step "
-                                      "(never worse than now); your mixing and attribute edits stay on top of it")
+                                      "(never a worse fit than now), then tune the generator again as chosen below; "
+                                      "your mixing and attribute edits stay on top of it")
         self.stop_button = QToolButton(icon=icon("stop"), toolTip="Stop now and keep the result so far")
         self.cancel_button = QToolButton(icon=icon("cancel"), toolTip="Cancel and discard this inversion (Esc)")
         self.progress = QProgressBar(textVisible=True)
@@ -543,17 +544,25 @@ class PhotoPanel(QWidget):
         self._aligned = outcome.aligned
         self.aligned.emit(outcome.aligned)
         if outcome.refine:
-            self._refined(outcome, job)
+            if self._refined(outcome, job) and self._tune_after(outcome):
+                return
         else:
             self._doc.edit(f"Invert {ref.name}", model=outcome.state.model, base=outcome.state.base,
                            noise_maps=outcome.state.noise_maps, photo=ref, rows=(), edits=(), locks=(), tuning=None)
             self.message.emit(f"{ref.name} inverted: PSNR {outcome.psnr:.1f} dB — the sliders now edit the photo")
-            mode = self.tuning.currentData()
-            if mode != "off" and outcome.steps > 0 and not outcome.stopped:  # an encoder-only guess stays instant
-                self.start_tuning(quick_tuning(outcome.seconds) if mode == "quick" else self.tune_settings)
+            if self._tune_after(outcome):
                 return
         self._show_readout()
         self._set_running(False)
+
+    def _tune_after(self, outcome: InversionOutcome) -> bool:
+        """Start the chosen tuning after a fit that gave the document a new photo latent (not after an encoder-only
+        guess, which stays instant, nor a stopped fit); whether one started."""
+        mode = self.tuning.currentData()
+        if mode == "off" or outcome.steps == 0 or outcome.stopped:
+            return False
+        self.start_tuning(quick_tuning(outcome.seconds) if mode == "quick" else self.tune_settings)
+        return True
 
     def start_tuning(self, settings: TuneSettings | None = None) -> None:
         """Tune the generator around the document's photo latent with ``settings`` (None: "Keep the person"'s,
@@ -597,22 +606,24 @@ class PhotoPanel(QWidget):
         self._show_readout()
         self.message.emit("Keep the person cancelled: the inversion is kept without the tuning")
 
-    def _refined(self, outcome: InversionOutcome, job: InvertJob | None) -> None:
-        """Apply a refine: only the photo latent (and its noise maps) changes; every edit on top of it stays."""
+    def _refined(self, outcome: InversionOutcome, job: InvertJob | None) -> bool:
+        """Apply a refine: only the photo latent (and its noise maps) changes, its tuning is dropped (the chosen
+        tuning then runs again); every edit on top of it stays. Whether the latent changed."""
         st, name = self._doc.state, outcome.state.photo.name
         if job is None or photo_latent(st) != photo_latent(job.state):
             self.message.emit(f"The face changed while {name} was refined: the refinement was not used")
-            return
+            return False
         kept = kept_edits_text(st)
         kept = f"; {kept}" if kept else ""
         if outcome.kept_step == 0:
             self.message.emit(f"Refine found no better fit in {outcome.steps} steps: {name} is kept as it was "
                               f"(PSNR {outcome.start_psnr:.1f} dB){kept}")
-            return
+            return False
         self._doc.edit(f"Refine {name}", base=outcome.state.base, noise_maps=outcome.state.noise_maps, tuning=None)
         best = f" (best at step {outcome.kept_step})" if outcome.kept_step < outcome.steps else ""
         self.message.emit(f"Refined {name} {outcome.steps} more steps: PSNR {outcome.start_psnr:.1f} → "
                           f"{outcome.psnr:.1f} dB{best}{kept}")
+        return True
 
     def _on_step(self, step: InversionStep) -> None:
         if step.aligned is not None:

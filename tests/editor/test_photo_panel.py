@@ -285,3 +285,10 @@ def test_a_new_panel_fits_briefly_then_tunes_for_the_rest_of_the_round_trips_tim
     qtbot.waitUntil(lambda: doc.state.tuning is not None and not panel.running(), timeout=90000)
     assert len(asked) == 1 and asked[0] == quick_tuning(panel.last_outcome.seconds)
     assert doc.undo_stack.count() == 2 and doc.undo_stack.undoText().startswith("Keep the person")
+    tuned = doc.state
+    panel.refine_button.click()  # a refined latent is tuned again: the tuning made for the old one would not fit it
+    qtbot.waitUntil(lambda: len(asked) == 2 and doc.state.tuning is not None and not panel.running(), timeout=90000)
+    refine = panel.last_outcome
+    assert refine.refine and refine.kept_step > 0 and asked[1] == quick_tuning(refine.seconds)
+    assert doc.state.base != tuned.base and doc.state.tuning != tuned.tuning
+    assert doc.undo_stack.count() == 4 and doc.undo_stack.undoText().startswith("Keep the person")
