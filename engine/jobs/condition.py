@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.algorithms.flow_layout import ConditionLayout
-from engine.jobs.render import cached_model, cached_tools, estimator_condition, flow_condition
+from engine.jobs.render import cached_tools, estimator_condition, flow_condition, state_model
 from engine.project import EditState
 from engine.worker import JobContext
 
@@ -41,7 +41,7 @@ class FlowReadJob:
 
     def __call__(self, ctx: JobContext) -> FlowReading:
         t0 = time.perf_counter()
-        G = cached_model(ctx, self.state.model)
+        G = state_model(ctx, self.state)  # the face as shown: tuned when the state has a tuning
         tools = cached_tools(ctx, self.state)
         start = estimator_condition(ctx, G, self.state, tools)
         ctx.progress(0.0, "Reading the attributes from the flow…")

@@ -597,7 +597,7 @@ class LatentJob:
     state: EditState
 
     def __call__(self, ctx: JobContext) -> np.ndarray:
-        G = cached_model(ctx, self.state.model)
+        G = state_model(ctx, self.state)
         return worker_ws(ctx, G, self.state)[0][0].cpu().numpy().astype(np.float32)
 
 
@@ -626,7 +626,7 @@ class AttributeReadJob:
     state: EditState
 
     def __call__(self, ctx: JobContext) -> AttributeReading:
-        G = cached_model(ctx, self.state.model)
+        G = state_model(ctx, self.state)  # the face as shown: tuned when the state has a tuning
         tools = cached_tools(ctx, self.state)
         cond0 = cached_condition(ctx, G, self.state, tools)
         target, current = cond0, estimator_condition(ctx, G, self.state, tools)  # the flow's reading may start it

@@ -224,3 +224,26 @@ def test_the_invert_command_writes_the_round_trip(model_path, photo_path, tmp_pa
 
     assert main(argv[:6] + ["--face", "2", "--quiet"]) == 2
     assert "face" in capsys.readouterr().err
+
+
+def test_the_attribute_readout_and_latent_of_a_tuned_photo_come_from_the_tuned_face_shown(tmp_path):
+    from engine.algorithms.pivotal import TuneSettings
+    from engine.jobs.photo import TuneJob
+    from engine.jobs.render import AttributeReadJob, LatentJob, RenderJob, cached_tools, read_condition
+    from engine.photos.align import face_transform
+
+    ctx = Ctx()
+    astronaut = str(DATA / "astronaut_face.png")
+    scan = ScanJob(astronaut, EditState())(ctx)
+    transform = face_transform(scan.faces[0], size=scan.size, recipe=scan.recipe)
+    fit = InvertJob(EditState(), astronaut, transform, InversionSettings(steps=10))(ctx)
+    tuned = TuneJob(fit.state, settings=TuneSettings(steps=20, seconds=None), folder=str(tmp_path))(ctx).state
+    tools = cached_tools(ctx, tuned)
+    edited = tuned.replace(edits=(AttributeEdit("attribute", "age", 60.0),))
+    for state in (tuned, edited):  # read first, so that nothing else has solved or read these states before
+        reading, latent = AttributeReadJob(state)(ctx), LatentJob(state)(ctx)
+        shown = RenderJob(state)(ctx).image
+        np.testing.assert_allclose(reading.current, read_condition(tools.estimator, shown, layout=tools.layout)[0],
+                                   rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(latent, LatentJob(state)(ctx))
+    assert not np.allclose(AttributeReadJob(tuned)(ctx).current, AttributeReadJob(fit.state)(ctx).current)
