@@ -56,7 +56,7 @@ PREVIEW_EVERY = 10
 # The photo round trip's defaults (the editor's photo panel, ``main.py invert``, ``benchmarks/inversion.py --photos``):
 # a short fit of the latent, then the generator tuned around it ("keep the person") for what is left of
 # PHOTO_SECONDS. On the astronaut photo (2-core CPU, 1 engine thread) W+ alone reaches 26.2 dB in 400 steps (11.9 s;
-# 28.3 dB takes 1500 steps, 39 s) with an identity distance of 0.59, at dlib's same-person threshold; 150 steps
+# 28.3 dB takes 1500 steps, 39 s) with an identity distance of 0.56, near dlib's same-person threshold; 150 steps
 # (4.6 s) then 5 s of tuning reach 31.1 dB, SSIM 0.92, identity 0.30, and 12 s of tuning 33.9 dB.
 PHOTO_STEPS = 150
 PHOTO_SECONDS = 10.0
