@@ -135,9 +135,13 @@ class DragGains:
         """A live solve of the frame ``key`` took steps ``beta`` [B, K] from the reading ``cond0`` [B, K]."""
         self._pending = (key, entries, beta[:, list(entries)].double(), cond0[:, list(entries)].double())
 
+    def waits_for(self, key) -> bool:
+        """Whether the newest live solve was the frame ``key``'s and its reading is wanted (``shown``)."""
+        return self._pending is not None and self._pending[0] == key and bool(self._pending[1])
+
     def shown(self, key, read: torch.Tensor) -> None:
         """The frame ``key`` reads ``read`` [B, K]: the gain of its solve, for the next frame's."""
-        if self._pending is None or self._pending[0] != key or not self._pending[1]:
+        if not self.waits_for(key):
             return
         _, entries, beta, start = self._pending
         cols = list(entries)

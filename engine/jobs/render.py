@@ -534,10 +534,11 @@ class RenderJob:
         res = preview_resolution(G, self.preview_limit)
         live = self.live and quick_differs(ctx, G, self.state)
         image = render_in_worker(ctx, self.state, max_resolution=res, live=live)
-        if live and self.state.translation is None and image.shape[0] == G.img_resolution:
-            tools = cached_tools(ctx, self.state)  # the frame shown measures the next live frame's gain
-            drag_gains(ctx, G, self.state).shown(self.state, read_condition(tools.estimator, image,
-                                                                            layout=tools.layout))
+        gains = drag_gains(ctx, G, self.state) if live else None
+        if gains is not None and gains.waits_for(self.state) and self.state.translation is None \
+                and image.shape[0] == G.img_resolution:  # the frame shown measures the next live frame's gain
+            tools = cached_tools(ctx, self.state)
+            gains.shown(self.state, read_condition(tools.estimator, image, layout=tools.layout))
         ms = (time.perf_counter() - t0) * 1e3
         log.debug("rendered %s in %.1f ms", "a frame" if res is None else f"a {res} px preview", ms)
         return RenderResult(self.state, image, res is None, ms, str(ctx.device), precision_name(G.precision), live)

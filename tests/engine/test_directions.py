@@ -297,4 +297,9 @@ def test_a_drag_on_the_embedded_default_reads_each_shown_frame_and_solves_the_ne
         misses.append(abs(float(read) - (base + 3.0 * k)))
     assert frame.live and counts == [1, 0, 0, 0, 0]
     assert drag_gains(ctx, G, face).gain((age,)) is not None
+    reads = []
+    read = render.read_condition
+    monkeypatch.setattr(render, "read_condition", lambda *a, **k: (reads.append(1), read(*a, **k))[1])
+    RenderJob(state, live=True)(ctx)  # the same frame again: its solve is memoised, no reading is waited for
+    assert reads == [] and calls == []
     assert misses[-1] < 0.35 * 15.0  # the last frame reads within a third of the 15 years asked
