@@ -199,8 +199,8 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
     entries of ``hold`` ({entry: value}, held softly with ``hold_weight``; a face with held entries takes every
     pass), the first from ``w0`` itself without ``open_loop`` (the calibrated response does not know how this face
     trades one entry for another), each move damped more the longer it is
-    (``LENGTH_FREE``); ``gain`` [B, S] (the targets in entry order) starts the secant passes and the open-loop move
-    from a gain measured before (``secant_gain``: a slider's previous frame) instead of calibration's 1;
+    (``LENGTH_FREE``); ``gain`` [B, K] (one per entry; the targets' are used) starts the secant passes and the
+    open-loop move from a gain measured before (``secant_gain``: a slider's previous frame) instead of calibration's 1;
     ``weights`` ({entry: weight}) overrides the weight of a
     target's reading error in that step (1 by default: a lock is a target held harder), and the targets in ``guard``
     end within ``GUARD_SD`` of theirs (``_pull_back``: the edit falls short instead). Entries that are not
@@ -254,9 +254,10 @@ def solve_edit(directions: Directions, w0: torch.Tensor, cond0: torch.Tensor,
 
     if gain is None:
         gain = torch.ones_like(goal)  # [B, S]: each move's effect on its own entry at this face, against calibration
-    elif gain.shape != goal.shape:
-        raise ValueError(f"the starting gain must be [{b}, {len(index)}] (one per target), got {tuple(gain.shape)}")
-    gain = gain.to(goal)
+    elif gain.shape != (b, k):
+        raise ValueError(f"the starting gain must be [{b}, {k}] (one per entry), got {tuple(gain.shape)}")
+    else:
+        gain = gain.to(goal)[:, index]
     last_beta, last_read = torch.zeros_like(goal), cond0[:, index].double()
     w = w0
     if open_loop or not local:

@@ -115,38 +115,36 @@ def direction_targets(layout: ConditionLayout, cond0: torch.Tensor, edits: Seque
 
 
 class DragGains:
-    """One face's live solves, frame to frame while a slider is held: the secant gain [B, S] last measured for each
+    """One face's live solves, frame to frame while a slider is held: the secant gain [B, K] last measured for each
     set of targeted entries, and the newest live solve's steps waiting for the reading of the frame it made."""
 
     def __init__(self, directions: Directions):
         self._scale = directions.scale.double().cpu()
-        self._editable = directions.editable
         self._gains: dict[tuple[int, ...], torch.Tensor] = {}
         self._pending: tuple[object, tuple[int, ...], torch.Tensor, torch.Tensor] | None = None
 
-    def entries(self, targets: dict[int, torch.Tensor]) -> tuple[int, ...]:
-        """The entries a solve of ``targets`` moves (``solve_edit``'s order: editable ones, sorted)."""
-        return tuple(sorted(i for i in targets if self._editable[i]))
-
     def gain(self, entries: tuple[int, ...]) -> torch.Tensor | None:
+        """The gain [B, K] measured for a solve of the targets ``entries``; None before one was shown."""
         return self._gains.get(entries)
 
     def solved(self, key, entries: tuple[int, ...], beta: torch.Tensor, cond0: torch.Tensor) -> None:
-        """A live solve of the frame ``key`` took steps ``beta`` [B, K] from the reading ``cond0`` [B, K]."""
-        self._pending = (key, entries, beta[:, list(entries)].double(), cond0[:, list(entries)].double())
+        """A live solve of the targets ``entries`` for the frame ``key`` took steps ``beta`` [B, K] from the reading
+        ``cond0`` [B, K]."""
+        self._pending = (key, entries, beta.double().cpu(), cond0.double().cpu())
 
     def waits_for(self, key) -> bool:
-        """Whether the newest live solve was the frame ``key``'s and its reading is wanted (``shown``)."""
-        return self._pending is not None and self._pending[0] == key and bool(self._pending[1])
+        """Whether the newest live solve was the frame ``key``'s and moved the face, so that its reading is wanted
+        (``shown``)."""
+        return self._pending is not None and self._pending[0] == key and bool(self._pending[2].any())
 
     def shown(self, key, read: torch.Tensor) -> None:
-        """The frame ``key`` reads ``read`` [B, K]: the gain of its solve, for the next frame's."""
+        """The frame ``key`` reads ``read`` [B, K]: the gain of its solve, for the next frame's (an entry that did
+        not move keeps the gain it had)."""
         if not self.waits_for(key):
             return
         _, entries, beta, start = self._pending
-        cols = list(entries)
         prior = self._gains.get(entries, torch.ones_like(beta))
-        self._gains[entries] = secant_gain(beta, read[:, cols].double().cpu() - start.cpu(), self._scale[cols], prior)
+        self._gains[entries] = secant_gain(beta, read.double().cpu() - start, self._scale, prior)
         self._pending = None
 
 
@@ -160,7 +158,7 @@ def solve_targets(directions: Directions, w: torch.Tensor, cond0: torch.Tensor, 
     entries (the attributes not asked for) softly near their start and the ``locked`` targets with
     ``LOCK_WEIGHT``, guarded (the edit falls short rather than a lock drifts). -> [B, num_ws, w_dim]"""
     if live:
-        entries = gains.entries(targets) if gains is not None else ()
+        entries = tuple(sorted(targets))
         gain = gains.gain(entries) if gains is not None else None
         moved, beta = solve_edit(directions, w, cond0, targets, passes=DRAG_PASSES if gain is None else 0,
                                  measure=measure, gain=gain)

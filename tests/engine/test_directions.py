@@ -89,10 +89,10 @@ def test_a_carried_gain_scales_the_open_loop_move_and_a_drag_then_needs_no_pass_
     D, measure, w0, c0 = _toy_faces(2, 16)
     target = (c0[:, 0] + 0.2).clamp(max=0.9)
     _, beta1 = solve_edit(D, w0, c0, {0: target})
-    _, beta2 = solve_edit(D, w0, c0, {0: target}, gain=torch.full((16, 1), 2.0))
+    _, beta2 = solve_edit(D, w0, c0, {0: target}, gain=torch.full((16, 3), 2.0))
     torch.testing.assert_close(beta2[:, 0], beta1[:, 0] / 2)
     with pytest.raises(ValueError, match="gain"):
-        solve_edit(D, w0, c0, {0: target}, gain=torch.ones(16, 3))
+        solve_edit(D, w0, c0, {0: target}, gain=torch.ones(16, 1))
     f64 = dict(dtype=torch.float64)
     gain = secant_gain(torch.tensor([[0.5, 0.01, -2.0]], **f64), torch.tensor([[1.0, 5.0, -100.0]], **f64),
                        torch.ones(3, **f64), torch.full((1, 3), 0.7, **f64))
