@@ -87,7 +87,7 @@ def _reading(estimator, image) -> dict:
 def photo_rows(folder: Path, *, pti: bool, pti_steps: int | None) -> list[dict]:
     """One row per photo in ``folder`` with a face, its best face inverted into the embedded default as the editor
     does by default: ``round_trip`` is the fit (encoder guess, then ``PHOTO_STEPS`` optimiser steps: ``fit``) and the
-    quick tuning (``quick_tuning``) for the rest of ``PHOTO_SECONDS``; ``fit_only_400`` the previous default (400
+    quick tuning (``tuning_after``) for the rest of ``PHOTO_SECONDS``; ``fit_only_400`` the previous default (400
     steps, no tuning) for comparison. PSNR/SSIM against the aligned photo, wall and CPU time; identity distances
     (dlib, when installed) to the aligned photo of the reconstruction and to the photo of the pasted-back photo
     (square feather and seamless, unedited and after an age edit of +AGE_EDIT years); the estimator's readings of
@@ -100,7 +100,7 @@ def photo_rows(folder: Path, *, pti: bool, pti_steps: int | None) -> list[dict]:
     from engine.algorithms.pivotal import TuneSettings
     from engine.algorithms.projection import InversionSettings
     from engine.assets import default_estimator_path, default_generator_path
-    from engine.jobs.photo import PHOTO_STEPS, InvertJob, PasteJob, ScanJob, TuneJob, quick_tuning
+    from engine.jobs.photo import PHOTO_STEPS, InvertJob, PasteJob, ScanJob, TuneJob, tuning_after
     from engine.jobs.render import AttributeReadJob
     from engine.models.estimator import load_estimator
     from engine.photos.align import face_transform
@@ -134,7 +134,8 @@ def photo_rows(folder: Path, *, pti: bool, pti_steps: int | None) -> list[dict]:
         old, old_wall, old_cpu = timed(InvertJob(state, str(path), transform, InversionSettings()))
         fit, fit_wall, fit_cpu = timed(InvertJob(state, str(path), transform,
                                                  dataclasses.replace(InversionSettings(), steps=PHOTO_STEPS)))
-        tuned, tune_wall, tune_cpu = timed(TuneJob(fit.state, settings=quick_tuning(fit_wall), folder=tunings))
+        quick = tuning_after(fit, "quick", person=TuneSettings())  # as the editor decides it
+        tuned, tune_wall, tune_cpu = timed(TuneJob(fit.state, settings=quick, folder=tunings))
         out = dataclasses.replace(fit, state=tuned.state, image=tuned.image, psnr=tuned.psnr, ssim=tuned.ssim)
         reading = AttributeReadJob(out.state)(ctx)
         layout = reading.layout

@@ -67,6 +67,7 @@ from engine.jobs.models import ROLE_NAMES, ROLES, ModelFacts, ModelsJob, Pairing
 from engine.jobs.photo import (
     PHOTO_SECONDS,
     PHOTO_STEPS,
+    TUNINGS,
     InversionOutcome,
     InversionStep,
     InvertJob,
@@ -80,6 +81,7 @@ from engine.jobs.photo import (
     TuneOutcome,
     photo_latent,
     quick_tuning,
+    tuning_after,
 )
 from engine.jobs.render import (
     AttributeReading,
@@ -149,7 +151,7 @@ __all__ = [
     "AttributeReadJob", "AttributeReading", "FlowReadJob", "FlowReading", "FlowProbeJob", "FlowProbe",
     "ScanJob", "PhotoScan", "InvertJob", "InversionStep", "InversionOutcome", "PasteJob", "PasteResult",
     "ReconstructionJob", "Reconstruction", "photo_latent", "TuneJob", "TuneOutcome", "TuneSettings",
-    "PHOTO_STEPS", "PHOTO_SECONDS", "quick_tuning",
+    "PHOTO_STEPS", "PHOTO_SECONDS", "TUNINGS", "quick_tuning", "tuning_after",
     "ModelsJob", "ModelFacts", "PairJob", "Pairing", "ROLES", "ROLE_NAMES",
     "TargetJob", "TargetInfo", "StyleGridJob", "StyleGrid", "SourceRenderJob", "SourceRender", "DistanceJob",
     "ModelDistance", "DISTANCE_LATENTS", "SamplesExportJob", "TranslateFolderJob", "FolderSummary",

@@ -61,7 +61,7 @@ from engine import (
     box_transform,
     face_transform,
     photo_latent,
-    quick_tuning,
+    tuning_after,
 )
 
 SCAN_SLOT, INVERT_SLOT, PASTE_SLOT, QUALITY_SLOT = "photo-scan", "photo-invert", "photo-paste", "photo-quality"
@@ -77,7 +77,7 @@ METHODS = {  # label -> (use the encoder, run the optimiser)
     "Encoder only (instant)": (True, False),
 }
 ONE_PASS = "Encoder only (instant)"  # what a model with an e4e encoder starts with: Refine runs the optimiser after
-TUNINGS = {  # key -> (label, tooltip); the first is the default
+TUNING_LABELS = {  # engine.TUNINGS key -> (label, tooltip); the first is the default
     "quick": ("Quick tuning (10 s in all)", "After the fit, tune the generator itself around the found latent until "
                                             "the whole inversion has taken about 10 s (pivotal tuning): the face "
                                             "keeps much more of this person"),
@@ -178,7 +178,7 @@ class PhotoPanel(QWidget):
                               toolTip="Optimiser steps for a new inversion; more is closer and slower")
         self.tuning = QComboBox(toolTip="What follows the fit (and a Refine). The tuned weights are stored with the "
                                         "project; a refined latent is tuned again")
-        for key, (label, tip) in TUNINGS.items():
+        for key, (label, tip) in TUNING_LABELS.items():
             self.tuning.addItem(label, key)
             self.tuning.setItemData(self.tuning.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.invert_button = QPushButton(icon("invert"), "Invert")
@@ -556,13 +556,12 @@ class PhotoPanel(QWidget):
         self._set_running(False)
 
     def _tune_after(self, outcome: InversionOutcome) -> bool:
-        """Start the chosen tuning after a fit that gave the document a new photo latent (not after an encoder-only
-        guess, which stays instant, nor a stopped fit); whether one started."""
-        mode = self.tuning.currentData()
-        if mode == "off" or outcome.steps == 0 or outcome.stopped:
-            return False
-        self.start_tuning(quick_tuning(outcome.seconds) if mode == "quick" else self.tune_settings)
-        return True
+        """Start the chosen tuning after a fit that gave the document a new photo latent (``tuning_after``: none
+        after an encoder-only guess, which stays instant, nor after a stopped fit); whether one started."""
+        settings = tuning_after(outcome, self.tuning.currentData(), person=self.tune_settings)
+        if settings is not None:
+            self.start_tuning(settings)
+        return settings is not None
 
     def start_tuning(self, settings: TuneSettings | None = None) -> None:
         """Tune the generator around the document's photo latent with ``settings`` (None: "Keep the person"'s,

@@ -23,13 +23,14 @@ from engine.files.images import save_png
 from engine.jobs.photo import (
     PHOTO_SECONDS,
     PHOTO_STEPS,
+    TUNINGS,
     InversionOutcome,
     InvertJob,
     PasteJob,
     PhotoScan,
     ScanJob,
     TuneJob,
-    quick_tuning,
+    tuning_after,
 )
 from engine.photos.align import AlignTransform, box_transform, face_transform, whole_image_transform
 from engine.photos.read import Photo
@@ -38,7 +39,6 @@ from engine.project import EditState, save_project
 log = logging.getLogger(__name__)
 
 METHODS = {"encoder+optimiser": (True, True), "optimiser": (False, True), "encoder": (True, False)}
-TUNES = ("quick", "person", "off")
 
 DESCRIPTION = ("Find the face in a photo (or take a box, or the whole image), align it the way the model's training "
                "faces were and invert it into the generator: the encoder's guess, then the optimiser, then (by "
@@ -130,9 +130,9 @@ def cmd_invert(args) -> int:
     tune = "person" if args.keep_person else args.tune
     scan, out = invert_photo(ctx, bar, state, args, until=0.6 if tune != "off" else 0.95)
     tuned = None
-    if tune != "off" and out.steps > 0:  # an encoder-only guess stays a guess
-        settings = (quick_tuning(out.seconds) if tune == "quick" else
-                    TuneSettings(steps=args.keep_person_steps, seconds=args.keep_person_seconds))
+    settings = tuning_after(out, tune, person=TuneSettings(steps=args.keep_person_steps,
+                                                           seconds=args.keep_person_seconds))
+    if settings is not None:
         tuned = bar.run(TuneJob(out.state, settings=settings, folder=str(Path(args.out) / "tunings")), ctx,
                         until=0.95)
         out = dataclasses.replace(out, state=tuned.state, image=tuned.image, psnr=tuned.psnr, ssim=tuned.ssim)
@@ -171,7 +171,7 @@ def add_command(sub: argparse._SubParsersAction, *, help: str) -> None:
     p.add_argument("--out", required=True, metavar="FOLDER", help="output folder")
     add_face_arguments(p)
     add_inversion_arguments(p, steps=PHOTO_STEPS)
-    p.add_argument("--tune", choices=TUNES, default="quick",
+    p.add_argument("--tune", choices=TUNINGS, default="quick",
                    help="after the fit, tune the generator around the found latent so that it renders this photo "
                         f"more faithfully (pivotal tuning): quick (default) until the inversion has taken "
                         f"{PHOTO_SECONDS:g} s in all, person for --keep-person-steps / --keep-person-seconds, off "

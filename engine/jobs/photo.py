@@ -67,10 +67,23 @@ REFINE_LR_SCALE = 0.1  # Refine's step size against a fresh inversion's: from a 
 # steps reach 26.20 / 26.41 dB (at full size: 26.15, nothing better, / 26.49; at 0.03: 26.19 / 26.35)
 
 
+TUNINGS = ("quick", "person", "off")  # what follows a fit: the quick tuning, "keep the person"'s, none
+
+
 def quick_tuning(fit_seconds: float, *, budget: float = PHOTO_SECONDS) -> TuneSettings:
     """The default round trip's tuning after a fit that took ``fit_seconds``: ``TuneSettings``' steps, stopped so
     that the fit and the tuning together take ``budget`` seconds (at least ``MIN_TUNE_SECONDS`` of tuning)."""
     return TuneSettings(seconds=max(MIN_TUNE_SECONDS, budget - fit_seconds - TUNE_FINISH_SECONDS))
+
+
+def tuning_after(outcome: InversionOutcome, mode: str, *, person: TuneSettings) -> TuneSettings | None:
+    """The tuning ``mode`` (one of ``TUNINGS``) asks after the fit ``outcome``: ``quick_tuning`` of its time, or
+    ``person``; None for ``'off'``, and after an encoder-only guess (it stays instant) or a stopped fit."""
+    if mode not in TUNINGS:
+        raise ValueError(f"the tuning must be one of {TUNINGS}, got {mode!r}")
+    if mode == "off" or outcome.steps == 0 or outcome.stopped:
+        return None
+    return quick_tuning(outcome.seconds) if mode == "quick" else person
 
 
 def alignment_recipe(G: Generator) -> str:

@@ -269,13 +269,14 @@ def test_keep_the_person_tunes_after_the_inversion_as_a_second_undo_step(qtbot, 
 
 def test_a_new_panel_fits_briefly_then_tunes_for_the_rest_of_the_round_trips_time(qtbot, tiny_state, bridge,
                                                                                  tmp_path, monkeypatch):
-    from engine import PHOTO_STEPS, quick_tuning
+    from engine import PHOTO_STEPS, TUNINGS, quick_tuning
 
     monkeypatch.setenv("FACE_EDITOR_TUNING_DIR", str(tmp_path / "tunings"))
     doc = Document(tiny_state)
     panel = PhotoPanel(doc, bridge)
     qtbot.addWidget(panel)
     assert panel.tuning.currentData() == "quick" and panel.steps.value() == PHOTO_STEPS
+    assert [panel.tuning.itemData(i) for i in range(panel.tuning.count())] == list(TUNINGS)
     panel.steps.setValue(10)  # a short fit: the tuning then has most of the budget (and stops at its steps first)
     panel.method.setCurrentText("Optimiser only")
     asked = []

@@ -215,3 +215,22 @@ def test_the_invert_command_tunes_quickly_by_default_and_not_with_tune_off(inver
     assert main(argv + ["--out", str(tmp_path / "off"), "--tune", "off"]) == 0
     state, extras = read_project(tmp_path / "off" / "me.fproj")
     assert state.tuning is None and "keep_person" not in extras["inversion"]
+
+
+def test_the_tuning_after_a_fit_follows_the_mode_and_never_tunes_a_guess_or_a_stopped_fit():
+    import dataclasses
+
+    from engine.jobs.photo import TUNINGS, InversionOutcome, quick_tuning, tuning_after
+
+    face = np.zeros((4, 4, 3), np.uint8)
+    fit = InversionOutcome(EditState(), face, face, psnr=25.0, ssim=0.8, steps=150, seconds=3.0, encoder=True,
+                           stopped=False, start_psnr=12.0, kept_step=150, refine=False)
+    person = TuneSettings(steps=7, seconds=None)
+    assert TUNINGS == ("quick", "person", "off")
+    assert tuning_after(fit, "quick", person=person) == quick_tuning(3.0)
+    assert tuning_after(fit, "person", person=person) is person
+    assert tuning_after(fit, "off", person=person) is None
+    assert tuning_after(dataclasses.replace(fit, steps=0), "quick", person=person) is None  # an encoder's guess
+    assert tuning_after(dataclasses.replace(fit, stopped=True), "person", person=person) is None
+    with pytest.raises(ValueError, match="tuning"):
+        tuning_after(fit, "slow", person=person)
